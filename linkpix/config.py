@@ -1,0 +1,190 @@
+"""The one typed configuration object, and the holder that reloads it when its file changes.
+
+Values come, highest first, from `LINKPIX_<KEY>` environment variables, a `.env` file beside
+`config.json`, `config.json` itself, then the defaults below. Every key is declared once here with its
+type and help text (the README lists them and a test keeps the two in step); an unknown or mistyped key
+stops start-up with a message that names it, instead of surfacing later as a strange failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "LINKPIX_"
+
+
+class Settings(BaseSettings):
+    """Server configuration. Paths are relative to the folder that holds `config.json`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True,
+                                      env_file_encoding="utf-8")
+
+    comfyui_url: str = Field("http://127.0.0.1:8188", description="Base URL of the ComfyUI server.")
+    workflow_path: str = Field("flux_schnell.json",
+                               description="Default workflow: a file name inside workflows_dir.")
+    workflows_dir: str = Field("workflows", description="Folder of API-format workflow files.")
+    data_dir: str = Field("data", description="Folder of shared JSON files (styles, placeholders, users).")
+    output_dir: str = Field("cache", description="Folder of cached images, one sub-folder per user.")
+    timeout: float = Field(300.0, gt=0, description="Seconds a generation may take before it is stopped.")
+    image_format: Literal["png", "jpeg", "webp"] = Field("png", description="Default output format.")
+    api_port: int = Field(4000, ge=1, le=65535, description="Port of the HTTP API.")
+    web_port: int = Field(8501, ge=1, le=65535, description="Port of the Gradio dashboard.")
+    network_access: bool = Field(False, description="false: listen on 127.0.0.1 only; true: on all interfaces.")
+    max_pixels: int = Field(4_194_304, gt=0, description="Largest width x height a request may ask for.")
+    max_prompt_chars: int = Field(4000, gt=0, description="Longest prompt accepted, in characters.")
+    cache_max_mb: float = Field(2048.0, ge=0, description="Cache size limit in MiB (0 = no limit).")
+    cache_max_age_days: float = Field(0.0, ge=0, description="Evict cached images older than this (0 = never).")
+    error_images: bool = Field(False, description="Always answer errors on image routes with a PNG of the message.")
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description="Origins allowed to call the JSON endpoints from a web page.")
+    threads: int = Field(32, ge=1, le=512, description="Worker threads of the WSGI server.")
+    max_pending: int = Field(64, ge=1, description="Most generations waiting at once before answering 429.")
+    api_keys: dict[str, str] = Field(default_factory=dict,
+                                     description="API key -> user name; required for state changes "
+                                                 "when network_access is on.")
+    signing_keys: list[str] = Field(default_factory=list,
+                                    description="HMAC keys for signed URLs (first signs, all verify).")
+    require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
+
+    @field_validator("comfyui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment must win over them.
+        return env_settings, dotenv_settings, init_settings
+
+    @property
+    def bind_host(self) -> str:
+        return "0.0.0.0" if self.network_access else "127.0.0.1"
+
+
+class LoadedConfig:
+    """Settings plus the folder they are relative to."""
+
+    def __init__(self, settings: Settings, base_dir: Path) -> None:
+        self.settings = settings
+        self.base_dir = base_dir
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path against the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def workflows_dir(self) -> Path:
+        return self.path(self.settings.workflows_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.settings.data_dir)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.settings.output_dir)
+
+
+def _format_validation(err: ValidationError, source: Path) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "?"
+        got = e.get("input")
+        hint = f" (got {got!r})" if not isinstance(got, dict) else ""
+        parts.append(f"'{key}': {e['msg']}{hint}; set it in {source.name} or {ENV_PREFIX}{key.upper()}")
+    return "invalid configuration: " + " | ".join(parts)
+
+
+def load_config(path: str | os.PathLike[str] = "config.json", overrides: dict[str, Any] | None = None,
+                use_env: bool = True) -> LoadedConfig:
+    """Read config.json (missing file = defaults), apply `.env` and environment, validate everything."""
+    path = Path(path).resolve()
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: must hold a JSON object of settings")
+    values.update(overrides or {})
+    env_file = path.parent / ".env"
+    kwargs: dict[str, Any] = {"_env_file": env_file if (use_env and env_file.exists()) else None}
+    try:
+        if use_env:
+            settings = Settings(**kwargs, **values)
+        else:
+            settings = _without_env(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, path)) from None
+    return LoadedConfig(settings, path.parent)
+
+
+def _without_env(values: dict[str, Any]) -> Settings:
+    """Build settings from explicit values only (tests must not be steered by the caller's shell)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    try:
+        return Settings(_env_file=None, **values)
+    finally:
+        os.environ.update(saved)
+
+
+class ConfigHolder:
+    """Gives the current configuration, reloading it when config.json changes on disk.
+
+    A reload that fails keeps the last good configuration and logs why, so a typo made in the
+    dashboard never takes the API down. The check is one `stat` call, cheap enough per request.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], overrides: dict[str, Any] | None = None,
+                 use_env: bool = True) -> None:
+        self._path = Path(path).resolve()
+        self._overrides = overrides or {}
+        self._use_env = use_env
+        self._lock = threading.Lock()
+        self._stamp = self._mtime()
+        self._config = load_config(self._path, self._overrides, use_env)
+        self.generation = 0
+
+    def _mtime(self) -> float | None:
+        try:
+            return self._path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def get(self) -> LoadedConfig:
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    self._reload(stamp)
+        return self._config
+
+    def _reload(self, stamp: float | None) -> None:
+        self._stamp = stamp
+        try:
+            self._config = load_config(self._path, self._overrides, self._use_env)
+            self.generation += 1
+            log.info("configuration reloaded from %s", self._path)
+        except ConfigError as exc:
+            log.error("keeping the previous configuration: %s", exc.message)

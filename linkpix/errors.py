@@ -1,0 +1,108 @@
+"""Errors as values: each carries the HTTP status and a message a person can act on.
+
+Every stage raises a `LinkPixError` subclass where the problem is known; one handler in the API turns
+it into the single JSON error shape `{"error": code, "message": ..., "details": ...}`. Keeping the status
+on the exception means no layer below the API needs to know about HTTP, yet nothing is mapped twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LinkPixError(Exception):
+    """Base class. `code` is a stable machine-readable name; `message` is for people."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+
+class BadRequest(LinkPixError):
+    """The request itself is wrong: a parameter, a name, a size."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(LinkPixError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(LinkPixError):
+    status = 404
+    code = "not_found"
+
+
+class QueueFull(LinkPixError):
+    """Too much work is waiting; the client should retry after `retry_after` seconds."""
+
+    status = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: int = 5, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class ConfigError(LinkPixError):
+    """A configuration or shared data file is invalid; raised at start-up or on reload."""
+
+    status = 500
+    code = "config_error"
+
+
+class WorkflowRejected(LinkPixError):
+    """ComfyUI refused the rendered workflow at validation time (POST /prompt answered 400)."""
+
+    status = 422
+    code = "workflow_rejected"
+
+    def __init__(self, message: str, node_errors: dict[str, Any] | None = None, error: Any = None) -> None:
+        super().__init__(message, {"node_errors": node_errors or {}, "comfyui_error": error})
+        self.node_errors = node_errors or {}
+        self.error = error
+
+
+class ExecutionFailed(LinkPixError):
+    """A node raised while ComfyUI ran the workflow."""
+
+    status = 502
+    code = "execution_failed"
+
+    def __init__(self, message: str, node_id: str | None = None, node_type: str | None = None,
+                 exception_type: str | None = None) -> None:
+        super().__init__(message, {"node_id": node_id, "node_type": node_type,
+                                   "exception_type": exception_type})
+        self.node_id = node_id
+        self.node_type = node_type
+        self.exception_type = exception_type
+
+
+class Interrupted(LinkPixError):
+    """The run was interrupted in ComfyUI (by us, a user, or another client)."""
+
+    status = 502
+    code = "interrupted"
+
+
+class BackendUnavailable(LinkPixError):
+    """ComfyUI cannot be reached or lost the prompt (for example it restarted)."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
+class GenerationTimeout(LinkPixError):
+    """The run took longer than the configured timeout; it was interrupted or dequeued."""
+
+    status = 504
+    code = "timeout"

@@ -1,0 +1,38 @@
+"""Shared fixtures: a running ComfyUI simulator on a loopback port, and a throw-away project folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from linkpix.simulator import SimulatorServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[SimulatorServer]:
+    """A fresh simulator per test (its own queue, history and files), with no step delay."""
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.0)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped config, data and workflows in a temporary folder, safe to modify."""
+    dest = tmp_path / "project"
+    dest.mkdir()
+    for name in ("data", "workflows"):
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("*.lock"))
+    shutil.copy(ROOT / "config.json", dest / "config.json")
+    (dest / "cache").mkdir()
+    return dest
