@@ -1,0 +1,285 @@
+"""Stage 1: a URL (path + query) or a JSON body becomes one typed `GenerationRequest`.
+
+This module checks what can be checked without the shared files: the shape of every field, names
+(user, workflow, styles) against their syntax, the seed policy, the output format and the input images.
+Checks that need the current files (does this style exist, is 5000 a valid width for this parameter,
+does the backend have that model) happen in `resolver.py`, against the files as they are at that moment.
+Values of workflow parameters stay raw here (strings from a URL, typed values from JSON); the resolver
+converts them with the definitions in `data/placeholders.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import BadRequest
+
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+STYLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
+OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+MAX_INPUT_IMAGES = 4
+MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024
+
+# Pollinations.ai query parameters that mean nothing here; links written for it keep working.
+DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
+# Keys with a meaning of their own (not workflow parameters).
+_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user"})
+# URL spellings of canonical parameter names. Other aliases (SillyTavern's `scale`...) are defined in
+# data/placeholders.json and mapped by the resolver, so that adding one needs no code change.
+_URL_ALIASES = {"negative": "negative_prompt", "neg": "negative_prompt"}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image to upload to ComfyUI before the run; `name` is content-addressed, so identical
+    uploads share one file and the name can go into the cache key."""
+
+    name: str
+    data: bytes
+
+    def __repr__(self) -> str:  # never dump megabytes into a log line
+        return f"InputImage(name={self.name!r}, {len(self.data)} bytes)"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a client asked for, validated for shape, not yet merged with defaults."""
+
+    prompt: str
+    user: str = "default"
+    workflow: str | None = None  # None -> user's preference -> settings.workflow_path
+    styles: tuple[str, ...] | None = None  # None -> user's default style
+    params: Mapping[str, Any] = field(default_factory=dict)  # parameter name -> raw value
+    seed: int | None = None  # None -> derived from the request
+    random_seed: bool = False
+    output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
+    input_images: tuple[InputImage, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Read-only view: a request is a value; nobody downstream may change what the client asked.
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+def validate_user(name: str) -> str:
+    """Return `name` if it is a valid user name (it becomes a folder under cache/), else BadRequest."""
+    if not isinstance(name, str) or not USER_NAME_RE.match(name):
+        raise BadRequest(f"invalid user name {name!r}: use 1-64 letters, digits, '-' or '_'",
+                         {"parameter": "user"})
+    return name
+
+
+def validate_workflow_name(name: str) -> str:
+    """Syntax of a workflow file name: no folders, no traversal, only [A-Za-z0-9_.-].
+
+    Existence is checked by the resolver. A name without `.json` gets it appended (`sd15` = `sd15.json`).
+    """
+    if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name) or ".." in name:
+        raise BadRequest(f"invalid workflow name {name!r}: a file name from the workflows folder, "
+                         "using only letters, digits, '.', '-' and '_'", {"parameter": "workflow"})
+    return name if name.endswith(".json") else name + ".json"
+
+
+def parse_styles(value: Any) -> tuple[str, ...] | None:
+    """`"a,b"` or `["a", "b"]` -> ("a", "b"); empty -> None (use the default style)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise BadRequest("style must be a name, a comma-separated list of names, or a list of names",
+                         {"parameter": "style"})
+    names = tuple(s.strip() for s in items if s.strip())
+    for s in names:
+        if not STYLE_NAME_RE.match(s):
+            raise BadRequest(f"invalid style name {s!r}", {"parameter": "style"})
+    return names or None
+
+
+def parse_seed(value: Any) -> tuple[int | None, bool]:
+    """-> (seed, random). `random` or -1 ask for a fresh seed; absent/empty -> derived later."""
+    if value is None or value == "":
+        return None, False
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("random", "-1"):
+            return None, True
+        try:
+            number = int(text)
+        except ValueError:
+            raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
+                             {"parameter": "seed"}) from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"seed must be an integer or 'random' (got {value!r})", {"parameter": "seed"})
+    else:
+        if isinstance(value, float) and not value.is_integer():
+            raise BadRequest(f"seed must be a whole number (got {value!r})", {"parameter": "seed"})
+        number = int(value)
+    if number == -1:
+        return None, True
+    if not 0 <= number <= SEED_MAX:
+        raise BadRequest(f"seed must be between 0 and {SEED_MAX}, or 'random' / -1 (got {number})",
+                         {"parameter": "seed"})
+    return number, False
+
+
+def parse_format(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    fmt = OUTPUT_FORMATS.get(str(value).strip().lower())
+    if fmt is None:
+        raise BadRequest(f"unknown image format {value!r}: use png, jpeg or webp", {"parameter": "format"})
+    return fmt
+
+
+def _prompt(text: Any) -> str:
+    if not isinstance(text, str):
+        raise BadRequest("prompt must be text", {"parameter": "prompt"})
+    if not text.strip():
+        raise BadRequest("the prompt is empty: put the text in the URL, e.g. /prompt/a%20red%20fox",
+                         {"parameter": "prompt"})
+    if "\x00" in text:
+        raise BadRequest("the prompt contains a NUL character", {"parameter": "prompt"})
+    return text
+
+
+def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
+    name = _URL_ALIASES.get(key, key)
+    if not PARAM_NAME_RE.match(name):
+        raise BadRequest(f"invalid parameter name {key!r}", {"parameter": key})
+    if name in params and params[name] != value:
+        raise BadRequest(f"parameter {name!r} is given twice with different values", {"parameter": name})
+    params[name] = value
+
+
+def _user(explicit: Any, caller: str) -> str:
+    """The caller's (authenticated) user wins; a `user` field is honoured only for the anonymous caller."""
+    if caller != "default" or explicit in (None, ""):
+        return validate_user(caller)
+    if not isinstance(explicit, str):
+        raise BadRequest("user must be a name", {"parameter": "user"})
+    return validate_user(explicit)
+
+
+def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationRequest:
+    """A `/prompt/<text>?k=v...` request. Unknown keys stay in `params` (the resolver reports the ones
+    the workflow does not use); Pollinations-only keys are dropped."""
+    params: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in DROPPED_PARAMS or key in _RESERVED:
+            continue
+        _put_param(params, key, value)
+    seed, random_seed = parse_seed(query.get("seed"))
+    workflow = query.get("workflow") or None
+    return GenerationRequest(
+        prompt=_prompt(text),
+        user=_user(query.get("user"), user),
+        workflow=validate_workflow_name(workflow) if workflow else None,
+        styles=parse_styles(query.get("style", query.get("styles"))),
+        params=params,
+        seed=seed,
+        random_seed=random_seed,
+        output_format=parse_format(query.get("format")),
+    )
+
+
+_JSON_FIELDS = frozenset({"prompt", "params", "images", "image"}) | _RESERVED
+
+
+def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
+    """The JSON API: the same fields as the query, plus `params` (a dict) and `images` (base64 strings
+    or data: URLs). Workflow parameters may also be given at the top level (`"width": 768`)."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("the request body must be a JSON object")
+    params: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in _JSON_FIELDS or key in DROPPED_PARAMS:
+            continue
+        _put_param(params, key, value)
+    extra = body.get("params") or {}
+    if not isinstance(extra, Mapping):
+        raise BadRequest("params must be an object of parameter -> value", {"parameter": "params"})
+    for key, value in extra.items():
+        _put_param(params, str(key), value)
+    for value in params.values():
+        if isinstance(value, dict | list):
+            raise BadRequest("parameter values must be text, numbers or booleans")
+    images = body.get("images")
+    if images is None and body.get("image") is not None:
+        images = [body["image"]]
+    workflow = body.get("workflow") or None
+    if workflow is not None and not isinstance(workflow, str):
+        raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
+    seed, random_seed = parse_seed(body.get("seed"))
+    return GenerationRequest(
+        prompt=_prompt(body.get("prompt")),
+        user=_user(body.get("user"), user),
+        workflow=validate_workflow_name(workflow) if workflow else None,
+        styles=parse_styles(body.get("style", body.get("styles"))),
+        params=params,
+        seed=seed,
+        random_seed=random_seed,
+        output_format=parse_format(body.get("format")),
+        input_images=parse_images(images),
+    )
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
+
+
+def image_extension(data: bytes) -> str | None:
+    """The file extension for PNG/JPEG/WebP/GIF bytes, None for anything else."""
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def make_input_image(data: bytes, index: int = 0) -> InputImage:
+    """Content-addressed InputImage from raw bytes (BadRequest if they are not an image)."""
+    if len(data) > MAX_INPUT_IMAGE_BYTES:
+        raise BadRequest(f"image {index + 1} is larger than {MAX_INPUT_IMAGE_BYTES // (1024 * 1024)} MiB",
+                         {"parameter": "images"})
+    ext = image_extension(data)
+    if ext is None:
+        raise BadRequest(f"image {index + 1} is not a PNG, JPEG, WebP or GIF file", {"parameter": "images"})
+    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
+
+
+def parse_images(images: Any) -> tuple[InputImage, ...]:
+    """Base64 strings (optionally `data:image/...;base64,` URLs) -> InputImages."""
+    if images in (None, [], ""):
+        return ()
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list):
+        raise BadRequest("images must be a list of base64 strings", {"parameter": "images"})
+    if len(images) > MAX_INPUT_IMAGES:
+        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": "images"})
+    out = []
+    for i, item in enumerate(images):
+        if not isinstance(item, str):
+            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": "images"})
+        payload = item.split(",", 1)[1] if item.startswith("data:") and "," in item else item
+        if len(payload) > MAX_INPUT_IMAGE_BYTES * 4 // 3 + 8:
+            raise BadRequest(f"image {i + 1} is too large", {"parameter": "images"})
+        try:
+            data = base64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": "images"}) from None
+        out.append(make_input_image(data, i))
+    return tuple(out)
