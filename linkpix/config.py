@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     error_images: bool = Field(False, description="Always answer errors on image routes with a PNG of the message.")
     cors_origins: list[str] = Field(default_factory=list,
                                     description="Origins allowed to call the JSON endpoints from a web page.")
-    threads: int = Field(32, ge=1, le=512, description="Worker threads of the WSGI server.")
-    max_pending: int = Field(64, ge=1, description="Most generations waiting at once before answering 429.")
+    threads: int = Field(48, ge=1, le=512, description="Worker threads of the WSGI server.")
+    max_pending: int = Field(32, ge=1, description="Most generations waiting at once before answering 429.")
     api_keys: dict[str, str] = Field(default_factory=dict,
                                      description="API key -> user name; required for state changes "
                                                  "when network_access is on.")
@@ -124,7 +124,7 @@ def load_config(path: str | os.PathLike[str] = "config.json", overrides: dict[st
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+            raise ConfigError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: must hold a JSON object of settings")
     values.update(overrides or {})

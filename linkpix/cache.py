@@ -1,0 +1,223 @@
+"""Stage 5: the image cache, one folder per user, written atomically, evicted by size and age.
+
+The key is a hash of everything that changes the picture (the rendered graph, the output format and the
+input images), so a new style, workflow edit or setting is simply a new key and nothing has to be
+invalidated. Each image has a JSON sidecar with what produced it; the image is renamed into place before
+its sidecar, and a reader only trusts an image whose sidecar exists, so a crash mid-write never serves a
+partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(png|jpeg|webp)$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def cache_key(graph: Mapping[str, Any], output_format: str, uploads: Iterable[bytes] = ()) -> str:
+    """A stable hash of what determines the output image."""
+    h = hashlib.sha256()
+    h.update(json.dumps(graph, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    h.update(b"\0" + output_format.encode())
+    for data in uploads:
+        h.update(b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()[:32]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_oserror():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    """A stored image: where it is and what the response needs to describe it."""
+
+    user: str
+    key: str
+    path: Path
+    fmt: str
+    size: int
+    mtime: float
+    meta: dict[str, Any]
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.fmt]
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.key}"'
+
+    @property
+    def url(self) -> str:
+        return f"/images/{self.user}/{self.filename}"
+
+
+class ImageCache:
+    """`get`/`put` by (user, key); keeps running totals so eviction never rescans on the hot path."""
+
+    def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self._sizes: dict[Path, tuple[int, float]] = {}
+        self._total = 0
+        self._scan()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, user: str, key: str) -> CachedImage | None:
+        """The stored image for this key, or None (a miss is counted by the caller via `record`)."""
+        for fmt in CONTENT_TYPES:
+            found = self._load(user, f"{key}.{fmt}")
+            if found is not None:
+                return found
+        return None
+
+    def record(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def lookup_file(self, user: str, filename: str) -> CachedImage:
+        """A stored image by its public name, for GET /images/<user>/<file>; 404 when absent."""
+        if not _USER_RE.match(user) or not _FILE_RE.match(filename):
+            raise NotFound(f"no image {user}/{filename}")
+        found = self._load(user, filename)
+        if found is None:
+            raise NotFound(f"no image {user}/{filename}")
+        return found
+
+    def _load(self, user: str, filename: str) -> CachedImage | None:
+        path = self.root / user / filename
+        sidecar = path.with_suffix(".json")
+        try:
+            st = path.stat()
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable cache entry %s: %s", sidecar, exc)
+            return None
+        key, _, fmt = filename.partition(".")
+        return CachedImage(user, key, path, fmt, st.st_size, st.st_mtime, meta)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def put(self, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> CachedImage:
+        """Store an image and its sidecar atomically, then evict what exceeds the limits."""
+        if not _USER_RE.match(user):
+            raise BadRequest(f"invalid user name {user!r}")
+        if fmt not in CONTENT_TYPES:
+            raise BadRequest(f"unknown image format {fmt!r}; allowed: {', '.join(CONTENT_TYPES)}")
+        path = self.root / user / f"{key}.{fmt}"
+        write_atomic(path, data)
+        body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
+        write_atomic(path.with_suffix(".json"), json.dumps(body, indent=1, ensure_ascii=False).encode())
+        st = path.stat()
+        with self._lock:
+            self._account(path, st.st_size, st.st_mtime)
+        self.evict()
+        return CachedImage(user, key, path, fmt, st.st_size, st.st_mtime, body)
+
+    def evict(self) -> list[Path]:
+        """Drop expired entries, then the oldest ones until the total fits `max_bytes`."""
+        removed: list[Path] = []
+        now = time.time()
+        with self._lock:
+            by_age = sorted(self._sizes.items(), key=lambda item: item[1][1])
+            for path, (_size, mtime) in by_age:
+                too_old = self.max_age_s > 0 and now - mtime > self.max_age_s
+                too_big = self.max_bytes > 0 and self._total > self.max_bytes
+                if not (too_old or too_big):
+                    break  # oldest first: everything after this one is newer and the total fits
+                self._remove(path)
+                removed.append(path)
+        for path in removed:
+            log.info("evicted %s", path)
+        return removed
+
+    def clear(self, user: str | None = None) -> int:
+        """Remove every image of one user (or of all users); returns how many were removed."""
+        with self._lock:
+            victims = [p for p in self._sizes if user is None or p.parent.name == user]
+            for path in victims:
+                self._remove(path)
+        return len(victims)
+
+    def _remove(self, path: Path) -> None:
+        for p in (path, path.with_suffix(".json")):
+            with _suppress_oserror():
+                p.unlink()
+        size, _ = self._sizes.pop(path, (0, 0.0))
+        self._total -= size
+
+    def _account(self, path: Path, size: int, mtime: float) -> None:
+        old, _ = self._sizes.get(path, (0, 0.0))
+        self._sizes[path] = (size, mtime)
+        self._total += size - old
+
+    def _scan(self) -> None:
+        for path in self.root.glob("*/*"):
+            if _FILE_RE.match(path.name) and path.with_suffix(".json").exists():
+                st = path.stat()
+                self._account(path, st.st_size, st.st_mtime)
+            elif path.name.endswith(".tmp"):
+                with _suppress_oserror():
+                    path.unlink()  # left behind by a crash mid-write
+
+    # -- figures -----------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            per_user: dict[str, dict[str, int]] = {}
+            for path, (size, _) in self._sizes.items():
+                entry = per_user.setdefault(path.parent.name, {"images": 0, "bytes": 0})
+                entry["images"] += 1
+                entry["bytes"] += size
+            return {"hits": self.hits, "misses": self.misses, "images": len(self._sizes),
+                    "bytes": self._total, "max_bytes": self.max_bytes, "users": per_user}

@@ -1,0 +1,42 @@
+"""The HTTP API: `create_app()` builds a Flask app with its services, blueprints and WSGI layers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+
+from ..comfy import ComfyClient
+from ..config import ConfigHolder
+from ..errors import ConfigError
+from . import images, info, openapi
+from .errors import register_error_handlers
+from .middleware import HitPath, RequestLog
+from .services import EXTENSION, Services, build_services
+
+JSON_ROUTES = r"^/(api/.*|health|openapi\.json|generate|jobs.*)$"
+
+
+def create_app(config_path: str | os.PathLike[str] = "config.json", *,
+               overrides: dict[str, Any] | None = None, use_env: bool = True,
+               client: ComfyClient | None = None) -> Flask:
+    """Build the API. Tests pass `overrides` and `use_env=False`; `client` shares a ComfyUI client."""
+    holder = ConfigHolder(config_path, overrides, use_env)
+    settings = holder.get().settings
+    if settings.threads < settings.max_pending + 8:
+        raise ConfigError(f"'threads' ({settings.threads}) must exceed 'max_pending' "
+                          f"({settings.max_pending}) by at least 8, so cached images are never "
+                          f"stuck behind pending generations")
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    svc: Services = build_services(holder, client)
+    app.extensions[EXTENSION] = svc
+    if settings.cors_origins:
+        CORS(app, resources={JSON_ROUTES: {"origins": settings.cors_origins}})
+    for blueprint in (images.bp, info.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint))  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,168 @@
+"""Image routes: GET /prompt/<text> (a link that becomes an image) and GET /images/<user>/<file>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.wsgi import wrap_file
+
+from ..cache import CachedImage
+from ..errors import BadRequest, Unauthorized
+from ..generator import Outcome
+from ..request import parse_query, validate_user
+from ..resolver import RenderedJob
+from ..signing import verify
+from .memo import MemoEntry
+from .middleware import http_date
+from .requestinfo import (
+    prompt_from_environ,
+    query_params,
+    raw_path_and_query,
+    raw_uri,
+    user_from_environ,
+    wants_json,
+)
+from .services import services
+
+bp = Blueprint("images", __name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Parameters that steer the response rather than the picture.
+CONTROL_PARAMS = ("user", "sig")
+
+
+@bp.get("/prompt/")
+def empty_prompt() -> Response:
+    """Reject an empty prompt.
+    ---
+    get:
+      summary: An empty prompt is an error
+      responses:
+        400: {description: "the prompt is empty"}
+    """
+    raise BadRequest("the prompt is empty: put the text after /prompt/, e.g. /prompt/a%20red%20fox")
+
+
+@bp.get("/prompt/<path:text>")
+def prompt(text: str) -> Response:
+    """Render the workflow with the prompt in the path and return the image.
+    ---
+    get:
+      summary: Generate (or fetch from the cache) the image for a prompt
+      parameters:
+        - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
+        - {in: query, name: width, schema: {type: integer}}
+        - {in: query, name: height, schema: {type: integer}}
+        - {in: query, name: style, schema: {type: string}, description: "one style or several, comma-separated"}
+        - {in: query, name: seed, schema: {type: string}, description: "an integer, or random / -1"}
+        - {in: query, name: workflow, schema: {type: string}}
+        - {in: query, name: model, schema: {type: string}}
+        - {in: query, name: negative, schema: {type: string}}
+        - {in: query, name: steps, schema: {type: integer}}
+        - {in: query, name: cfg, schema: {type: number}}
+        - {in: query, name: sampler, schema: {type: string}}
+        - {in: query, name: scheduler, schema: {type: string}}
+        - {in: query, name: format, schema: {type: string, enum: [png, jpeg, webp, json]}}
+        - {in: query, name: user, schema: {type: string}}
+        - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
+      responses:
+        200: {description: "the image (or JSON metadata with format=json)"}
+        304: {description: "not modified (If-None-Match)"}
+        400: {description: "a parameter is invalid; the message says which and what is allowed"}
+        422: {description: "ComfyUI refused the rendered workflow"}
+        429: {description: "too many generations pending; see Retry-After"}
+        502: {description: "the run failed in ComfyUI"}
+        503: {description: "ComfyUI is unreachable"}
+        504: {description: "the run timed out and was stopped"}
+    """
+    svc = services()
+    env = request.environ
+    raw_user = user_from_environ(env)
+    user = validate_user(raw_user)
+    _check_signature(env)
+    fingerprint = svc.fingerprint()
+    json_mode = wants_json(env)
+    query = {k: v for k, v in query_params(env).items() if k not in CONTROL_PARAMS}
+    if query.get("format") == "json":
+        del query["format"]
+    req = parse_query(prompt_from_environ(env), query, user)
+    job = svc.resolver.resolve(req)
+    outcome = svc.generator.generate(job, user)
+    env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
+                              key=outcome.image.key[:12])
+    if json_mode:
+        return _json_response(outcome, job)
+    headers = _image_headers(outcome.image, job, outcome.cache_hit)
+    if not job.seed_is_random:
+        svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
+    return _file_response(outcome.image, headers)
+
+
+@bp.get("/images/<user>/<filename>")
+def stored_image(user: str, filename: str) -> Response:
+    """Serve an image stored in the cache.
+    ---
+    get:
+      summary: A stored image, by the URL that /prompt?format=json or a job reported
+      parameters:
+        - {in: path, name: user, required: true, schema: {type: string}}
+        - {in: path, name: filename, required: true, schema: {type: string}}
+      responses:
+        200: {description: the image}
+        304: {description: not modified}
+        404: {description: no such image}
+    """
+    image = services().cache.lookup_file(user, filename)
+    headers = [("Content-Type", image.content_type), ("ETag", image.etag),
+               ("Last-Modified", http_date(image.mtime)), ("Cache-Control", IMMUTABLE)]
+    return _file_response(image, headers)
+
+
+def _check_signature(env: dict[str, Any]) -> None:
+    settings = services().config.settings
+    if not settings.signing_keys:
+        return
+    path, query = raw_path_and_query(env)
+    if verify(settings.signing_keys, path, query):
+        return
+    if settings.require_signature or "sig=" in query:
+        raise Unauthorized("this link needs a valid signature (sig parameter); "
+                           "sign it with: python -m linkpix.signing KEY URL")
+
+
+def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tuple[str, str]]:
+    headers = [("Content-Type", image.content_type), ("ETag", image.etag),
+               ("Last-Modified", http_date(image.mtime)),
+               ("Cache-Control", "no-store" if job.seed_is_random else IMMUTABLE),
+               ("X-LinkPix-Cache", "hit" if hit else "miss"), ("X-LinkPix-Seed", str(job.seed)),
+               ("X-LinkPix-Workflow", job.workflow), ("X-LinkPix-Image-Url", image.url)]
+    if job.ignored:
+        headers.append(("X-LinkPix-Ignored", ",".join(job.ignored)))
+    return headers
+
+
+def _memo_entry(image: CachedImage, job: RenderedJob) -> MemoEntry:
+    headers = tuple((k, "hit" if k == "X-LinkPix-Cache" else v) for k, v in _image_headers(image, job, True))
+    return MemoEntry(image.path, image.etag, headers, image.size, image.user, image.key)
+
+
+def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Response:
+    if request.if_none_match.contains_raw(image.etag):
+        return Response(status=304, headers=[h for h in headers if h[0] != "Content-Type"])
+    resp = Response(wrap_file(request.environ, open(image.path, "rb")), headers=headers,
+                    direct_passthrough=True)
+    resp.content_length = image.size
+    return resp
+
+
+def _json_response(outcome: Outcome, job: RenderedJob) -> Response:
+    image = outcome.image
+    meta = image.meta
+    return jsonify({
+        "url": image.url, "cache": "hit" if outcome.cache_hit else "miss", "prompt": job.prompt,
+        "negative": job.negative, "seed": job.seed, "seed_is_random": job.seed_is_random,
+        "workflow": job.workflow, "format": image.fmt, "width": meta.get("width"),
+        "height": meta.get("height"), "bytes": image.size, "params": job.params,
+        "ignored": list(job.ignored), "generation_ms": meta.get("generation_ms"),
+    })

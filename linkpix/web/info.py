@@ -1,0 +1,102 @@
+"""Read-only JSON routes: health, styles, workflows and the models ComfyUI offers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
+from ..errors import LinkPixError
+from .services import services
+
+bp = Blueprint("info", __name__)
+
+
+def _no_cache(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/health")
+def health() -> Response:
+    """ComfyUI reachability, its queue, and the cache figures.
+    ---
+    get:
+      summary: Health of LinkPix and of the ComfyUI it uses
+      responses:
+        200: {description: "ComfyUI is reachable"}
+        503: {description: "ComfyUI is unreachable (body says why)"}
+    """
+    svc = services()
+    body: dict[str, Any] = {"comfyui_url": svc.client.base_url, "cache": svc.cache.stats(),
+                            "pending_generations": svc.generator.pending}
+    try:
+        stats = svc.client.system_stats()
+        queue = svc.client.queue()
+        body.update(status="ok", comfyui="reachable",
+                    comfyui_version=stats.get("system", {}).get("comfyui_version"),
+                    queue_running=len(queue.get("running", [])),
+                    queue_pending=len(queue.get("pending", [])))
+        status = 200
+    except LinkPixError as exc:
+        body.update(status="degraded", comfyui="unreachable", error=exc.message)
+        status = 503
+    resp = jsonify(body)
+    resp.status_code = status
+    return _no_cache(resp)
+
+
+@bp.get("/api/styles")
+def styles() -> Response:
+    """The styles a link may name with ?style=.
+    ---
+    get:
+      summary: Available styles (pre, post, negative)
+      responses:
+        200: {description: "name -> style"}
+    """
+    return _no_cache(jsonify(services().resolver.styles()))
+
+
+@bp.get("/api/workflows")
+def workflows() -> Response:
+    """Workflow names, and which one is the default.
+    ---
+    get:
+      summary: Available workflows
+      responses:
+        200: {description: "names and the default"}
+    """
+    svc = services()
+    return _no_cache(jsonify({"workflows": svc.resolver.workflow_names(),
+                              "default": svc.config.settings.workflow_path}))
+
+
+@bp.get("/api/workflows/<name>")
+def workflow(name: str) -> Response:
+    """The parameters a workflow accepts and the node inputs each one sets.
+    ---
+    get:
+      summary: Describe one workflow's parameters and where they land
+      parameters:
+        - {in: path, name: name, required: true, schema: {type: string}}
+      responses:
+        200: {description: "parameters, types, defaults, targets"}
+        400: {description: "unknown workflow (lists the available ones)"}
+    """
+    return _no_cache(jsonify(services().resolver.describe_workflow(name)))
+
+
+@bp.get("/api/models")
+def models() -> Response:
+    """Model files, samplers and schedulers that ComfyUI offers, from its object_info.
+    ---
+    get:
+      summary: Checkpoints, UNETs, LoRAs, VAEs, samplers, schedulers
+      responses:
+        200: {description: "lists by kind"}
+        503: {description: "ComfyUI is unreachable"}
+    """
+    info = services().client.object_info()
+    return _no_cache(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))

@@ -1,0 +1,67 @@
+"""The hit path: from a request's exact URL and user straight to the stored file.
+
+Resolving a request (parsing, styles, rendering the workflow, hashing the graph) costs far more than
+sending a cached file. Once a URL has been answered with a deterministic image, its exact raw URI and
+user are remembered with the ready-made response headers, and later requests are served from that entry
+by a WSGI layer in front of Flask. The entries are dropped together whenever the configuration, a style,
+a placeholder definition or a workflow changes, so a stale mapping is never served.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MemoEntry:
+    path: Path
+    etag: str
+    headers: tuple[tuple[str, str], ...]  # everything but Content-Length
+    size: int
+    user: str
+    key: str
+
+
+class HitMemo:
+    """A bounded LRU map (raw URI, user) -> MemoEntry, valid for one fingerprint of the inputs."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], MemoEntry] = OrderedDict()
+        self._fingerprint: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, user: str, fingerprint: Any) -> MemoEntry | None:
+        with self._lock:
+            if fingerprint != self._fingerprint:
+                self._entries.clear()
+                self._fingerprint = fingerprint
+                return None
+            entry = self._entries.get((uri, user))
+            if entry is not None:
+                self._entries.move_to_end((uri, user))
+            return entry
+
+    def put(self, uri: str, user: str, fingerprint: Any, entry: MemoEntry) -> None:
+        with self._lock:
+            if fingerprint != self._fingerprint:
+                self._entries.clear()
+                self._fingerprint = fingerprint
+            self._entries[(uri, user)] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, uri: str, user: str) -> None:
+        with self._lock:
+            self._entries.pop((uri, user), None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
