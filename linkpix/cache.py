@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest, NotFound
+from .jsonstore import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +38,6 @@ def cache_key(graph: Mapping[str, Any], output_format: str, uploads: Iterable[by
     for data in uploads:
         h.update(b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()[:32]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress_oserror():
-            os.unlink(tmp)
-        raise
 
 
 class _suppress_oserror:
@@ -156,9 +139,9 @@ class ImageCache:
         if fmt not in CONTENT_TYPES:
             raise BadRequest(f"unknown image format {fmt!r}; allowed: {', '.join(CONTENT_TYPES)}")
         path = self.root / user / f"{key}.{fmt}"
-        write_atomic(path, data)
+        atomic_write_bytes(path, data)
         body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
-        write_atomic(path.with_suffix(".json"), json.dumps(body, indent=1, ensure_ascii=False).encode())
+        atomic_write_bytes(path.with_suffix(".json"), json.dumps(body, indent=1, ensure_ascii=False).encode())
         st = path.stat()
         with self._lock:
             self._account(path, st.st_size, st.st_mtime)

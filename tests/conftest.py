@@ -36,3 +36,15 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config.json", dest / "config.json")
     (dest / "cache").mkdir()
     return dest
+
+
+@pytest.fixture
+def api(project: Path, simulator: SimulatorServer) -> Iterator["ApiServer"]:  # noqa: F821
+    """LinkPix served by waitress on a loopback port, talking to the simulator, using demo.json."""
+    from support import ApiServer  # imported here so a broken API module fails only the API tests
+
+    server = ApiServer(project, simulator.url)
+    try:
+        yield server
+    finally:
+        server.close()

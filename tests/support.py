@@ -1,0 +1,35 @@
+"""Test helpers: run a LinkPix app under waitress on a loopback port, in this process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+from waitress.server import create_server
+
+from linkpix.web import create_app
+
+
+class ApiServer:
+    """The real WSGI server the service uses, on a free port, stopped by `close()`."""
+
+    def __init__(self, project: Path, comfyui_url: str, **overrides: Any) -> None:
+        settings = {"comfyui_url": comfyui_url, "workflow_path": "demo.json", **overrides}
+        self.app = create_app(project / "config.json", overrides=settings, use_env=False)
+        self.services = self.app.extensions["linkpix"]
+        threads = self.services.config.settings.threads
+        self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return requests.get(self.url + path, **kwargs)
+
+    def close(self) -> None:
+        self.server.close()
+        self.services.client.close()
+        self.thread.join(timeout=5)
