@@ -1,0 +1,80 @@
+"""The JSON routes, the OpenAPI description, signed links and the error shape, over real sockets."""
+
+from __future__ import annotations
+
+import requests
+
+from linkpix.signing import sign
+
+
+def test_health_reports_comfyui_and_cache(api, simulator):
+    api.get("/prompt/warm?width=64&height=64")
+    r = api.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["comfyui"] == "reachable" and body["status"] == "ok"
+    assert "simulator" in body["comfyui_version"]
+    assert body["queue_pending"] == 0
+    assert body["cache"]["images"] == 1 and body["cache"]["misses"] == 1
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_styles_workflows_and_models(api):
+    styles = api.get("/api/styles").json()
+    assert "none" in styles and "kawaii" in styles
+    wf = api.get("/api/workflows").json()
+    assert "demo.json" in wf["workflows"] and wf["default"] == "demo.json"
+    described = api.get("/api/workflows/demo.json")
+    assert described.status_code == 200
+    assert "prompt" in described.text and "seed" in described.text
+    assert api.get("/api/workflows/..%2Fconfig.json").status_code in (400, 404)
+    models = api.get("/api/models").json()
+    assert "demo.safetensors" in models["checkpoints"]
+    assert "euler" in models["samplers"] and "karras" in models["schedulers"]
+
+
+def test_openapi_describes_every_route(api):
+    spec = api.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    documented = set(spec["paths"])
+    for rule in api.app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<path:", "{").replace("<", "{").replace(">", "}")
+        assert path in documented, f"{rule.rule} is missing from /openapi.json"
+
+
+def test_unknown_route_and_method_use_the_error_shape(api):
+    r = api.get("/nope")
+    assert r.status_code == 404 and set(r.json()) == {"error", "message", "details"}
+    r = requests.post(api.url + "/health", timeout=10)
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+def test_signed_links(project, simulator):
+    from support import ApiServer
+
+    server = ApiServer(project, simulator.url, signing_keys=["new-key", "old-key"], require_signature=True)
+    try:
+        path, query = "/prompt/signed%20fox", "width=64&height=64"
+        assert server.get(f"{path}?{query}").status_code == 401
+        assert server.get(sign("new-key", path, query)).status_code == 200
+        assert server.get(sign("old-key", path, query)).status_code == 200  # rotation: old links still work
+        tampered = sign("new-key", path, query).replace("width=64", "width=96")
+        assert server.get(tampered).status_code == 401
+        assert server.get(sign("stranger", path, query)).status_code == 401
+    finally:
+        server.close()
+
+
+def test_cors_only_for_configured_origins(project, simulator):
+    from support import ApiServer
+
+    server = ApiServer(project, simulator.url, cors_origins=["http://chat.local"])
+    try:
+        ok = server.get("/api/styles", headers={"Origin": "http://chat.local"})
+        assert ok.headers.get("Access-Control-Allow-Origin") == "http://chat.local"
+        other = server.get("/api/styles", headers={"Origin": "http://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+    finally:
+        server.close()

@@ -1,0 +1,72 @@
+"""The image cache: keys, atomic storage, lookups by public name, eviction, crash leftovers."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from linkpix.cache import ImageCache, cache_key
+from linkpix.errors import BadRequest, NotFound
+
+GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}}
+
+
+def test_key_changes_with_anything_that_changes_the_picture():
+    base = cache_key(GRAPH, "png")
+    assert base == cache_key({"1": {"inputs": {"width": 64}, "class_type": "EmptyImage"}}, "png")
+    assert base != cache_key(GRAPH, "webp")
+    assert base != cache_key({"1": {"class_type": "EmptyImage", "inputs": {"width": 65}}}, "png")
+    assert base != cache_key(GRAPH, "png", [b"input image"])
+
+
+def test_put_get_and_public_lookup(tmp_path):
+    cache = ImageCache(tmp_path)
+    stored = cache.put("alice", "a" * 32, "png", b"\x89PNG fake", {"prompt": "fox"})
+    got = cache.get("alice", "a" * 32)
+    assert got is not None and got.path == stored.path and got.meta["prompt"] == "fox"
+    assert cache.get("bob", "a" * 32) is None
+    assert cache.lookup_file("alice", stored.filename).size == len(b"\x89PNG fake")
+    for user, name in [("alice", "../x.png"), ("..", stored.filename), ("alice", "a" * 32 + ".exe")]:
+        with pytest.raises(NotFound):
+            cache.lookup_file(user, name)
+    with pytest.raises(BadRequest):
+        cache.put("../evil", "b" * 32, "png", b"x", {})
+
+
+def test_image_without_sidecar_is_never_served(tmp_path):
+    cache = ImageCache(tmp_path)
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / ("c" * 32 + ".png")).write_bytes(b"half written")
+    assert cache.get("alice", "c" * 32) is None
+
+
+def test_eviction_by_size_drops_oldest_first(tmp_path):
+    cache = ImageCache(tmp_path, max_bytes=2500)
+    keys = [f"{i:032x}" for i in range(4)]
+    for key in keys:
+        cache.put("u", key, "png", b"x" * 1000, {})
+        time.sleep(0.01)
+    assert cache.get("u", keys[0]) is None and cache.get("u", keys[1]) is None
+    assert cache.get("u", keys[2]) is not None and cache.get("u", keys[3]) is not None
+    assert cache.stats()["bytes"] <= 2500
+
+
+def test_eviction_by_age(tmp_path):
+    cache = ImageCache(tmp_path, max_age_s=60)
+    old = cache.put("u", "d" * 32, "png", b"x", {})
+    os.utime(old.path, (time.time() - 120, time.time() - 120))
+    cache = ImageCache(tmp_path, max_age_s=60)  # a restart sees the file's real age
+    cache.put("u", "e" * 32, "png", b"y", {})
+    assert cache.get("u", "d" * 32) is None and cache.get("u", "e" * 32) is not None
+
+
+def test_restart_counts_existing_files_and_removes_temp_leftovers(tmp_path):
+    ImageCache(tmp_path).put("u", "f" * 32, "png", b"x" * 10, {})
+    leftover = tmp_path / "u" / ".ffff.png.123.tmp"
+    leftover.write_bytes(b"partial")
+    cache = ImageCache(tmp_path)
+    assert cache.stats()["images"] == 1 and cache.stats()["bytes"] == 10
+    assert not leftover.exists()
+    assert cache.clear("u") == 1 and cache.get("u", "f" * 32) is None
