@@ -49,7 +49,9 @@ def workflow_rejected(body: Any, status: int) -> WorkflowRejected:
     if node_errors:
         summary = summarise_node_errors(node_errors)
     elif isinstance(error, dict):
-        summary = _describe_error(error)
+        message = str(error.get("message") or error.get("type") or "invalid workflow")
+        details = str(error.get("details") or "")
+        summary = _clip(f"{message} ({details})" if details and details != message else message)
     else:
         summary = _clip(str(error or f"HTTP {status}"))
     return WorkflowRejected(f"ComfyUI refused the workflow: {summary}", node_errors, error)
