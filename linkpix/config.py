@@ -131,22 +131,21 @@ def load_config(path: str | os.PathLike[str] = "config.json", overrides: dict[st
     env_file = path.parent / ".env"
     kwargs: dict[str, Any] = {"_env_file": env_file if (use_env and env_file.exists()) else None}
     try:
-        if use_env:
-            settings = Settings(**kwargs, **values)
-        else:
-            settings = _without_env(values)
+        settings = Settings(**kwargs, **values) if use_env else _ExplicitSettings(**values)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, path)) from None
     return LoadedConfig(settings, path.parent)
 
 
-def _without_env(values: dict[str, Any]) -> Settings:
-    """Build settings from explicit values only (tests must not be steered by the caller's shell)."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
-    try:
-        return Settings(_env_file=None, **values)
-    finally:
-        os.environ.update(saved)
+class _ExplicitSettings(Settings):
+    """Settings from explicit values only: tests must not be steered by the caller's shell."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   **_others: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 class ConfigHolder:
