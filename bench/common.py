@@ -1,0 +1,117 @@
+"""Shared pieces of the benchmarks: a throw-away project, servers in child processes, wrk, percentiles.
+
+Every benchmark measures LinkPix and its baseline in the same run on the same machine and prints the
+ratio, so the figures compare like with like whatever machine runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from linkpix.simulator import SimulatorServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_project(**settings: object) -> Path:
+    """A copy of config, data and workflows in a temporary folder, with `settings` merged in."""
+    dest = Path(tempfile.mkdtemp(prefix="linkpix-bench-"))
+    for name in ("data", "workflows"):
+        shutil.copytree(ROOT / name, dest / name)
+    config = json.loads((ROOT / "config.json").read_text())
+    config.update(settings)
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def wait_up(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(argv: Sequence[str], probe_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(list(argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_up(probe_url)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def simulator(step_delay: float = 0.0) -> Iterator[SimulatorServer]:
+    """The simulator in this process (it mostly sleeps), so a benchmark can change its faults live."""
+    sim = SimulatorServer(port=0, root=Path(tempfile.mkdtemp(prefix="linkpix-sim-")), step_delay=step_delay)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@contextmanager
+def linkpix_api(project: Path, comfyui_url: str) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LINKPIX_COMFYUI_URL": comfyui_url, "LINKPIX_LOG_LEVEL": "WARNING"}
+    with process([sys.executable, str(ROOT / "app.py"), "--config", str(project / "config.json"),
+                  "--port", str(port)], url + "/openapi.json", env=env):
+        yield url
+
+
+def wrk(url: str, connections: int = 16, seconds: int = 5, threads: int = 2) -> dict[str, float]:
+    """Run wrk (Debian package `wrk`) and return requests/s and latency percentiles in ms."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    out = subprocess.run(["wrk", "--latency", "-t", str(threads), "-c", str(connections),
+                          "-d", f"{seconds}s", url], capture_output=True, text=True, check=True).stdout
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
+        figures[f"p{pct}_ms"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    figures["errors"] = float(non2xx.group(1)) if non2xx else 0.0
+    return figures
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
