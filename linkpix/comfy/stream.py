@@ -85,36 +85,44 @@ class EventStream:
     def _run(self) -> None:
         first = True
         while not self._closed.is_set():
-            ws = self._connect_with_backoff()
-            if ws is None:
-                break
-            with self._cond:
-                self._ws, self._connected, self._failures = ws, True, 0
-                self._cond.notify_all()
-            if self._closed.is_set():
-                _shutdown(ws)
-                break
-            if not first:
-                log.info("reconnected to ComfyUI at %s", self.base_url)
-                self._mailboxes.broadcast(RECONNECTED)
-            first = False
             try:
-                self._read(ws)
-            except (OSError, websocket.WebSocketException) as exc:
-                if not self._closed.is_set():
-                    log.warning("lost the websocket to ComfyUI at %s: %s", self.base_url, exc)
-            finally:
-                with self._cond:
-                    self._ws, self._connected = None, False
-                self._current_prompt = None
-                _shutdown(ws)
+                first = self._session(first)
+            except Exception:  # a bug here must not silently end every prompt's events
+                log.exception("websocket reader for ComfyUI at %s failed; restarting it", self.base_url)
+                self._closed.wait(1.0)
+
+    def _session(self, first: bool) -> bool:
+        """Connect (with backoff), read until the socket drops; returns whether it is still `first`."""
+        ws = self._connect_with_backoff()
+        if ws is None:
+            return first
+        with self._cond:
+            self._ws, self._connected, self._failures = ws, True, 0
+            self._cond.notify_all()
+        if self._closed.is_set():
+            _shutdown(ws)
+            return False
+        if not first:
+            log.info("reconnected to ComfyUI at %s", self.base_url)
+            self._mailboxes.broadcast(RECONNECTED)
+        try:
+            self._read(ws)
+        except (OSError, websocket.WebSocketException) as exc:
             if not self._closed.is_set():
-                self._mailboxes.broadcast(DISCONNECTED)
+                log.warning("lost the websocket to ComfyUI at %s: %s", self.base_url, exc)
+        finally:
+            with self._cond:
+                self._ws, self._connected = None, False
+            self._current_prompt = None
+            _shutdown(ws)
+        if not self._closed.is_set():
+            self._mailboxes.broadcast(DISCONNECTED)
+        return False
 
     def _connect_with_backoff(self) -> websocket.WebSocket | None:
         retrying = Retrying(
             retry=retry_if_exception_type((OSError, websocket.WebSocketException)),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             stop=stop_when_event_set(self._closed),
             sleep=self._closed.wait,
             before_sleep=self._attempt_failed,
