@@ -2,6 +2,7 @@
 
 import argparse
 
+from linkpix.errors import ConfigError
 from linkpix.server import serve, setup_logging
 from linkpix.web import create_app
 
@@ -12,7 +13,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="override api_port")
     args = parser.parse_args()
     setup_logging()
-    app = create_app(args.config)
+    try:
+        app = create_app(args.config)
+    except ConfigError as exc:
+        raise SystemExit(f"LinkPix cannot start: {exc.message}") from None
     settings = app.extensions["linkpix"].config.settings
     serve(app, settings.bind_host, args.port or settings.api_port, settings.threads)
 

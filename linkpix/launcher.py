@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from .config import load_config
+from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int)
     parser.add_argument("--no-dashboard", action="store_true", help="start the API only")
     args = parser.parse_args(argv)
-    children, urls = plan(args)
+    try:
+        children, urls = plan(args)
+    except ConfigError as exc:
+        print(f"LinkPix cannot start: {exc.message}", file=sys.stderr)
+        return 2
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
