@@ -1,0 +1,234 @@
+"""Find where the parameters go in a workflow exported unchanged from ComfyUI, by class type.
+
+A person should be able to drop an "Export (API)" file into `workflows/` and have `?seed=`, `?steps=`,
+`?width=`... just work. The prompt is the tricky one: there are usually two text encoders and only the
+graph says which is positive, so we start at the sampler's `positive`/`negative` inputs and follow the
+links upstream, through conditioning nodes (FluxGuidance, ConditioningCombine, ControlNetApply...) and,
+for SamplerCustomAdvanced, through the guider (BasicGuider, CFGGuider...), to the text encoders.
+
+Only constant inputs are bound; an input fed by a link to a primitive node (PrimitiveInt, a string
+node...) is bound at that node's constant. `skip(node, input)` lets the caller exclude inputs already
+bound by placeholders or a YAML sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Graph = dict[str, Any]
+Target = tuple[str, str]  # (node id, input name)
+
+# Text inputs of the prompt encoders.
+TEXT_INPUTS: dict[str, tuple[str, ...]] = {
+    "CLIPTextEncode": ("text",),
+    "CLIPTextEncodeSDXL": ("text_g", "text_l"),
+    "CLIPTextEncodeSDXLRefiner": ("text",),
+    "CLIPTextEncodeFlux": ("clip_l", "t5xxl"),
+    "CLIPTextEncodeSD3": ("clip_l", "clip_g", "t5xxl"),
+    "CLIPTextEncodeHiDream": ("clip_l", "clip_g", "t5xxl", "llama"),
+    "CLIPTextEncodeHunyuanDiT": ("bert", "mt5xl"),
+    "CLIPTextEncodePixArtAlpha": ("text",),
+    "CLIPTextEncodeControlnet": ("text",),
+    "CLIPTextEncodeLumina2": ("user_prompt",),
+    "TextEncodeQwenImageEdit": ("prompt",),
+    "TextEncodeQwenImageEditPlus": ("prompt",),
+    "TextEncodeHunyuanVideo_ImageToVideo": ("prompt",),
+}
+# Samplers whose conditioning arrives as `positive` / `negative` inputs.
+COND_SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
+# Guiders (SamplerCustomAdvanced.guider): which inputs are positive, which negative.
+GUIDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "BasicGuider": (("conditioning",), ()),
+    "CFGGuider": (("positive",), ("negative",)),
+    "DualCFGGuider": (("cond1", "cond2"), ("negative",)),
+    "PerpNegGuider": (("positive",), ("negative",)),
+}
+# Conditioning nodes that carry no text of the prompt: stop there.
+STOP_NODES = frozenset({"ConditioningZeroOut"})
+
+SEED_INPUTS = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed", "SamplerCustom": "noise_seed",
+               "RandomNoise": "noise_seed"}
+MODEL_INPUTS = {"CheckpointLoaderSimple": "ckpt_name", "CheckpointLoader": "ckpt_name",
+                "UNETLoader": "unet_name", "unCLIPCheckpointLoader": "ckpt_name",
+                "ImageOnlyCheckpointLoader": "ckpt_name"}
+LORA_NODES = ("LoraLoader", "LoraLoaderModelOnly")
+KSAMPLERS = ("KSampler", "KSamplerAdvanced")
+
+
+def link_of(value: Any) -> tuple[str, int] | None:
+    """`["4", 0]` -> ("4", 0); anything else -> None."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int):
+        return value[0], value[1]
+    return None
+
+
+def _inputs(graph: Graph, node_id: str) -> dict[str, Any]:
+    node = graph.get(node_id)
+    return node.get("inputs", {}) if isinstance(node, dict) else {}
+
+
+def _class(graph: Graph, node_id: str) -> str:
+    node = graph.get(node_id)
+    return str(node.get("class_type", "")) if isinstance(node, dict) else ""
+
+
+class Detector:
+    """One pass over one graph; `run()` gives parameter name -> targets."""
+
+    def __init__(self, graph: Graph, skip: Callable[[str, str], bool]) -> None:
+        self.g = graph
+        self.skip = skip
+        self.found: dict[str, list[Target]] = {}
+
+    # --------------------------------------------------------------------------------- helpers
+    def _nodes(self, *classes: str) -> Iterator[str]:
+        for nid, node in self.g.items():
+            if isinstance(node, dict) and node.get("class_type") in classes:
+                yield nid
+
+    def _const(self, node_id: str, name: str) -> Target | None:
+        """The constant behind `node.name`: itself, or the single constant of a primitive feeding it."""
+        inputs = _inputs(self.g, node_id)
+        if name not in inputs:
+            return None
+        value = inputs[name]
+        link = link_of(value)
+        if link is not None:
+            consts = [k for k, v in _inputs(self.g, link[0]).items() if link_of(v) is None]
+            if len(consts) != 1:
+                return None
+            node_id, name, value = link[0], consts[0], _inputs(self.g, link[0])[consts[0]]
+        if isinstance(value, list | dict) or self.skip(node_id, name):
+            return None
+        return node_id, name
+
+    def _add(self, param: str, target: Target | None) -> None:
+        if target is None:
+            return
+        for taken in self.found.values():
+            if target in taken:
+                return
+        bucket = self.found.setdefault(param, [])
+        bucket.append(target)
+
+    def _add_inputs(self, param: str, classes: tuple[str, ...] | str, name: str) -> None:
+        for nid in self._nodes(*((classes,) if isinstance(classes, str) else classes)):
+            self._add(param, self._const(nid, name))
+
+    # ------------------------------------------------------------------------------ conditioning
+    def _encoders(self, start: Any, seen: set[str]) -> list[Target]:
+        """Text inputs of the encoders upstream of a conditioning link."""
+        link = link_of(start)
+        if link is None or link[0] in seen:
+            return []
+        nid, slot = link
+        seen.add(nid)
+        cls = _class(self.g, nid)
+        inputs = _inputs(self.g, nid)
+        if cls in STOP_NODES:
+            return []
+        texts = TEXT_INPUTS.get(cls)
+        if texts is None and "TextEncode" in cls:
+            texts = tuple(k for k, v in inputs.items() if isinstance(v, str))
+        if texts:
+            return [t for t in (self._const(nid, name) for name in texts) if t is not None]
+        if "positive" in inputs and "negative" in inputs:  # ControlNetApplyAdvanced & co: slot-wise
+            follow = ["positive" if slot == 0 else "negative"]
+        else:
+            follow = [k for k in inputs if "cond" in k.lower()]
+        out: list[Target] = []
+        for name in follow:
+            out.extend(self._encoders(inputs.get(name), seen))
+        return out
+
+    def _prompts(self) -> None:
+        positive: list[Any] = []
+        negative: list[Any] = []
+        for nid in self._nodes(*COND_SAMPLERS):
+            positive.append(_inputs(self.g, nid).get("positive"))
+            negative.append(_inputs(self.g, nid).get("negative"))
+        for nid in self._nodes("SamplerCustomAdvanced"):
+            guider = link_of(_inputs(self.g, nid).get("guider"))
+            if guider is None:
+                continue
+            pos, neg = GUIDERS.get(_class(self.g, guider[0]), ((), ()))
+            gin = _inputs(self.g, guider[0])
+            positive.extend(gin.get(k) for k in pos)
+            negative.extend(gin.get(k) for k in neg)
+        for start in positive:
+            for t in self._encoders(start, set()):
+                self._add("prompt", t)
+        for start in negative:
+            for t in self._encoders(start, set()):
+                self._add("negative_prompt", t)
+
+    # -------------------------------------------------------------------------------- models
+    def _model_chain(self) -> list[str]:
+        """Node ids upstream of the first sampler's model input, nearest first."""
+        starts = [_inputs(self.g, n).get("model") for n in self._nodes(*COND_SAMPLERS)]
+        for nid in self._nodes("SamplerCustomAdvanced"):
+            guider = link_of(_inputs(self.g, nid).get("guider"))
+            if guider:
+                starts.append(_inputs(self.g, guider[0]).get("model"))
+        chain: list[str] = []
+        link = next((link_of(s) for s in starts if link_of(s)), None)
+        while link is not None and link[0] not in chain:
+            chain.append(link[0])
+            link = link_of(_inputs(self.g, link[0]).get("model"))
+        return chain
+
+    def _models(self) -> None:
+        chain = self._model_chain()
+        loaders = [n for n in chain if _class(self.g, n) in MODEL_INPUTS]
+        if not loaders:  # the chain is broken or unusual: bind a loader only when there is no doubt
+            every = list(self._nodes(*MODEL_INPUTS))
+            loaders = every if len(every) == 1 else []
+        for nid in loaders[:1]:
+            self._add("model", self._const(nid, MODEL_INPUTS[_class(self.g, nid)]))
+        loras = [n for n in chain if _class(self.g, n) in LORA_NODES] or list(self._nodes(*LORA_NODES))
+        for nid in loras[:1]:
+            self._add("lora", self._const(nid, "lora_name"))
+            self._add("lora_strength", self._const(nid, "strength_model"))
+            self._add("lora_strength", self._const(nid, "strength_clip"))
+        vaes = list(self._nodes("VAELoader"))
+        if len(vaes) > 1:  # prefer the one the decoder uses
+            decoders = [link_of(_inputs(self.g, n).get("vae")) for n in self._nodes("VAEDecode")]
+            vaes = [d[0] for d in decoders if d and d[0] in vaes][:1] or vaes[:1]
+        for nid in vaes[:1]:
+            self._add("vae", self._const(nid, "vae_name"))
+
+    # ---------------------------------------------------------------------------------- main
+    def run(self) -> dict[str, list[Target]]:
+        self._prompts()
+        for cls, name in SEED_INPUTS.items():
+            self._add_inputs("seed", cls, name)
+        classes = tuple(dict.fromkeys(_class(self.g, n) for n in self.g))  # graph order, no repeats
+        schedulers = tuple(c for c in classes if c.endswith("Scheduler"))
+        self._add_inputs("steps", KSAMPLERS + schedulers, "steps")
+        self._add_inputs("cfg", KSAMPLERS + ("SamplerCustom", "CFGGuider", "PerpNegGuider"), "cfg")
+        self._add_inputs("sampler", KSAMPLERS + ("KSamplerSelect",), "sampler_name")
+        self._add_inputs("scheduler", KSAMPLERS + ("BasicScheduler",), "scheduler")
+        self._add_inputs("denoise", ("KSampler",) + schedulers, "denoise")
+        latents = tuple(c for c in classes if c.startswith("Empty") and "Latent" in c)
+        for name in ("width", "height", "batch_size"):
+            self._add_inputs(name, latents, name)
+        self._add_inputs("width", "ModelSamplingFlux", "width")
+        self._add_inputs("height", "ModelSamplingFlux", "height")
+        self._add_inputs("width", "CLIPTextEncodeSDXL", "target_width")
+        self._add_inputs("height", "CLIPTextEncodeSDXL", "target_height")
+        self._models()
+        self._add_inputs("clip_skip", "CLIPSetLastLayer", "stop_at_clip_layer")
+        self._add_inputs("guidance", ("FluxGuidance", "CLIPTextEncodeFlux"), "guidance")
+        images = list(self._nodes("LoadImage"))
+        if len(images) > 1:
+            encoders = [link_of(_inputs(self.g, n).get("pixels")) for n in self._nodes("VAEEncode")]
+            images = [e[0] for e in encoders if e and e[0] in images][:1]
+        for nid in images[:1]:
+            self._add("image", self._const(nid, "image"))
+        return {k: v for k, v in self.found.items() if v}
+
+
+def detect(graph: Graph, skip: Callable[[str, str], bool] = lambda n, i: False) -> dict[str, list[Target]]:
+    """Parameter name -> [(node id, input name)] for an API-format graph."""
+    return Detector(graph, skip).run()

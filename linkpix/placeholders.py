@@ -1,0 +1,242 @@
+"""The parameter vocabulary: names, aliases, types, limits and where their choices come from.
+
+The definitions live in `data/placeholders.json` (one place, editable from the dashboard); this module
+turns that document into a `Registry` that maps aliases (SillyTavern's `%scale%` is our `cfg`) to
+canonical names and converts raw values (URL strings, JSON values) into typed, range-checked ones with
+error messages that name the parameter and say what is allowed.
+
+It also owns the placeholder syntax: `%name%` where name is a Python-style identifier. ComfyUI's own
+filename tokens (`%date:yyyy-MM-dd%`, `%Empty Latent Image.width%`) never match it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .comfy.objectinfo import ObjectInfo, choices
+from .errors import BadRequest, ConfigError
+
+PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
+TYPES = ("string", "int", "float", "bool")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: how to read it from a request and how to write it into a workflow."""
+
+    name: str
+    type: str = "string"
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    choices: tuple[Any, ...] | None = None  # a fixed list (img_format)
+    choices_from: tuple[tuple[str, str], ...] = ()  # object_info (class, input) lists (models, samplers)
+    render: str = "value"  # "negate": written as -value (clip_skip -> CLIPSetLastLayer.stop_at_clip_layer)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "default": self.default, "description": self.description}
+        for key in ("min", "max"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if self.choices_from:
+            out["choices_from"] = [f"{c}.{i}" for c, i in self.choices_from]
+        return out
+
+
+def _spec_from(name: str, raw: Any, source: str) -> ParamSpec:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: parameter {name!r} must be an object")
+    kind = raw.get("type", "string")
+    if kind not in TYPES:
+        raise ConfigError(f"{source}: parameter {name!r} has unknown type {kind!r} (use one of {TYPES})")
+    sources = []
+    for item in raw.get("choices_from", []) or []:
+        cls, _, inp = str(item).partition(".")
+        if not cls or not inp:
+            raise ConfigError(f"{source}: {name}.choices_from entries look like 'KSampler.sampler_name'")
+        sources.append((cls, inp))
+    fixed = raw.get("choices")
+    render = raw.get("render", "value")
+    if render not in ("value", "negate"):
+        raise ConfigError(f"{source}: parameter {name!r}: render must be 'value' or 'negate'")
+    return ParamSpec(
+        name=name, type=kind, default=raw.get("default"), min=raw.get("min"), max=raw.get("max"),
+        description=str(raw.get("description", "")), aliases=tuple(raw.get("aliases", []) or ()),
+        choices=tuple(fixed) if isinstance(fixed, list) else None, choices_from=tuple(sources),
+        render=render,
+    )
+
+
+class Registry:
+    """Parameter definitions by canonical name, with alias lookup and value conversion."""
+
+    def __init__(self, document: Any, source: str = "placeholders.json") -> None:
+        params = document.get("parameters") if isinstance(document, Mapping) else None
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{source}: expected {{\"parameters\": {{name: definition}}}}")
+        self.specs: dict[str, ParamSpec] = {}
+        self.aliases: dict[str, str] = {}
+        for name, raw in params.items():
+            self.specs[name] = _spec_from(name, raw, source)
+        for name, spec in self.specs.items():
+            for alias in spec.aliases:
+                other = self.aliases.get(alias)
+                if alias in self.specs or (other and other != name):
+                    raise ConfigError(f"{source}: alias {alias!r} of {name!r} is already a parameter or alias")
+                self.aliases[alias] = name
+
+    def canonical(self, name: str) -> str:
+        """Canonical name for a name or alias; an unknown name is its own (custom placeholder)."""
+        return self.aliases.get(name, name)
+
+    def spec(self, name: str) -> ParamSpec | None:
+        return self.specs.get(self.canonical(name))
+
+    def known(self, name: str) -> bool:
+        return self.canonical(name) in self.specs
+
+    # ------------------------------------------------------------------------------ conversion
+    def coerce(self, name: str, value: Any) -> Any:
+        """Typed, range-checked value of parameter `name`, or BadRequest saying what is allowed."""
+        spec = self.spec(name)
+        canonical = self.canonical(name)
+        if spec is None:  # a custom placeholder (SillyTavern-style): text, or a JSON scalar as given
+            if isinstance(value, str | int | float | bool):
+                return value
+            raise BadRequest(f"{canonical} must be text or a number", {"parameter": canonical})
+        typed = _convert(spec, value)
+        if spec.render == "negate" and isinstance(typed, int | float):
+            typed = abs(typed)  # clip_skip=-2 (ComfyUI's spelling) means the same as clip_skip=2
+        _check_range(spec, typed)
+        if spec.choices is not None and typed not in spec.choices:
+            raise BadRequest(f"{spec.name} must be one of {', '.join(map(str, spec.choices))} (got {value!r})",
+                             {"parameter": spec.name, "allowed": list(spec.choices)})
+        return typed
+
+    def written(self, name: str, value: Any) -> Any:
+        """The value as it goes into the workflow (clip_skip 2 -> -2)."""
+        spec = self.spec(name)
+        if spec is not None and spec.render == "negate" and isinstance(value, int | float):
+            return -abs(value)
+        return value
+
+    def backend_choices(self, name: str, info: ObjectInfo | None) -> list[Any] | None:
+        """What the backend offers for this parameter (union of its choices_from lists), None if unknown."""
+        spec = self.spec(name)
+        if spec is None or not spec.choices_from or not info:
+            return None
+        out: list[Any] = []
+        found = False
+        for cls, inp in spec.choices_from:
+            listed = choices(info, cls, inp)
+            if listed is not None:
+                found = True
+                out.extend(x for x in listed if x not in out)
+        return out if found else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: spec.to_dict() for name, spec in self.specs.items()}
+
+
+def _convert(spec: ParamSpec, value: Any) -> Any:
+    name, kind = spec.name, spec.type
+    bad = BadRequest(f"{name} must be {_kind_words(kind)} (got {value!r})", {"parameter": name, "type": kind})
+    if kind == "string":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise bad
+        return value if isinstance(value, str) else str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise bad
+    if isinstance(value, bool):
+        raise bad
+    if kind == "int":
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if value.is_integer():
+                return int(value)
+            raise bad
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise bad from None
+    # float
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not math.isfinite(number):
+        raise bad
+    return number
+
+
+def _kind_words(kind: str) -> str:
+    return {"int": "a whole number", "float": "a number", "bool": "true or false", "string": "text"}[kind]
+
+
+def _check_range(spec: ParamSpec, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    lo, hi = spec.min, spec.max
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "" if lo is None else f"from {lo:g} "
+        hi_s = "" if hi is None else f"to {hi:g}"
+        raise BadRequest(f"{spec.name} must be {lo_s}{hi_s} (got {value!r})".replace("  ", " "),
+                         {"parameter": spec.name, "min": lo, "max": hi})
+
+
+def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest:
+    """BadRequest for a model/sampler/LoRA the backend does not have, listing what it has."""
+    have = list(available)
+    shown = ", ".join(map(str, have[:50])) + (f" (and {len(have) - 50} more)" if len(have) > 50 else "")
+    return BadRequest(f"{name} {value!r} is not available on the ComfyUI server; it has: {shown or 'none'}",
+                      {"parameter": name, "allowed": have})
+
+
+def split_text(text: str) -> tuple[str | Ref, ...] | None:
+    """`"a %prompt% b"` -> ("a ", Ref("prompt"), " b"); None if `text` holds no placeholder."""
+    if "%" not in text:
+        return None
+    parts: list[str | Ref] = []
+    pos = 0
+    for m in PLACEHOLDER_RE.finditer(text):
+        if m.start() > pos:
+            parts.append(text[pos:m.start()])
+        parts.append(Ref(m.group(1)))
+        pos = m.end()
+    if not parts:
+        return None
+    if pos < len(text):
+        parts.append(text[pos:])
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A placeholder reference inside a template string (name as written, before alias mapping)."""
+
+    name: str
+
+
+def choice_of(info: ObjectInfo | None, class_type: str, input_name: str) -> list[Any] | None:
+    """Allowed values of one node input on this backend (None when unknown or not a combo)."""
+    return choices(info, class_type, input_name) if info else None
