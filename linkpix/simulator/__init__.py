@@ -1,0 +1,12 @@
+"""A ComfyUI 0.3.64-compatible server for tests and demo mode; it draws labelled fakes, never AI images.
+
+    from linkpix.simulator import SimulatorServer
+    sim = SimulatorServer(port=0); sim.start(); ...; sim.stop()
+
+Protocol truth: shared/comfyui-protocol/README.md and its captures.
+"""
+
+from .images import seed_colour
+from .server import Faults, SimulatorServer
+
+__all__ = ["Faults", "SimulatorServer", "seed_colour"]

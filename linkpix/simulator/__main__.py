@@ -1,0 +1,41 @@
+"""CLI: `python -m linkpix.simulator --port 8188 [--host 127.0.0.1] [--step-delay 0.05] [--root DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from .server import SimulatorServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m linkpix.simulator",
+                                     description="ComfyUI protocol simulator (draws labelled fakes, not AI).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
+    parser.add_argument("--root", type=Path, default=None, help="folder for input/ output/ temp/")
+    parser.add_argument("--preview-method", default="auto", choices=["auto", "latent2rgb", "taesd", "none"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sim = SimulatorServer(host=args.host, port=args.port, root=args.root, step_delay=args.step_delay,
+                          preview_method=args.preview_method)
+    sim.start()
+    logging.getLogger("linkpix.simulator").info(
+        "LinkPix ComfyUI simulator (not AI) listening on %s (root %s)", sim.url, sim.root)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
