@@ -24,7 +24,7 @@ from typing import Any
 
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
-from .errors import BadRequest, ConfigError, LinkPixError, NotFound
+from .errors import BadRequest, ConfigError, LinkPixError
 from .jsonstore import JsonStore
 from .placeholders import Registry, not_available
 from .request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
@@ -246,10 +246,7 @@ class Resolver:
 
     def describe_workflow(self, name: str) -> dict:
         """Parameters, types, defaults, targets and sources of one workflow, plus its settings."""
-        try:
-            template = self.template(name)
-        except BadRequest as exc:
-            raise NotFound(exc.message, exc.details) from None
+        template = self.template(name)
         out = template.describe()
         out["settings"] = dict(self._settings(self._config().workflows_dir, template.name))
         side = sidecar_path(self._config().workflows_dir / template.name)
@@ -264,12 +261,16 @@ class Resolver:
         return [str(p) for p in self._store.problems()]
 
     def fingerprint(self) -> object:
-        """Changes when anything that affects resolution changes: the files (and the set of workflow
-        files), the configuration object, or the object_info snapshot. A few `os.stat` calls."""
+        """Changes when anything that affects resolution changes: a file the resolver has read, the set
+        of workflow and settings files, or the configuration object. A few `os.stat` calls, no reads.
+
+        object_info is left out on purpose: asking for it may mean a network call (ComfyUI down), and a
+        backend that gains or loses a model does not change what an already answered URL maps to.
+        """
         cfg = self._config()
         wdir = cfg.workflows_dir
         self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
-        return (self._store.fingerprint(), id(cfg), id(self._info()))
+        return (self._store.fingerprint(), id(cfg))
 
 
 # --------------------------------------------------------------------------------------- helpers
