@@ -74,7 +74,10 @@ class NodeContext:
         while faults.hang:
             self.check()
             time.sleep(0.01)
-        delay = float(faults.step_delay or 0.0)
+        self.sleep(float(faults.step_delay or 0.0))
+
+    def sleep(self, delay: float) -> None:
+        """Sleep without noticing interrupts (like real work), but stop if the simulator goes away."""
         end = time.monotonic() + delay
         while delay > 0 and time.monotonic() < end:
             if self.run.abandoned:
@@ -328,6 +331,7 @@ class Executor:
         ctx.check()
         if self.sim.faults.fail_class is not None and class_type == self.sim.faults.fail_class:
             raise RuntimeError(f"Simulated failure of {class_type} (LinkPix simulator fault injection)")
+        ctx.sleep(float(getattr(self.sim.faults, "node_delay", 0.0) or 0.0))
         outputs, ui = self.runner.run(ctx, class_type, inputs, info)
         if ctx.run.abandoned:
             raise Abandoned()

@@ -36,6 +36,9 @@ class Faults:
         self.step_delay: float = float(step_delay)
         self.fail_class: str | None = None
         self.hang: bool = False
+        # Extension: seconds of uninterruptible work added to every node that really runs (a slow
+        # ImageBlur, say), so interrupts landing at node boundaries can be tested.
+        self.node_delay: float = 0.0
 
     def drop_websockets(self) -> None:
         """Close every open websocket now, from the server side."""
