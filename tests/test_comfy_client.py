@@ -34,10 +34,11 @@ def small_graph(color: int = 0xFF8000, prefix: str = "t") -> dict:
     return graph
 
 
-def txt2img_graph(seed: int = 1) -> dict:
+def txt2img_graph(seed: int = 1, steps: int = 3) -> dict:
+    """The captured tiny txt2img workflow; the simulator spends `faults.step_delay` per sampler step."""
     graph = json.loads((CAPTURES / "workflow_txt2img_tiny_sd15_api.json").read_text())
     graph["4"]["inputs"]["ckpt_name"] = "v1-5-pruned-emaonly.safetensors"
-    graph["3"]["inputs"]["seed"] = seed
+    graph["3"]["inputs"].update(seed=seed, steps=steps)
     return graph
 
 
@@ -73,13 +74,13 @@ def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, outcome
 
 
-def first_node_started(events: list[Event]) -> threading.Event:
-    """A flag set by `on_event` when the first node starts executing."""
+def sampling_started(events: list[Event]) -> threading.Event:
+    """A flag set by `on_event` when the KSampler (node 3) starts: under `faults.hang` it then waits."""
     flag = threading.Event()
 
     def on_event(event: Event) -> None:
         events.append(event)
-        if event.type == "executing" and event.data.get("node") is not None:
+        if event.type == "executing" and event.data.get("node") == "3":
             flag.set()
 
     flag.on_event = on_event  # type: ignore[attr-defined]
@@ -156,21 +157,23 @@ def test_runtime_error_is_execution_failed(simulator, client):
 
 
 def test_interrupt_gives_interrupted(simulator, client):
-    simulator.faults.step_delay = 0.3
+    simulator.faults.hang = True
     events: list[Event] = []
-    started = first_node_started(events)
-    thread, outcome = in_thread(client.run, small_graph(), 20, started.on_event)
+    started = sampling_started(events)
+    thread, outcome = in_thread(client.run, txt2img_graph(), 20, started.on_event)
     assert started.wait(10)
     client.interrupt(events[-1].prompt_id)
     thread.join(10)
-    assert isinstance(outcome.get("error"), Interrupted), outcome
+    error = outcome.get("error")
+    assert isinstance(error, Interrupted), outcome
+    assert "at node 3 (KSampler)" in error.message
 
 
 def test_timeout_stops_the_running_prompt(simulator, client):
-    simulator.faults.step_delay = 0.5
+    simulator.faults.hang = True
     started = time.monotonic()
-    with pytest.raises(GenerationTimeout) as caught:
-        client.run(small_graph(), timeout=0.6)
+    with pytest.raises(GenerationTimeout, match="within 0.5 s; it was interrupted") as caught:
+        client.run(txt2img_graph(), timeout=0.5)
     assert time.monotonic() - started < 5
     prompt_id = caught.value.details["prompt_id"]
     assert client.queue_position(prompt_id) is None
@@ -179,23 +182,24 @@ def test_timeout_stops_the_running_prompt(simulator, client):
 
 
 def test_timeout_removes_a_pending_prompt_from_the_queue(simulator, client):
-    simulator.faults.step_delay = 0.5
-    blocker = client.submit(small_graph(color=1, prefix="blocker"))
-    with pytest.raises(GenerationTimeout, match="removed from the queue") as caught:
+    simulator.faults.hang = True
+    blocker = client.submit(txt2img_graph())
+    with pytest.raises(GenerationTimeout, match="removed from the queue"):
         client.run(small_graph(color=2), timeout=0.3)
-    prompt_id = caught.value.details["prompt_id"]
     queue = client.queue()
-    assert prompt_id not in queue["pending"] and prompt_id not in queue["running"]
+    assert queue == {"running": [blocker], "pending": []}
     client.interrupt(blocker)
+    with pytest.raises(Interrupted):
+        client.wait(blocker, timeout=5)
 
 
 # --- connection trouble -------------------------------------------------------------------------
 
 def test_socket_dropped_mid_run_still_finds_the_completion(simulator, client):
-    simulator.faults.step_delay = 0.2
+    simulator.faults.step_delay = 0.05
     events: list[Event] = []
-    started = first_node_started(events)
-    thread, outcome = in_thread(client.run, small_graph(), 20, started.on_event)
+    started = sampling_started(events)
+    thread, outcome = in_thread(client.run, txt2img_graph(steps=20), 20, started.on_event)
     assert started.wait(10)
     simulator.faults.drop_websockets()
     thread.join(20)
@@ -209,10 +213,10 @@ def test_socket_dropped_mid_run_still_finds_the_completion(simulator, client):
 
 
 def test_comfyui_restart_mid_run_fails_clearly_and_quickly(simulator, client):
-    simulator.faults.step_delay = 0.5
+    simulator.faults.hang = True
     events: list[Event] = []
-    started = first_node_started(events)
-    thread, outcome = in_thread(client.run, small_graph(), 30, started.on_event)
+    started = sampling_started(events)
+    thread, outcome = in_thread(client.run, txt2img_graph(), 30, started.on_event)
     assert started.wait(10)
     prompt_id = events[-1].prompt_id
     restarted = time.monotonic()
@@ -311,8 +315,8 @@ def test_upload_image_naming_and_use_in_loadimage(client):
 
 
 def test_queue_order_and_positions(simulator, client):
-    simulator.faults.step_delay = 0.3
-    first = client.submit(small_graph(color=10))
+    simulator.faults.hang = True
+    first = client.submit(txt2img_graph())
     second = client.submit(small_graph(color=11))
     urgent = client.submit(small_graph(color=12), front=True)
     deadline = time.monotonic() + 5

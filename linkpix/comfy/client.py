@@ -90,8 +90,9 @@ class ComfyClient:
             payload = json.dumps(body)
         except (TypeError, ValueError) as exc:
             raise WorkflowRejected(f"the workflow cannot be sent as JSON: {exc}") from exc
-        self._stream.start()
-        self._mailboxes.open(prompt_id)
+        box = self._mailboxes.open(prompt_id)  # before start(): catches reconnect signals too
+        if not self._stream.start():
+            box.fresh = True  # posted while the socket is down: its events may never come
         try:
             response = self._http.request("POST", "/prompt", data=payload,
                                           headers={"Content-Type": "application/json"})
@@ -118,7 +119,7 @@ class ComfyClient:
             log.warning("ComfyUI at %s renamed prompt %s to %s", self.base_url, prompt_id, queued_id)
             self._mailboxes.discard(prompt_id)
             prompt_id = str(queued_id)
-            self._mailboxes.open(prompt_id)
+            self._mailboxes.open(prompt_id).fresh = True  # its first events went to the old id
         return prompt_id
 
     def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None) -> dict[str, Any]:
@@ -128,22 +129,25 @@ class ComfyClient:
         lost the prompt or stayed unreachable, GenerationTimeout after `timeout` seconds (the prompt is
         then interrupted or removed from the queue).
         """
-        self._stream.start()
-        box = self._mailboxes.claim(prompt_id)
-        try:
-            entry = self._follow(box, time.monotonic() + timeout, timeout, on_event)
-        finally:
-            self._mailboxes.release(box)
-        raise_for_history(entry, prompt_id)
-        return entry
+        return self._wait(prompt_id, time.monotonic() + timeout, timeout, on_event)
 
     def run(self, graph: dict[str, Any], timeout: float,
             on_event: EventCallback | None = None) -> list[OutputImage]:
         """Submit, wait, and fetch the images: SaveImage ("output") ones, else PreviewImage ("temp")."""
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout
         prompt_id = self.submit(graph)
-        entry = self.wait(prompt_id, max(0.0, timeout - (time.monotonic() - started)), on_event)
-        return self.images(prompt_id, entry)
+        return self.images(prompt_id, self._wait(prompt_id, deadline, timeout, on_event))
+
+    def _wait(self, prompt_id: str, deadline: float, timeout: float,
+              on_event: EventCallback | None) -> dict[str, Any]:
+        self._stream.start()
+        box = self._mailboxes.claim(prompt_id)
+        try:
+            entry = self._follow(box, deadline, timeout, on_event)
+        finally:
+            self._mailboxes.release(box)
+        raise_for_history(entry, prompt_id)
+        return entry
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]:
         """Download the images a history entry lists, in node order then image order."""
@@ -235,33 +239,33 @@ class ComfyClient:
                                  {"url": self.base_url, "prompt_id": prompt_id})
 
     def _give_up(self, prompt_id: str, timeout: float) -> dict[str, Any]:
-        """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise."""
+        """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise.
+
+        A prompt that finished by itself just as time ran out is not stopped: its entry is returned
+        and judged like any other.
+        """
         end = time.monotonic() + CANCEL_GRACE
-        outcome = "it could not be stopped"
-        entry = None
+        acted, outcome = False, "it could not be stopped"
         try:
-            interrupted = False
             while time.monotonic() < end:
                 queue = self.queue()
                 if prompt_id in queue["running"]:
-                    if not interrupted:
+                    if outcome != "it was interrupted":
                         self.interrupt(prompt_id)
-                        interrupted = True
+                    acted, outcome = True, "it was interrupted"
                 elif prompt_id in queue["pending"]:
                     self.delete_from_queue([prompt_id])
-                    outcome = "it was removed from the queue"
+                    acted, outcome = True, "it was removed from the queue"
                 else:
-                    if interrupted:
-                        outcome = "it was interrupted"
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
             else:
-                outcome = "it was asked to stop but is still queued" if interrupted else outcome
-            entry = self._history_entry(prompt_id)
+                outcome = "it was asked to stop but is still in the queue"
+            entry = None if acted else self._history_entry(prompt_id)
         except BackendUnavailable as exc:
-            outcome = f"stopping it failed: {exc.message}"
-        if entry is not None and entry.get("status", {}).get("status_str", "success") == "success":
-            return entry  # it finished just as time ran out: the result is good, keep it
+            entry, outcome = None, f"stopping it failed: {exc.message}"
+        if entry is not None:
+            return entry
         raise GenerationTimeout(f"ComfyUI at {self.base_url} did not finish prompt {prompt_id} within "
                                 f"{timeout:g} s; {outcome}", {"prompt_id": prompt_id})
 

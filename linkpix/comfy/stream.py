@@ -43,6 +43,7 @@ class EventStream:
         self._connected = False
         self._current_prompt: str | None = None  # reader thread only
         self._failures = 0  # consecutive failed connection attempts
+        self._attempted = False  # a first connection attempt has finished (either way)
         self.queue_remaining: int | None = None
         self.server_features: dict[str, Any] = {}
 
@@ -51,7 +52,7 @@ class EventStream:
         return self._connected
 
     def start(self) -> bool:
-        """Start the reader once (lazily); the first time, wait for its first connection attempt.
+        """Start the reader once (lazily) and wait until its first connection attempt has finished.
 
         Returns whether the socket is connected. Not being connected is not an error: waiters then
         poll /history until the reader gets through.
@@ -63,8 +64,8 @@ class EventStream:
                 self._thread = threading.Thread(target=self._run, name=f"comfy-ws {self.base_url}",
                                                 daemon=True)
                 self._thread.start()
-                self._cond.wait_for(lambda: self._connected or self._failures > 0 or self._closed.is_set(),
-                                    timeout=self._connect_timeout + 0.5)
+            self._cond.wait_for(lambda: self._attempted or self._closed.is_set(),
+                                timeout=2 * self._connect_timeout + 0.5)
             return self._connected
 
     def close(self) -> None:
@@ -97,7 +98,7 @@ class EventStream:
         if ws is None:
             return first
         with self._cond:
-            self._ws, self._connected, self._failures = ws, True, 0
+            self._ws, self._connected, self._failures, self._attempted = ws, True, 0, True
             self._cond.notify_all()
         if self._closed.is_set():
             _shutdown(ws)
@@ -135,16 +136,30 @@ class EventStream:
     def _attempt_failed(self, retry_state: Any) -> None:
         with self._cond:
             self._failures += 1
+            self._attempted = True
             self._cond.notify_all()
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if self._failures == 1:
             log.warning("cannot open the websocket to ComfyUI at %s (%s); retrying", self.base_url, exc)
 
     def _connect(self) -> websocket.WebSocket:
+        """Open the socket, negotiate preview metadata, and read the server's `status` hello.
+
+        ComfyUI registers our clientId before it sends the hello, so only after it do events for our
+        prompts reach this socket; until then a submitted prompt's events could go nowhere.
+        """
         ws = websocket.create_connection(self.ws_url, timeout=self._connect_timeout,
                                          suppress_origin=True, enable_multithread=True)
+        try:
+            ws.send(json.dumps(FEATURE_FLAGS))
+            opcode, frame = ws.recv_data_frame(control_frame=True)
+            self._dispatch(opcode, frame.data)
+        except websocket.WebSocketTimeoutException:
+            log.warning("ComfyUI at %s sent no status hello on its websocket", self.base_url)
+        except BaseException:
+            _shutdown(ws)
+            raise
         ws.settimeout(IDLE_TIMEOUT)
-        ws.send(json.dumps(FEATURE_FLAGS))
         return ws
 
     def _read(self, ws: websocket.WebSocket) -> None:
@@ -162,13 +177,16 @@ class EventStream:
             silent = 0
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
-            try:
-                if opcode == websocket.ABNF.OPCODE_TEXT:
-                    self._on_text(frame.data)
-                elif opcode == websocket.ABNF.OPCODE_BINARY:
-                    self._on_binary(frame.data)
-            except Exception:  # one bad frame must not stop events for every prompt
-                log.exception("ignored a websocket frame from ComfyUI at %s", self.base_url)
+            self._dispatch(opcode, frame.data)
+
+    def _dispatch(self, opcode: int, data: Any) -> None:
+        try:
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self._on_text(data)
+            elif opcode == websocket.ABNF.OPCODE_BINARY:
+                self._on_binary(data)
+        except Exception:  # one bad frame must not stop events for every prompt
+            log.exception("ignored a websocket frame from ComfyUI at %s", self.base_url)
 
     def _on_text(self, text: str | bytes) -> None:
         event = parse_text_frame(text)
