@@ -21,6 +21,8 @@ from .comfy.objectinfo import ObjectInfo, choices
 from .errors import BadRequest, ConfigError
 
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
+# ComfyUI's own tokens in SaveImage prefixes: skipped whole, so "%date:x%_%Node.seed%" holds no "%_%".
+COMFY_TOKEN_RE = re.compile(r"%(?:date:[^%\n]*|[^%\n]*\.[A-Za-z_][A-Za-z0-9_ ]*)%")
 TYPES = ("string", "int", "float", "bool")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -213,20 +215,31 @@ def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest
 
 
 def split_text(text: str) -> tuple[str | Ref, ...] | None:
-    """`"a %prompt% b"` -> ("a ", Ref("prompt"), " b"); None if `text` holds no placeholder."""
+    """`"a %prompt% b"` -> ("a ", Ref("prompt"), " b"); None if `text` holds no placeholder.
+
+    Scans left to right: a `%` starts a placeholder, a ComfyUI token (skipped whole) or is a literal
+    percent sign, so "50% off %prompt%" and "%date:yyyy%_%KSampler.seed%" both read as a person means.
+    """
     if "%" not in text:
         return None
     parts: list[str | Ref] = []
-    pos = 0
-    for m in PLACEHOLDER_RE.finditer(text):
-        if m.start() > pos:
-            parts.append(text[pos:m.start()])
-        parts.append(Ref(m.group(1)))
-        pos = m.end()
+    literal_from = 0
+    pos = text.find("%")
+    while pos != -1:
+        m = PLACEHOLDER_RE.match(text, pos)
+        if m is not None:
+            if pos > literal_from:
+                parts.append(text[literal_from:pos])
+            parts.append(Ref(m.group(1)))
+            literal_from = next_pos = m.end()
+        else:
+            token = COMFY_TOKEN_RE.match(text, pos)
+            next_pos = token.end() if token is not None else pos + 1
+        pos = text.find("%", next_pos)
     if not parts:
         return None
-    if pos < len(text):
-        parts.append(text[pos:])
+    if literal_from < len(text):
+        parts.append(text[literal_from:])
     return tuple(parts)
 
 

@@ -66,7 +66,7 @@ def _join(parts: Iterable[str], sep: str) -> str:
 def apply_styles(prompt: str, chosen: Iterable[Style]) -> tuple[str, str]:
     """-> (final prompt, the styles' combined negative prompt)."""
     chosen = tuple(chosen)
-    pre = _join((s.pre.strip() for s in chosen), " ")
+    pre = _join((s.pre.strip().lstrip(", ") for s in chosen), " ")
     post = _join((s.post.strip().strip(",").strip() for s in chosen), ", ")
     negative = _join((s.negative.strip().strip(",").strip() for s in chosen), ", ")
     if not pre and not post:
