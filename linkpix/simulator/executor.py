@@ -174,6 +174,7 @@ class Executor:
         queue = self.life.queue
         while True:
             got = await queue.get()
+            self._apply_flags()  # a /free sent while idle applies before the next prompt
             if got is not None:
                 item, task_id = got
                 self.sim.stats.prompts_executed += 1
@@ -194,10 +195,13 @@ class Executor:
                 queue.task_done(task_id, history_result, status)
                 if run.client_id is not None:
                     self.life.hub.send("executing", {"node": None, "prompt_id": run.prompt_id}, run.client_id)
-            flags = queue.take_flags()
-            if flags.get("free_memory"):
-                self.outputs_cache.clear()
-                self.ui_cache.clear()
+            self._apply_flags()
+
+    def _apply_flags(self) -> None:
+        flags = self.life.queue.take_flags()
+        if flags.get("free_memory"):  # also implies unloading models, which the simulator has none of
+            self.outputs_cache.clear()
+            self.ui_cache.clear()
 
     def _is_changed(self, prompt: dict[str, Any], nid: str) -> Any:
         node = prompt[nid]
