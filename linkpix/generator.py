@@ -5,6 +5,11 @@ identical work in ComfyUI; each joiner receives the same bytes and the run's pro
 happens on a worker thread owned by the flight, so a client that disconnects never cancels a run that
 others wait on, and the number of flights is capped so a flood of distinct links answers 429 instead of
 growing ComfyUI's queue without bound.
+
+The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
+the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
+in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
+`generate(..., prompt_id=...)` re-attaches to a prompt submitted before LinkPix restarted.
 """
 
 from __future__ import annotations
@@ -27,14 +32,34 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], None]
 
+# LinkPix's own event, sent to a run's listeners once ComfyUI accepted the prompt: data has prompt_id
+# and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
+SUBMITTED = "linkpix_submitted"
+_REPLAYED = frozenset({SUBMITTED, "execution_start"})
+
+
+class Cancelled(LinkPixError):
+    """This waiter left the run (its job was cancelled); the run itself may go on for others."""
+
+    status = 409
+    code = "cancelled"
+
 
 class Backend(Protocol):
     """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
 
     base_url: str
 
-    def run(self, graph: dict[str, Any], timeout: float,
-            on_event: EventCallback | None = None) -> list[OutputImage]: ...
+    def submit(self, graph: dict[str, Any]) -> str: ...
+
+    def wait(self, prompt_id: str, timeout: float,
+             on_event: EventCallback | None = None) -> dict[str, Any]: ...
+
+    def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
+
+    def interrupt(self, prompt_id: str | None = None) -> None: ...
+
+    def delete_from_queue(self, ids: list[str]) -> None: ...
 
     def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
                      subfolder: str = "") -> str: ...
@@ -55,20 +80,78 @@ class _Flight:
     future: Future[tuple[OutputImage, dict[str, Any]]] = field(default_factory=Future)
     listeners: list[EventCallback] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    waiters: set[object] = field(default_factory=set)  # one token per generate() call still waiting
+    replay: list[Event] = field(default_factory=list)
+    prompt_id: str | None = None
+    aborted: bool = False
 
     def listen(self, callback: EventCallback | None) -> None:
-        if callback is not None:
-            with self.lock:
-                self.listeners.append(callback)
+        if callback is None:
+            return
+        with self.lock:
+            self.listeners.append(callback)
+            replay = list(self.replay)
+        for event in replay:
+            _call(callback, event)
+
+    def unlisten(self, callback: EventCallback | None) -> None:
+        with self.lock:
+            if callback in self.listeners:
+                self.listeners.remove(callback)
 
     def emit(self, event: Event) -> None:
         with self.lock:
             listeners = list(self.listeners)
+            if event.type in _REPLAYED:
+                self.replay.append(event)
         for callback in listeners:
-            try:
-                callback(event)
-            except Exception:  # a listener's bug must not break the run others wait on
-                log.exception("progress listener failed")
+            _call(callback, event)
+
+
+def _call(callback: EventCallback, event: Event) -> None:
+    try:
+        callback(event)
+    except Exception:  # a listener's bug must not break the run others wait on
+        log.exception("progress listener failed")
+
+
+class Ticket:
+    """One waiter's handle on its run, for the jobs API: `cancel()` leaves the run (stopping it in
+    ComfyUI if nobody else waits on it), `detach()` leaves it without stopping it (shutdown)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._left = False
+        self._target: tuple[Generator, _Flight, object] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._left
+
+    def cancel(self) -> None:
+        self._leave(abort=True)
+
+    def detach(self) -> None:
+        self._leave(abort=False)
+
+    def _leave(self, abort: bool) -> None:
+        with self._lock:
+            if self._left:
+                return
+            self._left = True
+            target = self._target
+        self._wake.set()
+        if target is not None:
+            generator, flight, token = target
+            generator._leave(flight, token, abort)
+
+    def _attach(self, generator: Generator, flight: _Flight, token: object) -> bool:
+        """Bind to a run; False if the ticket was already cancelled (the caller then leaves)."""
+        with self._lock:
+            self._wake.clear()
+            self._target = (generator, flight, token)
+            return not self._left
 
 
 class Generator:
@@ -92,49 +175,111 @@ class Generator:
         with self._lock:
             return len(self._flights)
 
-    def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None) -> Outcome:
+    def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
+                 ticket: Ticket | None = None, prompt_id: str | None = None) -> Outcome:
+        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt
+        instead of submitting (re-attaching after a restart). With `ticket`, the caller may leave early;
+        it then gets `Cancelled`."""
         key = self.key_for(job)
+        if ticket is not None and ticket.cancelled:
+            raise Cancelled("cancelled before the run started")
         if not job.seed_is_random:
             cached = self.cache.get(user, key)
             if cached is not None:
                 self.cache.record(hit=True)
                 return Outcome(cached, cache_hit=True)
         self.cache.record(hit=False)
-        flight, owner = self._join(key)
-        flight.listen(on_event)
-        if owner:
-            threading.Thread(target=self._fly, args=(flight, job), name=f"flight-{key[:8]}",
-                             daemon=True).start()
-        timeout = self._timeout() + 30.0  # the run enforces the real timeout; this only bounds waiting
+        token = object()
+        flight, owner = self._join(key, token)
         try:
-            output, meta = flight.future.result(timeout=timeout)
-        except TimeoutError:
-            raise GenerationTimeout(f"no result after {timeout:.0f} s") from None
+            flight.listen(on_event)
+            if owner:
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id), name=f"flight-{key[:8]}",
+                                 daemon=True).start()
+            if ticket is not None and not ticket._attach(self, flight, token):
+                self._leave(flight, token, abort=True)
+                raise Cancelled("cancelled before the run started")
+            output, meta = self._await(flight, ticket)
+        finally:
+            flight.unlisten(on_event)
+            with self._lock:
+                flight.waiters.discard(token)
         stored = self.cache.get(user, key)
         if stored is None:
             data = encode(output.data, job.output_format)
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner)
 
-    def _join(self, key: str) -> tuple[_Flight, bool]:
+    def _await(self, flight: _Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
+        timeout = self._timeout() + 30.0  # the run enforces the real timeout; this only bounds waiting
+        if ticket is None:
+            try:
+                return flight.future.result(timeout=timeout)
+            except TimeoutError:
+                raise GenerationTimeout(f"no result after {timeout:.0f} s") from None
+        flight.future.add_done_callback(lambda _f: ticket._wake.set())
+        ticket._wake.wait(timeout)
+        if ticket.cancelled:
+            raise Cancelled("this waiter left the run")
+        if not flight.future.done():
+            raise GenerationTimeout(f"no result after {timeout:.0f} s")
+        return flight.future.result()
+
+    def _leave(self, flight: _Flight, token: object, abort: bool) -> None:
+        """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
+        with self._lock:
+            flight.waiters.discard(token)
+            if not abort or flight.waiters or flight.future.done():
+                return
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]  # new identical requests must not join a doomed run
+        with flight.lock:
+            flight.aborted = True
+            prompt_id = flight.prompt_id
+        if prompt_id is not None:
+            self._stop(prompt_id)
+
+    def _stop(self, prompt_id: str) -> None:
+        """Dequeue the prompt if pending, interrupt it if running (only this prompt)."""
+        try:
+            self.backend.delete_from_queue([prompt_id])
+            self.backend.interrupt(prompt_id)
+        except LinkPixError as exc:
+            log.warning("could not stop prompt %s: %s", prompt_id, exc.message)
+
+    def _join(self, key: str, token: object) -> tuple[_Flight, bool]:
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
+                flight.waiters.add(token)
                 return flight, False
             limit = self._max_pending()
             if len(self._flights) >= limit:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
             flight = self._flights[key] = _Flight(key)
+            flight.waiters.add(token)
             self.runs_started += 1
             return flight, True
 
-    def _fly(self, flight: _Flight, job: RenderedJob) -> None:
+    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None) -> None:
         started = time.monotonic()
         try:
-            for upload in job.uploads:
-                self.backend.upload_image(upload.data, upload.name, overwrite=True)
-            outputs = self.backend.run(job.graph, self._timeout(), flight.emit)
+            if prompt_id is None:
+                for upload in job.uploads:
+                    self.backend.upload_image(upload.data, upload.name, overwrite=True)
+                if flight.aborted:
+                    raise Cancelled("every waiter left before the prompt was submitted")
+                prompt_id = self.backend.submit(job.graph)
+            with flight.lock:
+                flight.prompt_id = prompt_id
+                aborted = flight.aborted
+            if aborted:  # the last waiter left while we were submitting
+                self._stop(prompt_id)
+            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": self.backend.base_url}))
+            remaining = max(0.0, self._timeout() - (time.monotonic() - started))
+            entry = self.backend.wait(prompt_id, remaining, flight.emit)
+            outputs = self.backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
@@ -148,7 +293,8 @@ class Generator:
             flight.future.set_exception(ExecutionFailed(f"internal error while generating: {exc}"))
         finally:
             with self._lock:
-                self._flights.pop(flight.key, None)
+                if self._flights.get(flight.key) is flight:
+                    del self._flights[flight.key]
 
     def _meta(self, job: RenderedJob, output: OutputImage, seconds: float) -> dict[str, Any]:
         width, height = image_size(output.data)
