@@ -57,6 +57,28 @@ class Settings(BaseSettings):
     signing_keys: list[str] = Field(default_factory=list,
                                     description="HMAC keys for signed URLs (first signs, all verify).")
     require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
+    job_workers: int = Field(2, ge=1, le=64, description="Async jobs run at once (POST /generate); the rest "
+                                                     "wait in LinkPix's queue.")
+    jobs_max_queued: int = Field(100, ge=1, description="Most unfinished async jobs in total before "
+                                                        "POST /generate answers 429.")
+    jobs_max_queued_per_user: int = Field(10, ge=1, description="Most unfinished async jobs per user before "
+                                                                "POST /generate answers 429.")
+    max_image_count: int = Field(8, ge=1, le=64, description="Largest image_count one job may ask for.")
+    webhook_allow: list[str] = Field(default_factory=list,
+                                     description="Hosts (example.com, *.example.com) or networks "
+                                                 "(10.0.0.0/8) webhooks may go to; empty: any http(s) "
+                                                 "address except link-local and cloud metadata.")
+    webhook_attempts: int = Field(5, ge=1, le=20, description="Tries per webhook delivery (connection "
+                                                              "errors and 5xx are retried).")
+    webhook_backoff: float = Field(4.0, ge=0, description="Seconds before the first webhook retry; "
+                                                          "doubles each time (4 s: 5 tries in ~1 min).")
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one webhook attempt may take.")
+    events_heartbeat: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on "
+                                                            "/jobs/<id>/events.")
+    events_max_seconds: float = Field(600.0, gt=0, description="Longest an event stream stays open; the "
+                                                               "client reconnects for more.")
+    events_max_streams: int = Field(8, ge=1, description="Event streams open at once (each holds a server "
+                                                         "thread); more answer 429.")
 
     @field_validator("comfyui_url")
     @classmethod
