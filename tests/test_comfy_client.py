@@ -361,3 +361,37 @@ def test_close_stops_the_reader_thread(simulator):
     assert any(t.name == name for t in threading.enumerate())
     comfy.close()
     assert not any(t.name == name and t.is_alive() for t in threading.enumerate())
+
+
+def test_partly_invalid_workflow_runs_the_valid_output_and_logs_the_rest(client, caplog):
+    graph = small_graph()
+    graph["5"] = {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "nope",
+                                                          "width": 8, "height": 8, "crop": "disabled"}}
+    graph["6"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "bad"}}
+    with caplog.at_level("WARNING", logger="linkpix.comfy.client"):
+        images = client.run(graph, timeout=10)
+    assert [i.node_id for i in images] == ["4"]
+    assert "node 5 (ImageScale): Value not in list: upscale_method" in caplog.text
+
+
+def test_a_failing_on_event_callback_does_not_lose_the_run(client):
+    def explode(event: Event) -> None:
+        raise RuntimeError("callback bug")
+
+    assert client.run(small_graph(), timeout=10, on_event=explode)[0].data.startswith(PNG_MAGIC)
+
+
+def test_a_closed_client_refuses_clearly(simulator):
+    comfy = ComfyClient(simulator.url)
+    comfy.close()
+    comfy.close()  # idempotent
+    with pytest.raises(BackendUnavailable, match="is closed"):
+        comfy.run(small_graph(), timeout=5)
+
+
+@pytest.mark.parametrize("url", ["", "localhost:8188", "ftp://host/", "http://"])
+def test_a_bad_backend_url_is_a_configuration_error(url):
+    from linkpix.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not an http"):
+        ComfyClient(url)

@@ -52,6 +52,7 @@ class ComfyClient:
         self._object_info_ttl = object_info_ttl
         self._object_info: tuple[float, dict[str, Any]] | None = None
         self._object_info_lock = threading.Lock()
+        self._closed = False
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -80,6 +81,7 @@ class ComfyClient:
         The id is chosen here, and the prompt's mailbox opened, before the POST: a prompt that is
         fully cached can finish before the POST even returns.
         """
+        self._check_open()
         if not isinstance(graph, dict):
             raise WorkflowRejected(f"a workflow must be a JSON object of nodes, not {type(graph).__name__}")
         prompt_id = str(prompt_id) if prompt_id is not None else str(uuid.uuid4())
@@ -140,6 +142,7 @@ class ComfyClient:
 
     def _wait(self, prompt_id: str, deadline: float, timeout: float,
               on_event: EventCallback | None) -> dict[str, Any]:
+        self._check_open()
         self._stream.start()
         box = self._mailboxes.claim(prompt_id)
         try:
@@ -371,8 +374,13 @@ class ComfyClient:
     def schedulers(self) -> list[Any]:
         return objectinfo.named_choices(self.object_info(), "schedulers")
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailable(f"the client for ComfyUI at {self.base_url} is closed")
+
     def close(self) -> None:
         """Stop the reader thread, close the socket and the HTTP session. Idempotent."""
+        self._closed = True
         self._stream.close()
         self._http.close()
 
