@@ -157,7 +157,8 @@ class Recorder:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             f = self._read_one()
-            if f.get("type") == "executing" and f["data"].get("node") is None and f["data"].get("prompt_id") == prompt_id:
+            if f.get("type") == "executing" and f["data"].get("node") is None \
+                    and f["data"].get("prompt_id") == prompt_id:
                 return self.frames
         raise AssertionError(f"prompt {prompt_id} did not finish; got {[label(f) for f in self.frames]}")
 

@@ -96,7 +96,8 @@ def scenario(name: str, sim: SimulatorServer) -> list[dict[str, Any]]:
         return rec.until_done(post_prompt(url, txt2img(), rec.client_id)["prompt_id"])
     if name == "ws_sequence_ksampler_after_free.jsonl":
         warm_up(url, txt2img(1))
-        assert requests.post(url + "/free", json={"unload_models": True, "free_memory": True}, timeout=10).content == b""
+        r = requests.post(url + "/free", json={"unload_models": True, "free_memory": True}, timeout=10)
+        assert (r.status_code, r.content) == (200, b"")
         rec = Recorder(url)
         return rec.until_done(post_prompt(url, txt2img(2), rec.client_id)["prompt_id"])
     if name in ("ws_sequence_ksampler_no_preview_warm.jsonl", "ws_sequence_ksampler_preview_metadata.jsonl"):

@@ -88,7 +88,10 @@ def _decode(latent: Latent) -> Images:
     out = Images()
     for i in range(max(1, latent.batch)):
         if latent.seed is None:
-            pic = latent.image[i % len(latent.image)].resize((w, h)) if latent.image else Image.new("RGB", (w, h), (128, 118, 108))
+            if latent.image:
+                pic = latent.image[i % len(latent.image)].resize((w, h))
+            else:
+                pic = Image.new("RGB", (w, h), (128, 118, 108))
         else:
             pic = im.render_picture(w, h, latent.seed, latent.text, i)
             if latent.image and latent.denoise < 1.0:
@@ -105,7 +108,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 class NodeRunner:
     """Runs one node class on its resolved inputs; `ctx` gives folders, progress and fault settings."""
 
-    def run(self, ctx: Any, class_type: str, inputs: dict[str, Any], info: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+    def run(self, ctx: Any, class_type: str, inputs: dict[str, Any],
+            info: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
         if class_type in SAMPLERS:
             return (self.sample(ctx, class_type, inputs),), None
         handler = getattr(self, "n_" + class_type, None)
@@ -313,7 +317,8 @@ class NodeRunner:
         band = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}.get(channel, "R")
         return (Images(i.convert("RGBA").getchannel(band) for i in image),)
 
-    def n_StringConcatenate(self, ctx: Any, string_a: str = "", string_b: str = "", delimiter: str = "") -> tuple[Any, ...]:
+    def n_StringConcatenate(self, ctx: Any, string_a: str = "", string_b: str = "",
+                            delimiter: str = "") -> tuple[Any, ...]:
         return (f"{string_a}{delimiter}{string_b}",)
 
     # -- latent nodes ------------------------------------------------------------------------
@@ -329,7 +334,8 @@ class NodeRunner:
         h = height or max(8, round(samples.height * width / samples.width))
         return (replace(samples, width=w, height=h),)
 
-    def n_LatentUpscaleBy(self, ctx: Any, samples: Latent, upscale_method: str = "", scale_by: float = 1.0) -> tuple[Any, ...]:
+    def n_LatentUpscaleBy(self, ctx: Any, samples: Latent, upscale_method: str = "",
+                          scale_by: float = 1.0) -> tuple[Any, ...]:
         return (replace(samples, width=round(samples.width * scale_by), height=round(samples.height * scale_by)),)
 
     def n_VAEDecode(self, ctx: Any, samples: Latent, vae: Any = None) -> tuple[Any, ...]:

@@ -101,7 +101,8 @@ class Validator:
                 valid = False
                 reasons = [{"type": "exception_during_validation", "message": "Exception when validating node",
                             "details": str(ex),
-                            "extra_info": {"exception_type": full_type_name(typ), "traceback": traceback.format_tb(tb)}}]
+                            "extra_info": {"exception_type": full_type_name(typ),
+                                           "traceback": traceback.format_tb(tb)}}]
                 validated[o] = (False, reasons, o)
             if valid is True:
                 good_outputs.append(o)
