@@ -8,9 +8,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import CAPTURES
 
 from linkpix.comfy import ComfyClient, Event
 from linkpix.errors import (
@@ -22,7 +22,6 @@ from linkpix.errors import (
     WorkflowRejected,
 )
 
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "comfyui-protocol" / "captures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

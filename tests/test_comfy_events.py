@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
 
 import pytest
+from conftest import CAPTURES
 
 from linkpix.comfy.events import PROMPT_EVENTS, Event, decode_binary_frame, parse_text_frame
-
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "comfyui-protocol" / "captures"
 
 
 def test_type4_preview_carries_its_prompt_id_and_a_jpeg():

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import CAPTURES
 
 from linkpix.comfy.failures import raise_for_history, summarise_node_errors, workflow_rejected
 from linkpix.errors import ExecutionFailed, Interrupted, WorkflowRejected
-
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "comfyui-protocol" / "captures"
 
 
 def _capture(name: str) -> dict:

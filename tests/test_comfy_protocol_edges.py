@@ -10,15 +10,14 @@ import json
 import struct
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+from conftest import CAPTURES
 
 from linkpix.comfy import ComfyClient, Event
 
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "comfyui-protocol" / "captures"
 PNG = b"\x89PNG\r\n\x1a\n fake png"
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {}},
          "9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
