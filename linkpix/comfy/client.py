@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 from linkpix.comfy import objectinfo
 from linkpix.comfy.events import TERMINAL_EVENTS, Event, OutputImage
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL_GRACE = 1.0  # s to wait for `executing null` after execution_success/error/interrupted
 DISCONNECTED_POLL = 0.5  # s between /history polls while the socket is down
+RECONNECT_RECHECK = 1.0  # s after a reconnect for a second look at a prompt that was still queued
 SAFETY_POLL = 10.0  # s of silence after which /history is checked even with a healthy socket
 UNREACHABLE_GRACE = 5.0  # s ComfyUI may stay unreachable during a wait before we give up
 CANCEL_GRACE = 3.0  # s to let an interrupted prompt leave the queue after a timeout
@@ -186,7 +188,8 @@ class ComfyClient:
         now = time.monotonic()
         next_check = now if box.fresh or not self._stream.connected else now + SAFETY_POLL
         unreachable_since: float | None = None
-        hurry = False  # the prompt is known to be over (or the socket is down): poll briskly
+        hurry = False  # the prompt is known to be over: poll briskly
+        recheck = False  # just reconnected: look once more soon, in case a restart raced with us
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -196,6 +199,7 @@ class ComfyClient:
                 _notify(on_event, event)
             if event is None or event.type == RECONNECTED or event.is_completion:
                 hurry = hurry or (event is not None and event.is_completion)
+                recheck = event is not None and event.type == RECONNECTED
                 try:
                     entry = self._reconcile(prompt_id)
                     unreachable_since = None
@@ -209,7 +213,8 @@ class ComfyClient:
                 if entry is not None:
                     return entry
                 brisk = hurry or unreachable_since is not None or not self._stream.connected
-                next_check = time.monotonic() + (DISCONNECTED_POLL if brisk else SAFETY_POLL)
+                pace = DISCONNECTED_POLL if brisk else RECONNECT_RECHECK if recheck else SAFETY_POLL
+                next_check = time.monotonic() + pace
             elif event.type == CLOSED:
                 raise BackendUnavailable(f"the client for ComfyUI at {self.base_url} was closed while "
                                          f"waiting for prompt {prompt_id}")
@@ -220,7 +225,7 @@ class ComfyClient:
                 next_check = min(next_check, now + TERMINAL_GRACE)
 
     def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        answer = self._http.json("GET", f"/history/{prompt_id}")
+        answer = self._http.json("GET", f"/history/{quote(prompt_id, safe='')}")
         entry = answer.get(prompt_id) if isinstance(answer, dict) else None
         return entry if isinstance(entry, dict) else None
 
@@ -239,7 +244,7 @@ class ComfyClient:
         if entry is not None:
             return entry
         raise PromptLost(f"ComfyUI at {self.base_url} lost prompt {prompt_id} (did it restart?)",
-                                 {"url": self.base_url, "prompt_id": prompt_id})
+                         {"url": self.base_url, "prompt_id": prompt_id})
 
     def _give_up(self, prompt_id: str, timeout: float) -> dict[str, Any]:
         """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise.
