@@ -22,14 +22,24 @@ class ApiServer:
         threads = self.services.config.settings.threads
         self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._closing = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self._closing:  # closing the sockets under the loop ends it with EBADF; expected
+                raise
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 60)
         return requests.get(self.url + path, **kwargs)
 
     def close(self) -> None:
+        self._closing = True
         self.server.close()
+        self.server.task_dispatcher.shutdown()
         self.services.client.close()
         self.thread.join(timeout=5)
