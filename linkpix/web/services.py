@@ -15,6 +15,7 @@ from ..cache import ImageCache
 from ..comfy import ComfyClient
 from ..config import ConfigHolder, LoadedConfig
 from ..generator import Generator
+from ..jobs import JobManager
 from ..jsonstore import JsonStore
 from ..resolver import Resolver
 from .memo import HitMemo
@@ -31,6 +32,7 @@ class Services:
     cache: ImageCache
     generator: Generator
     memo: HitMemo
+    jobs: JobManager | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,7 +53,8 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
     generator = Generator(client, cache, lambda: holder.get().settings.timeout,
                           lambda: holder.get().settings.max_pending)
-    return Services(holder, store, resolver, client, cache, generator, HitMemo())
+    jobs = JobManager.open(cfg.data_dir, generator, cache, lambda: holder.get().settings, client.queue_position)
+    return Services(holder, store, resolver, client, cache, generator, HitMemo(), jobs)
 
 
 def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:

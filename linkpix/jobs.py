@@ -1,0 +1,366 @@
+"""The async jobs API's engine: accept jobs, run them on a bounded pool, report, recover after a restart.
+
+Programs that cannot hold a connection open while ComfyUI works submit a job and are told when it is
+done (webhook, polling, or a live event stream). A job is one or more images (`image_count`, one seed
+each), each run through the same `Generator` as `/prompt`: identical requests still share one ComfyUI run
+and land in the same cache. Everything needed to finish a job is in SQLite (`jobstore.py`), so on start-up
+jobs left queued are queued again and jobs that had reached ComfyUI are re-attached by prompt id (or fail
+with a message saying ComfyUI lost them) - none stays "running" forever.
+
+A job counts as `queued` until ComfyUI starts executing its prompt, so "queued" and ComfyUI's queue
+position mean the same thing to a client. Cancelling leaves the shared run through a `Ticket`: ComfyUI is
+told to dequeue or interrupt the prompt only when no other request waits on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .cache import ImageCache
+from .comfy import Event, PromptLost
+from .config import Settings
+from .errors import ExecutionFailed, LinkPixError, QueueFull
+from .generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
+from .jobevents import JobEvents, sse_stream, thumbnail
+from .jobstore import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    Job,
+    JobStore,
+    UploadStore,
+    rendered_from_dict,
+    rendered_to_dict,
+)
+from .resolver import RenderedJob
+from .webhooks import Schedule, WebhookSender
+
+log = logging.getLogger(__name__)
+
+PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+
+
+class Conflict(LinkPixError):
+    """The job is in a state that does not allow this (e.g. cancelling a finished job)."""
+
+    status = 409
+    code = "conflict"
+
+
+class JobManager:
+    """Owns the job pool, the live progress of running jobs, and webhook delivery."""
+
+    def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
+                 settings: Callable[[], Settings], queue_position: Callable[[str], int | None]) -> None:
+        self.store = store
+        self.uploads = uploads
+        self.generator = generator
+        self.cache = cache
+        self._settings = settings
+        self._queue_position = queue_position
+        self.events = JobEvents()
+        s = settings()
+        self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
+        self.webhooks = WebhookSender(self._schedule)
+        self._lock = threading.Lock()
+        self._tickets: dict[str, Ticket] = {}
+        self._cancelling: set[str] = set()
+        self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
+        self._stop = threading.Event()
+        # Each stream holds a server thread: leave 4 free beside the ones generations may hold.
+        self._streams = threading.BoundedSemaphore(max(1, min(s.events_max_streams,
+                                                               s.threads - s.max_pending - 4)))
+
+    @classmethod
+    def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
+             queue_position: Callable[[str], int | None]) -> JobManager:
+        """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
+        manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
+                      generator, cache, settings, queue_position)
+        manager.recover()
+        return manager
+
+    def _schedule(self) -> Schedule:
+        s = self._settings()
+        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, tuple(s.webhook_allow))
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        """Stop as a crash would, but tidily: running jobs stay `running` in the database (the next
+        start re-attaches them); nothing is cancelled in ComfyUI."""
+        self._stop.set()
+        with self._lock:
+            tickets = list(self._tickets.values())
+        for ticket in tickets:
+            ticket.detach()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.webhooks.close()
+        self.store.close()
+
+    # -- accepting ---------------------------------------------------------------------------------
+    def submit(self, user: str, rendered: list[RenderedJob], webhook: dict[str, Any] | None,
+               secret: str | None, base_url: str) -> Job:
+        """Persist a new job and queue it; QueueFull (429) when the user's or the total queue is full."""
+        s = self._settings()
+        for spec in rendered:
+            for upload in spec.uploads:
+                self.uploads.keep(upload)
+        job = Job(id=uuid.uuid4().hex, user=user, state=QUEUED, created=time.time(),
+                  image_count=len(rendered), spec=[rendered_to_dict(r) for r in rendered],
+                  webhook=dict(webhook, state="waiting", attempts=[]) if webhook else None,
+                  webhook_secret=secret or None, base_url=base_url)
+        with self._lock:
+            if self.store.count_active(user) >= s.jobs_max_queued_per_user:
+                raise QueueFull(f"user {user!r} already has {s.jobs_max_queued_per_user} unfinished jobs; "
+                                "wait for one to finish", retry_after=10)
+            if self.store.count_active() >= s.jobs_max_queued:
+                raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly",
+                                retry_after=10)
+            self.store.insert(job)
+        self._pool.submit(self._run, job.id, False)
+        return job
+
+    def recover(self) -> None:
+        """Start-up: re-attach jobs that reached ComfyUI, re-queue the others, resume webhooks."""
+        for job in self.store.active():
+            log.info("resuming job %s (%s, prompt %s)", job.id, job.state, job.prompt_id)
+            self._pool.submit(self._run, job.id, bool(job.prompt_id))
+        for job in self.store.undelivered():
+            self._send_webhook(job)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def describe(self, job: Job, *, with_queue: bool = True) -> dict[str, Any]:
+        """The job as GET /jobs/<id> shows it: stored facts plus live progress and queue position."""
+        body = job.public()
+        with self._lock:
+            live = dict(self._live.get(job.id, {}))
+        body["progress"] = live or None
+        body["queue_position"] = None
+        if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
+            try:
+                body["queue_position"] = self._queue_position(job.prompt_id)
+            except LinkPixError:
+                pass  # ComfyUI unreachable: the position is unknown, the job is still there
+        return body
+
+    # -- cancelling --------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job.state in TERMINAL:
+            raise Conflict(f"job {job_id} has already {job.state}; only queued or running jobs can be "
+                           "cancelled", {"status": job.state})
+        with self._lock:
+            self._cancelling.add(job_id)
+            ticket = self._tickets.get(job_id)
+        if self.store.finish(job_id, CANCELLED, error={"error": "cancelled", "details": None,
+                                                       "message": "cancelled by the client"}):
+            self._skip_webhook(job_id)
+            self.events.publish(job_id, CANCELLED, self.describe(self.store.get(job_id), with_queue=False))
+        if ticket is not None:
+            ticket.cancel()  # leaves the run; ComfyUI stops it if no other request shares it
+        return self.store.get(job_id)
+
+    # -- running -----------------------------------------------------------------------------------
+    def _run(self, job_id: str, reattach: bool) -> None:
+        try:
+            self._run_job(job_id, reattach)
+        except Exception:
+            if not self.closed:
+                log.exception("job %s failed unexpectedly", job_id)
+                self._end(job_id, FAILED, ExecutionFailed("internal error while running the job; see the log"))
+        finally:
+            with self._lock:
+                self._tickets.pop(job_id, None)
+                self._cancelling.discard(job_id)
+                self._live.pop(job_id, None)
+
+    def _run_job(self, job_id: str, reattach: bool) -> None:
+        if self.closed:
+            return
+        job = self.store.get(job_id)
+        images = list(job.images)
+        for index in range(len(images), job.image_count):
+            if job.state in TERMINAL or self.closed:
+                return
+            spec = rendered_from_dict(job.spec[index], self.uploads)
+            prompt_id = job.prompt_id if reattach and index == len(job.images) else None
+            try:
+                outcome = self._generate(job, index, spec, prompt_id)
+            except Cancelled:
+                return  # cancel() has recorded it, or we are shutting down
+            except LinkPixError as exc:
+                if self.closed:
+                    return
+                if prompt_id is not None and isinstance(exc, PromptLost):
+                    exc.message = f"LinkPix restarted while this job ran, and {exc.message}"
+                self._end(job_id, FAILED, exc)
+                return
+            if self.closed:
+                return
+            self._mark_running(job_id)
+            meta = outcome.image.meta
+            image = {"url": outcome.image.url, "seed": spec.seed, "width": meta.get("width"),
+                     "height": meta.get("height"), "format": outcome.image.fmt,
+                     "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id")}
+            images.append(image)
+            self.store.update(job_id, images=images, prompt_id=None)
+            self.events.publish(job_id, "image", dict(image, index=index))
+            job = self.store.get(job_id)
+        self._end(job_id, SUCCEEDED, None)
+
+    def _generate(self, job: Job, index: int, spec: RenderedJob, prompt_id: str | None) -> Outcome:
+        """One image through the generator; waits (cancellably) while the generator is at capacity."""
+        while True:
+            ticket = Ticket()
+            with self._lock:
+                self._tickets[job.id] = ticket
+                if job.id in self._cancelling:
+                    ticket.cancel()
+            with self._lock:
+                self._live[job.id] = {"image": index + 1, "images": job.image_count, "step": 0,
+                                      "total": None, "node": None}
+            try:
+                return self.generator.generate(spec, job.user, self._listener(job.id, index), ticket=ticket,
+                                               prompt_id=prompt_id)
+            except QueueFull as exc:
+                if self._stop.wait(min(exc.retry_after, 2.0)):
+                    raise Cancelled("shutting down") from None
+
+    def _listener(self, job_id: str, index: int) -> Callable[[Event], None]:
+        last_preview = [0.0]
+
+        def on_event(event: Event) -> None:
+            if self.closed:
+                return
+            if event.type == SUBMITTED:
+                self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
+            elif event.type == "execution_start":
+                self._mark_running(job_id)
+            elif event.type == "executing" and event.data.get("node") is not None:
+                self._mark_running(job_id)
+                self._progress(job_id, node=str(event.data["node"]))
+            elif event.type == "progress":
+                self._mark_running(job_id)
+                self._progress(job_id, step=event.data.get("value"), total=event.data.get("max"),
+                               node=event.data.get("node"))
+            elif event.type == "preview" and event.image:
+                now = time.monotonic()
+                if now - last_preview[0] >= PREVIEW_INTERVAL:
+                    last_preview[0] = now
+                    thumb = thumbnail(event.image)
+                    if thumb:
+                        self.events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb})
+
+        return on_event
+
+    def _submitted(self, job_id: str, prompt_id: str, backend: str | None) -> None:
+        job = self.store.get(job_id)
+        ids = job.prompt_ids if prompt_id in job.prompt_ids else [*job.prompt_ids, prompt_id]
+        self.store.update(job_id, prompt_id=prompt_id, prompt_ids=ids, backend=backend)
+
+    def _progress(self, job_id: str, **values: Any) -> None:
+        with self._lock:
+            live = self._live.setdefault(job_id, {})
+            live.update({k: v for k, v in values.items() if v is not None})
+            snapshot = dict(live)
+        self.events.publish(job_id, "progress", snapshot)
+
+    def _mark_running(self, job_id: str) -> None:
+        if self._set_running(job_id, time.time()):
+            self.events.publish(job_id, "started", self.describe(self.store.get(job_id), with_queue=False))
+
+    def _set_running(self, job_id: str, now: float) -> bool:
+        """queued -> running, once; True if this call made the change."""
+        with self._lock:
+            job = self.store.get(job_id)
+            if job.state != QUEUED:
+                return False
+            return self.store.update(job_id, state=RUNNING, started=now)
+
+    def _end(self, job_id: str, state: str, error: LinkPixError | None) -> None:
+        changes: dict[str, Any] = {"error": error.to_dict() if error is not None else None}
+        if not self.store.finish(job_id, state, **changes):
+            return  # it had already ended (cancelled meanwhile)
+        job = self.store.get(job_id)
+        self.events.publish(job_id, state, self.describe(job, with_queue=False))
+        if job.webhook:
+            job.webhook = dict(job.webhook, state="pending")
+            self.store.set_webhook(job_id, job.webhook)
+            self._send_webhook(job)
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    def _skip_webhook(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if job.webhook:
+            self.store.set_webhook(job_id, dict(job.webhook, state="skipped"))
+
+    def webhook_payload(self, job: Job) -> dict[str, Any]:
+        include = bool(job.webhook and job.webhook.get("include_base64"))
+        images = []
+        for image in job.images:
+            item = {"url": image["url"], "href": job.base_url.rstrip("/") + image["url"],
+                    "seed": image["seed"], "width": image["width"], "height": image["height"]}
+            if include:
+                item["base64"] = self._image_base64(job.user, image["url"])
+            images.append(item)
+        return {"status": job.state, "job_id": job.id, "prompt_id": job.prompt_ids[-1] if job.prompt_ids else None,
+                "prompt_ids": job.prompt_ids, "images": images, "error": job.error}
+
+    def _image_base64(self, user: str, url: str) -> str | None:
+        try:
+            image = self.cache.lookup_file(user, url.rsplit("/", 1)[-1])
+            return base64.b64encode(image.path.read_bytes()).decode()
+        except (LinkPixError, OSError):
+            return None  # evicted meanwhile; the URL is still reported
+
+    def _send_webhook(self, job: Job) -> None:
+        assert job.webhook is not None
+        job_id = job.id
+
+        def on_attempt(record: dict[str, Any]) -> None:
+            with self._lock:
+                if self.closed:
+                    return
+                current = self.store.get(job_id).webhook or {}
+                attempts = [*current.get("attempts", []), record]
+                self.store.set_webhook(job_id, dict(current, attempts=attempts))
+
+        def on_done(delivered: bool) -> None:
+            with self._lock:
+                if self.closed:
+                    return
+                current = self.store.get(job_id).webhook or {}
+                self.store.set_webhook(job_id, dict(current, state="delivered" if delivered else "failed"))
+
+        self.webhooks.send(job.webhook["url"], self.webhook_payload(job), job.webhook_secret,
+                           on_attempt, on_done)
+
+    # -- event streams -----------------------------------------------------------------------------
+    def stream(self, job_id: str, heartbeat: float, max_seconds: float) -> Iterator[str]:
+        """Server-Sent Events for one job (see `jobevents.sse_stream`)."""
+        return sse_stream(self.events, job_id, lambda: self.store.get(job_id),
+                          lambda job: self.describe(job, with_queue=False), heartbeat, max_seconds,
+                          lambda: self.closed)
+
+    def acquire_stream(self) -> bool:
+        return self._streams.acquire(blocking=False)
+
+    def release_stream(self) -> None:
+        try:
+            self._streams.release()
+        except ValueError:
+            pass

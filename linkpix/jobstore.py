@@ -1,0 +1,255 @@
+"""Async jobs on disk: one SQLite table under `data/`, and the input images the jobs need.
+
+A job must survive a LinkPix restart, so everything needed to finish it is stored when it is accepted:
+the *rendered* workflows (not the request), so a restarted LinkPix runs exactly what was accepted even if
+styles or settings changed meanwhile, and the input images by content-addressed name in `data/uploads/`.
+SQLite runs in WAL mode behind one connection and a lock: writes are small and rare (a few per job), and
+one connection avoids "database is locked" between threads of this process.
+
+Terminal states are final: `finish()` only changes a job that is still queued or running, so a cancel
+racing a success cannot be overwritten by the loser.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, NotFound
+from .jsonstore import atomic_write_bytes
+from .request import InputImage, make_input_image
+from .resolver import RenderedJob
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+ACTIVE = (QUEUED, RUNNING)
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+STATES = ACTIVE + TERMINAL
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    prompt_id TEXT,
+    prompt_ids TEXT NOT NULL DEFAULT '[]',
+    backend TEXT,
+    image_count INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    images TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    webhook TEXT,
+    webhook_secret TEXT,
+    base_url TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, created);
+"""
+_JSON_COLUMNS = ("prompt_ids", "spec", "images", "error", "webhook")
+
+
+@dataclass
+class Job:
+    """One row: what was asked (spec: one rendered workflow per image) and how far it got."""
+
+    id: str
+    user: str
+    state: str
+    created: float
+    image_count: int
+    spec: list[dict[str, Any]]
+    started: float | None = None
+    finished: float | None = None
+    prompt_id: str | None = None  # the prompt of the image in progress (re-attached after a restart)
+    prompt_ids: list[str] = field(default_factory=list)
+    backend: str | None = None
+    images: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    webhook: dict[str, Any] | None = None
+    webhook_secret: str | None = None
+    base_url: str = ""
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in TERMINAL
+
+    def public(self) -> dict[str, Any]:
+        """The job as the API shows it (never the webhook secret, never the rendered graphs)."""
+        first = self.spec[0] if self.spec else {}
+        webhook = None
+        if self.webhook:
+            webhook = {k: v for k, v in self.webhook.items()}
+            webhook["signed"] = bool(self.webhook_secret)
+        return {"job_id": self.id, "status": self.state, "user": self.user, "created": self.created,
+                "started": self.started, "finished": self.finished,
+                "prompt_id": self.prompt_id or (self.prompt_ids[-1] if self.prompt_ids else None),
+                "prompt_ids": self.prompt_ids, "backend": self.backend, "image_count": self.image_count,
+                "prompt": first.get("prompt"), "workflow": first.get("workflow"),
+                "images": self.images, "error": self.error, "webhook": webhook}
+
+
+def rendered_to_dict(job: RenderedJob) -> dict[str, Any]:
+    """A RenderedJob as JSON; input images by name only (their bytes are in the UploadStore)."""
+    out = asdict(job)
+    out["uploads"] = [u.name for u in job.uploads]
+    out["ignored"] = list(job.ignored)
+    return out
+
+
+def rendered_from_dict(data: dict[str, Any], uploads: UploadStore) -> RenderedJob:
+    values = dict(data)
+    values["uploads"] = tuple(uploads.get(name) for name in data.get("uploads", []))
+    values["ignored"] = tuple(data.get("ignored", []))
+    return RenderedJob(**values)
+
+
+class UploadStore:
+    """Input images by content-addressed id (`linkpix_<hash>.<ext>`), kept for jobs and `POST /uploads`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, data: bytes) -> InputImage:
+        image = make_input_image(data)
+        path = self.root / image.name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return image
+
+    def keep(self, image: InputImage) -> None:
+        path = self.root / image.name
+        if not path.exists():
+            atomic_write_bytes(path, image.data)
+
+    def get(self, upload_id: str) -> InputImage:
+        if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
+                or not upload_id.startswith("linkpix_"):
+            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": "images"})
+        try:
+            data = (self.root / upload_id).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no upload {upload_id!r}: upload it first with POST /uploads",
+                           {"parameter": "images"}) from None
+        return InputImage(upload_id, data)
+
+    def exists(self, upload_id: str) -> bool:
+        return (self.root / upload_id).is_file()
+
+
+class JobStore:
+    """The jobs table. Thread-safe: one connection, one lock, each method one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            return self._db.execute(sql, args)
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Job]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            rows = self._db.execute(sql, args).fetchall()
+        return [_job(row) for row in rows]
+
+    # -- writing ---------------------------------------------------------------------------------
+    def insert(self, job: Job) -> None:
+        values = asdict(job)
+        for key in _JSON_COLUMNS:
+            values[key] = json.dumps(values[key]) if values[key] is not None else None
+        names = ", ".join(values)
+        marks = ", ".join(f":{k}" for k in values)
+        with self._lock:
+            self._db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+
+    def update(self, job_id: str, *, only_active: bool = True, **changes: Any) -> bool:
+        """Set columns of a job; with `only_active` (default) a finished job is left alone."""
+        sets, args = [], []
+        for key, value in changes.items():
+            if key in _JSON_COLUMNS and value is not None:
+                value = json.dumps(value)
+            sets.append(f"{key} = ?")
+            args.append(value)
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
+        if only_active:
+            sql += " AND state IN ('queued', 'running')"
+        return self._exec(sql, (*args, job_id)).rowcount == 1
+
+    def finish(self, job_id: str, state: str, **changes: Any) -> bool:
+        """Move an active job to a terminal state; False if it had already ended (the first end wins)."""
+        assert state in TERMINAL
+        return self.update(job_id, state=state, finished=time.time(), **changes)
+
+    def set_webhook(self, job_id: str, webhook: dict[str, Any]) -> None:
+        self.update(job_id, only_active=False, webhook=webhook)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise NotFound(f"no job {job_id!r}")
+        return rows[0]
+
+    def list(self, user: str | None = None, state: str | None = None, limit: int = 100) -> list[Job]:
+        where, args = [], []
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._rows(sql + " ORDER BY created DESC LIMIT ?", (*args, limit))
+
+    def active(self) -> list[Job]:
+        """Unfinished jobs, oldest first (start-up recovery re-queues them in this order)."""
+        return self._rows("SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created")
+
+    def undelivered(self) -> list[Job]:
+        """Finished jobs whose webhook was still being delivered when LinkPix stopped."""
+        jobs = self._rows("SELECT * FROM jobs WHERE webhook IS NOT NULL AND state IN ('succeeded', 'failed')"
+                          " AND json_extract(webhook, '$.state') = 'pending'")
+        return jobs
+
+    def count_active(self, user: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            sql += " AND user = ?"
+            args = (user,)
+        with self._lock:
+            return int(self._db.execute(sql, args).fetchone()[0])
+
+
+def _job(row: sqlite3.Row) -> Job:
+    values = dict(row)
+    for key in _JSON_COLUMNS:
+        if values[key] is not None:
+            values[key] = json.loads(values[key])
+    return Job(**values)
