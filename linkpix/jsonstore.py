@@ -150,18 +150,19 @@ class JsonStore:
 
     def _reload(self, p: Path, cached: Entry | None, default: Any) -> Entry:
         try:
-            raw = p.read_bytes()
-        except FileNotFoundError:  # replaced between stat and read: try once more from the top
+            with open(p, "rb") as fh:
+                # The stamp of the very file we read (fstat on the open descriptor): a replace that lands
+                # after this point gives a new inode, so the next load sees a different stamp and reloads.
+                st = os.fstat(fh.fileno())
+                raw = fh.read()
+        except FileNotFoundError:  # removed between stat and open: start again from the top
             return self.load(p, default)
-        # Stat again after reading: the stamp must describe the bytes we parsed, or a change that landed
-        # between the two calls would be hidden behind a stamp that already matches it.
-        stamp = _stat(p)
+        stamp: Stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         try:
             value = _parse(p, raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            value = self._broken(p, stamp, cached, ConfigError(f"{p}: not UTF-8 text ({exc.reason})",
-                                                               {"path": str(p), "line": None}))
-            return value
+            return self._broken(p, stamp, cached, ConfigError(f"{p}: not UTF-8 text ({exc.reason})",
+                                                              {"path": str(p), "line": None}))
         except ConfigError as exc:
             return self._broken(p, stamp, cached, exc)
         entry = Entry(value, stamp)

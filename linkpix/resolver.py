@@ -161,7 +161,7 @@ class Resolver:
             values[pname] = binding.default
             for where, layer in layers:
                 if pname in layer:
-                    values[pname] = _coerce(registry, pname, layer[pname], where)
+                    values[pname] = _coerce(registry, pname, layer[pname], where, settings.max_pixels)
                     if where == "request":
                         from_request.add(pname)
                     break
@@ -301,11 +301,14 @@ def _canonical(registry: Registry, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _coerce(registry: Registry, name: str, value: Any, where: str) -> Any:
+def _coerce(registry: Registry, name: str, value: Any, where: str, max_pixels: int | None = None) -> Any:
     try:
         return registry.coerce(name, value)
     except BadRequest as exc:
         if where == "request":
+            if name in ("width", "height") and max_pixels:
+                exc.message += f"; width x height may be at most {max_pixels} pixels (max_pixels)"
+                exc.args = (exc.message,)
             raise
         raise ConfigError(f"{where}: {exc.message}", exc.details) from None
 
