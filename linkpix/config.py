@@ -103,28 +103,19 @@ class Settings(BaseSettings):
 
 
 class LoadedConfig:
-    """Settings plus the folder they are relative to."""
+    """Settings plus the folder they are relative to, with the folders resolved once."""
 
     def __init__(self, settings: Settings, base_dir: Path) -> None:
         self.settings = settings
         self.base_dir = base_dir
+        self.workflows_dir = self.path(settings.workflows_dir)
+        self.data_dir = self.path(settings.data_dir)
+        self.output_dir = self.path(settings.output_dir)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's folder."""
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
-
-    @property
-    def workflows_dir(self) -> Path:
-        return self.path(self.settings.workflows_dir)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.path(self.settings.data_dir)
-
-    @property
-    def output_dir(self) -> Path:
-        return self.path(self.settings.output_dir)
 
 
 def _format_validation(err: ValidationError, source: Path) -> str:
