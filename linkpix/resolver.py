@@ -29,6 +29,7 @@ from .jsonstore import JsonStore
 from .placeholders import Registry, not_available
 from .request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
 from .styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
+from .uiformat import is_ui_format
 from .workflows import (
     SETTINGS_DIR,
     WorkflowTemplate,
@@ -120,7 +121,7 @@ class Resolver:
         doc = self._store.load(path)
         side = sidecar_path(path)
         side_entry = self._store.load(side) if side is not None else None
-        ui = isinstance(doc.value, Mapping) and "nodes" in doc.value
+        ui = is_ui_format(doc.value)
         info = self._info() if ui else None
         stamp = (doc.stamp, side, side_entry.stamp if side_entry else None, id(registry),
                  id(info) if ui else None)
