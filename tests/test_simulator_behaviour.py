@@ -370,9 +370,10 @@ def test_restart_forgets_state_and_keeps_port(simulator: SimulatorServer) -> Non
                 raise ConnectionError("closed")
     assert requests.get(url + f"/history/{pid}", timeout=10).json() == {}
     assert requests.get(url + "/queue", timeout=10).json() == {"queue_running": [], "queue_pending": []}
-    assert post_prompt(url, image())["number"] == 0
     executed = simulator.nodes_executed
-    run(url, image())  # node cache forgotten: the image that ran before restart runs again
+    body = post_prompt(url, image())
+    assert body["number"] == 0
+    wait_history(url, body["prompt_id"])  # node cache forgotten: the image that ran before restart runs again
     assert simulator.nodes_executed == executed + 2
 
 
