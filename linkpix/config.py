@@ -79,6 +79,10 @@ class Settings(BaseSettings):
                                                                "client reconnects for more.")
     events_max_streams: int = Field(8, ge=1, description="Event streams open at once (each holds a server "
                                                          "thread); more answer 429.")
+    dashboard_user: str = Field("", description="Login name for the dashboard; required (with "
+                                                "dashboard_password) when network_access is on.")
+    dashboard_password: str = Field("", description="Password for the dashboard login; better set as "
+                                                    "LINKPIX_DASHBOARD_PASSWORD than in config.json.")
 
     @field_validator("comfyui_url")
     @classmethod
