@@ -126,6 +126,7 @@ class JsonStore:
         self._problems: dict[Path, Problem] = {}
         self._watched_dirs: dict[Path, None] = {}
         self._thread_locks: dict[Path, threading.RLock] = {}
+        self._stat_list: tuple[tuple[int, int, int], tuple[str, ...]] = ((0, 0, 0), ())
 
     # ----------------------------------------------------------------------------------- reading
     def load(self, path: str | os.PathLike[str], default: Any = _MISSING) -> Entry:
@@ -261,13 +262,20 @@ class JsonStore:
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever a file this store has served, or a watched folder's listing, changes.
 
-        One `os.stat` per file and folder, no reads. Atomic replaces change the inode, in-place edits
-        change mtime/size, new or deleted files change the folder's mtime.
+        One `os.stat` per file and folder, no reads, and no path building: the API calls this on every
+        request. Atomic replaces change the inode, in-place edits change mtime/size, new or deleted files
+        change the folder's mtime. The set of paths only grows (a file once served stays watched), so the
+        sizes of the three maps tell when the list of paths must be rebuilt.
         """
-        with self._guard:
-            paths = list(self._entries) + [p for p in self._problems if p not in self._entries]
-            paths += list(self._watched_dirs)
-        return tuple((str(p), _stat(p)) for p in paths)
+        sizes = (len(self._entries), len(self._problems), len(self._watched_dirs))
+        known, paths = self._stat_list
+        if sizes != known:
+            with self._guard:
+                listed = list(self._entries) + [p for p in self._problems if p not in self._entries]
+                listed += list(self._watched_dirs)
+                paths = tuple(str(p) for p in listed)
+                self._stat_list = (sizes, paths)
+        return (paths, tuple(map(_stat, paths)))
 
 
 class _Both:

@@ -73,6 +73,7 @@ class Resolver:
         self._object_info = object_info
         self._lock = threading.Lock()
         self._cache: dict[Any, tuple[Any, Any]] = {}  # kind/name -> (stamp, derived object)
+        self._watching: LoadedConfig | None = None
 
     # ----------------------------------------------------------------------------- file access
     def _cached(self, key: Any, stamp: Any, build: Callable[[], Any]) -> Any:
@@ -269,8 +270,10 @@ class Resolver:
         backend that gains or loses a model does not change what an already answered URL maps to.
         """
         cfg = self._config()
-        wdir = cfg.workflows_dir
-        self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
+        if cfg is not self._watching:  # a (re)loaded configuration may name other folders
+            wdir = cfg.workflows_dir
+            self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
+            self._watching = cfg
         return (self._store.fingerprint(), id(cfg))
 
 

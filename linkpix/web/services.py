@@ -40,8 +40,9 @@ class Services:
         return self.config_holder.get()
 
     def fingerprint(self) -> tuple[Any, ...]:
-        """Changes whenever anything that could change which image a URL maps to changes."""
-        return (self.config_holder.generation, self.resolver.fingerprint())
+        """Changes whenever anything that could change which image a URL maps to changes: the
+        configuration, a style, a placeholder definition, a preference, a workflow or its settings."""
+        return self.resolver.fingerprint()
 
 
 def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> Services:
