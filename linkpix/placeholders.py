@@ -42,10 +42,11 @@ class ParamSpec:
     choices: tuple[Any, ...] | None = None  # a fixed list (img_format)
     choices_from: tuple[tuple[str, str], ...] = ()  # object_info (class, input) lists (models, samplers)
     render: str = "value"  # "negate": written as -value (clip_skip -> CLIPSetLastLayer.stop_at_clip_layer)
+    multiple_of: int | None = None  # ints are rounded down to it (ComfyUI's latent grid is 8 pixels)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "default": self.default, "description": self.description}
-        for key in ("min", "max"):
+        for key in ("min", "max", "multiple_of"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.aliases:
@@ -71,13 +72,16 @@ def _spec_from(name: str, raw: Any, source: str) -> ParamSpec:
         sources.append((cls, inp))
     fixed = raw.get("choices")
     render = raw.get("render", "value")
+    multiple = raw.get("multiple_of")
+    if multiple is not None and (not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1):
+        raise ConfigError(f"{source}: parameter {name!r}: multiple_of must be a whole number >= 1")
     if render not in ("value", "negate"):
         raise ConfigError(f"{source}: parameter {name!r}: render must be 'value' or 'negate'")
     return ParamSpec(
         name=name, type=kind, default=raw.get("default"), min=raw.get("min"), max=raw.get("max"),
         description=str(raw.get("description", "")), aliases=tuple(raw.get("aliases", []) or ()),
         choices=tuple(fixed) if isinstance(fixed, list) else None, choices_from=tuple(sources),
-        render=render,
+        render=render, multiple_of=multiple,
     )
 
 
@@ -122,6 +126,10 @@ class Registry:
         if spec.render == "negate" and isinstance(typed, int | float):
             typed = abs(typed)  # clip_skip=-2 (ComfyUI's spelling) means the same as clip_skip=2
         _check_range(spec, typed)
+        if spec.multiple_of and isinstance(typed, int) and not isinstance(typed, bool):
+            # What ComfyUI would do anyway (a 300 px high latent decodes to 296 px); doing it here
+            # makes the reported size true and lets 300 and 296 share one cached image.
+            typed = max(typed // spec.multiple_of * spec.multiple_of, spec.multiple_of)
         if spec.choices is not None and typed not in spec.choices:
             raise BadRequest(f"{spec.name} must be one of {', '.join(map(str, spec.choices))} (got {value!r})",
                              {"parameter": spec.name, "allowed": list(spec.choices)})

@@ -191,7 +191,8 @@ class Resolver:
         self._check_size(values, settings.max_pixels)
         self._check_backend(template, values, from_request, registry)
 
-        seed, is_random = self._seed(req, final_prompt, style_names, template.name, requested)
+        used = {k: values[k] for k in from_request}  # as coerced: 300 and "0300" are one request
+        seed, is_random = self._seed(req, final_prompt, style_names, template.name, used)
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
@@ -232,13 +233,15 @@ class Resolver:
 
     @staticmethod
     def _seed(req: GenerationRequest, prompt: str, styles: tuple[str, ...], workflow: str,
-              requested: Mapping[str, Any]) -> tuple[int, bool]:
+              used: Mapping[str, Any]) -> tuple[int, bool]:
+        """Given, fresh, or derived from what the request changed (parameters the workflow ignores
+        do not count, so `&frobnicate=1` keeps the picture)."""
         if req.seed is not None:
             return req.seed, False
         if req.random_seed:
             return secrets.randbelow(SEED_SPACE), True
         basis = json.dumps({"prompt": req.prompt, "final": prompt, "styles": list(styles), "workflow": workflow,
-                            "params": {k: str(v) for k, v in sorted(requested.items())},
+                            "params": {k: str(v) for k, v in sorted(used.items())},
                             "images": [i.name for i in req.input_images]}, sort_keys=True, ensure_ascii=False)
         return int.from_bytes(hashlib.sha256(basis.encode("utf-8")).digest()[:8], "big") % SEED_SPACE, False
 

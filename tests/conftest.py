@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
 
@@ -39,10 +40,8 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def api(project: Path, simulator: SimulatorServer) -> Iterator["ApiServer"]:  # noqa: F821
+def api(project: Path, simulator: SimulatorServer) -> Iterator[ApiServer]:
     """LinkPix served by waitress on a loopback port, talking to the simulator, using demo.json."""
-    from support import ApiServer  # imported here so a broken API module fails only the API tests
-
     server = ApiServer(project, simulator.url)
     try:
         yield server

@@ -251,3 +251,12 @@ def test_one_log_line_per_request(api, caplog):
     assert len(lines) == 2
     assert "200" in lines[0] and "user=carol" in lines[0] and "cache=miss" in lines[0]
     assert "cache=hit" in lines[1] and "ms" in lines[1]
+
+
+def test_sizes_snap_to_the_latent_grid_and_share_the_cache(api, simulator):
+    r = api.get("/prompt/grid?width=300&height=200&format=json").json()
+    assert (r["width"], r["height"]) == (296, 200)
+    assert r["params"]["width"] == 296
+    again = api.get("/prompt/grid?width=296&height=200&format=json").json()
+    assert again["cache"] == "hit" and again["url"] == r["url"]
+    assert simulator.prompts_received == 1

@@ -23,5 +23,5 @@ def test_img_tags_show_generated_images_and_errors(api, tmp_path):
                               "i => [i.id, [i.naturalWidth, i.naturalHeight]]))")
         screenshot(page, "img-tags")
     assert sizes["fox"] == [384, 256]
-    assert sizes["owl"] == [200, 296]  # ComfyUI's latent grid: sizes come out as multiples of 8
+    assert sizes["owl"] == [200, 296]  # rounded down to a multiple of 8, as ComfyUI's latent grid would
     assert sizes["bad"] == [320, 160]  # the error message, drawn as a picture of the requested size
