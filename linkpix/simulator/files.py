@@ -19,7 +19,7 @@ from aiohttp import web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .images import atomic_write
+from ..jsonstore import atomic_write_bytes
 from .validation import annotated_filepath
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
             if save_function is not None:
                 save_function(data, post, filepath)
             else:
-                atomic_write(Path(filepath), data)
+                atomic_write_bytes(Path(filepath), data)
         return web.json_response({"name": filename, "subfolder": subfolder, "type": upload_type})
 
     @routes.post("/upload/image")
@@ -176,7 +176,7 @@ def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
                 rgba.putalpha(mask.getchannel("A"))
                 buf = BytesIO()
                 rgba.save(buf, format="PNG", compress_level=4, pnginfo=meta)
-                atomic_write(Path(filepath), buf.getvalue())
+                atomic_write_bytes(Path(filepath), buf.getvalue())
             except Exception:
                 return
 

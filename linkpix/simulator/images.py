@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
+
+from ..jsonstore import atomic_write_bytes
 
 LABEL = "SIMULATOR - not AI"
 
@@ -74,20 +75,6 @@ def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def get_save_image_path(filename_prefix: str, output_dir: Path, width: int = 0,
@@ -147,7 +134,7 @@ def save_images(images: list[Image.Image], filename_prefix: str, folder: Path, k
         name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
         buf = io.BytesIO()
         img.save(buf, format="PNG", pnginfo=meta, compress_level=compress_level)
-        atomic_write(full / name, buf.getvalue())
+        atomic_write_bytes(full / name, buf.getvalue())
         results.append({"filename": name, "subfolder": subfolder, "type": kind})
         counter += 1
     return results
