@@ -36,6 +36,9 @@ EventCallback = Callable[[Event], None]
 # and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
 SUBMITTED = "linkpix_submitted"
 _REPLAYED = frozenset({SUBMITTED, "execution_start"})
+# ComfyUI sends a prompt's events only to the client that submitted it, so a prompt re-attached after a
+# restart is followed by polling its queue position at this interval (seconds).
+REATTACH_POLL = 0.5
 
 
 class Cancelled(LinkPixError):
@@ -60,6 +63,8 @@ class Backend(Protocol):
     def interrupt(self, prompt_id: str | None = None) -> None: ...
 
     def delete_from_queue(self, ids: list[str]) -> None: ...
+
+    def queue_position(self, prompt_id: str) -> int | None: ...
 
     def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
                      subfolder: str = "") -> str: ...
@@ -264,6 +269,7 @@ class Generator:
 
     def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None) -> None:
         started = time.monotonic()
+        reattached = prompt_id is not None
         try:
             if prompt_id is None:
                 for upload in job.uploads:
@@ -277,6 +283,8 @@ class Generator:
             if aborted:  # the last waiter left while we were submitting
                 self._stop(prompt_id)
             flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": self.backend.base_url}))
+            if reattached:
+                self._until_dequeued(prompt_id, started + self._timeout(), flight)
             remaining = max(0.0, self._timeout() - (time.monotonic() - started))
             entry = self.backend.wait(prompt_id, remaining, flight.emit)
             outputs = self.backend.images(prompt_id, entry)
@@ -295,6 +303,16 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
+
+    def _until_dequeued(self, prompt_id: str, deadline: float, flight: _Flight) -> None:
+        """Wait until a re-attached prompt has left ComfyUI's queue (then `wait` reads its history)."""
+        while time.monotonic() < deadline and not flight.aborted:
+            try:
+                if self.backend.queue_position(prompt_id) is None:
+                    return
+            except LinkPixError:
+                return  # unreachable: let `wait` judge, with its own grace period
+            time.sleep(REATTACH_POLL)
 
     def _meta(self, job: RenderedJob, output: OutputImage, seconds: float) -> dict[str, Any]:
         width, height = image_size(output.data)

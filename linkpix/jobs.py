@@ -147,7 +147,7 @@ class JobManager:
         """The job as GET /jobs/<id> shows it: stored facts plus live progress and queue position."""
         body = job.public()
         with self._lock:
-            live = dict(self._live.get(job.id, {}))
+            live = {k: v for k, v in self._live.get(job.id, {}).items() if k != "running"}
         body["progress"] = live or None
         body["queue_position"] = None
         if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
@@ -231,8 +231,9 @@ class JobManager:
                 if job.id in self._cancelling:
                     ticket.cancel()
             with self._lock:
+                running = self._live.get(job.id, {}).get("running", False)
                 self._live[job.id] = {"image": index + 1, "images": job.image_count, "step": 0,
-                                      "total": None, "node": None}
+                                      "total": None, "node": None, "running": running}
             try:
                 return self.generator.generate(spec, job.user, self._listener(job.id, index), ticket=ticket,
                                                prompt_id=prompt_id)
@@ -276,7 +277,7 @@ class JobManager:
         with self._lock:
             live = self._live.setdefault(job_id, {})
             live.update({k: v for k, v in values.items() if v is not None})
-            snapshot = dict(live)
+            snapshot = {k: v for k, v in live.items() if k != "running"}
         self.events.publish(job_id, "progress", snapshot)
 
     def _mark_running(self, job_id: str) -> None:
@@ -284,8 +285,12 @@ class JobManager:
             self.events.publish(job_id, "started", self.describe(self.store.get(job_id), with_queue=False))
 
     def _set_running(self, job_id: str, now: float) -> bool:
-        """queued -> running, once; True if this call made the change."""
+        """queued -> running, once; True if this call made the change (cheap after the first call)."""
         with self._lock:
+            live = self._live.setdefault(job_id, {})
+            if live.get("running"):
+                return False
+            live["running"] = True
             job = self.store.get(job_id)
             if job.state != QUEUED:
                 return False

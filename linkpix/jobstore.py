@@ -136,8 +136,8 @@ class UploadStore:
         try:
             data = (self.root / upload_id).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no upload {upload_id!r}: upload it first with POST /uploads",
-                           {"parameter": "images"}) from None
+            raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
+                             {"parameter": "images"}) from None
         return InputImage(upload_id, data)
 
     def exists(self, upload_id: str) -> bool:

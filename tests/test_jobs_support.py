@@ -24,14 +24,22 @@ class JobsServer(ApiServer):
 
     def __init__(self, project: Path, comfyui_url: str, **overrides: Any) -> None:
         super().__init__(project, comfyui_url, **{**FAST, **overrides})
+        # "Connection: close": a Response kept by a test would otherwise keep its connection open and
+        # make the server's shutdown wait for it.
+        self.http = requests.Session()
+        self.http.headers["Connection"] = "close"
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return self.http.get(self.url + path, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
-        return requests.post(self.url + path, **kwargs)
+        return self.http.post(self.url + path, **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
-        return requests.delete(self.url + path, **kwargs)
+        return self.http.delete(self.url + path, **kwargs)
 
     def submit(self, **body: Any) -> str:
         body.setdefault("width", 64)
@@ -51,6 +59,7 @@ class JobsServer(ApiServer):
                           timeout, f"job {job_id} to reach {states}")
 
     def close(self) -> None:
+        self.http.close()
         if self.services.jobs is not None:
             self.services.jobs.close()
         super().close()

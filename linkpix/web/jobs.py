@@ -74,9 +74,8 @@ def generate() -> Response:
                 images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
       responses:
         202: {description: "accepted: job_id, status_url, events_url"}
-        400: {description: "a field is invalid; the message says which and what is allowed"}
+        400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
-        404: {description: "an upload id is unknown"}
         429: {description: "too many unfinished jobs (for this user or in total); see Retry-After"}
     """
     user = caller(changes_state=True)
