@@ -134,6 +134,8 @@ def test_event_stream_in_order_and_late_subscriber_gets_the_state(jobs, simulato
     assert kinds.index("started") < first_progress < kinds.index("image")
     steps = [d for k, d in events if k == "progress" and d.get("total")]
     assert steps and steps[-1]["step"] == steps[-1]["total"] and steps[-1]["images"] == 2
+    previews = [d for k, d in events if k == "preview"]
+    assert previews and all(base64.b64decode(p["jpeg_base64"])[:3] == b"\xff\xd8\xff" for p in previews)
     images = [d for k, d in events if k == "image"]
     assert [i["index"] for i in images] == [0, 1]
     assert events[-1][1]["images"] == [{k: v for k, v in i.items() if k != "index"} for i in images]

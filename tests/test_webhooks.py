@@ -153,3 +153,23 @@ def test_allow_list_checks_the_resolved_address():
     assert check_url("http://localhost:9/x", ["local*"])
     with pytest.raises(BadRequest):
         check_url("http://169.254.169.254/", ["169.254.0.0/16"])  # never the metadata service
+
+
+def test_delivery_pending_at_shutdown_resumes_after_restart(project, simulator):
+    port = free_port()
+    first = JobsServer(project, simulator.url, webhook_backoff=60)  # the retry would come in a minute
+    try:
+        job_id = first.submit(prompt="resumed hook", webhook_url=f"http://127.0.0.1:{port}/hook")
+        wait_until(lambda: (first.job(job_id)["webhook"] or {}).get("attempts"), 20, "a failed attempt")
+    finally:
+        first.close()
+    hook = Receiver(port)
+    second = JobsServer(project, simulator.url)
+    try:
+        assert hook.got.wait(20)
+        assert hook.payloads()[0]["job_id"] == job_id and hook.payloads()[0]["status"] == "succeeded"
+        webhook = webhook_state(second, job_id, "delivered")
+        assert webhook["attempts"][0]["status"] is None and webhook["attempts"][-1]["status"] == 200
+    finally:
+        second.close()
+        hook.close()
