@@ -1,0 +1,99 @@
+"""Editing `config.json` from the Settings tab: validate with the Settings model, then write atomically.
+
+The file is changed by a read-modify-write under the store's cross-process lock, so a hand edit or a
+second dashboard is never overwritten, and the whole new document is validated by the same `Settings`
+model the API loads, from the file's values alone (an environment variable that happens to override a
+bad value must not let that value into the file). A refused change leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ..config import ENV_PREFIX, Settings, load_config
+from ..errors import ConfigError
+from ..jsonstore import JsonStore
+
+# The keys the Settings form edits, in display order. Everything else in config.json is kept as it is.
+EDITABLE = ("comfyui_url", "timeout", "image_format", "workflow_path", "max_pixels", "cache_max_mb",
+            "cache_max_age_days", "error_images", "network_access")
+# The running API reads these at start only; saving them is fine, but they apply after a restart.
+RESTART_KEYS = frozenset({"comfyui_url", "network_access", "api_port", "web_port", "threads", "job_workers",
+                          "cache_max_mb", "cache_max_age_days"})
+
+
+def validate(document: Mapping[str, Any]) -> Settings:
+    """The settings `document` would give, from its own values only; ConfigError naming the key."""
+    if not isinstance(document, Mapping):
+        raise ConfigError("config.json must hold a JSON object of settings")
+    nowhere = Path(tempfile.gettempdir()) / f"linkpix-validate-{uuid.uuid4().hex}" / "config.json"
+    return load_config(nowhere, overrides=dict(document), use_env=False).settings
+
+
+def save_settings(store: JsonStore, path: Path, changes: Mapping[str, Any]) -> list[str]:
+    """Merge `changes` into config.json (validated first); returns the keys whose value changed.
+
+    Unknown keys are refused (the form only sends known ones, a typo must not slip into the file).
+    """
+    unknown = sorted(set(changes) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    changed: list[str] = []
+
+    def merge(current: Any) -> Any:
+        if not isinstance(current, dict):
+            raise ConfigError(f"{path.name} must hold a JSON object of settings; fix it by hand first")
+        new = {**current, **changes}
+        after = validate(new)
+        for key in changes:
+            value = getattr(after, key)
+            new[key] = value  # the normalised value (a URL without its trailing /)
+            if current.get(key, Settings.model_fields[key].get_default(call_default_factory=True)) != value:
+                changed.append(key)
+        return new if changed else current
+
+    store.update(path, merge, default={})
+    return changed
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Settings an environment variable overrides (what the form shows may not be what runs)."""
+    return {key: environ[ENV_PREFIX + key.upper()] for key in Settings.model_fields
+            if ENV_PREFIX + key.upper() in environ}
+
+
+def restart_note(changed: list[str]) -> str:
+    later = [k for k in changed if k in RESTART_KEYS]
+    if not later:
+        return "The API uses the new values at once (no restart)."
+    return (f"Saved. {', '.join(later)} take effect when LinkPix is restarted (the running API keeps its "
+            "current connection / listening address until then); the rest apply at once.")
+
+
+def check_connection(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    """Can ComfyUI be reached at `url`? -> (ok, a sentence saying what was found)."""
+    url = (url or "").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        return False, "The ComfyUI URL must start with http:// or https://"
+    try:
+        resp = requests.get(url + "/system_stats", timeout=timeout)
+    except requests.Timeout:
+        return False, f"No answer from {url} within {timeout:g} s."
+    except requests.RequestException as exc:
+        return False, f"Cannot connect to {url} ({type(exc).__name__}). Is ComfyUI running (with --listen if " \
+                      "it is on another machine)?"
+    if resp.status_code != 200:
+        return False, f"{url}/system_stats answered {resp.status_code}: this does not look like ComfyUI."
+    try:
+        stats = resp.json()
+        version = stats.get("system", {}).get("comfyui_version", "?")
+        devices = ", ".join(d.get("name", "?") for d in stats.get("devices", [])) or "no devices listed"
+    except (ValueError, AttributeError):
+        return False, f"{url}/system_stats did not answer JSON: this does not look like ComfyUI."
+    return True, f"Connected: ComfyUI {version} ({devices})."

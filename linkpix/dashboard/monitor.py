@@ -1,0 +1,152 @@
+"""The Monitor tab: ComfyUI's health and queue, system stats, recent requests, cache per user, jobs.
+
+It refreshes itself every few seconds (gr.Timer) while the page is open. Every figure is read, never
+changed: the API's /health and /jobs, ComfyUI's /system_stats, and the cache folder on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+
+from . import cachefiles
+from .apiclient import ApiError
+from .context import DashboardContext
+
+REFRESH_SECONDS = 5.0
+JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
+RECENT_COLUMNS = ["created", "kind", "user", "prompt", "workflow", "cache", "ms"]
+CACHE_COLUMNS = ["user", "images", "size"]
+GPU_COLUMNS = ["device", "type", "VRAM used", "VRAM total"]
+
+
+def _clock(ts: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    except (TypeError, ValueError):
+        return ""
+
+
+def health_markdown(health: dict[str, Any] | None, error: str | None) -> str:
+    if health is None:
+        return f"**LinkPix API: DOWN**: {error}"
+    cache = health.get("cache", {})
+    lines = []
+    if health.get("comfyui") == "reachable":
+        lines.append(f"**ComfyUI: up** `{health.get('comfyui_url')}` — version {health.get('comfyui_version') or '?'}")
+        lines.append(f"**ComfyUI queue:** {health.get('queue_running', 0)} running, "
+                     f"{health.get('queue_pending', 0)} waiting")
+    else:
+        lines.append(f"**ComfyUI: DOWN** `{health.get('comfyui_url')}`: {health.get('error', '')}")
+    lines.append(f"**LinkPix:** {health.get('pending_generations', 0)} generations in progress · cache "
+                 f"{cache.get('hits', 0)} hits / {cache.get('misses', 0)} misses since the API started")
+    return "  \n".join(lines)
+
+
+def gpu_rows(stats: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for d in stats.get("devices", []) or []:
+        total, free = d.get("vram_total") or 0, d.get("vram_free") or 0
+        rows.append([d.get("name", "?"), d.get("type", "?"), cachefiles.human_bytes(max(total - free, 0)),
+                     cachefiles.human_bytes(total)])
+    return rows
+
+
+def system_markdown(stats: dict[str, Any] | None, error: str | None) -> str:
+    if stats is None:
+        return f"System stats unavailable: {error}"
+    system = stats.get("system", {})
+    total, free = system.get("ram_total") or 0, system.get("ram_free") or 0
+    return (f"**RAM:** {cachefiles.human_bytes(max(total - free, 0))} used of {cachefiles.human_bytes(total)} · "
+            f"**PyTorch:** {system.get('pytorch_version', '?')} · **Python:** "
+            f"{str(system.get('python_version', '?')).split(' ')[0]}")
+
+
+def job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for j in jobs:
+        images = j.get("images") or []
+        caches = ",".join(sorted({str(i.get("cache")) for i in images if i.get("cache")}))
+        seconds = ""
+        if j.get("finished") and j.get("created"):
+            seconds = f"{j['finished'] - j['created']:.1f}"
+        error = j.get("error") or {}
+        rows.append([_clock(j.get("created")), str(j.get("job_id", ""))[:8], j.get("status"), j.get("user"),
+                     (j.get("prompt") or "")[:60], j.get("workflow"), f"{len(images)}/{j.get('image_count', 1)}",
+                     caches, seconds, error.get("message", "") if isinstance(error, dict) else str(error)])
+    return rows
+
+
+def recent_rows(jobs: list[dict[str, Any]], generated: list[dict[str, Any]], limit: int = 25) -> list[list[Any]]:
+    """Requests the dashboard can see: finished jobs (hit or miss each) and images made for links
+    (a new image in the cache is a miss that took `ms`). Newest first."""
+    rows: list[tuple[float, list[Any]]] = []
+    job_urls = set()
+    for j in jobs:
+        for img in j.get("images") or []:
+            job_urls.add(str(img.get("url", "")).rsplit("/", 1)[-1])
+            ms = round((j["finished"] - j["created"]) * 1000) if j.get("finished") and j.get("created") else ""
+            rows.append((j.get("created") or 0, [_clock(j.get("created")), "job", j.get("user"),
+                                                 (j.get("prompt") or "")[:60], j.get("workflow"),
+                                                 img.get("cache"), ms]))
+    for g in generated:
+        if g["file"] in job_urls:
+            continue
+        rows.append((g["created"] or 0, [_clock(g["created"]), "link", g["user"], (g["prompt"] or "")[:60],
+                                         g["workflow"], "miss", g["ms"] if g["ms"] is not None else ""]))
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return [r for _, r in rows[:limit]]
+
+
+def cache_rows(root: Any) -> list[list[Any]]:
+    return [[user, row["images"], cachefiles.human_bytes(row["bytes"])]
+            for user, row in cachefiles.per_user(root).items()]
+
+
+def snapshot(ctx: DashboardContext) -> tuple[Any, ...]:
+    api = ctx.api(timeout=5)
+    health, error = None, None
+    try:
+        health = api.health()
+    except ApiError as exc:
+        error = exc.message
+    stats, stats_error = None, None
+    if health is not None and health.get("comfyui") == "reachable":
+        try:
+            stats = ctx.comfy_get("/system_stats", timeout=3)
+        except ApiError as exc:
+            stats_error = exc.message
+    else:
+        stats_error = "ComfyUI is not reachable"
+    try:
+        jobs = api.jobs(limit=50) if health is not None else []
+    except ApiError:
+        jobs = []
+    root = ctx.config.output_dir
+    return (health_markdown(health, error), system_markdown(stats, stats_error), gpu_rows(stats or {}),
+            recent_rows(jobs, cachefiles.recent(root)), cache_rows(root), job_rows(jobs),
+            f"Updated {time.strftime('%H:%M:%S')} · refreshes every {REFRESH_SECONDS:g} s")
+
+
+def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
+    updated = gr.Markdown(elem_id="lp-monitor-updated")
+    with gr.Row():
+        health = gr.Markdown(elem_id="lp-monitor-health")
+        system = gr.Markdown(elem_id="lp-monitor-system")
+    gpus = gr.Dataframe(headers=GPU_COLUMNS, label="GPUs", interactive=False, elem_id="lp-monitor-gpus",
+                        value=[], column_count=len(GPU_COLUMNS))
+    with gr.Row():
+        cache = gr.Dataframe(headers=CACHE_COLUMNS, label="Cache per user", interactive=False, scale=1,
+                             value=[], column_count=len(CACHE_COLUMNS), elem_id="lp-monitor-cache")
+        recent = gr.Dataframe(headers=RECENT_COLUMNS, label="Recent requests", interactive=False, scale=3,
+                              value=[], column_count=len(RECENT_COLUMNS), elem_id="lp-monitor-recent")
+    jobs = gr.Dataframe(headers=JOB_COLUMNS, label="Jobs (newest first)", interactive=False, value=[],
+                        column_count=len(JOB_COLUMNS), elem_id="lp-monitor-jobs")
+    gr.Markdown("Recent requests lists async jobs (hit or miss) and images newly made for links; a link "
+                "answered from the cache is counted in the hits above.")
+    outputs = [health, system, gpus, recent, cache, jobs, updated]
+    timer = gr.Timer(timer_seconds)
+    timer.tick(lambda: snapshot(ctx), outputs=outputs, api_visibility="private", show_progress="hidden")
+    return timer, outputs, lambda: snapshot(ctx)
