@@ -13,6 +13,8 @@ from linkpix.simulator import SimulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"
+# What a running LinkPix leaves in data/ and workflows/: never part of a test's starting state.
+RUNTIME_FILES = shutil.ignore_patterns("*.lock", "jobs.sqlite3*", "uploads", "originals")
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def project(tmp_path: Path) -> Path:
     dest.mkdir()
     for name in ("data", "workflows"):
         if (ROOT / name).exists():
-            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("*.lock"))
+            shutil.copytree(ROOT / name, dest / name, ignore=RUNTIME_FILES)
     shutil.copy(ROOT / "config.json", dest / "config.json")
     (dest / "cache").mkdir()
     return dest

@@ -80,7 +80,7 @@ part = st.sampled_from(["", " ", "x", " y ", "a, b", ", ", " ,z, "])
 def test_no_stray_commas_or_spaces(pre: str, post: str, neg: str, prompt: str) -> None:
     style = Style("s", pre, post, neg)
     text, negative = apply_styles(prompt, [style])
-    if not pre.strip() and not post.strip(" ,"):
+    if not pre.strip(" ,") and not post.strip(" ,"):  # the style adds nothing: prompt verbatim
         assert text == prompt
     else:
         assert text == text.strip() and not text.startswith(",") and not text.endswith(",")
