@@ -52,6 +52,12 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def no_error_toast(page) -> None:
+    """Gradio shows a failed event as a toast; none may appear."""
+    toasts = page.locator(".toast-body.error, [data-testid='toast-body']")
+    assert toasts.count() == 0, toasts.all_inner_texts()
+
+
 def field(page, elem_id: str):
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
 
@@ -86,6 +92,7 @@ def test_every_tab_opens_with_live_data(page, api):
     page.wait_for_selector("#lp-wf-params:has-text('KSampler.steps')")
     page.wait_for_selector("#lp-cache-count:has-text('nothing to remove')")
     screenshot(page, "dashboard-5-advanced")
+    no_error_toast(page)
 
 
 def test_a_style_added_in_settings_is_used_by_links_at_once(page, api):
@@ -136,6 +143,7 @@ def test_generate_shows_progress_and_the_image(page, api, simulator):
     again = api.get(link.removeprefix(api.url))
     assert again.status_code == 200 and again.headers["X-LinkPix-Cache"] == "hit"
     screenshot(page, "dashboard-generate-done")
+    no_error_toast(page)
 
 
 def test_a_bad_workflow_upload_shows_the_reason(page, project, tmp_path):
@@ -152,3 +160,4 @@ def test_a_bad_workflow_upload_shows_the_reason(page, project, tmp_path):
     assert "ComfyUI cannot run this workflow" in text and "node 1 (NoSuchNode)" in text
     assert not (project / "workflows" / "broken_flow.json").exists()
     screenshot(page, "dashboard-advanced-bad-upload")
+    no_error_toast(page)

@@ -30,7 +30,7 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
             with gr.Tab("Dashboard", id="dashboard", elem_id="lp-tab-dashboard") as tab_overview:
                 _refresh, overview_out, overview_load = overview.build(ctx)
             with gr.Tab("Generate", id="generate", elem_id="lp-tab-generate") as tab_generate:
-                (revision, generate_out), generate_load = generate.build(ctx)
+                (workflow_in, generate_out), generate_load = generate.build(ctx)
             with gr.Tab("Monitor", id="monitor", elem_id="lp-tab-monitor") as tab_monitor:
                 _timer, monitor_out, monitor_load = monitor.build(ctx, monitor_seconds)
             with gr.Tab("Settings", id="settings", elem_id="lp-tab-settings") as tab_settings:
@@ -43,7 +43,7 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
         quiet = {"api_visibility": "private", "show_progress": "hidden"}
         wiring = [
             (tab_overview, overview_load, [], overview_out),
-            (tab_generate, generate_load, [revision], generate_out),
+            (tab_generate, generate_load, [workflow_in], generate_out),
             (tab_monitor, monitor_load, [], monitor_out),
             (tab_settings, settings_load, [], settings_out),
             (tab_settings, styles_load, [], styles_out),

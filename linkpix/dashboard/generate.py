@@ -120,10 +120,9 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
                                        "a number; or 'random'.")
             lists_note = gr.Markdown()
             with gr.Accordion("Workflow parameters", open=True):
-                revision = gr.State(0)
 
-                @gr.render(inputs=[workflow, revision])
-                def parameters(name: str | None, _rev: int) -> None:
+                @gr.render(inputs=[workflow], triggers=[workflow.change])
+                def parameters(name: str | None) -> None:
                     if not name:
                         gr.Markdown("Pick a workflow.")
                         return
@@ -151,11 +150,11 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
             link = gr.Textbox(label="Link that reproduces this image", interactive=False, buttons=["copy"],
                               elem_id="lp-link")
 
-    def load(rev: int) -> tuple[Any, ...]:
+    def load(current: str | None) -> tuple[Any, ...]:
         wfs, default, style_names, picked, note = choices(ctx)
-        return (gr.update(choices=wfs, value=default), gr.update(choices=style_names, value=picked), note,
-                (rev or 0) + 1)
+        keep = current if current in wfs else default  # the same value: no re-render, typed values stay
+        return gr.update(choices=wfs, value=keep), gr.update(choices=style_names, value=picked), note
 
-    outputs = [workflow, styles, lists_note, revision]
-    reload.click(load, inputs=[revision], outputs=outputs, api_visibility="private")
-    return [revision, outputs], load
+    outputs = [workflow, styles, lists_note]
+    reload.click(load, inputs=[workflow], outputs=outputs, api_visibility="private")
+    return [workflow, outputs], load

@@ -105,7 +105,7 @@ def cache_rows(root: Any) -> list[list[Any]]:
             for user, row in cachefiles.per_user(root).items()]
 
 
-def snapshot(ctx: DashboardContext) -> tuple[Any, ...]:
+def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any, ...]:
     api = ctx.api(timeout=5)
     health, error = None, None
     try:
@@ -127,7 +127,7 @@ def snapshot(ctx: DashboardContext) -> tuple[Any, ...]:
     root = ctx.config.output_dir
     return (health_markdown(health, error), system_markdown(stats, stats_error), gpu_rows(stats or {}),
             recent_rows(jobs, cachefiles.recent(root)), cache_rows(root), job_rows(jobs),
-            f"Updated {time.strftime('%H:%M:%S')} · refreshes every {REFRESH_SECONDS:g} s")
+            f"Updated {time.strftime('%H:%M:%S')} · refreshes every {every:g} s")
 
 
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
@@ -148,5 +148,6 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
                 "answered from the cache is counted in the hits above.")
     outputs = [health, system, gpus, recent, cache, jobs, updated]
     timer = gr.Timer(timer_seconds)
-    timer.tick(lambda: snapshot(ctx), outputs=outputs, api_visibility="private", show_progress="hidden")
-    return timer, outputs, lambda: snapshot(ctx)
+    timer.tick(lambda: snapshot(ctx, timer_seconds), outputs=outputs, api_visibility="private",
+               show_progress="hidden")
+    return timer, outputs, lambda: snapshot(ctx, timer_seconds)
