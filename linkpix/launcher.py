@@ -102,6 +102,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
     children.append(Child("api", [sys.executable, "app.py", "--config", str(args.config)], env))
     dashboard = ROOT / "gradio_app.py"
     if not args.no_dashboard and dashboard.exists():
+        from .dashboard.context import dashboard_auth
+
+        dashboard_auth(s)  # network access without a dashboard login: refuse before starting anything
         children.append(Child("dashboard", [sys.executable, str(dashboard), "--config", str(args.config)],
                               env))
         urls["dashboard"] = f"http://127.0.0.1:{s.web_port}"

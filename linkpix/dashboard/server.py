@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import CSS, build_app
+from .app import CSS, build_app
 from .context import DashboardContext, dashboard_auth
 
 log = logging.getLogger(__name__)
