@@ -20,7 +20,7 @@ def check_style_name(name: str) -> str:
     name = (name or "").strip()
     if not STYLE_NAME_RE.match(name):
         raise BadRequest(f"invalid style name {name!r}: use 1-64 letters, digits, '.', '-' or '_' "
-                         "(it goes into links as ?style=<name>)")
+                         "(it goes into links as ?style=...)")
     if "," in name:
         raise BadRequest("a style name cannot contain a comma (commas separate styles in a link)")
     return name
