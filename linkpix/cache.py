@@ -80,7 +80,9 @@ class CachedImage:
 class ImageCache:
     """`get`/`put` by (user, key); keeps running totals so eviction never rescans on the hot path."""
 
-    def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0) -> None:
+    def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0, tidy: bool = True) -> None:
+        """`tidy=False` for a second process (the dashboard): it must not remove the API's `.tmp` files,
+        which may be writes in progress."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -90,7 +92,7 @@ class ImageCache:
         self.misses = 0
         self._sizes: dict[Path, tuple[int, float]] = {}
         self._total = 0
-        self._scan()
+        self._scan(remove_temp=tidy)
 
     # -- reading ---------------------------------------------------------------------------------
     def get(self, user: str, key: str) -> CachedImage | None:
@@ -100,6 +102,14 @@ class ImageCache:
             if found is not None:
                 return found
         return None
+
+    def newest(self, limit: int = 20) -> list[CachedImage]:
+        """The most recently stored images, with their sidecars, newest first."""
+        with self._lock:
+            self._rescan()
+            paths = sorted(self._sizes, key=lambda p: self._sizes[p][1], reverse=True)[:limit]
+        found = (self._load(p.parent.name, p.name) for p in paths)
+        return [image for image in found if image is not None]
 
     def record(self, hit: bool) -> None:
         with self._lock:
@@ -148,11 +158,18 @@ class ImageCache:
         self.evict()
         return CachedImage(user, key, path, fmt, st.st_size, st.st_mtime, body)
 
+    def set_limits(self, max_bytes: int, max_age_s: float) -> None:
+        """New limits from a reloaded configuration; applied at once."""
+        self.max_bytes, self.max_age_s = max_bytes, max_age_s
+        self.evict()
+
     def evict(self) -> list[Path]:
         """Drop expired entries, then the oldest ones until the total fits `max_bytes`."""
         removed: list[Path] = []
         now = time.time()
         with self._lock:
+            if self.max_bytes > 0 and self._total > self.max_bytes:
+                self._rescan()  # files may have been removed behind our back (the dashboard clears)
             by_age = sorted(self._sizes.items(), key=lambda item: item[1][1])
             for path, (_size, mtime) in by_age:
                 too_old = self.max_age_s > 0 and now - mtime > self.max_age_s
@@ -185,18 +202,26 @@ class ImageCache:
         self._sizes[path] = (size, mtime)
         self._total += size - old
 
-    def _scan(self) -> None:
+    def _rescan(self) -> None:
+        self._sizes.clear()
+        self._total = 0
+        self._scan(remove_temp=False)
+
+    def _scan(self, remove_temp: bool = True) -> None:
+        """Count what is on disk; at start-up also remove what a crash mid-write left behind."""
         for path in self.root.glob("*/*"):
             if _FILE_RE.match(path.name) and path.with_suffix(".json").exists():
                 st = path.stat()
                 self._account(path, st.st_size, st.st_mtime)
-            elif path.name.endswith(".tmp"):
+            elif remove_temp and path.name.endswith(".tmp"):
                 with _suppress_oserror():
                     path.unlink()  # left behind by a crash mid-write
 
     # -- figures -----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        """Figures for /health, counted from disk (another process, the dashboard, may clear files)."""
         with self._lock:
+            self._rescan()
             per_user: dict[str, dict[str, int]] = {}
             for path, (size, _) in self._sizes.items():
                 entry = per_user.setdefault(path.parent.name, {"images": 0, "bytes": 0})

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,6 +182,11 @@ class ConfigHolder:
         self._stamp = self._mtime()
         self._config = load_config(self._path, self._overrides, use_env)
         self.generation = 0
+        self._listeners: list[Callable[[LoadedConfig], None]] = []
+
+    def subscribe(self, listener: Callable[[LoadedConfig], None]) -> None:
+        """Call `listener(new_config)` after every successful reload (to apply a setting live)."""
+        self._listeners.append(listener)
 
     def _mtime(self) -> float | None:
         try:
@@ -204,3 +210,9 @@ class ConfigHolder:
             log.info("configuration reloaded from %s", self._path)
         except ConfigError as exc:
             log.error("keeping the previous configuration: %s", exc.message)
+            return
+        for listener in self._listeners:
+            try:
+                listener(self._config)
+            except Exception:  # one listener's failure must not stop the others or the request
+                log.exception("applying the reloaded configuration failed")

@@ -89,6 +89,7 @@ class _Flight:
     replay: list[Event] = field(default_factory=list)
     prompt_id: str | None = None
     aborted: bool = False
+    backend: Backend | None = None  # the ComfyUI this run uses, fixed when the run starts
 
     def listen(self, callback: EventCallback | None) -> None:
         if callback is None:
@@ -162,9 +163,9 @@ class Ticket:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, backend: Backend, cache: ImageCache, timeout: Callable[[], float],
+    def __init__(self, backend: Callable[[], Backend], cache: ImageCache, timeout: Callable[[], float],
                  max_pending: Callable[[], int]) -> None:
-        self.backend = backend
+        self._backend = backend  # asked once per run: a run keeps the ComfyUI it started on
         self.cache = cache
         self._timeout = timeout
         self._max_pending = max_pending
@@ -242,13 +243,15 @@ class Generator:
             flight.aborted = True
             prompt_id = flight.prompt_id
         if prompt_id is not None:
-            self._stop(prompt_id)
+            self._stop(flight, prompt_id)
 
-    def _stop(self, prompt_id: str) -> None:
+    @staticmethod
+    def _stop(flight: _Flight, prompt_id: str) -> None:
         """Dequeue the prompt if pending, interrupt it if running (only this prompt)."""
+        assert flight.backend is not None
         try:
-            self.backend.delete_from_queue([prompt_id])
-            self.backend.interrupt(prompt_id)
+            flight.backend.delete_from_queue([prompt_id])
+            flight.backend.interrupt(prompt_id)
         except LinkPixError as exc:
             log.warning("could not stop prompt %s: %s", prompt_id, exc.message)
 
@@ -262,7 +265,7 @@ class Generator:
             if len(self._flights) >= limit:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
-            flight = self._flights[key] = _Flight(key)
+            flight = self._flights[key] = _Flight(key, backend=self._backend())
             flight.waiters.add(token)
             self.runs_started += 1
             return flight, True
@@ -270,29 +273,31 @@ class Generator:
     def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None) -> None:
         started = time.monotonic()
         reattached = prompt_id is not None
+        backend = flight.backend
+        assert backend is not None
         try:
             if prompt_id is None:
                 for upload in job.uploads:
-                    self.backend.upload_image(upload.data, upload.name, overwrite=True)
+                    backend.upload_image(upload.data, upload.name, overwrite=True)
                 if flight.aborted:
                     raise Cancelled("every waiter left before the prompt was submitted")
-                prompt_id = self.backend.submit(job.graph)
+                prompt_id = backend.submit(job.graph)
             with flight.lock:
                 flight.prompt_id = prompt_id
                 aborted = flight.aborted
             if aborted:  # the last waiter left while we were submitting
-                self._stop(prompt_id)
-            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": self.backend.base_url}))
+                self._stop(flight, prompt_id)
+            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.base_url}))
             if reattached:
                 self._until_dequeued(prompt_id, started + self._timeout(), flight)
             remaining = max(0.0, self._timeout() - (time.monotonic() - started))
-            entry = self.backend.wait(prompt_id, remaining, flight.emit)
-            outputs = self.backend.images(prompt_id, entry)
+            entry = backend.wait(prompt_id, remaining, flight.emit)
+            outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
             output = outputs[0]
-            meta = self._meta(job, output, time.monotonic() - started)
+            meta = self._meta(job, output, backend.base_url, time.monotonic() - started)
             flight.future.set_result((output, meta))
         except LinkPixError as exc:
             flight.future.set_exception(exc)
@@ -308,16 +313,17 @@ class Generator:
         """Wait until a re-attached prompt has left ComfyUI's queue (then `wait` reads its history)."""
         while time.monotonic() < deadline and not flight.aborted:
             try:
-                if self.backend.queue_position(prompt_id) is None:
+                if flight.backend.queue_position(prompt_id) is None:  # type: ignore[union-attr]
                     return
             except LinkPixError:
                 return  # unreachable: let `wait` judge, with its own grace period
             time.sleep(REATTACH_POLL)
 
-    def _meta(self, job: RenderedJob, output: OutputImage, seconds: float) -> dict[str, Any]:
+    @staticmethod
+    def _meta(job: RenderedJob, output: OutputImage, backend_url: str, seconds: float) -> dict[str, Any]:
         width, height = image_size(output.data)
         return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
                 "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-                "width": width, "height": height, "backend": self.backend.base_url,
+                "width": width, "height": height, "backend": backend_url,
                 "prompt_id": output.prompt_id, "comfy_filename": output.filename,
                 "generation_ms": round(seconds * 1000)}

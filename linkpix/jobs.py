@@ -101,7 +101,9 @@ class JobManager:
 
     def close(self) -> None:
         """Stop as a crash would, but tidily: running jobs stay `running` in the database (the next
-        start re-attaches them); nothing is cancelled in ComfyUI."""
+        start re-attaches them); nothing is cancelled in ComfyUI. Closing twice is harmless."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         with self._lock:
             tickets = list(self._tickets.values())

@@ -15,8 +15,11 @@ from linkpix.web import create_app
 class ApiServer:
     """The real WSGI server the service uses, on a free port, stopped by `close()`."""
 
-    def __init__(self, project: Path, comfyui_url: str, **overrides: Any) -> None:
-        settings = {"comfyui_url": comfyui_url, "workflow_path": "demo.json", **overrides}
+    def __init__(self, project: Path, comfyui_url: str | None, **overrides: Any) -> None:
+        """`comfyui_url=None` leaves the URL to project/config.json (to test live reloads of it)."""
+        settings = {"workflow_path": "demo.json", **overrides}
+        if comfyui_url is not None:
+            settings["comfyui_url"] = comfyui_url
         self.app = create_app(project / "config.json", overrides=settings, use_env=False)
         self.services = self.app.extensions["linkpix"]
         threads = self.services.config.settings.threads
@@ -41,5 +44,5 @@ class ApiServer:
         self._closing = True
         self.server.close()
         self.server.task_dispatcher.shutdown()
-        self.services.client.close()
+        self.services.close()
         self.thread.join(timeout=5)

@@ -24,8 +24,8 @@ from ..jsonstore import JsonStore
 EDITABLE = ("comfyui_url", "timeout", "image_format", "workflow_path", "max_pixels", "cache_max_mb",
             "cache_max_age_days", "error_images", "network_access")
 # The running API reads these at start only; saving them is fine, but they apply after a restart.
-RESTART_KEYS = frozenset({"comfyui_url", "network_access", "api_port", "web_port", "threads", "job_workers",
-                          "cache_max_mb", "cache_max_age_days"})
+# (comfyui_url and the cache limits apply live: the API swaps its ComfyUI client and cache limits on reload.)
+RESTART_KEYS = frozenset({"network_access", "api_port", "web_port", "threads", "job_workers"})
 
 
 def validate(document: Mapping[str, Any]) -> Settings:

@@ -1,7 +1,9 @@
 """The objects one running API owns, built once by the app factory and handed to the blueprints.
 
 Nothing here is a module-level global: tests build as many independent apps as they like, each with its
-own configuration, ComfyUI client and cache.
+own configuration, ComfyUI client and cache. Settings the dashboard may change while the API runs
+(the ComfyUI URL, the cache limits) are applied live: the client is looked up per run, and the cache
+takes its limits from every configuration reload.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from flask import Flask, current_app
 
 from ..cache import ImageCache
 from ..comfy import ComfyClient
+from ..comfy.holder import ClientHolder
 from ..config import ConfigHolder, LoadedConfig
 from ..generator import Generator
 from ..jobs import JobManager
@@ -28,7 +31,7 @@ class Services:
     config_holder: ConfigHolder
     store: JsonStore
     resolver: Resolver
-    client: ComfyClient
+    clients: ClientHolder
     cache: ImageCache
     generator: Generator
     memo: HitMemo
@@ -39,6 +42,16 @@ class Services:
     def config(self) -> LoadedConfig:
         return self.config_holder.get()
 
+    @property
+    def client(self) -> ComfyClient:
+        """The ComfyUI client for the URL configured now."""
+        return self.clients.current()
+
+    def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
+        self.clients.close()
+
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything that could change which image a URL maps to changes: the
         configuration, a style, a placeholder definition, a preference, a workflow or its settings."""
@@ -48,14 +61,17 @@ class Services:
 def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> Services:
     cfg = holder.get()
     s = cfg.settings
-    client = client or ComfyClient(s.comfyui_url)
+    settings = lambda: holder.get().settings  # noqa: E731 - read at each use, so reloads apply
+    clients = ClientHolder(lambda: settings().comfyui_url, lambda: settings().timeout, client)
     store = JsonStore()
-    resolver = Resolver(holder.get, store, lambda: _object_info_or_none(client))
+    resolver = Resolver(holder.get, store, lambda: _object_info_or_none(clients.current()))
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
-    generator = Generator(client, cache, lambda: holder.get().settings.timeout,
-                          lambda: holder.get().settings.max_pending)
-    jobs = JobManager.open(cfg.data_dir, generator, cache, lambda: holder.get().settings, client.queue_position)
-    return Services(holder, store, resolver, client, cache, generator, HitMemo(), jobs)
+    holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
+                                                  new.settings.cache_max_age_days * 86400))
+    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending)
+    jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
+                           lambda prompt_id: clients.current().queue_position(prompt_id))
+    return Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs)
 
 
 def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:
