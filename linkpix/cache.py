@@ -103,14 +103,6 @@ class ImageCache:
                 return found
         return None
 
-    def newest(self, limit: int = 20) -> list[CachedImage]:
-        """The most recently stored images, with their sidecars, newest first."""
-        with self._lock:
-            self._rescan()
-            paths = sorted(self._sizes, key=lambda p: self._sizes[p][1], reverse=True)[:limit]
-        found = (self._load(p.parent.name, p.name) for p in paths)
-        return [image for image in found if image is not None]
-
     def record(self, hit: bool) -> None:
         with self._lock:
             if hit:

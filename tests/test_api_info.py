@@ -78,3 +78,26 @@ def test_cors_only_for_configured_origins(project, simulator):
         assert "Access-Control-Allow-Origin" not in other.headers
     finally:
         server.close()
+
+
+def test_recent_requests_list_outcomes_newest_first(api):
+    api.get("/prompt/listed?width=64&height=64&user=dora")
+    api.get("/prompt/listed?width=64&height=64&user=dora")
+    api.get("/prompt/listed?style=nope")
+    api.get("/health")  # not an image request: not listed
+    listed = api.get("/api/requests?limit=10").json()
+    assert [(r["status"], r.get("cache"), r.get("error")) for r in listed] == [
+        (400, None, "bad_request"), (200, "hit", None), (200, "miss", None)]
+    assert listed[1]["user"] == "dora" and listed[1]["ms"] >= 0
+    assert api.get("/api/requests?limit=x").status_code == 400
+
+
+def test_recent_requests_need_a_key_on_the_network(project, simulator):
+    from support import ApiServer
+
+    server = ApiServer(project, simulator.url, network_access=True, api_keys={"k1": "alice"})
+    try:
+        assert server.get("/api/requests").status_code == 401
+        assert server.get("/api/requests", headers={"X-API-Key": "k1"}).status_code == 200
+    finally:
+        server.close()

@@ -309,13 +309,13 @@ def test_monitor_rows():
            "prompt": "a fox", "workflow": "demo.json", "image_count": 1,
            "images": [{"url": "/images/default/" + "a" * 32 + ".png", "cache": "hit"}], "error": None}
     assert job_rows([job])[0][2:4] == ["succeeded", "default"] and job_rows([job])[0][-2] == "1.5"
-    generated = [{"created": 200.0, "user": "bob", "prompt": "x", "workflow": "w", "ms": 900,
-                  "file": "b" * 32 + ".png"},
-                 {"created": 100.0, "user": "default", "prompt": "a fox", "workflow": "demo.json", "ms": 5,
-                  "file": "a" * 32 + ".png"}]
-    rows = recent_rows([job], generated)
-    assert [r[1] for r in rows] == ["link", "job"]  # newest first; the job's own image is not repeated
-    assert rows[1][5] == "hit" and rows[0][5] == "miss"
+    requests = [{"time": 200.0, "method": "GET", "path": "/prompt/a fox", "status": 200, "ms": 1.5,
+                 "user": "bob", "cache": "hit"},
+                {"time": 100.0, "method": "GET", "path": "/prompt/x", "status": 400, "ms": 0.9,
+                 "error": "bad_request"}]
+    rows = recent_rows(requests)
+    assert rows[0][1:] == ["GET /prompt/a fox", "bob", 200, "hit", 1.5]
+    assert rows[1][3:5] == [400, "bad_request"]
 
 
 def test_context_reads_the_config_and_environment(project):

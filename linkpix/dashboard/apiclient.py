@@ -89,6 +89,10 @@ class ApiClient:
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._json("GET", "/jobs", params={"limit": limit}).get("jobs", [])
 
+    def recent_requests(self, limit: int = 25) -> list[dict[str, Any]]:
+        """The API's newest /prompt, /images and job requests with their outcome, newest first."""
+        return self._json("GET", "/api/requests", params={"limit": limit})
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{quote(job_id, safe='')}")
 

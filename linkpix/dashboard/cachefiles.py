@@ -9,7 +9,6 @@ path forgets a memoised file that can no longer be opened.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..cache import ImageCache
 from ..request import validate_user
@@ -36,14 +35,6 @@ def summary(root: Path, user: str | None = None) -> tuple[int, int]:
 def clear(root: Path, user: str | None = None) -> int:
     """Remove finished entries of one user (or all); returns how many images were removed."""
     return _cache(root).clear(validate_user(user) if user is not None else None)
-
-
-def recent(root: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest generations with what their sidecars recorded (prompt, workflow, time taken)."""
-    return [{"created": image.meta.get("created", image.mtime), "user": image.user,
-             "prompt": image.meta.get("prompt", ""), "workflow": image.meta.get("workflow", ""),
-             "ms": image.meta.get("generation_ms"), "bytes": image.size, "file": image.filename}
-            for image in _cache(root).newest(limit)]
 
 
 def human_bytes(n: float) -> str:

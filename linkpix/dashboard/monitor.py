@@ -17,7 +17,7 @@ from .context import DashboardContext
 
 REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
-RECENT_COLUMNS = ["created", "kind", "user", "prompt", "workflow", "cache", "ms"]
+RECENT_COLUMNS = ["time", "request", "user", "status", "cache / error", "ms"]
 CACHE_COLUMNS = ["user", "images", "size"]
 GPU_COLUMNS = ["device", "type", "VRAM used", "VRAM total"]
 
@@ -79,25 +79,10 @@ def job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-def recent_rows(jobs: list[dict[str, Any]], generated: list[dict[str, Any]], limit: int = 25) -> list[list[Any]]:
-    """Requests the dashboard can see: finished jobs (hit or miss each) and images made for links
-    (a new image in the cache is a miss that took `ms`). Newest first."""
-    rows: list[tuple[float, list[Any]]] = []
-    job_urls = set()
-    for j in jobs:
-        for img in j.get("images") or []:
-            job_urls.add(str(img.get("url", "")).rsplit("/", 1)[-1])
-            ms = round((j["finished"] - j["created"]) * 1000) if j.get("finished") and j.get("created") else ""
-            rows.append((j.get("created") or 0, [_clock(j.get("created")), "job", j.get("user"),
-                                                 (j.get("prompt") or "")[:60], j.get("workflow"),
-                                                 img.get("cache"), ms]))
-    for g in generated:
-        if g["file"] in job_urls:
-            continue
-        rows.append((g["created"] or 0, [_clock(g["created"]), "link", g["user"], (g["prompt"] or "")[:60],
-                                         g["workflow"], "miss", g["ms"] if g["ms"] is not None else ""]))
-    rows.sort(key=lambda r: r[0], reverse=True)
-    return [r for _, r in rows[:limit]]
+def recent_rows(requests: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per request the API answered (newest first), as its request log recorded it."""
+    return [[_clock(r.get("time")), f"{r.get('method', '')} {r.get('path', '')}"[:70], r.get("user") or "",
+             r.get("status"), r.get("cache") or r.get("error") or "", r.get("ms")] for r in requests]
 
 
 def cache_rows(root: Any) -> list[list[Any]]:
@@ -124,9 +109,13 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
         jobs = api.jobs(limit=50) if health is not None else []
     except ApiError:
         jobs = []
+    try:
+        recent = api.recent_requests() if health is not None else []
+    except ApiError:
+        recent = []
     root = ctx.config.output_dir
     return (health_markdown(health, error), system_markdown(stats, stats_error), gpu_rows(stats or {}),
-            recent_rows(jobs, cachefiles.recent(root)), cache_rows(root), job_rows(jobs),
+            recent_rows(recent), cache_rows(root), job_rows(jobs),
             f"Updated {time.strftime('%H:%M:%S')} · refreshes every {every:g} s")
 
 
@@ -144,8 +133,8 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
                               value=[], column_count=len(RECENT_COLUMNS), elem_id="lp-monitor-recent")
     jobs = gr.Dataframe(headers=JOB_COLUMNS, label="Jobs (newest first)", interactive=False, value=[],
                         column_count=len(JOB_COLUMNS), elem_id="lp-monitor-jobs")
-    gr.Markdown("Recent requests lists async jobs (hit or miss) and images newly made for links; a link "
-                "answered from the cache is counted in the hits above.")
+    gr.Markdown("Recent requests: the API's newest image links, job submissions and cancellations, "
+                "with their status, cache hit or miss (or error) and time taken.")
     outputs = [health, system, gpus, recent, cache, jobs, updated]
     timer = gr.Timer(timer_seconds)
     timer.tick(lambda: snapshot(ctx, timer_seconds), outputs=outputs, api_visibility="private",

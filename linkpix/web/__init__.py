@@ -38,5 +38,6 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     for blueprint in (images.bp, info.bp, jobs.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint))  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint),  # type: ignore[method-assign]
+                              svc.recent_requests)
     return app

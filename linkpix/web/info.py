@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
-from ..errors import LinkPixError
+from ..errors import BadRequest, LinkPixError
+from .auth import caller, keys_required
 from .services import services
 
 bp = Blueprint("info", __name__)
@@ -86,6 +87,27 @@ def workflow(name: str) -> Response:
         400: {description: "unknown workflow (lists the available ones)"}
     """
     return _no_cache(jsonify(services().resolver.describe_workflow(name)))
+
+
+@bp.get("/api/requests")
+def recent_requests() -> Response:
+    """The newest image and job requests, newest first (what the dashboard's Monitor lists).
+    ---
+    get:
+      summary: Recent requests with their outcome (status, cache hit or miss, user, milliseconds)
+      parameters:
+        - {in: query, name: limit, schema: {type: integer, default: 50, maximum: 200}}
+      responses:
+        200: {description: "a list of requests"}
+        401: {description: "network_access is on and no valid API key was sent"}
+    """
+    if keys_required():
+        caller(changes_state=True)  # on the network the list shows other users' prompts: key holders only
+    try:
+        limit = max(1, min(200, int(request.args.get("limit", 50))))
+    except ValueError:
+        raise BadRequest("limit must be a whole number from 1 to 200") from None
+    return _no_cache(jsonify(list(reversed(services().recent_requests))[:limit]))
 
 
 @bp.get("/api/models")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import Any
@@ -25,10 +26,14 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class RequestLog:
-    """Writes one line per request: method, path, status, user, cache outcome, key and milliseconds."""
+    """Writes one line per request: method, path, status, user, cache outcome, key and milliseconds.
 
-    def __init__(self, app: WSGIApp) -> None:
+    The newest requests are also kept in `recent` (a bounded deque) for GET /api/requests.
+    """
+
+    def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None) -> None:
         self.app = app
+        self.recent = recent if recent is not None else deque(maxlen=200)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -44,9 +49,14 @@ class RequestLog:
             ms = (time.perf_counter() - started) * 1000
             path = environ.get("PATH_INFO", "")
             path = path if len(path) <= 96 else path[:93] + "..."
+            status = status_holder[0] if status_holder else "-"
             extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
-            log.info("%s %s %s %.1fms %s", environ.get("REQUEST_METHOD"), path,
-                     status_holder[0] if status_holder else "-", ms, extra)
+            log.info("%s %s %s %.1fms %s", environ.get("REQUEST_METHOD"), path, status, ms, extra)
+            method = environ.get("REQUEST_METHOD")
+            if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
+                self.recent.append({"time": time.time(), "method": method, "path": path,
+                                    "status": int(status) if status.isdigit() else None, "ms": round(ms, 1),
+                                    **info})
 
         return ClosingIterator(self.app(environ, _start), [_done])
 

@@ -8,6 +8,7 @@ takes its limits from every configuration reload.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class Services:
     generator: Generator
     memo: HitMemo
     jobs: JobManager | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
 
     @property
     def config(self) -> LoadedConfig:
