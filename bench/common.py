@@ -57,12 +57,13 @@ def wait_up(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def process(argv: Sequence[str], probe_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(argv: Sequence[str], probe_url: str,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(list(argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_up(probe_url)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -82,13 +83,24 @@ def simulator(step_delay: float = 0.0) -> Iterator[SimulatorServer]:
         sim.stop()
 
 
+API_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def linkpix_api(project: Path, comfyui_url: str) -> Iterator[str]:
+    """The API as users run it (`python app.py`), in its own process; yields its URL (pid in API_PIDS)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LINKPIX_COMFYUI_URL": comfyui_url, "LINKPIX_LOG_LEVEL": "WARNING"}
     with process([sys.executable, str(ROOT / "app.py"), "--config", str(project / "config.json"),
-                  "--port", str(port)], url + "/openapi.json", env=env):
+                  "--port", str(port)], url + "/openapi.json", env=env) as proc:
+        API_PIDS[url] = proc.pid
         yield url
 
 
@@ -98,7 +110,8 @@ def wrk(url: str, connections: int = 16, seconds: int = 5, threads: int = 2) -> 
         raise SystemExit("wrk is not installed: apt-get install wrk")
     out = subprocess.run(["wrk", "--latency", "-t", str(threads), "-c", str(connections),
                           "-d", f"{seconds}s", url], capture_output=True, text=True, check=True).stdout
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+               "requests": float(re.search(r"(\d+) requests in", out).group(1))}
     for pct in ("50", "99"):
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
         figures[f"p{pct}_ms"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
