@@ -42,6 +42,11 @@ class NotFound(LinkPixError):
     code = "not_found"
 
 
+class UnsupportedMediaType(LinkPixError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class QueueFull(LinkPixError):
     """Too much work is waiting; the client should retry after `retry_after` seconds."""
 

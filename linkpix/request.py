@@ -29,6 +29,7 @@ PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 MAX_INPUT_IMAGES = 4
+MAX_STYLES = 8
 MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024
 
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
@@ -101,7 +102,9 @@ def parse_styles(value: Any) -> tuple[str, ...] | None:
     else:
         raise BadRequest("style must be a name, a comma-separated list of names, or a list of names",
                          {"parameter": "style"})
-    names = tuple(s.strip() for s in items if s.strip())
+    names = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))  # a style applies once
+    if len(names) > MAX_STYLES:
+        raise BadRequest(f"at most {MAX_STYLES} styles at once (got {len(names)})", {"parameter": "style"})
     for s in names:
         if not STYLE_NAME_RE.match(s):
             raise BadRequest(f"invalid style name {s!r}", {"parameter": "style"})

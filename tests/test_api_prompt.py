@@ -260,3 +260,14 @@ def test_sizes_snap_to_the_latent_grid_and_share_the_cache(api, simulator):
     again = api.get("/prompt/grid?width=296&height=200&format=json").json()
     assert again["cache"] == "hit" and again["url"] == r["url"]
     assert simulator.prompts_received == 1
+
+
+def test_hostile_query_strings_stay_bounded(api):
+    many = "&".join(f"junk{i}=1" for i in range(300))
+    r = api.get(f"/prompt/cat?width=64&height=64&{many}")
+    assert r.status_code == 200
+    assert r.headers["X-LinkPix-Ignored"].endswith(",...(+280 more)")
+    styles = api.get("/prompt/cat?style=" + ",".join(["a", "b", "c", "d", "e", "f", "g", "h", "i"]))
+    assert styles.status_code == 400 and "at most 8" in styles.json()["message"]
+    repeated = api.get("/prompt/cat?width=64&height=64&style=" + ",".join(["kawaii"] * 50))
+    assert repeated.status_code == 200

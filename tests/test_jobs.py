@@ -276,3 +276,9 @@ def test_upload_then_use_it_by_id(jobs, simulator):
     inline = base64.b64encode(buf.getvalue()).decode()
     same = jobs.wait_for(jobs.submit(prompt="with an input", workflow="sd15_img2img", images=[inline]))
     assert same["images"][0]["cache"] == "hit"  # the same input image, by value or by id
+
+
+def test_generate_wants_json(api):
+    r = requests.post(api.url + "/generate", data='{"prompt": "x"}', headers={"Content-Type": "text/plain"},
+                      timeout=10)
+    assert r.status_code == 415 and "application/json" in r.json()["message"]

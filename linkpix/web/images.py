@@ -30,6 +30,7 @@ bp = Blueprint("images", __name__)
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Parameters that steer the response rather than the picture.
 CONTROL_PARAMS = ("user", "sig")
+MAX_IGNORED_SHOWN = 20  # keep the header short whatever a link carries
 
 
 @bp.get("/prompt/")
@@ -138,7 +139,9 @@ def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tupl
                ("X-LinkPix-Cache", "hit" if hit else "miss"), ("X-LinkPix-Seed", str(job.seed)),
                ("X-LinkPix-Workflow", job.workflow), ("X-LinkPix-Image-Url", image.url)]
     if job.ignored:
-        headers.append(("X-LinkPix-Ignored", ",".join(job.ignored)))
+        shown = job.ignored[:MAX_IGNORED_SHOWN]
+        more = len(job.ignored) - len(shown)
+        headers.append(("X-LinkPix-Ignored", ",".join(shown) + (f",...(+{more} more)" if more else "")))
     return headers
 
 

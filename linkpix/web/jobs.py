@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest, NotFound, QueueFull
+from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from ..jobs import JobManager
 from ..jobstore import STATES
 from ..request import SEED_MAX, GenerationRequest, parse_images, parse_json, validate_user
@@ -76,9 +76,13 @@ def generate() -> Response:
         202: {description: "accepted: job_id, status_url, events_url"}
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
+        415: {description: "the body is not sent as application/json"}
         429: {description: "too many unfinished jobs (for this user or in total); see Retry-After"}
     """
     user = caller(changes_state=True)
+    if not request.is_json:
+        raise UnsupportedMediaType(f"send the job as JSON with 'Content-Type: application/json' "
+                                   f"(got {request.mimetype or 'no Content-Type'})")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"a red fox\"}")
