@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support import ApiServer
+from test_jobs_support import JobsServer
 
 from linkpix.simulator import SimulatorServer
 
@@ -45,6 +46,16 @@ def project(tmp_path: Path) -> Path:
 def api(project: Path, simulator: SimulatorServer) -> Iterator[ApiServer]:
     """LinkPix served by waitress on a loopback port, talking to the simulator, using demo.json."""
     server = ApiServer(project, simulator.url)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def jobs(project: Path, simulator: SimulatorServer) -> Iterator[JobsServer]:
+    """The API with helpers for the async jobs routes (submit, wait for a state, read events)."""
+    server = JobsServer(project, simulator.url)
     try:
         yield server
     finally:

@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from PIL import Image
 from test_jobs_support import JobsServer, read_events, wait_until
 
 from linkpix.simulator import SimulatorServer
-
-
-@pytest.fixture
-def jobs(project: Path, simulator: SimulatorServer) -> Iterator[JobsServer]:
-    server = JobsServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def history(simulator: SimulatorServer, prompt_id: str) -> dict:

@@ -7,23 +7,12 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from test_jobs_support import JobsServer, Receiver, free_port, wait_until
 
 from linkpix.errors import BadRequest
-from linkpix.simulator import SimulatorServer
 from linkpix.webhooks import SIGNATURE_HEADER, check_url, verify
-
-
-@pytest.fixture
-def jobs(project: Path, simulator: SimulatorServer) -> Iterator[JobsServer]:
-    server = JobsServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

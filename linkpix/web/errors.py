@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 IMAGE_ROUTES = ("/prompt", "/images/")
 
 
+def no_store(resp: Response) -> Response:
+    """Mark a response as never to be cached: errors, health, live state."""
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def _wants_error_image(app: Flask) -> bool:
     if not request.path.startswith(IMAGE_ROUTES):
         return False
@@ -51,8 +57,7 @@ def error_response(app: Flask, status: int, body: dict[str, Any]) -> Response:
     else:
         resp = jsonify(body)
         resp.status_code = status
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return no_store(resp)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -9,14 +9,11 @@ from flask import Blueprint, Response, jsonify, request
 from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
 from ..errors import BadRequest, LinkPixError
 from .auth import caller, keys_required
+from .errors import no_store
 from .services import services
 
 bp = Blueprint("info", __name__)
 
-
-def _no_cache(resp: Response) -> Response:
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 @bp.get("/health")
@@ -45,7 +42,7 @@ def health() -> Response:
         status = 503
     resp = jsonify(body)
     resp.status_code = status
-    return _no_cache(resp)
+    return no_store(resp)
 
 
 @bp.get("/api/styles")
@@ -57,7 +54,7 @@ def styles() -> Response:
       responses:
         200: {description: "name -> style"}
     """
-    return _no_cache(jsonify(services().resolver.styles()))
+    return no_store(jsonify(services().resolver.styles()))
 
 
 @bp.get("/api/workflows")
@@ -70,7 +67,7 @@ def workflows() -> Response:
         200: {description: "names and the default"}
     """
     svc = services()
-    return _no_cache(jsonify({"workflows": svc.resolver.workflow_names(),
+    return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
                               "default": svc.config.settings.workflow_path}))
 
 
@@ -86,7 +83,7 @@ def workflow(name: str) -> Response:
         200: {description: "parameters, types, defaults, targets"}
         400: {description: "unknown workflow (lists the available ones)"}
     """
-    return _no_cache(jsonify(services().resolver.describe_workflow(name)))
+    return no_store(jsonify(services().resolver.describe_workflow(name)))
 
 
 @bp.get("/api/requests")
@@ -107,7 +104,7 @@ def recent_requests() -> Response:
         limit = max(1, min(200, int(request.args.get("limit", 50))))
     except ValueError:
         raise BadRequest("limit must be a whole number from 1 to 200") from None
-    return _no_cache(jsonify(list(reversed(services().recent_requests))[:limit]))
+    return no_store(jsonify(list(reversed(services().recent_requests))[:limit]))
 
 
 @bp.get("/api/models")
@@ -121,4 +118,4 @@ def models() -> Response:
         503: {description: "ComfyUI is unreachable"}
     """
     info = services().client.object_info()
-    return _no_cache(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))
+    return no_store(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))

@@ -21,6 +21,7 @@ from ..request import SEED_MAX, GenerationRequest, parse_images, parse_json, val
 from ..resolver import RenderedJob
 from ..webhooks import check_url
 from .auth import caller, keys_required
+from .errors import no_store
 from .services import services
 
 bp = Blueprint("jobs", __name__)
@@ -37,10 +38,6 @@ def _manager() -> JobManager:
         raise NotFound("the jobs API is not enabled")
     return manager
 
-
-def _no_store(resp: Response) -> Response:
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 @bp.post("/generate")
@@ -97,7 +94,7 @@ def generate() -> Response:
                     "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})
     resp.status_code = 202
     resp.headers["Location"] = f"/jobs/{job.id}"
-    return _no_store(resp)
+    return no_store(resp)
 
 
 def _image_count(value: Any, limit: int) -> int:
@@ -189,7 +186,7 @@ def list_jobs() -> Response:
         raise BadRequest("limit must be a whole number from 1 to 1000", {"parameter": "limit"})
     manager = _manager()
     jobs = [manager.describe(job, with_queue=False) for job in manager.store.list(user, state, limit)]
-    return _no_store(jsonify({"jobs": jobs}))
+    return no_store(jsonify({"jobs": jobs}))
 
 
 @bp.get("/jobs/<job_id>")
@@ -205,7 +202,7 @@ def get_job(job_id: str) -> Response:
         404: {description: "no such job"}
     """
     manager = _manager()
-    return _no_store(jsonify(manager.describe(manager.store.get(_job_id(job_id)))))
+    return no_store(jsonify(manager.describe(manager.store.get(_job_id(job_id)))))
 
 
 @bp.delete("/jobs/<job_id>")
@@ -227,7 +224,7 @@ def cancel_job(job_id: str) -> Response:
     job = manager.store.get(_job_id(job_id))
     if keys_required() and job.user != user:
         raise NotFound(f"no job {job_id!r}")
-    return _no_store(jsonify(manager.describe(manager.cancel(job.id), with_queue=False)))
+    return no_store(jsonify(manager.describe(manager.cancel(job.id), with_queue=False)))
 
 
 @bp.get("/jobs/<job_id>/events")
@@ -289,4 +286,4 @@ def upload() -> Response:
     image = _manager().uploads.put(data)
     resp = jsonify({"id": image.name, "bytes": len(image.data)})
     resp.status_code = 201
-    return _no_store(resp)
+    return no_store(resp)
