@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import requests
 
 from linkpix.signing import sign
@@ -85,7 +87,9 @@ def test_recent_requests_list_outcomes_newest_first(api):
     api.get("/prompt/listed?width=64&height=64&user=dora")
     api.get("/prompt/listed?style=nope")
     api.get("/health")  # not an image request: not listed
-    listed = api.get("/api/requests?limit=10").json()
+    deadline = time.monotonic() + 5  # a request is recorded once its response has been sent
+    while len(listed := api.get("/api/requests?limit=10").json()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert [(r["status"], r.get("cache"), r.get("error")) for r in listed] == [
         (400, None, "bad_request"), (200, "hit", None), (200, "miss", None)]
     assert listed[1]["user"] == "dora" and listed[1]["ms"] >= 0

@@ -244,13 +244,19 @@ def test_editing_a_style_changes_the_image_without_restart(api, project):
 
 
 def test_one_log_line_per_request(api, caplog):
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "linkpix.access"]
+
     with caplog.at_level(logging.INFO, logger="linkpix.access"):
         api.get("/prompt/logged?width=64&height=64&user=carol")
         api.get("/prompt/logged?width=64&height=64&user=carol")
-    lines = [r.getMessage() for r in caplog.records if r.name == "linkpix.access"]
-    assert len(lines) == 2
-    assert "200" in lines[0] and "user=carol" in lines[0] and "cache=miss" in lines[0]
-    assert "cache=hit" in lines[1] and "ms" in lines[1]
+        deadline = time.monotonic() + 5  # the line is written once the response has been sent
+        while len(lines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    logged = lines()
+    assert len(logged) == 2
+    assert "200" in logged[0] and "user=carol" in logged[0] and "cache=miss" in logged[0]
+    assert "cache=hit" in logged[1] and "ms" in logged[1]
 
 
 def test_sizes_snap_to_the_latent_grid_and_share_the_cache(api, simulator):
