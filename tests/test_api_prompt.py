@@ -220,7 +220,9 @@ def test_too_many_pending_generations_answer_429(project, simulator):
     try:
         with ThreadPoolExecutor(2) as pool:
             slow = pool.submit(server.get, "/prompt/first?width=64&height=64")
-            time.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while server.services.generator.pending < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
             second = server.get("/prompt/second?width=64&height=64")
             assert second.status_code == 429
             assert int(second.headers["Retry-After"]) > 0
