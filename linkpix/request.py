@@ -184,17 +184,26 @@ def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationReq
         if key in DROPPED_PARAMS or key in _RESERVED:
             continue
         _put_param(params, key, value)
-    seed, random_seed = parse_seed(query.get("seed"))
-    workflow = query.get("workflow") or None
+    return _request(query, text, user, params)
+
+
+def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, Any],
+             images: tuple[InputImage, ...] = ()) -> GenerationRequest:
+    """The fields both forms share (prompt, user, workflow, styles, seed, format), checked once."""
+    workflow = fields.get("workflow") or None
+    if workflow is not None and not isinstance(workflow, str):
+        raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
+    seed, random_seed = parse_seed(fields.get("seed"))
     return GenerationRequest(
         prompt=_prompt(text),
-        user=_user(query.get("user"), user),
+        user=_user(fields.get("user"), user),
         workflow=validate_workflow_name(workflow) if workflow else None,
-        styles=parse_styles(query.get("style", query.get("styles"))),
+        styles=parse_styles(fields.get("style", fields.get("styles"))),
         params=params,
         seed=seed,
         random_seed=random_seed,
-        output_format=parse_format(query.get("format")),
+        output_format=parse_format(fields.get("format")),
+        input_images=images,
     )
 
 
@@ -222,21 +231,7 @@ def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
     images = body.get("images")
     if images is None and body.get("image") is not None:
         images = [body["image"]]
-    workflow = body.get("workflow") or None
-    if workflow is not None and not isinstance(workflow, str):
-        raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
-    seed, random_seed = parse_seed(body.get("seed"))
-    return GenerationRequest(
-        prompt=_prompt(body.get("prompt")),
-        user=_user(body.get("user"), user),
-        workflow=validate_workflow_name(workflow) if workflow else None,
-        styles=parse_styles(body.get("style", body.get("styles"))),
-        params=params,
-        seed=seed,
-        random_seed=random_seed,
-        output_format=parse_format(body.get("format")),
-        input_images=parse_images(images),
-    )
+    return _request(body, body.get("prompt"), user, params, parse_images(images))
 
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
