@@ -19,6 +19,9 @@ from .catalogue import Catalogue
 CUSTOM_VALIDATED: dict[str, tuple[str, ...]] = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
 
 
+# ComfyUI coerces declared scalar inputs with these (reference §3.4 step 3): "16" -> 16, 1.9 -> 1.
+_COERCE = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+
 def full_type_name(klass: type) -> str:
     module = klass.__module__
     if module == "builtins":
@@ -184,17 +187,9 @@ class Validator:
                     if isinstance(val, dict) and "__value__" in val:
                         val = val["__value__"]
                         inputs[x] = val
-                    if input_type == "INT":
-                        val = int(val)
-                        inputs[x] = val
-                    if input_type == "FLOAT":
-                        val = float(val)
-                        inputs[x] = val
-                    if input_type == "STRING":
-                        val = str(val)
-                        inputs[x] = val
-                    if input_type == "BOOLEAN":
-                        val = bool(val)
+                    convert = _COERCE.get(input_type) if isinstance(input_type, str) else None
+                    if convert is not None:
+                        val = convert(val)
                         inputs[x] = val
                 except Exception as ex:
                     errors.append({"type": "invalid_input_type",
