@@ -15,9 +15,9 @@ import websocket
 from common import linkpix_api, make_project, median, percentile, simulator
 
 from linkpix.config import load_config
-from linkpix.jsonstore import JsonStore
 from linkpix.request import parse_query
 from linkpix.resolver import Resolver
+from linkpix.storage.jsonstore import JsonStore
 
 
 def direct_run(comfy: str, graph: dict) -> float:

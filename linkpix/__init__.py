@@ -1,7 +1,7 @@
 """LinkPix: turn a URL into an image rendered by ComfyUI.
 
-Data flows one way: URL -> GenerationRequest (request.py) -> rendered workflow (workflows.py)
--> ComfyUI run (comfy/) -> cached image (cache.py) -> response (api.py).
+Data flows one way: URL -> GenerationRequest (request.py) -> rendered job (resolver.py, render/)
+-> ComfyUI run (comfy/, generator.py) -> stored image (storage/) -> response (web/).
 """
 
 __version__ = "0.1.0"

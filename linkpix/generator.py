@@ -22,11 +22,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .cache import CachedImage, ImageCache, cache_key
 from .comfy import Event, OutputImage
-from .encode import encode, image_size
 from .errors import ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from .resolver import RenderedJob
+from .storage.cache import CachedImage, ImageCache, cache_key
+from .storage.encode import encode, image_size
 
 log = logging.getLogger(__name__)
 

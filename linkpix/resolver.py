@@ -25,12 +25,10 @@ from typing import Any
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
 from .errors import BadRequest, ConfigError, LinkPixError
-from .jsonstore import JsonStore
-from .placeholders import Registry, not_available
-from .request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
-from .styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
-from .uiformat import is_ui_format
-from .workflows import (
+from .render.placeholders import Registry, not_available
+from .render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
+from .render.uiformat import is_ui_format
+from .render.workflows import (
     SETTINGS_DIR,
     WorkflowTemplate,
     list_workflows,
@@ -38,6 +36,8 @@ from .workflows import (
     sidecar_path,
     workflow_path,
 )
+from .request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
+from .storage.jsonstore import JsonStore
 
 SEED_SPACE = 2**32  # derived and random seeds: valid for every sampler and custom node we know
 PLACEHOLDERS_FILE = "placeholders.json"

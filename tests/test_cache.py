@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from linkpix.cache import ImageCache, cache_key
 from linkpix.errors import BadRequest, NotFound
+from linkpix.storage.cache import ImageCache, cache_key
 
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}}
 

@@ -18,8 +18,8 @@ from linkpix.dashboard.links import api_url, example_link, prompt_link, reproduc
 from linkpix.dashboard.monitor import job_rows, recent_rows
 from linkpix.dashboard.paramcontrols import control_specs, request_params
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.jsonstore import JsonStore
-from linkpix.placeholders import Registry
+from linkpix.render.placeholders import Registry
+from linkpix.storage.jsonstore import JsonStore
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from linkpix.errors import ConfigError
-from linkpix.jsonstore import JsonStore
+from linkpix.storage.jsonstore import JsonStore
 
 
 def _write_raw(path: Path, text: str) -> None:

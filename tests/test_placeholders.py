@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.placeholders import Ref, Registry, split_text
+from linkpix.render.placeholders import Ref, Registry, split_text
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKPIX_NAMES = ("prompt", "negative_prompt", "width", "height", "seed", "model", "vae", "lora", "lora_strength",

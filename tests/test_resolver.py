@@ -11,9 +11,9 @@ import pytest
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.jsonstore import JsonStore
 from linkpix.request import GenerationRequest, InputImage, parse_query
 from linkpix.resolver import Resolver
+from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"

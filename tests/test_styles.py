@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.styles import Style, apply_styles, combine_negative, load_styles, resolve_names
+from linkpix.render.styles import Style, apply_styles, combine_negative, load_styles, resolve_names
 
 ROOT = Path(__file__).resolve().parent.parent
 WANTED = ("kawaii", "photo", "anime", "cinematic", "watercolor", "pixel-art", "oil-painting", "comic", "fantasy",

@@ -12,7 +12,7 @@ import pytest
 from test_jobs_support import JobsServer, Receiver, free_port, wait_until
 
 from linkpix.errors import BadRequest
-from linkpix.webhooks import SIGNATURE_HEADER, check_url, verify
+from linkpix.jobs.webhooks import SIGNATURE_HEADER, check_url, verify
 
 
 @pytest.fixture

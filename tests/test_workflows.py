@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.jsonstore import JsonStore
-from linkpix.placeholders import Registry, split_text
-from linkpix.uiformat import ui_to_api
-from linkpix.workflows import WorkflowTemplate, list_workflows, save_workflow, workflow_path
+from linkpix.render.placeholders import Registry, split_text
+from linkpix.render.uiformat import ui_to_api
+from linkpix.render.workflows import WorkflowTemplate, list_workflows, save_workflow, workflow_path
+from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"

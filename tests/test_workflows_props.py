@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkpix.config import load_config
-from linkpix.jsonstore import JsonStore
-from linkpix.placeholders import Registry
+from linkpix.render.placeholders import Registry
+from linkpix.render.workflows import WorkflowTemplate
 from linkpix.request import parse_query
 from linkpix.resolver import Resolver
-from linkpix.workflows import WorkflowTemplate
+from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = Registry(json.loads((ROOT / "data" / "placeholders.json").read_text(encoding="utf-8")))

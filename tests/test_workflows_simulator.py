@@ -14,9 +14,9 @@ import requests
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest
-from linkpix.jsonstore import JsonStore
 from linkpix.request import GenerationRequest, make_input_image, parse_query
 from linkpix.resolver import RenderedJob, Resolver
+from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = 'a "fox" with %model% and {{braces}}, back\\slash\nnew line 😀'

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cache import ImageCache
 from ..request import validate_user
+from ..storage.cache import ImageCache
 
 
 def _cache(root: Path) -> ImageCache:

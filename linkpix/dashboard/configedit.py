@@ -18,7 +18,7 @@ import requests
 
 from ..config import ENV_PREFIX, Settings, load_config
 from ..errors import ConfigError
-from ..jsonstore import JsonStore
+from ..storage.jsonstore import JsonStore
 
 # The keys the Settings form edits, in display order. Everything else in config.json is kept as it is.
 EDITABLE = ("comfyui_url", "timeout", "image_format", "workflow_path", "max_pixels", "cache_max_mb",

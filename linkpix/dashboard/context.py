@@ -17,8 +17,8 @@ import requests
 
 from ..config import ConfigHolder, LoadedConfig, Settings
 from ..errors import ConfigError
-from ..jsonstore import JsonStore
-from ..placeholders import Registry
+from ..render.placeholders import Registry
+from ..storage.jsonstore import JsonStore
 from .apiclient import ApiClient, ApiError
 from .links import api_url
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..comfy.objectinfo import combo_choices
-from ..detect import link_of
-from ..placeholders import split_text
+from ..render.detect import link_of
+from ..render.placeholders import split_text
 
 MAX_REPORTED = 12
 

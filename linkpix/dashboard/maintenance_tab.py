@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import BadRequest, LinkPixError
-from ..placeholders import Registry
+from ..render.placeholders import Registry
 from . import cachefiles
 from .context import DashboardContext
 from .workflowedit import parse_json_text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..comfy.objectinfo import CHOICE_SOURCES
-from ..placeholders import Registry
+from ..render.placeholders import Registry
 
 # Set by the Generate tab's own fields, never by a per-parameter control.
 OWN_FIELDS = frozenset({"prompt", "seed", "img_format"})

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import LinkPixError
-from ..workflows import list_workflows
+from ..render.workflows import list_workflows
 from .configedit import check_connection, env_overrides, restart_note, save_settings, validate
 from .context import DashboardContext
 

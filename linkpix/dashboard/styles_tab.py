@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import LinkPixError
-from ..styles import NONE
+from ..render.styles import NONE
 from .context import DashboardContext
 from .stylesedit import (
     delete_style,

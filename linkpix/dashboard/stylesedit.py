@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, ConfigError
-from ..jsonstore import JsonStore
+from ..render.styles import NONE, Style, apply_styles, combine_negative, load_styles
 from ..request import STYLE_NAME_RE, validate_user
-from ..styles import NONE, Style, apply_styles, combine_negative, load_styles
+from ..storage.jsonstore import JsonStore
 
 
 def check_style_name(name: str) -> str:

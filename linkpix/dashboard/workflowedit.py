@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, ConfigError, LinkPixError
-from ..jsonstore import JsonStore
-from ..placeholders import Registry
-from ..request import validate_workflow_name
-from ..uiformat import is_ui_format, ui_to_api
-from ..workflows import (
+from ..render.placeholders import Registry
+from ..render.uiformat import is_ui_format, ui_to_api
+from ..render.workflows import (
     ORIGINALS_DIR,
     WorkflowTemplate,
     check_api_graph,
@@ -28,6 +26,8 @@ from ..workflows import (
     settings_path,
     sidecar_path,
 )
+from ..request import validate_workflow_name
+from ..storage.jsonstore import JsonStore
 from .graphcheck import graph_problems
 
 

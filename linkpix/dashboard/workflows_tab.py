@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import BadRequest, LinkPixError
-from ..workflows import list_workflows
+from ..render.workflows import list_workflows
 from . import workflowedit as we
 from .apiclient import ApiError
 from .context import DashboardContext

@@ -19,7 +19,7 @@ from aiohttp import web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ..jsonstore import atomic_write_bytes
+from ..storage.jsonstore import atomic_write_bytes
 from .validation import annotated_filepath
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from ..jsonstore import atomic_write_bytes
+from ..storage.jsonstore import atomic_write_bytes
 
 LABEL = "SIMULATOR - not AI"
 

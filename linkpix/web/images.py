@@ -7,12 +7,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.wsgi import wrap_file
 
-from ..cache import CachedImage
 from ..errors import BadRequest, Unauthorized
 from ..generator import Outcome
 from ..request import parse_query, validate_user
 from ..resolver import RenderedJob
 from ..signing import verify
+from ..storage.cache import CachedImage
 from .memo import MemoEntry
 from .middleware import http_date
 from .requestinfo import (

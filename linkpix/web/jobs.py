@@ -15,11 +15,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
-from ..jobs import JobManager
-from ..jobstore import STATES
+from ..jobs.manager import JobManager
+from ..jobs.store import STATES
+from ..jobs.webhooks import check_url
 from ..request import SEED_MAX, GenerationRequest, parse_images, parse_json, validate_user
 from ..resolver import RenderedJob
-from ..webhooks import check_url
 from .auth import caller, keys_required
 from .errors import no_store
 from .services import services

@@ -14,14 +14,14 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from ..cache import ImageCache
 from ..comfy import ComfyClient
 from ..comfy.holder import ClientHolder
 from ..config import ConfigHolder, LoadedConfig
 from ..generator import Generator
-from ..jobs import JobManager
-from ..jsonstore import JsonStore
+from ..jobs.manager import JobManager
 from ..resolver import Resolver
+from ..storage.cache import ImageCache
+from ..storage.jsonstore import JsonStore
 from .memo import HitMemo
 
 EXTENSION = "linkpix"

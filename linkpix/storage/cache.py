@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound
 from .jsonstore import atomic_write_bytes
 
 log = logging.getLogger(__name__)

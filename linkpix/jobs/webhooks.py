@@ -32,7 +32,7 @@ import requests
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
 from tenacity.wait import wait_exponential
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Programs that cannot hold a connection open while ComfyUI works submit a job and are told when it is
 done (webhook, polling, or a live event stream). A job is one or more images (`image_count`, one seed
 each), each run through the same `Generator` as `/prompt`: identical requests still share one ComfyUI run
-and land in the same cache. Everything needed to finish a job is in SQLite (`jobstore.py`), so on start-up
+and land in the same cache. Everything needed to finish a job is in SQLite (`store.py`), so on start-up
 jobs left queued are queued again and jobs that had reached ComfyUI are re-attached by prompt id (or fail
 with a message saying ComfyUI lost them) - none stays "running" forever.
 
@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .cache import ImageCache
-from .comfy import Event, PromptLost
-from .config import Settings
-from .errors import ExecutionFailed, LinkPixError, QueueFull
-from .generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
-from .jobevents import JobEvents, sse_stream, thumbnail
-from .jobstore import (
+from ..comfy import Event, PromptLost
+from ..config import Settings
+from ..errors import ExecutionFailed, LinkPixError, QueueFull
+from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
+from ..resolver import RenderedJob
+from ..storage.cache import ImageCache
+from .events import JobEvents, sse_stream, thumbnail
+from .store import (
     CANCELLED,
     FAILED,
     QUEUED,
@@ -43,7 +44,6 @@ from .jobstore import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from .resolver import RenderedJob
 from .webhooks import Schedule, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -358,7 +358,7 @@ class JobManager:
 
     # -- event streams -----------------------------------------------------------------------------
     def stream(self, job_id: str, heartbeat: float, max_seconds: float) -> Iterator[str]:
-        """Server-Sent Events for one job (see `jobevents.sse_stream`)."""
+        """Server-Sent Events for one job (see `events.sse_stream`)."""
         return sse_stream(self.events, job_id, lambda: self.store.get(job_id),
                           lambda job: self.describe(job, with_queue=False), heartbeat, max_seconds,
                           lambda: self.closed)

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

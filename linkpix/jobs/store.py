@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest, NotFound
-from .jsonstore import atomic_write_bytes
-from .request import InputImage, make_input_image
-from .resolver import RenderedJob
+from ..errors import BadRequest, NotFound
+from ..request import InputImage, make_input_image
+from ..resolver import RenderedJob
+from ..storage.jsonstore import atomic_write_bytes
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)

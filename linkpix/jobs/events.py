@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .jobstore import QUEUED, RUNNING, TERMINAL, Job
+from .store import QUEUED, RUNNING, TERMINAL, Job
 
 SUBSCRIBER_BACKLOG = 256  # events kept for a slow reader (progress is dropped first, never the end)
 PREVIEW_SIZE = 256  # px, longest side of a preview sent on the event stream

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import BadRequest, ConfigError
+from ..request import validate_workflow_name
+from ..storage.jsonstore import JsonStore, atomic_write_bytes
 from .detect import detect, link_of
-from .errors import BadRequest, ConfigError
-from .jsonstore import JsonStore, atomic_write_bytes
 from .placeholders import Ref, Registry, split_text
-from .request import validate_workflow_name
 from .uiformat import is_ui_format, ui_to_api
 
 log = logging.getLogger(__name__)

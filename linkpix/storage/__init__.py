@@ -1,0 +1,1 @@
+"""What LinkPix keeps: the image cache, the shared JSON documents, image encoding."""
