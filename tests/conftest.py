@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ApiServer
+from support import CAPTURES, ApiServer
 from test_jobs_support import JobsServer
 
 from linkpix.simulator import SimulatorServer
 
+__all__ = ["CAPTURES"]
+
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"
 # What a running LinkPix leaves in data/ and workflows/: never part of a test's starting state.
 RUNTIME_FILES = shutil.ignore_patterns("*.lock", "jobs.sqlite3*", "uploads", "originals")
 

@@ -11,6 +11,10 @@ from waitress.server import create_server
 
 from linkpix.web import create_app
 
+# Captured from a real ComfyUI 0.3.64 (see comfyui_captures/README.md): the truth the simulator and the
+# client are checked against. The repository carries them; nothing reads a folder outside it.
+CAPTURES = Path(__file__).resolve().parent / "comfyui_captures"
+
 
 class ApiServer:
     """The real WSGI server the service uses, on a free port, stopped by `close()`."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import CAPTURES
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest, ConfigError
@@ -16,7 +17,6 @@ from linkpix.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"
 
 
 def make(project: Path, info: dict | None = None, **overrides: Any) -> Resolver:

@@ -11,14 +11,13 @@ import re
 import struct
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import requests
 import websocket
 from PIL import Image
+from support import CAPTURES
 
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "comfyui-protocol" / "captures"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support import CAPTURES
 
 from linkpix.errors import BadRequest, ConfigError
 from linkpix.render.placeholders import Registry, split_text
@@ -18,7 +19,6 @@ from linkpix.render.workflows import WorkflowTemplate, list_workflows, save_work
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT.parent / "shared" / "comfyui-protocol" / "captures"
 SHIPPED = ("demo.json", "flux_schnell.json", "sd15.json", "sd15_img2img.json", "sdxl.json")
 # The model lists the simulator (and the README) promise; the capture only holds a tiny test model.
 MODELS = {("CheckpointLoaderSimple", "ckpt_name"): ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",

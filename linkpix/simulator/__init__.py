@@ -3,7 +3,7 @@
     from linkpix.simulator import SimulatorServer
     sim = SimulatorServer(port=0); sim.start(); ...; sim.stop()
 
-Protocol truth: shared/comfyui-protocol/README.md and its captures.
+Protocol truth: tests/comfyui_captures/ (PROTOCOL.md and the captures from a real ComfyUI 0.3.64).
 """
 
 from .images import seed_colour
