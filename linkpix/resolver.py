@@ -139,7 +139,7 @@ class Resolver:
             raise BadRequest("the prompt is empty", {"parameter": "prompt"})
         if len(prompt) > settings.max_prompt_chars:
             raise BadRequest(f"the prompt has {len(prompt)} characters; the limit is "
-                             f"{settings.max_prompt_chars}", {"parameter": "prompt"})
+                             f"{settings.max_prompt_chars} (max_prompt_chars)", {"parameter": "prompt"})
         registry = self.registry()
         prefs = self._preferences(req.user)
         name = validate_workflow_name(req.workflow or prefs.get("workflow") or settings.workflow_path)
@@ -149,9 +149,11 @@ class Resolver:
         style_names = (req.styles or _styles_of(wf_settings, "workflow settings")
                        or _styles_of(prefs, "preferences") or (NONE,))
         chosen = resolve_names(style_names, self._styles())
+        _check_style_length(chosen, settings.max_prompt_chars)
         final_prompt, style_negative = apply_styles(prompt, chosen)
 
         requested = _canonical(registry, req.params)
+        _check_text_length(requested, settings.max_prompt_chars)
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
@@ -281,6 +283,26 @@ class Resolver:
 
 
 # --------------------------------------------------------------------------------------- helpers
+def _check_text_length(params: Mapping[str, Any], limit: int) -> None:
+    """Every free-text value a request sends (the negative prompt, any string parameter) gets the
+    prompt's limit: long text costs GPU time in the text encoder as surely as a long prompt does."""
+    for name, value in params.items():
+        if isinstance(value, str) and len(value) > limit:
+            raise BadRequest(f"{name} has {len(value)} characters; the limit is {limit} (max_prompt_chars)",
+                             {"parameter": name, "max_chars": limit})
+
+
+def _check_style_length(chosen: tuple[Style, ...], limit: int) -> None:
+    """The chosen styles together may add at most the prompt's limit, to the prompt and to the negative."""
+    added = sum(len(s.pre) + len(s.post) for s in chosen)
+    negative = sum(len(s.negative) for s in chosen)
+    if max(added, negative) > limit:
+        names = ", ".join(s.name for s in chosen)
+        raise BadRequest(f"the styles {names} add {max(added, negative)} characters of text; the limit is "
+                         f"{limit} (max_prompt_chars): choose fewer or shorter styles",
+                         {"parameter": "style", "max_chars": limit})
+
+
 def _styles_of(doc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
     value = doc.get("style", doc.get("styles"))
     try:

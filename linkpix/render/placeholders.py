@@ -11,6 +11,7 @@ filename tokens (`%date:yyyy-MM-dd%`, `%Empty Latent Image.width%`) never match 
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -179,16 +180,10 @@ def _convert(spec: ParamSpec, value: Any) -> Any:
     if isinstance(value, bool):
         raise bad
     if kind == "int":
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if value.is_integer():
-                return int(value)
+        number = whole_number(value)
+        if number is None:
             raise bad
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise bad from None
+        return number
     # float
     try:
         number = float(value.strip() if isinstance(value, str) else value)
@@ -197,6 +192,28 @@ def _convert(spec: ParamSpec, value: Any) -> Any:
     if not math.isfinite(number):
         raise bad
     return number
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer from a JSON number or from text holding one ("42", "42.0", 42.0); None otherwise.
+
+    One reading for every numeric field, so a number sent as text behaves like the number itself.
+    Text goes through Decimal, so a 20-digit seed keeps every digit.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            number = decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return None
+        if number.is_finite() and number == number.to_integral_value():
+            return int(number)
+    return None
 
 
 def _kind_words(kind: str) -> str:
