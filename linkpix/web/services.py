@@ -69,7 +69,8 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
-    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending)
+    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending,
+                          strip_metadata=lambda: settings().strips_metadata)
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id: clients.current().queue_position(prompt_id))
     return Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs)
