@@ -14,13 +14,15 @@ from support import ApiServer
 
 from linkpix.storage.encode import encode, strip_png_text
 
+# What a writer may have put in: ComfyUI's text chunks, and the metadata blocks JPEG and WebP can carry.
+# (Other keys of Pillow's `info` are format framing: JFIF density, WebP loop and timestamps.)
+WRITTEN = ("prompt", "workflow", "exif", "xmp", "comment", "icc_profile")
+
 
 def _metadata(data: bytes) -> dict:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
-        # What remains is format framing (JFIF density, gamma), not metadata anyone wrote.
-        return {k: v for k, v in img.info.items()
-                if not k.startswith("jfif") and k not in ("dpi", "gamma", "srgb", "transparency", "loop", "background")}
+        return {k: v for k, v in img.info.items() if k in WRITTEN}
 
 
 def test_comfyui_pngs_carry_the_workflow_unless_stripped(project, simulator):
