@@ -143,6 +143,14 @@ class Registry:
             return -abs(value)
         return value
 
+    def source_of(self, class_type: Any, input_name: str) -> str | None:
+        """The parameter whose choices come from this node input (`model` for
+        CheckpointLoaderSimple.ckpt_name), or None."""
+        for name, spec in self.specs.items():
+            if (class_type, input_name) in spec.choices_from:
+                return name
+        return None
+
     def backend_choices(self, name: str, info: ObjectInfo | None) -> list[Any] | None:
         """What the backend offers for this parameter (union of its choices_from lists), None if unknown."""
         spec = self.spec(name)
