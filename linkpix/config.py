@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         return env_settings, dotenv_settings, init_settings
 
     @property
+    def backend_urls(self) -> list[str]:
+        """Base URLs of every ComfyUI backend LinkPix uses (webhooks may never go to one): comfyui_url,
+        plus the pool's comfyui_urls when that setting exists."""
+        return [self.comfyui_url, *(getattr(self, "comfyui_urls", None) or ())]
+
+    @property
     def bind_host(self) -> str:
         return "0.0.0.0" if self.network_access else "127.0.0.1"
 

@@ -86,6 +86,9 @@ def install(app: Flask) -> None:
 
 
 def _check_request() -> None:
+    port = request.environ.get("SERVER_PORT", "")
+    if port.isdigit():
+        services().own_ports.add(int(port))  # webhooks must never call back into LinkPix
     length = request.content_length
     limit = request.max_content_length
     if length is not None and limit is not None and length > limit:

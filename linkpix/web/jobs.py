@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from ..jobs.manager import JobManager
 from ..jobs.store import STATES, Job
-from ..jobs.webhooks import check_url
+from ..jobs.webhooks import Targets, check_url
 from ..render.placeholders import whole_number
 from ..request import SEED_MAX, GenerationRequest, check_text, parse_images, parse_json, validate_user
 from ..resolver import RenderedJob
@@ -85,9 +85,9 @@ def generate() -> Response:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"a red fox\"}")
     settings = services().config.settings
-    count = _image_count(body.get("image_count", 1), settings.max_image_count)
-    webhook, secret = _webhook(body, settings.webhook_allow)
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
+    count = _image_count(body.get("image_count", 1), settings.max_image_count)
+    webhook, secret = _webhook(body, services().webhook_targets())
     req = dataclasses.replace(req, input_images=_input_images(body))
     rendered = _render_all(req, count)
     job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
@@ -107,7 +107,7 @@ def _image_count(value: Any, limit: int) -> int:
     return count
 
 
-def _webhook(body: dict[str, Any], allow: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def _webhook(body: dict[str, Any], targets: Targets) -> tuple[dict[str, Any] | None, str | None]:
     url, secret = body.get("webhook_url"), body.get("webhook_secret")
     include = body.get("webhook_include_base64", False)
     if not isinstance(include, bool):
@@ -123,7 +123,7 @@ def _webhook(body: dict[str, Any], allow: list[str]) -> tuple[dict[str, Any] | N
         if secret is not None:
             raise BadRequest("webhook_secret needs a webhook_url", {"parameter": "webhook_secret"})
         return None, None
-    return {"url": check_url(url, allow), "include_base64": include}, secret
+    return {"url": check_url(url, targets), "include_base64": include}, secret
 
 
 def _input_images(body: dict[str, Any]) -> tuple[Any, ...]:
