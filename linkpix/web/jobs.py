@@ -71,7 +71,8 @@ def generate() -> Response:
                 webhook_include_base64: {type: boolean}
                 images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
       responses:
-        202: {description: "accepted: job_id, status_url, events_url"}
+        202: {description: "accepted: job_id, status_url, events_url, ignored (fields nothing used)"}
+        413: {description: "the body is larger than max_upload_mb allows; it was not read"}
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
         415: {description: "the body is not sent as application/json"}
