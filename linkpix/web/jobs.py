@@ -1,4 +1,4 @@
-"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs, POST /uploads.
+"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs.
 
 Translation only: a JSON body becomes rendered workflows (through the same parser and resolver as
 /prompt, so a bad field gets the same 400 message at once, before anything is accepted), and the job
@@ -258,32 +258,3 @@ def job_events(job_id: str) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
-
-
-@bp.post("/uploads")
-def upload() -> Response:
-    """Store an input image for later jobs.
-    ---
-    post:
-      summary: "Upload an input image: raw body, multipart field 'image', or JSON with a base64 'image'"
-      responses:
-        201: {description: "id (use it in images of POST /generate) and bytes"}
-        400: {description: "not a PNG, JPEG, WebP or GIF image, or too large"}
-        401: {description: "network_access is on and no valid API key was sent"}
-    """
-    caller(changes_state=True)
-    if "image" in request.files:
-        data = request.files["image"].read()
-    elif request.is_json:
-        body = request.get_json(silent=True)
-        value = body.get("image") if isinstance(body, dict) else None
-        data = parse_images([value])[0].data if isinstance(value, str) else b""
-    else:
-        data = request.get_data()
-    if not data:
-        raise BadRequest("send the image as the body, as multipart field 'image', or as JSON {\"image\": base64}",
-                         {"parameter": "image"})
-    image = _manager().uploads.put(data)
-    resp = jsonify({"id": image.name, "bytes": len(image.data)})
-    resp.status_code = 201
-    return no_store(resp)
