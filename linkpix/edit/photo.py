@@ -129,3 +129,54 @@ def save(img: Image.Image, fmt: str, exif: bytes | None = None, icc: bytes | Non
     out = io.BytesIO()
     img.save(out, SAVE_AS[fmt], **options)
     return out.getvalue()
+
+
+def mask_levels(mask: Image.Image) -> Image.Image:
+    """An "L" mask, white = change: from a transparent area (ComfyUI's mask editor) when the mask has
+    one, else from its brightness."""
+    if "A" in mask.getbands():
+        alpha = mask.getchannel("A")
+        if alpha.getextrema() != (255, 255):
+            return ImageOps.invert(alpha)
+    return mask.convert("L")
+
+
+def _png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _sized_mask(mask_data: bytes, size: tuple[int, int]) -> tuple[Image.Image, bool]:
+    with Image.open(io.BytesIO(mask_data)) as m:
+        level = mask_levels(ImageOps.exif_transpose(m))
+    if level.size == size:
+        return level, False
+    return level.resize(size, Image.Resampling.BILINEAR), True
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """The upright size of image bytes (header only)."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def mask_file(mask_data: bytes, size: tuple[int, int]) -> tuple[bytes, bool]:
+    """A mask for LoadImageMask at `size`: grey levels in R, G and B, and alpha = 255 - level, so the
+    `red` channel and the `alpha` channel (ComfyUI inverts it) both mean white = change. -> (PNG, resized)."""
+    level, resized = _sized_mask(mask_data, size)
+    rgba = Image.merge("RGBA", (level, level, level, ImageOps.invert(level)))
+    return _png(rgba), resized
+
+
+def with_alpha_mask(image_data: bytes, mask_data: bytes) -> tuple[bytes, bool]:
+    """The image (upright) with the mask in its alpha channel — transparent = change, what LoadImage's MASK
+    output reads. -> (PNG, whether the mask had to be resized to the image)."""
+    with Image.open(io.BytesIO(image_data)) as img:
+        rgb = ImageOps.exif_transpose(img).convert("RGB")
+    level, resized = _sized_mask(mask_data, rgb.size)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(ImageOps.invert(level))
+    return _png(rgba), resized

@@ -106,6 +106,7 @@ def rendered_from_dict(data: dict[str, Any], uploads: UploadStore) -> RenderedJo
     values = dict(data)
     values["uploads"] = tuple(uploads.get(name) for name in data.get("uploads", []))
     values["ignored"] = tuple(data.get("ignored", []))
+    values["notes"] = tuple(data.get("notes", []))
     return RenderedJob(**values)
 
 

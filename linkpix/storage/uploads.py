@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadRequest
-from ..request import InputImage, make_input_image
+from ..request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
 from .jsonstore import atomic_write_bytes
 
 
@@ -20,8 +20,9 @@ class UploadStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def put(self, data: bytes) -> InputImage:
-        image = make_input_image(data)
+    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> InputImage:
+        """Check (full decode, size limits) and store; nothing is written for a refused image."""
+        image = make_input_image(data, 0, max_bytes, "image")
         path = self.root / image.name
         if not path.exists():
             atomic_write_bytes(path, data)
@@ -32,15 +33,15 @@ class UploadStore:
         if not path.exists():
             atomic_write_bytes(path, image.data)
 
-    def get(self, upload_id: str) -> InputImage:
+    def get(self, upload_id: str, parameter: str = "images") -> InputImage:
         if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
                 or not upload_id.startswith("linkpix_"):
-            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": "images"})
+            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": parameter})
         try:
             data = (self.root / upload_id).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
-                             {"parameter": "images"}) from None
+                             {"parameter": parameter}) from None
         return InputImage(upload_id, data)
 
     def exists(self, upload_id: str) -> bool:
