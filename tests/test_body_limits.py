@@ -87,16 +87,19 @@ def test_a_chunked_body_is_cut_off_at_the_limit(small):
     assert sent < 10 * limit
 
 
-def test_a_body_just_under_the_limit_reaches_the_app(small):
+def test_a_body_of_exactly_the_limit_reaches_the_app(small):
     limit = body_limit(small.services.config.settings)
+    head = b'{"prompt": "fox", "negative": "'
+    body = head + b"n" * (limit - len(head) - 2) + b'"}'
+    assert len(body) == limit
     sock = _connect(small)
     try:
-        sock.sendall(b"POST /uploads HTTP/1.1\r\nHost: linkpix\r\nContent-Type: image/png\r\n"
-                     b"Content-Length: %d\r\n\r\n" % limit + b"\0" * limit)
-        status, _, body = _response(sock)
+        sock.sendall(b"POST /generate HTTP/1.1\r\nHost: linkpix\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % limit + body)
+        status, _, answer = _response(sock)
     finally:
         sock.close()
-    assert status == 400 and "image" in json.loads(body)["message"]  # read, and judged by the app
+    assert status == 400 and "negative_prompt" in json.loads(answer)["message"]  # read, and judged by the app
 
 
 def test_the_app_refuses_an_oversized_body_before_reading_it_under_any_server(small):
