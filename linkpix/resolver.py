@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checks import check_models, check_style_length, check_text_length, remote_combo
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
 from .edit.photo import image_size, mask_file, with_alpha_mask
@@ -151,11 +152,11 @@ class Resolver:
         style_names = (req.styles or _styles_of(wf_settings, "workflow settings")
                        or _styles_of(prefs, "preferences") or (NONE,))
         chosen = resolve_names(style_names, self._styles())
-        _check_style_length(chosen, settings.max_prompt_chars)
+        check_style_length(chosen, settings.max_prompt_chars)
         final_prompt, style_negative = apply_styles(prompt, chosen)
 
         requested = _canonical(registry, req.params)
-        _check_text_length(requested, settings.max_prompt_chars)
+        check_text_length(requested, settings.max_prompt_chars)
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
@@ -193,7 +194,9 @@ class Resolver:
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
-        self._check_models(graph, template.name, registry)
+        info = self._info()
+        if info:
+            check_models(graph, template.name, registry, info)
         params = {k: v for k, v in values.items() if k != "negative_prompt"}
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
@@ -272,39 +275,10 @@ class Resolver:
                 allowed = combo_choices(spec)
                 if spec is None and slot.class_type not in info:
                     allowed = registry.backend_choices(pname, info)
-                elif _remote_combo(spec):
+                elif remote_combo(spec):
                     allowed = None  # a remote combo: ComfyUI fetches the list itself
                 if allowed is not None and value not in allowed:
                     raise not_available(pname, value, allowed)
-
-    def _check_models(self, graph: Mapping[str, Any], workflow: str, registry: Registry) -> None:
-        """Every model file (and sampler, scheduler) the rendered graph names must be one the backend
-        lists, whoever chose it: the request, the settings, the preferences or the workflow file. So a
-        missing model is a 400 that lists what ComfyUI has, before a job is accepted, rather than a 422
-        from ComfyUI (or a job that fails later). ComfyUI down: skipped, it will judge itself."""
-        info = self._info()
-        if not info:
-            return
-        for node_id, node in graph.items():
-            if not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
-                continue
-            cls = node.get("class_type")
-            for input_name, value in node["inputs"].items():
-                if not isinstance(value, str):
-                    continue  # a link to another node, or a number
-                param = registry.source_of(cls, input_name)
-                if param is None and not input_name.endswith("_name"):
-                    continue  # only model files (ckpt_name, lora_name, clip_name...) and named choices
-                spec = input_spec(info, cls, input_name)
-                allowed = combo_choices(spec)
-                if allowed is None or _remote_combo(spec) or _upload_combo(spec):
-                    continue
-                if value not in allowed:
-                    exc = not_available(param or input_name, value, allowed)
-                    exc.message += f" (workflow {workflow}, node {node_id} {cls}.{input_name})"
-                    exc.args = (exc.message,)
-                    exc.details["node"] = node_id
-                    raise exc
 
     @staticmethod
     def _seed(req: GenerationRequest, prompt: str, styles: tuple[str, ...], workflow: str,
@@ -356,38 +330,6 @@ class Resolver:
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _remote_combo(spec: list[Any] | None) -> bool:
-    """A COMBO without an options list: ComfyUI fetches its values itself, so there is nothing to check."""
-    return bool(spec) and spec[0] == "COMBO" and "options" not in (spec[1] if len(spec) > 1 else {})
-
-
-def _upload_combo(spec: list[Any] | None) -> bool:
-    """An input image (LoadImage.image: `image_upload`): its file is uploaded just before the run, so
-    today's list cannot hold it yet."""
-    options = spec[1] if spec and len(spec) > 1 and isinstance(spec[1], Mapping) else {}
-    return any(key.endswith("_upload") and value for key, value in options.items())
-
-
-def _check_text_length(params: Mapping[str, Any], limit: int) -> None:
-    """Every free-text value a request sends (the negative prompt, any string parameter) gets the
-    prompt's limit: long text costs GPU time in the text encoder as surely as a long prompt does."""
-    for name, value in params.items():
-        if isinstance(value, str) and len(value) > limit:
-            raise BadRequest(f"{name} has {len(value)} characters; the limit is {limit} (max_prompt_chars)",
-                             {"parameter": name, "max_chars": limit})
-
-
-def _check_style_length(chosen: tuple[Style, ...], limit: int) -> None:
-    """The chosen styles together may add at most the prompt's limit, to the prompt and to the negative."""
-    added = sum(len(s.pre) + len(s.post) for s in chosen)
-    negative = sum(len(s.negative) for s in chosen)
-    if max(added, negative) > limit:
-        names = ", ".join(s.name for s in chosen)
-        raise BadRequest(f"the styles {names} add {max(added, negative)} characters of text; the limit is "
-                         f"{limit} (max_prompt_chars): choose fewer or shorter styles",
-                         {"parameter": "style", "max_chars": limit})
-
-
 def _styles_of(doc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
     value = doc.get("style", doc.get("styles"))
     try:
