@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from ..comfy import ComfyClient
 from ..comfy.holder import ClientHolder
 from ..config import ConfigHolder, LoadedConfig
+from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
 from ..resolver import Resolver
@@ -37,6 +38,7 @@ class Services:
     generator: Generator
     memo: HitMemo
     jobs: JobManager | None = None
+    editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
 
     @property
@@ -72,7 +74,9 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending)
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id: clients.current().queue_position(prompt_id))
-    return Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs)
+    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
+    jobs.finish_edit = editor.finish_job
+    return Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor)
 
 
 def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:
