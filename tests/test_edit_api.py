@@ -57,7 +57,7 @@ def edit(server: JobsServer, image: bytes, prompt: str, **fields):
     return server.post("/edit", files=files, data={"prompt": prompt, **fields}, timeout=60)
 
 
-def test_auto_applies_a_colour_grade_at_full_resolution_and_its_cube_reapplies(server):
+def test_auto_applies_a_colour_grade_at_full_resolution_and_its_cube_reapplies(server, tmp_path):
     src = photo()
     r = edit(server, encoded(src), "give it a teal and orange look", format="png")
     assert r.status_code == 200, r.text
@@ -73,9 +73,9 @@ def test_auto_applies_a_colour_grade_at_full_resolution_and_its_cube_reapplies(s
     cube = edit(server, encoded(src), "give it a teal and orange look", format="cube")
     assert cube.status_code == 200 and cube.content.startswith(b"TITLE") and "cube" in \
         cube.headers["Content-Disposition"]
-    path = server.app.instance_path + ".cube"
-    Path(path).write_bytes(cube.content)
-    reapplied = np.asarray(src.filter(pillow_lut.load_cube_file(path))).astype(float)
+    path = tmp_path / "look.cube"
+    path.write_bytes(cube.content)
+    reapplied = np.asarray(src.filter(pillow_lut.load_cube_file(str(path)))).astype(float)
     assert np.abs(reapplied - out).max() <= 1
 
 
