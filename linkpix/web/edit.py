@@ -178,5 +178,6 @@ def _describe(done: EditOutcome) -> dict[str, Any]:
     return {"url": image.url if image else None, "cache": "hit" if done.cache_hit else "miss",
             "method": done.method, "fit": done.fit, "format": image.fmt if image else CUBE,
             "width": meta.get("width"), "height": meta.get("height"), "bytes": image.size if image else None,
-            "model_output": done.model_output.url, "prompt": job.prompt, "seed": job.seed,
+            "model_output": done.model_output.url, "generation_ms": done.model_output.meta.get("generation_ms"),
+            "prompt": job.prompt, "seed": job.seed,
             "workflow": job.workflow, "params": job.params, "notes": list(job.notes)}
