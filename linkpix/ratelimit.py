@@ -34,7 +34,7 @@ from .errors import QueueFull
 CLASSES = ("links", "jobs", "uploads", "hits")
 SCOPES = ("user", "address")
 # What a class counts, for messages a person reads.
-_WHAT = {"links": "new pictures from links", "jobs": "jobs", "uploads": "uploads", "hits": "image requests"}
+_WHAT = {"links": "new pictures", "jobs": "jobs", "uploads": "uploads", "hits": "image requests"}
 
 
 class RateLimited(QueueFull):
@@ -162,7 +162,7 @@ class RateLimiter:
             verdict.allowed = False
             for p, key in refused:
                 stats = self._strategy.get_window_stats(p.item, cls, key)
-                whose = f"for user {who!r}" if p.scope == "user" else "from your address"
+                whose = f"for user {who!r}" if p.scope == "user" else "from this address"
                 verdict.violated.append((p, max(1, math.ceil(stats.reset_time - now)), whose))
         return verdict
 
@@ -180,9 +180,11 @@ def address_key(address: str | None) -> str | None:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return f"addr:{address}"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"addr:{ip.ipv4_mapped}"
         return f"addr:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"addr:{ip.ipv4_mapped or ip}"
+    return f"addr:{ip}"
 
 
 def client_address(environ: Mapping[str, Any], trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]

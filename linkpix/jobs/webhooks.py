@@ -81,8 +81,9 @@ def check_secret(secret: str) -> None:
     """A `whsec_` secret must be the base64 of 24 to 64 bytes, as the standard has it (400 otherwise)."""
     if not secret.startswith(SECRET_PREFIX):
         return
+    text = secret[len(SECRET_PREFIX):].rstrip("=")
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):] + "==", validate=True)
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         key = b""
     low, high = SECRET_BYTES
