@@ -31,6 +31,13 @@ def value(samples: dict[str, list], name: str, **labels: str) -> float:
     return sum(v for got, v in samples.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
 
 
+def settled(server: ApiServer, name: str, expected: float, **labels: str) -> dict[str, list]:
+    """A scrape once `name` reaches `expected`: a request is counted when its answer has been sent, which
+    can be a moment after the client has read it."""
+    return wait_until(lambda: (lambda s: s if value(s, name, **labels) == expected else None)(scrape(server)),
+                      10, f"{name} {labels} to reach {expected}")
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     hook = Receiver()
@@ -50,8 +57,7 @@ def test_requests_runs_and_cache_figures_move_as_links_are_opened(api):
     other = api.get("/prompt/another%20fox?width=64&height=64")
     assert [r.status_code for r in (first, second, other)] == [200, 200, 200]
     assert second.headers["X-LinkPix-Cache"] == "hit"
-    after = scrape(api)
-    assert value(after, "linkpix_http_requests_total", route=PROMPT_RULE, method="GET", status="200") == 3
+    after = settled(api, "linkpix_http_requests_total", 3, route=PROMPT_RULE, method="GET", status="200")
     # the route label is the URL rule: two prompts, one label value, no prompt text anywhere
     assert {labels["route"] for labels, _ in after["linkpix_http_requests_total"]} >= {PROMPT_RULE, "/metrics"}
     assert not any("fox" in labels["route"] for labels, _ in after["linkpix_http_requests_total"])
@@ -70,9 +76,8 @@ def test_unmatched_and_failed_requests_are_counted_with_bounded_labels(api, simu
         assert api.get(path).status_code == 404
     simulator.faults.fail_class = "KSampler"
     assert api.get("/prompt/doomed?width=64&height=64").status_code == 502
-    samples = scrape(api)
+    samples = settled(api, "linkpix_http_requests_total", 1, route=PROMPT_RULE, status="502")
     assert value(samples, "linkpix_http_requests_total", route="unmatched", status="404") == 2
-    assert value(samples, "linkpix_http_requests_total", route=PROMPT_RULE, status="502") == 1
     assert value(samples, "linkpix_runs_total", outcome="execution_failed") == 1
     assert value(samples, "linkpix_generation_seconds_count") == 0  # only successful runs are timed
 
@@ -111,8 +116,8 @@ def test_each_app_counts_only_its_own_requests(project, simulator, api):
     other = ApiServer(project, simulator.url)
     try:
         assert api.get("/prompt/only%20here?width=64&height=64").status_code == 200
-        mine, theirs = scrape(api), scrape(other)
-        assert value(mine, "linkpix_http_requests_total", route=PROMPT_RULE) == 1
+        settled(api, "linkpix_http_requests_total", 1, route=PROMPT_RULE)
+        theirs = scrape(other)
         assert value(theirs, "linkpix_http_requests_total", route=PROMPT_RULE) == 0
     finally:
         other.close()
@@ -121,14 +126,15 @@ def test_each_app_counts_only_its_own_requests(project, simulator, api):
 def test_history_has_the_minute_under_way_and_closes_minutes(api):
     for i in range(3):
         assert api.get(f"/prompt/history%20{i % 2}?width=64&height=64").status_code == 200
+    ops = api.app.extensions["linkpix.ops"]
+    wait_until(lambda: ops.metrics.total_requests >= 3, 10, "the links to be counted")
     body = api.get("/api/stats/history").json()
     assert body["minutes"] == 60
     now = body["points"][-1]
     assert now["partial"] is True and now["requests"] >= 3
     assert now["runs"] == 2 and now["generation_seconds"] > 0
     assert now["hit_rate"] is not None and 0 < now["hit_rate"] < 1
-    history = api.app.extensions["linkpix.ops"].history
-    assert history.tick(time.time() + 60)  # the sampler's work, a minute early
+    assert ops.history.tick(time.time() + 60)  # the sampler's work, a minute early
     points = api.get("/api/stats/history").json()["points"]
     closed, current = points[-2], points[-1]
     assert closed["partial"] is False and closed["requests"] >= 3 and closed["runs"] == 2
