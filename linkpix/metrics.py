@@ -34,7 +34,8 @@ UNMATCHED = "unmatched"  # a request no route answered (404, 405)
 # Seconds: from a cached-model SD1.5 run on a fast GPU to a long video-ish workflow on a slow one.
 GENERATION_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 # Routes that watch the service rather than use it: not "requests per minute" in the plots.
-MONITORING = frozenset({"/metrics", "/health", "/ready", "/api/stats/history", "/api/requests", "/openapi.json"})
+MONITORING = frozenset({"/metrics", "/health", "/ready", "/api/stats/history", "/api/requests", "/openapi.json",
+                        "/jobs"})  # the last: the job list a dashboard polls (a client polls /jobs/<id>)
 
 
 @dataclass(frozen=True)
