@@ -17,8 +17,15 @@ def setup_logging(level: str | None = None) -> None:
 
 
 def serve(app: Flask, host: str, port: int, threads: int) -> None:
-    from waitress import serve as waitress_serve
+    from waitress import create_server
+
+    from .web.fronts import upgrade
 
     logging.getLogger(__name__).info("LinkPix API on http://%s:%d", host, port)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="LinkPix",
-                   channel_timeout=600, connection_limit=1000)
+    server = create_server(app, host=host, port=port, threads=threads, ident="LinkPix",
+                           channel_timeout=600, connection_limit=1000)
+    upgrade.enable(server)  # websockets for the ComfyUI front (/ws), on the same port
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass

@@ -11,7 +11,7 @@ from flask_cors import CORS
 from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import images, info, jobs, openapi
+from . import fronts, images, info, jobs, openapi
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
@@ -38,6 +38,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     for blueprint in (images.bp, info.bp, jobs.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)
     app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint),  # type: ignore[method-assign]
                               svc.recent_requests)
     return app

@@ -9,6 +9,7 @@ takes its limits from every configuration reload.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ class Services:
     memo: HitMemo
     jobs: JobManager | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    closers: list[Callable[[], None]] = field(default_factory=list)  # run by close(): the fronts' sockets
 
     @property
     def config(self) -> LoadedConfig:
@@ -49,6 +51,8 @@ class Services:
         return self.clients.current()
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         if self.jobs is not None:
             self.jobs.close()
         self.clients.close()

@@ -1,0 +1,194 @@
+"""The OpenAI Images API at `/v1/images/...`, for the `openai` library (`base_url=".../v1"`), Open WebUI
+and LibreChat.
+
+`model` is a LinkPix workflow (`sd15`) or one of OpenAI's model names, which stand for the default
+workflow; `size` "WxH" sets width and height, `style` applies a LinkPix style of that name (OpenAI's
+"vivid"/"natural" are ignored unless such a style exists), `n` images get seed + i. Answers
+`{created, data: [{url | b64_json, revised_prompt}]}`, and errors in OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
+from ...request import USER_NAME_RE, make_input_image, parse_json
+from ..services import services
+from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+
+bp = Blueprint("openai", __name__)
+
+# OpenAI's image models: each stands for the default workflow (or a1111_workflow when set).
+ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+_SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+_PARAM_NAMES = {"width": "size", "height": "size", "style": "style", "workflow": "model", "images": "image",
+                "prompt": "prompt", "seed": "seed", "format": "output_format", "user": "user"}
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+@bp.before_request
+def _authenticate() -> None:
+    require_enabled("openai")
+    g.front_user = caller(bearer_key(), "as 'Authorization: Bearer <key>'")
+
+
+@bp.errorhandler(LinkPixError)
+def _error(exc: LinkPixError) -> Response:
+    """OpenAI's error shape and types."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    param = details.get("parameter")
+    if exc.status >= 500:
+        kind, code = "server_error", None
+    elif isinstance(exc, QueueFull):
+        kind, code = "rate_limit_error", "rate_limit_exceeded"
+    else:
+        kind = "invalid_request_error"
+        code = {401: "invalid_api_key", 404: exc.code if isinstance(exc, ModelNotFound) else None}.get(exc.status)
+    resp = jsonify({"error": {"message": exc.message, "type": kind,
+                              "param": _PARAM_NAMES.get(param, param), "code": code}})
+    resp.status_code = exc.status
+    resp.headers["Cache-Control"] = "no-store"
+    if isinstance(exc, QueueFull):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info["error"] = exc.code
+    return resp
+
+
+@bp.get("/v1/models")
+def models() -> Response:
+    """Workflows and aliases usable as `model`.
+    ---
+    get:
+      summary: "OpenAI model list: every LinkPix workflow and the OpenAI model names that stand for the default one"
+      responses:
+        200: {description: "{object: list, data: [{id, object, created, owned_by}]}"}
+    """
+    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(ALIASES)
+    return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
+                                               for i in dict.fromkeys(ids)]})
+
+
+@bp.post("/v1/images/generations")
+def generations() -> Response:
+    """OpenAI image generation.
+    ---
+    post:
+      summary: "OpenAI images.generate: prompt, model (workflow or alias), n, size WxH, response_format, style"
+      responses:
+        200: {description: "{created, data: [{url | b64_json, revised_prompt}]}"}
+        400: {description: "a bad field, in OpenAI's error shape"}
+        401: {description: "no valid key (network_access on)"}
+        404: {description: "unknown model"}
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("send a JSON object with at least 'prompt' (Content-Type: application/json)")
+    return _answer(body, images=())
+
+
+@bp.post("/v1/images/edits")
+def edits() -> Response:
+    """OpenAI image edit (multipart: image, mask, prompt).
+    ---
+    post:
+      summary: "OpenAI images.edit: image (or image[]), prompt, model, n, size, response_format"
+      responses:
+        200: {description: "{created, data: [...]}"}
+        400: {description: "no image or a bad field, in OpenAI's error shape"}
+        401: {description: "no valid key"}
+    """
+    files = request.files.getlist("image") + request.files.getlist("image[]")
+    if not files:
+        raise BadRequest("send the image to edit as the multipart file field 'image'", {"parameter": "image"})
+    images = tuple(make_input_image(f.read(), i) for i, f in enumerate(files[:4]))
+    body: dict[str, Any] = dict(request.form.items())
+    if "n" in body:
+        body["n"] = _int(body["n"], "n")
+    return _answer(body, images=images, edit=True)
+
+
+def _answer(body: dict[str, Any], images: tuple[Any, ...], edit: bool = False) -> Response:
+    user = g.front_user
+    settings = services().config.settings
+    count = body.get("n", 1)
+    if count is None:
+        count = 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= settings.max_image_count:
+        raise BadRequest(f"n must be a whole number from 1 to {settings.max_image_count} (got {count!r})",
+                         {"parameter": "n"})
+    fmt = body.get("response_format") or ("b64_json" if str(body.get("model", "")).startswith("gpt-image")
+                                          else "url")
+    if fmt not in ("url", "b64_json"):
+        raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
+                         {"parameter": "response_format"})
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": {}, "seed": body.get("seed")}
+    workflow = _workflow(body.get("model"), edit)
+    if workflow:
+        fields["workflow"] = workflow
+    fields["params"].update(_size(body.get("size")))
+    if body.get("negative_prompt"):
+        fields["params"]["negative_prompt"] = body["negative_prompt"]
+    style = body.get("style")
+    if isinstance(style, str) and style in services().resolver.styles():
+        fields["style"] = style
+    fields["format"] = body.get("output_format") or "png"
+    caller_user = user
+    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
+        caller_user = body["user"]
+    req = parse_json(fields, caller_user)
+    if images:
+        req = dataclasses.replace(req, input_images=images)
+    data = []
+    for job in render(req, count):
+        image = generate(job, req.user, "openai").image
+        item: dict[str, Any] = {"revised_prompt": job.prompt}
+        if fmt == "url":
+            item["url"] = absolute_url(image)
+        else:
+            item["b64_json"] = image_base64(image)
+        data.append(item)
+    resp = jsonify({"created": int(time.time()), "data": data})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _workflow(model: Any, edit: bool) -> str | None:
+    settings = services().config.settings
+    if model in (None, "") or model in ALIASES:
+        return (settings.a1111_img2img_workflow if edit else settings.a1111_workflow) or None
+    if not isinstance(model, str):
+        raise BadRequest("model must be a name", {"parameter": "workflow"})
+    known = {n.removesuffix(".json") for n in services().resolver.workflow_names()}
+    if model.removesuffix(".json") not in known:
+        raise ModelNotFound(f"The model '{model}' does not exist: use a LinkPix workflow "
+                            f"({', '.join(sorted(known))}) or one of {', '.join(ALIASES)}",
+                            {"parameter": "workflow"})
+    return model
+
+
+def _size(value: Any) -> dict[str, int]:
+    if value in (None, "", "auto"):
+        return {}
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise BadRequest(f"size must be WIDTHxHEIGHT, e.g. '1024x1024' (got {value!r})", {"parameter": "width"})
+    return {"width": int(match.group(1)), "height": int(match.group(2))}
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number (got {value!r})", {"parameter": name}) from None
+
