@@ -332,6 +332,24 @@ _list_route("/sdapi/v1/latent-upscale-modes", "latent upscale modes",
             lambda _info: [{"name": n} for n in names.LATENT_UPSCALE_MODES])
 _list_route("/sdapi/v1/hypernetworks", "hypernetworks (none)", lambda _info: [])
 _list_route("/sdapi/v1/face-restorers", "face restorers (none)", lambda _info: [])
+_list_route("/sdapi/v1/realesrgan-models", "RealESRGAN models (none)", lambda _info: [])
+_list_route("/sdapi/v1/scripts", "scripts (none)", lambda _info: {"txt2img": [], "img2img": []})
+_list_route("/sdapi/v1/script-info", "script details (none)", lambda _info: [])
+_list_route("/sdapi/v1/embeddings", "textual-inversion embeddings (none listed)",
+            lambda _info: {"loaded": {}, "skipped": {}})
+_list_route("/sdapi/v1/cmd-flags", "command-line flags (none)", lambda _info: {})
+
+
+@bp.post("/sdapi/v1/refresh-checkpoints")
+def refresh_checkpoints() -> Response:
+    """Accepted: the model lists are read from the backend on every call anyway.
+    ---
+    post:
+      summary: "A1111 refresh-checkpoints (no-op)"
+      responses:
+        200: {description: "null"}
+    """
+    return jsonify(None)
 
 
 @bp.get("/sdapi/v1/prompt-styles")

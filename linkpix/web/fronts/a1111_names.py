@@ -57,9 +57,10 @@ def sampler_and_scheduler(name: Any, scheduler: Any, info: dict[str, Any] | None
         else:
             raise BadRequest(f"unknown sampler {name!r}; use one of: {', '.join(a1111_samplers(info))}",
                              {"parameter": "sampler_name"})
-    if isinstance(scheduler, str) and scheduler.strip() and scheduler.strip() != AUTOMATIC:
+    if isinstance(scheduler, str) and scheduler.strip() and scheduler.strip().lower() != AUTOMATIC.lower():
         label = scheduler.strip()
-        comfy_scheduler = SCHEDULERS.get(label) or SCHEDULERS.get(label.title()) or label.lower()
+        by_label = {k.lower(): v for k, v in SCHEDULERS.items()}
+        comfy_scheduler = by_label.get(label.lower()) or label.lower().replace(" ", "_")
     return comfy_sampler, comfy_scheduler
 
 
