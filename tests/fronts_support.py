@@ -59,3 +59,11 @@ def wait_for(condition: Any, timeout: float = 10.0, interval: float = 0.02) -> A
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def last_logged(server: ApiServer, path: str, count: int = 1) -> dict[str, Any]:
+    """The newest request-log entry for `path`, once `count` of them exist (the log line is written
+    after the response has been sent, so a test must wait for it)."""
+    def entries() -> list[dict[str, Any]]:
+        return [r for r in list(server.services.recent_requests) if r["path"] == path]
+    return wait_for(lambda: len(entries()) >= count and entries()[-1])
