@@ -36,9 +36,10 @@ def image_of(b64: str) -> Image.Image:
 
 
 def sillytavern_workflow(prompt: str, negative: str, seed: int, settings: dict[str, Any],
-                         name: str = "sillytavern_default.json") -> str:
+                         custom: dict[str, Any] | None = None, name: str = "sillytavern_default.json") -> str:
     """SillyTavern 1.12.6's generateComfyImage: the workflow text with its placeholders replaced by
-    string substitution of JSON values, wrapped in `{"prompt": ...}` as the text it POSTs."""
+    string substitution of JSON values (then the user's own `comfy_placeholders`, `custom`), wrapped in
+    `{"prompt": ...}` as the text it POSTs."""
     workflow = (DATA / name).read_text()
     workflow = workflow.replace('"%prompt%"', json.dumps(prompt))
     workflow = workflow.replace('"%negative_prompt%"', json.dumps(negative))
@@ -46,6 +47,8 @@ def sillytavern_workflow(prompt: str, negative: str, seed: int, settings: dict[s
     for ph in ("model", "vae", "sampler", "scheduler", "steps", "scale", "width", "height", "clip_skip"):
         if ph in settings:
             workflow = workflow.replace(f'"%{ph}%"', json.dumps(settings[ph]))
+    for find, replace in (custom or {}).items():
+        workflow = workflow.replace(f'"%{find}%"', json.dumps(replace))
     return f"""{{
                 "prompt": {workflow}
             }}"""

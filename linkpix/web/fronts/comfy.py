@@ -403,7 +403,7 @@ def extensions() -> Response:
     return jsonify([])
 
 
-@bp.get("/ws")
+@bp.get("/ws", websocket=True)  # werkzeug refuses an upgrade request on a plain rule
 def websocket() -> Response:
     """The caller's prompts' events over a websocket, in ComfyUI's message order.
     ---
