@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     network_access: bool = Field(False, description="false: listen on 127.0.0.1 only; true: on all interfaces.")
     max_pixels: int = Field(4_194_304, gt=0, description="Largest width x height a request may ask for.")
     max_prompt_chars: int = Field(4000, gt=0, description="Longest prompt accepted, in characters.")
+    edit_workflow: str = Field("flux_kontext_edit.json", description="Default workflow of POST /edit "
+                                                                      "(a file in workflows_dir).")
     max_upload_mb: float = Field(64.0, gt=0, description="Largest input image (upload, /edit, base64 in JSON) "
                                                          "in MiB; larger request bodies answer 413 unread.")
     cache_max_mb: float = Field(2048.0, ge=0, description="Cache size limit in MiB (0 = no limit).")

@@ -111,3 +111,11 @@ class GenerationTimeout(LinkPixError):
 
     status = 504
     code = "timeout"
+
+
+class ImageTooLarge(LinkPixError):
+    """An input image over `max_upload_mb`, or one whose pixels would not fit in memory (a
+    decompression bomb): nothing of it is stored."""
+
+    status = 413
+    code = "image_too_large"

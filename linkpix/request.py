@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import BadRequest
+from .edit.photo import EXTENSIONS, check_image
+from .errors import BadRequest, ImageTooLarge
 
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
@@ -30,7 +31,8 @@ SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 MAX_INPUT_IMAGES = 4
 MAX_STYLES = 8
-MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024
+# The default of `max_upload_mb`; the routes pass the configured limit (`settings.max_upload_mb`).
+MAX_INPUT_IMAGE_BYTES = 64 * 1024 * 1024
 
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
 DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
@@ -66,6 +68,7 @@ class GenerationRequest:
     random_seed: bool = False
     output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
     input_images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
 
     def __post_init__(self) -> None:
         # Read-only view: a request is a value; nobody downstream may change what the client asked.
@@ -207,12 +210,13 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
     )
 
 
-_JSON_FIELDS = frozenset({"prompt", "params", "images", "image"}) | _RESERVED
+_JSON_FIELDS = frozenset({"prompt", "params", "images", "image", "mask"}) | _RESERVED
 
 
-def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
-    """The JSON API: the same fields as the query, plus `params` (a dict) and `images` (base64 strings
-    or data: URLs). Workflow parameters may also be given at the top level (`"width": 768`)."""
+def parse_json(body: Mapping[str, Any], user: str,
+               max_image_bytes: int = MAX_INPUT_IMAGE_BYTES) -> GenerationRequest:
+    """The JSON API: the same fields as the query, plus `params` (a dict), `images` (base64 strings
+    or data: URLs) and `mask`. Workflow parameters may also be given at the top level (`"width": 768`)."""
     if not isinstance(body, Mapping):
         raise BadRequest("the request body must be a JSON object")
     params: dict[str, Any] = {}
@@ -231,53 +235,44 @@ def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
     images = body.get("images")
     if images is None and body.get("image") is not None:
         images = [body["image"]]
-    return _request(body, body.get("prompt"), user, params, parse_images(images))
+    req = _request(body, body.get("prompt"), user, params, parse_images(images, max_image_bytes))
+    if body.get("mask") not in (None, ""):
+        mask = parse_images([body["mask"]], max_image_bytes, "mask")[0]
+        req = GenerationRequest(**{**req.__dict__, "mask": mask})
+    return req
 
 
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
-
-
-def image_extension(data: bytes) -> str | None:
-    """The file extension for PNG/JPEG/WebP/GIF bytes, None for anything else."""
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def make_input_image(data: bytes, index: int = 0) -> InputImage:
-    """Content-addressed InputImage from raw bytes (BadRequest if they are not an image)."""
-    if len(data) > MAX_INPUT_IMAGE_BYTES:
-        raise BadRequest(f"image {index + 1} is larger than {MAX_INPUT_IMAGE_BYTES // (1024 * 1024)} MiB",
-                         {"parameter": "images"})
-    ext = image_extension(data)
-    if ext is None:
-        raise BadRequest(f"image {index + 1} is not a PNG, JPEG, WebP or GIF file", {"parameter": "images"})
+def make_input_image(data: bytes, index: int = 0, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                     parameter: str = "images") -> InputImage:
+    """Content-addressed InputImage from raw bytes: 400 unless they decode completely as PNG, JPEG, WebP
+    or GIF, 413 over `max_bytes` or past Pillow's decompression-bomb limit."""
+    what = "the mask" if parameter == "mask" else f"image {index + 1}"
+    ext = EXTENSIONS[check_image(data, max_bytes, what, parameter)]
     return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
 
 
-def parse_images(images: Any) -> tuple[InputImage, ...]:
+def parse_images(images: Any, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                 parameter: str = "images") -> tuple[InputImage, ...]:
     """Base64 strings (optionally `data:image/...;base64,` URLs) -> InputImages."""
     if images in (None, [], ""):
         return ()
     if isinstance(images, str):
         images = [images]
     if not isinstance(images, list):
-        raise BadRequest("images must be a list of base64 strings", {"parameter": "images"})
+        raise BadRequest(f"{parameter} must be a list of base64 strings", {"parameter": parameter})
     if len(images) > MAX_INPUT_IMAGES:
-        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": "images"})
+        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": parameter})
     out = []
     for i, item in enumerate(images):
         if not isinstance(item, str):
-            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": "images"})
+            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": parameter})
         payload = item.split(",", 1)[1] if item.startswith("data:") and "," in item else item
-        if len(payload) > MAX_INPUT_IMAGE_BYTES * 4 // 3 + 8:
-            raise BadRequest(f"image {i + 1} is too large", {"parameter": "images"})
+        if len(payload) > max_bytes * 4 // 3 + 8:
+            raise ImageTooLarge(f"image {i + 1} is larger than {max_bytes / 2**20:g} MiB (max_upload_mb)",
+                                {"parameter": parameter})
         try:
             data = base64.b64decode("".join(payload.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": "images"}) from None
-        out.append(make_input_image(data, i))
+            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": parameter}) from None
+        out.append(make_input_image(data, i, max_bytes, parameter))
     return tuple(out)

@@ -24,6 +24,7 @@ from typing import Any
 
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
+from .edit.photo import image_size, mask_file, with_alpha_mask
 from .errors import BadRequest, ConfigError, LinkPixError
 from .render.placeholders import Registry, not_available
 from .render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
@@ -61,6 +62,7 @@ class RenderedJob:
     output_format: str
     uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
+    notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
 
 
 class Resolver:
@@ -178,15 +180,8 @@ class Resolver:
         if "negative_prompt" in template.params:
             values["negative_prompt"] = negative
 
-        uploads: tuple[InputImage, ...] = ()
         ignored = [k for k in requested if k not in template.params and k not in _SPECIAL]
-        if req.input_images:
-            if "image" in template.params:
-                uploads = req.input_images
-                if "image" not in requested:
-                    values["image"] = req.input_images[0].name
-            else:
-                ignored.append("images")
+        uploads, notes = self._inputs(req, template, values, requested)
 
         self._check_size(values, settings.max_pixels)
         self._check_backend(template, values, from_request, registry)
@@ -200,7 +195,55 @@ class Resolver:
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
-                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)))
+                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+
+    def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
+                requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
+        """Bind the input image to the workflow's image input and the mask to its mask input (a
+        LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
+        if not req.input_images and req.mask is None:
+            return (), ()
+        needs = template.needs()
+        if not needs["image"]:
+            raise self._lacks(template.name, "image", "image input (LoadImage or %image%)")
+        if not req.input_images:
+            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
+        images, notes, mask = list(req.input_images), [], req.mask
+        if mask is not None:
+            if needs["mask"] is None:
+                raise self._lacks(template.name, "mask", "mask input (LoadImageMask, %mask%, or LoadImage's mask)")
+            size = image_size(images[0].data)
+            if needs["mask"] == "alpha":
+                data, resized = with_alpha_mask(images[0].data, mask.data)
+                images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+            else:
+                data, resized = mask_file(mask.data, size)
+                mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                images.append(mask)
+                values["mask"] = mask.name
+            if resized:
+                notes.append(f"the mask was resized to the image's {size[0]}x{size[1]}")
+        if "image" not in requested:
+            values["image"] = images[0].name
+        return tuple(images), tuple(notes)
+
+    def _lacks(self, workflow: str, what: str, description: str) -> BadRequest:
+        takes = self.workflows_taking(what)
+        return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
+                          f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
+                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
+
+    def workflows_taking(self, what: str) -> list[str]:
+        """Workflow names whose graph takes an image (`what="image"`) or a mask."""
+        out = []
+        for name in self.workflow_names():
+            try:
+                needs = self.template(name).needs()
+            except LinkPixError:
+                continue  # a broken file is reported where it is used
+            if needs[what]:
+                out.append(name)
+        return out
 
     @staticmethod
     def _check_size(values: Mapping[str, Any], max_pixels: int) -> None:

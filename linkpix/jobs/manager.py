@@ -30,6 +30,7 @@ from ..errors import ExecutionFailed, LinkPixError, QueueFull
 from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
 from ..resolver import RenderedJob
 from ..storage.cache import ImageCache
+from ..storage.uploads import UploadStore
 from .events import JobEvents, sse_stream, thumbnail
 from .store import (
     CANCELLED,
@@ -40,7 +41,6 @@ from .store import (
     TERMINAL,
     Job,
     JobStore,
-    UploadStore,
     rendered_from_dict,
     rendered_to_dict,
 )

@@ -11,7 +11,7 @@ from flask_cors import CORS
 from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import fronts, images, info, jobs, openapi
+from . import fronts, images, info, jobs, openapi, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
@@ -35,7 +35,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     app.extensions[EXTENSION] = svc
     if settings.cors_origins:
         CORS(app, resources={JSON_ROUTES: {"origins": settings.cors_origins}})
-    for blueprint in (images.bp, info.bp, jobs.bp, openapi.bp):
+    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)

@@ -1,4 +1,4 @@
-"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs, POST /uploads.
+"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs.
 
 Translation only: a JSON body becomes rendered workflows (through the same parser and resolver as
 /prompt, so a bad field gets the same 400 message at once, before anything is accepted), and the job
@@ -7,7 +7,6 @@ manager's answers become JSON or an event stream.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import re
 from typing import Any
@@ -18,15 +17,16 @@ from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from ..jobs.manager import JobManager
 from ..jobs.store import STATES
 from ..jobs.webhooks import check_url
-from ..request import SEED_MAX, GenerationRequest, parse_images, parse_json, validate_user
+from ..request import SEED_MAX, GenerationRequest, parse_json, validate_user
 from ..resolver import RenderedJob
 from .auth import caller, keys_required
 from .errors import no_store
 from .services import services
+from .uploads import input_images, one_image
 
 bp = Blueprint("jobs", __name__)
 
-JOB_FIELDS = ("image_count", "webhook_url", "webhook_secret", "webhook_include_base64", "images", "image")
+JOB_FIELDS = ("image_count", "webhook_url", "webhook_secret", "webhook_include_base64", "images", "image", "mask")
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _UPLOAD_ID_RE = re.compile(r"^linkpix_[0-9a-f]{16}\.(png|jpg|gif|webp)$")
 MAX_SECRET_CHARS = 256
@@ -69,6 +69,7 @@ def generate() -> Response:
                 webhook_secret: {type: string, description: "signs the webhook body (X-LinkPix-Signature)"}
                 webhook_include_base64: {type: boolean}
                 images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
+                mask: {type: string, description: "inpainting mask, base64 or upload id (white = change)"}
       responses:
         202: {description: "accepted: job_id, status_url, events_url"}
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
@@ -87,7 +88,7 @@ def generate() -> Response:
     count = _image_count(body.get("image_count", 1), settings.max_image_count)
     webhook, secret = _webhook(body, settings.webhook_allow)
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
-    req = dataclasses.replace(req, input_images=_input_images(body))
+    req = dataclasses.replace(req, input_images=_input_images(body), mask=one_image(body.get("mask"), "mask"))
     rendered = _render_all(req, count)
     job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
@@ -120,17 +121,11 @@ def _webhook(body: dict[str, Any], allow: list[str]) -> tuple[dict[str, Any] | N
 
 
 def _input_images(body: dict[str, Any]) -> tuple[Any, ...]:
-    """Base64 strings and upload ids, checked by the same parser as /prompt's JSON (same messages)."""
+    """Base64 strings and upload ids, checked like every input image (same messages everywhere)."""
     images = body.get("images")
     if images is None and body.get("image") is not None:
         images = [body["image"]]
-    if isinstance(images, str):
-        images = [images]
-    if isinstance(images, list):
-        uploads = _manager().uploads
-        images = [base64.b64encode(uploads.get(item).data).decode()
-                  if isinstance(item, str) and _UPLOAD_ID_RE.match(item) else item for item in images]
-    return parse_images(images)
+    return input_images(images)
 
 
 def _render_all(req: GenerationRequest, count: int) -> list[RenderedJob]:
@@ -258,32 +253,3 @@ def job_events(job_id: str) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
-
-
-@bp.post("/uploads")
-def upload() -> Response:
-    """Store an input image for later jobs.
-    ---
-    post:
-      summary: "Upload an input image: raw body, multipart field 'image', or JSON with a base64 'image'"
-      responses:
-        201: {description: "id (use it in images of POST /generate) and bytes"}
-        400: {description: "not a PNG, JPEG, WebP or GIF image, or too large"}
-        401: {description: "network_access is on and no valid API key was sent"}
-    """
-    caller(changes_state=True)
-    if "image" in request.files:
-        data = request.files["image"].read()
-    elif request.is_json:
-        body = request.get_json(silent=True)
-        value = body.get("image") if isinstance(body, dict) else None
-        data = parse_images([value])[0].data if isinstance(value, str) else b""
-    else:
-        data = request.get_data()
-    if not data:
-        raise BadRequest("send the image as the body, as multipart field 'image', or as JSON {\"image\": base64}",
-                         {"parameter": "image"})
-    image = _manager().uploads.put(data)
-    resp = jsonify({"id": image.name, "bytes": len(image.data)})
-    resp.status_code = 201
-    return no_store(resp)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 
 from ...errors import BackendUnavailable
-from ...jobs.store import UploadStore
+from ...storage.uploads import UploadStore
 from ..services import Services
 from . import a1111, comfy, openai
 from .a1111_runs import A1111Runs

@@ -23,6 +23,7 @@ from ...comfy.objectinfo import choices
 from ...errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
 from ...graphjob import job_from_graph
 from ..services import services
+from ..uploads import max_upload_bytes
 from . import upgrade
 from .comfy_runs import rejection_body
 from .comfy_ws import Client, serve_socket
@@ -284,7 +285,7 @@ def upload_image() -> Response:
         raise BadRequest("send the image as the multipart file field 'image'")
     subfolder = request.form.get("subfolder", "")
     overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
-    name = _front().files.put(g.front_user, file.filename, file.read(), subfolder, overwrite)
+    name = _front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
     return jsonify({"name": name, "subfolder": subfolder, "type": request.form.get("type") or "input"})
 
 

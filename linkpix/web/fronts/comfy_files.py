@@ -15,8 +15,8 @@ import threading
 from typing import Any
 
 from ...errors import BadRequest
-from ...jobs.store import UploadStore
-from ...request import InputImage, make_input_image
+from ...request import InputImage
+from ...storage.uploads import UploadStore
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
 
@@ -29,15 +29,14 @@ class InputFiles:
         self._lock = threading.Lock()
         self._names: dict[str, dict[str, str]] = {}
 
-    def put(self, user: str, name: str, data: bytes, subfolder: str = "", overwrite: bool = False) -> str:
+    def put(self, user: str, name: str, data: bytes, max_bytes: int, subfolder: str = "",
+            overwrite: bool = False) -> str:
         """Store an upload; returns the name to use (maybe `name (1).ext`), without the subfolder."""
         if not _NAME_RE.match(name or "") or name in (".", ".."):
             raise BadRequest(f"invalid file name {name!r}")
         if ".." in subfolder.replace("\\", "/").split("/") or subfolder.startswith(("/", "\\")):
             raise BadRequest(f"subfolder {subfolder!r} must stay inside the input folder")
-        image = self.store.put(data) if _is_image(data) else None
-        if image is None:
-            raise BadRequest("the upload is not a PNG, JPEG, WebP or GIF image")
+        image = self.store.put(data, max_bytes)  # 400 unless it decodes fully, 413 when too large
         stem, dot, ext = name.rpartition(".")
         stem, ext = (stem, dot + ext) if dot else (name, "")
         with self._lock:
@@ -79,10 +78,3 @@ def _key(subfolder: str, name: str) -> str:
     folder = subfolder.strip("/")
     return f"{folder}/{name}" if folder else name
 
-
-def _is_image(data: bytes) -> bool:
-    try:
-        make_input_image(data)
-    except BadRequest:
-        return False
-    return True

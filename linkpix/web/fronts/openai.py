@@ -20,6 +20,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
 from ...request import USER_NAME_RE, make_input_image, parse_json
 from ..services import services
+from ..uploads import max_upload_bytes
 from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
 
 bp = Blueprint("openai", __name__)
@@ -111,7 +112,7 @@ def edits() -> Response:
     files = request.files.getlist("image") + request.files.getlist("image[]")
     if not files:
         raise BadRequest("send the image to edit as the multipart file field 'image'", {"parameter": "image"})
-    images = tuple(make_input_image(f.read(), i) for i, f in enumerate(files[:4]))
+    images = tuple(make_input_image(f.read(), i, max_upload_bytes(), "image") for i, f in enumerate(files[:4]))
     body: dict[str, Any] = dict(request.form.items())
     if "n" in body:
         body["n"] = _int(body["n"], "n")
