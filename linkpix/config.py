@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     a1111_img2img_workflow: str = Field("sd15_img2img.json",
                                         description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
                                                     "(it must take an input image).")
+    a1111_inpaint_workflow: str = Field("sd15_inpaint.json",
+                                        description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
+                                                    "with a mask (it must take an image and a mask).")
 
     @field_validator("comfyui_url")
     @classmethod

@@ -81,6 +81,12 @@ def test_webuiapi_img2img(fronts):
     assert len(result.images) == 1 and result.images[0].size[0] > 0
     assert result.info["denoising_strength"] == 0.4
     assert result.info["extra_generation_params"]["LinkPix workflow"] == "sd15_img2img.json"
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # A1111: white = inpaint
+    inpainted = api.img2img(images=[source], mask_image=mask, prompt="a door", steps=2, seed=3, width=64,
+                            height=64)
+    assert inpainted.info["extra_generation_params"]["LinkPix workflow"] == "sd15_inpaint.json"
+    assert len(inpainted.images) == 1
     r = requests.post(fronts.url + "/sdapi/v1/img2img", json={"prompt": "x"}, timeout=30)
     assert r.status_code == 400 and set(r.json()) == ERROR_KEYS and "init_images" in r.json()["detail"]
 

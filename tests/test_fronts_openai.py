@@ -51,12 +51,21 @@ def test_style_and_models(fronts):
     assert styled.data[0].revised_prompt == "a castle"  # OpenAI's "vivid" is no LinkPix style: ignored
 
 
-def test_edit_runs_the_image_to_image_workflow(fronts):
+def test_edit_runs_the_image_to_image_and_inpaint_workflows(fronts):
     client = _client(fronts)
-    result = client.images.edit(image=("in.png", png_bytes(64, 64), "image/png"), prompt="make it blue",
-                                mask=("mask.png", png_bytes(64, 64, (0, 0, 0)), "image/png"), size="64x64",
-                                response_format="b64_json")
+    raw = client.images.with_raw_response.edit(image=("in.png", png_bytes(64, 64), "image/png"),
+                                               prompt="make it blue", size="64x64", response_format="b64_json")
+    assert raw.headers["X-LinkPix-Workflow"] == "sd15_img2img.json"
+    result = raw.parse()
     assert len(result.data) == 1 and base64.b64decode(result.data[0].b64_json)[:4] == b"\x89PNG"
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # OpenAI: the transparent half is what changes
+    out = io.BytesIO()
+    mask.save(out, "PNG")
+    raw = client.images.with_raw_response.edit(image=("in.png", png_bytes(64, 64), "image/png"), prompt="a door",
+                                               mask=("mask.png", out.getvalue(), "image/png"), size="64x64")
+    assert raw.headers["X-LinkPix-Workflow"] == "sd15_inpaint.json"
+    assert raw.parse().data[0].url.endswith(".png")
     with pytest.raises(openai.BadRequestError) as missing:
         requests_files = {"prompt": (None, "x")}
         r = requests.post(fronts.url + "/v1/images/edits", files=requests_files, timeout=30)

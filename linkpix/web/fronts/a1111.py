@@ -151,7 +151,9 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
     styles = body.get("styles")
     if styles:
         fields["style"] = styles
-    workflow = body.get("workflow") or (settings.a1111_img2img_workflow if img2img else settings.a1111_workflow)
+    masked = img2img and bool(body.get("mask"))
+    workflow = body.get("workflow") or (settings.a1111_inpaint_workflow if masked else
+                                        settings.a1111_img2img_workflow if img2img else settings.a1111_workflow)
     if workflow:
         fields["workflow"] = workflow
     if img2img:
@@ -159,10 +161,12 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
         if not images:
             raise BadRequest("img2img needs init_images: a list with a base64-encoded image",
                              {"parameter": "init_images"})
-        fields["images"] = images
+        fields["images"] = images[:1]
         params["denoise"] = body.get("denoising_strength", 0.75)
-        if body.get("mask"):
-            ignored.append("mask")  # inpainting masks need the edit path
+        if masked:
+            fields["mask"] = body["mask"]  # white = change, as in A1111
+            if body.get("inpainting_mask_invert"):
+                ignored.append("inpainting_mask_invert")
     if body.get("enable_hr"):
         ignored.append("enable_hr")
     return fields, _count(body), ignored

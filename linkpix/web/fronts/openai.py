@@ -116,6 +116,8 @@ def edits() -> Response:
     body: dict[str, Any] = dict(request.form.items())
     if "n" in body:
         body["n"] = _int(body["n"], "n")
+    mask = request.files.get("mask")
+    body["mask"] = make_input_image(mask.read(), 0, max_upload_bytes(), "mask") if mask else None
     return _answer(body, images=images, edit=True)
 
 
@@ -134,7 +136,7 @@ def _answer(body: dict[str, Any], images: tuple[Any, ...], edit: bool = False) -
         raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
                          {"parameter": "response_format"})
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": {}, "seed": body.get("seed")}
-    workflow = _workflow(body.get("model"), edit)
+    workflow = _workflow(body.get("model"), "inpaint" if body.get("mask") else "edit" if edit else None)
     if workflow:
         fields["workflow"] = workflow
     fields["params"].update(_size(body.get("size")))
@@ -149,9 +151,10 @@ def _answer(body: dict[str, Any], images: tuple[Any, ...], edit: bool = False) -
         caller_user = body["user"]
     req = parse_json(fields, caller_user)
     if images:
-        req = dataclasses.replace(req, input_images=images)
+        req = dataclasses.replace(req, input_images=images, mask=body.get("mask"))
     data = []
-    for job in render(req, count):
+    jobs = render(req, count)
+    for job in jobs:
         image = generate(job, req.user, "openai").image
         item: dict[str, Any] = {"revised_prompt": job.prompt}
         if fmt == "url":
@@ -161,13 +164,16 @@ def _answer(body: dict[str, Any], images: tuple[Any, ...], edit: bool = False) -
         data.append(item)
     resp = jsonify({"created": int(time.time()), "data": data})
     resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-LinkPix-Workflow"] = jobs[0].workflow
     return resp
 
 
-def _workflow(model: Any, edit: bool) -> str | None:
+def _workflow(model: Any, kind: str | None) -> str | None:
+    """The workflow `model` names; OpenAI's own names stand for the A1111 front's workflow of the kind."""
     settings = services().config.settings
     if model in (None, "") or model in ALIASES:
-        return (settings.a1111_img2img_workflow if edit else settings.a1111_workflow) or None
+        return {"inpaint": settings.a1111_inpaint_workflow, "edit": settings.a1111_img2img_workflow}.get(
+            kind or "", settings.a1111_workflow) or None
     if not isinstance(model, str):
         raise BadRequest("model must be a name", {"parameter": "workflow"})
     known = {n.removesuffix(".json") for n in services().resolver.workflow_names()}
