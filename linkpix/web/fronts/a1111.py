@@ -305,15 +305,16 @@ def set_options() -> Response:
 
 
 def _default_model() -> str | None:
-    """The checkpoint the A1111 workflow uses when the caller has not chosen one."""
+    """The checkpoint the A1111 workflow uses when the caller has not chosen one: its settings' model,
+    else the one in the workflow file."""
     svc = services()
     settings = svc.config.settings
     try:
-        template = svc.resolver.template(settings.a1111_workflow or settings.workflow_path)
+        described = svc.resolver.describe_workflow(settings.a1111_workflow or settings.workflow_path)
     except LinkPixError:
         return None
-    binding = template.params.get("model")
-    return binding.default if binding is not None else None
+    params = described.get("parameters") if isinstance(described.get("parameters"), dict) else {}
+    return (described.get("settings") or {}).get("model") or (params.get("model") or {}).get("default")
 
 
 # ------------------------------------------------------------------------------------------------ lists

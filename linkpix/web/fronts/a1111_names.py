@@ -85,8 +85,10 @@ def scheduler_items(info: dict[str, Any] | None) -> list[dict[str, Any]]:
     known = set(named_choices(info, "schedulers")) if info else set(SCHEDULERS.values())
     items = [{"name": "automatic", "label": AUTOMATIC, "aliases": None, "default_rho": -1.0,
               "need_inner_model": False}]
+    listed = set()
     for label, comfy in SCHEDULERS.items():
-        if comfy in known:
+        if comfy in known and comfy not in listed:
+            listed.add(comfy)
             items.append({"name": comfy, "label": label, "aliases": None, "default_rho": -1.0,
                           "need_inner_model": False})
     return items
