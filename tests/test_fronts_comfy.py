@@ -9,7 +9,6 @@ import asyncio
 import io
 import json
 import struct
-import threading
 import time
 import urllib.parse
 import uuid
@@ -279,4 +278,3 @@ def test_history_polling_is_cheap(fronts):
     for _ in range(50):
         assert requests.get(fronts.url + "/history", timeout=30).status_code == 200
     assert (time.perf_counter() - started) / 50 < 0.05
-    threading.Thread  # noqa: B018 - keep the import used for readers wanting to poll concurrently

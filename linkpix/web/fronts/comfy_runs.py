@@ -24,7 +24,6 @@ from typing import Any
 from ...comfy import Event
 from ...errors import ExecutionFailed, Interrupted, LinkPixError, WorkflowRejected
 from ...generator import SUBMITTED, Cancelled, Generator, Ticket
-from ...graphjob import job_from_graph
 from ...resolver import RenderedJob
 from ...storage.cache import CachedImage
 from .comfy_ws import SocketHub
@@ -277,5 +276,3 @@ def rejection_body(error: LinkPixError) -> tuple[dict[str, Any], int]:
     return {"error": {"type": error.code, "message": error.message, "details": "", "extra_info": {}},
             "node_errors": {}}, error.status
 
-
-__all__ = ["ComfyFront", "FrontPrompt", "job_from_graph", "rejection_body"]
