@@ -93,6 +93,12 @@ def test_sillytavern_clip_skip_is_refused_with_comfyuis_own_error(fronts, simula
     assert via.json() == direct.json()
     assert via.json()["node_errors"]["10"]["errors"][0]["type"] == "value_bigger_than_max"
     assert requests.get(fronts.url + "/history", timeout=30).json() == {}
+    # An unknown model and a bad size: ComfyUI's own node errors, as ComfyUI gives them.
+    for settings, node, kind in (({"model": "nope.safetensors"}, "4", "value_not_in_list"),
+                                 ({"width": 0}, "5", "value_smaller_than_min")):
+        text = sillytavern_workflow("a fox", "", 1, {**ST_SETTINGS, **settings}, CUSTOM)
+        r = requests.post(fronts.url + "/prompt", data=text.encode(), timeout=30)
+        assert r.status_code == 400 and r.json()["node_errors"][node]["errors"][0]["type"] == kind
 
 
 async def _open_webui_flow(base: str, workflow: dict[str, Any], headers: dict[str, str]) -> tuple[list[Any], bytes]:
