@@ -119,13 +119,13 @@ class ComfyFront:
             fp.accepted.set()
             self._status(fp.user)
             return
-        fp.accepted.set()
         if image is not None and not fp.messages:  # from the cache: ComfyUI's "everything cached" run
             self._message(fp, "execution_start", {"prompt_id": fp.prompt_id, "timestamp": _ms()})
             self._message(fp, "execution_cached", {"nodes": list(fp.graph), "prompt_id": fp.prompt_id,
                                                    "timestamp": _ms()})
         entry = self._finish(fp, image, error)
         self._record(fp.user, fp.prompt_id, entry)
+        fp.accepted.set()  # a graph answered from the cache: its history is there when POST /prompt returns
         self._status(fp.user)
         self.hub.send(fp.user, fp.client_id, "executing", {"node": None, "prompt_id": fp.prompt_id})
         log.debug("comfy front prompt %s done (cache %s)", fp.prompt_id, "hit" if cache_hit else "miss")
