@@ -4,19 +4,23 @@ The same picture: `/prompt/<text>?width=64&height=64&seed=S` and, for each diale
 renders the identical graph (A1111 txt2img, OpenAI generations, and for ComfyUI the graph `/prompt`
 renders, posted whole, followed the way clients follow it). A hit compares answers from LinkPix's cache;
 a miss uses a new seed each round and includes the simulator's run. Goal: <= 2 ms added, median.
-The ComfyUI dialect needs three requests where `/prompt` needs one (POST /prompt, GET /history/<id>,
-GET /view), so its figure is for the whole exchange.
+The ComfyUI dialect needs three requests where `/prompt` needs one (POST /prompt, then, once the
+client's websocket says `executing` null, GET /history/<id> and GET /view), so its figure is for the
+whole exchange, as a ComfyUI script client with its socket open makes it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import requests
+import websocket
 from common import ROOT, free_port, make_project, median, percentile, process, simulator
 
 from linkpix.config import load_config
@@ -73,13 +77,22 @@ def main(hit_rounds: int = 200, miss_rounds: int = 30) -> dict[str, float]:
             r.raise_for_status()
             assert r.json()["data"][0]["url"]
 
+        client_id = uuid.uuid4().hex
+        ws = websocket.create_connection(api.replace("http", "ws") + f"/ws?clientId={client_id}", timeout=60)
+
         def comfy(seed: int) -> None:
-            prompt_id = s.post(api + "/prompt", json={"prompt": graph(seed)}, timeout=60).json()["prompt_id"]
+            """A ComfyUI script client: its socket open, POST /prompt, wait for `executing` null, then
+            /history/<id> and /view."""
+            prompt_id = s.post(api + "/prompt", json={"prompt": graph(seed), "client_id": client_id},
+                               timeout=60).json()["prompt_id"]
             while True:
-                entry = s.get(f"{api}/history/{prompt_id}", timeout=60).json()
-                if entry:
-                    break
-                time.sleep(0.005)
+                frame = ws.recv()
+                if isinstance(frame, str):
+                    msg = json.loads(frame)
+                    if msg["type"] == "executing" and msg["data"].get("node") is None \
+                            and msg["data"].get("prompt_id") == prompt_id:
+                        break
+            entry = s.get(f"{api}/history/{prompt_id}", timeout=60).json()
             image = next(iter(entry[prompt_id]["outputs"].values()))["images"][0]
             s.get(api + "/view", params=image, timeout=60).raise_for_status()
 
@@ -98,6 +111,10 @@ def main(hit_rounds: int = 200, miss_rounds: int = 30) -> dict[str, float]:
             results[f"{name}_hit_added_ms"] = added
             print(f"  {name:6s} hit: median {median(hits):.2f} ms  p90 {percentile(hits, 90):.2f} ms  "
                   f"added {added:+.2f} ms  ({median(hits) / median(base_hit):.2f}x)")
+            if name == "comfy":  # three requests where /prompt takes one
+                per_request = (median(hits) - 3 * median(base_hit)) / 3
+                results["comfy_hit_added_per_request_ms"] = per_request
+                print(f"         per request of the exchange: added {per_request:+.2f} ms")
         seeds = iter(range(1000, 1000 + miss_rounds * (len(fronts) + 1)))
         base_miss = timed(lambda: link(next(seeds)), miss_rounds)
         print(f"  /prompt miss: median {median(base_miss):.1f} ms  p90 {percentile(base_miss, 90):.1f} ms")
@@ -107,7 +124,8 @@ def main(hit_rounds: int = 200, miss_rounds: int = 30) -> dict[str, float]:
             results[f"{name}_miss_added_ms"] = added
             print(f"  {name:6s} miss: median {median(misses):.1f} ms  p90 {percentile(misses, 90):.1f} ms  "
                   f"added {added:+.1f} ms  ({median(misses) / median(base_miss):.2f}x)")
-        print("  goal: <= 2 ms added")
+        print("  goal: <= 2 ms added (the ComfyUI figure is the whole exchange: 3 requests and a socket message)")
+        ws.close()
     return results
 
 

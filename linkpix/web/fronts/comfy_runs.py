@@ -84,6 +84,9 @@ class ComfyFront:
         with self._lock:
             self._queue[fp.prompt_id] = fp
         self._status(user)
+        if self.generator.cache.get(user, self.generator.key_for(job)) is not None:
+            self._run(fp, job)  # answered from the cache: no thread, no waiting
+            return fp
         threading.Thread(target=self._run, args=(fp, job), name=f"comfy-front-{fp.prompt_id[:8]}",
                          daemon=True).start()
         fp.accepted.wait(ACCEPT_WAIT)
