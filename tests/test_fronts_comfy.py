@@ -284,3 +284,24 @@ def test_history_polling_is_cheap(fronts):
     for _ in range(50):
         assert requests.get(fronts.url + "/history", timeout=30).status_code == 200
     assert (time.perf_counter() - started) / 50 < 0.05
+
+
+def test_websocket_upgrades_extend_a_custom_channel_class():
+    """The server's own channel customisations (JSON error answers...) survive enabling upgrades."""
+    from waitress.channel import HTTPChannel
+    from waitress.server import create_server
+
+    from linkpix.web.fronts import upgrade
+
+    class Custom(HTTPChannel):
+        pass
+
+    server = create_server(lambda environ, start_response: [], host="127.0.0.1", port=0)
+    try:
+        server.channel_class = Custom
+        upgrade.enable(server)
+        upgrade.enable(server)  # twice is once
+        assert issubclass(server.channel_class, Custom) and server.channel_class.__bases__ == (Custom,)
+        assert hasattr(server.channel_class.task_class, "_take_socket")
+    finally:
+        server.close()

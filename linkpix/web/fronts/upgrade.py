@@ -17,15 +17,16 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from waitress.channel import HTTPChannel
-from waitress.task import WSGITask
-
 UPGRADE = "linkpix.upgrade"  # environ key: () -> the connection's socket, taken over by the caller
 
 
-class _UpgradableTask(WSGITask):
+class _Upgradable:
+    """Mixed into the server's task class: the environ carries the socket taker."""
+
+    channel: Any
+
     def get_environment(self) -> dict[str, Any]:
-        environ = super().get_environment()
+        environ = super().get_environment()  # type: ignore[misc]
         environ[UPGRADE] = self._take_socket
         return environ
 
@@ -35,17 +36,21 @@ class _UpgradableTask(WSGITask):
         return self.channel.socket
 
 
-class _UpgradableChannel(HTTPChannel):
-    task_class = _UpgradableTask
-
-
 def enable(server: Any) -> None:
-    """Let the views of `server` (what `waitress.create_server` returned) take over connections."""
+    """Let the views of `server` (what `waitress.create_server` returned) take over connections.
+
+    The server's channel class is extended, not replaced, so other channel customisations (JSON error
+    answers, say) stay in force, whichever is applied first.
+    """
     servers = getattr(server, "map", None)
     targets = [s for s in servers.values() if hasattr(s, "channel_class")] if isinstance(servers, dict) \
         and not hasattr(server, "channel_class") else [server]
     for target in targets:
-        target.channel_class = _UpgradableChannel
+        channel = target.channel_class
+        if issubclass(channel.task_class, _Upgradable):
+            continue
+        task = type(f"Upgradable{channel.task_class.__name__}", (_Upgradable, channel.task_class), {})
+        target.channel_class = type(f"Upgradable{channel.__name__}", (channel,), {"task_class": task})
 
 
 def taker(environ: dict[str, Any]) -> Callable[[], socket.socket] | None:
