@@ -176,8 +176,12 @@ def test_progress_preview_and_interrupt_of_own_runs(project, tmp_path):
         worker = threading.Thread(target=lambda: done.update(r=api.txt2img(
             prompt="a slow one", width=64, height=64, steps=30, seed=11, n_iter=2)))
         worker.start()
-        state = wait_for(lambda: (p := api.get_progress())["state"]["sampling_step"] > 0 and p, timeout=20)
+        state = wait_for(lambda: (p := api.get_progress())["state"]["sampling_step"] > 1 and p["current_image"]
+                         and p, timeout=20)
         assert state["state"]["job_count"] == 2 and 0 < state["progress"] < 1
+        assert image_of(state["current_image"]).format == "JPEG"  # the sampler's live preview
+        assert requests.get(server.url + "/sdapi/v1/progress?skip_current_image=true",
+                            timeout=10).json()["current_image"] is None
         api.interrupt()
         worker.join(timeout=20)
         assert not worker.is_alive() and done["r"].images == []  # interrupted before any image was done
