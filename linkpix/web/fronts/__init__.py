@@ -15,7 +15,7 @@ from flask import Flask
 from ...errors import BackendUnavailable
 from ...storage.uploads import UploadStore
 from ..services import Services
-from . import a1111, comfy, openai
+from . import a1111, a1111_options, comfy, comfy_info, openai  # noqa: F401 - *_options/_info add routes
 from .a1111_runs import A1111Runs
 from .comfy_files import InputFiles
 from .comfy_runs import ComfyFront

@@ -15,11 +15,9 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
-import requests
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.wsgi import wrap_file
 
-from ...comfy.objectinfo import choices
 from ...errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
 from ...graphjob import job_from_graph
 from ..services import services
@@ -31,19 +29,6 @@ from .common import FRONT_KEY, backend_info, bearer_key, caller, require_enabled
 from .state import front_state
 
 bp = Blueprint("comfy", __name__)
-
-# /models: ComfyUI 0.3.64's folder names; the ones LinkPix can list come from object_info.
-MODEL_FOLDERS = ("checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
-                 "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen",
-                 "upscale_models", "custom_nodes", "hypernetworks", "photomaker", "classifiers",
-                 "model_patches", "audio_encoders")
-FOLDER_SOURCES = {"checkpoints": ("CheckpointLoaderSimple", "ckpt_name"), "loras": ("LoraLoader", "lora_name"),
-                  "vae": ("VAELoader", "vae_name"), "diffusion_models": ("UNETLoader", "unet_name"),
-                  "text_encoders": ("CLIPLoader", "clip_name"), "upscale_models": ("UpscaleModelLoader", "model_name"),
-                  "controlnet": ("ControlNetLoader", "control_net_name"),
-                  "clip_vision": ("CLIPVisionLoader", "clip_name"),
-                  "style_models": ("StyleModelLoader", "style_model_name")}
-
 
 @bp.before_request
 def _authenticate() -> None:
@@ -66,7 +51,7 @@ def _error(exc: LinkPixError) -> Response:
     return resp
 
 
-def _front() -> Any:
+def comfy_front() -> Any:
     return front_state().comfy
 
 
@@ -93,7 +78,7 @@ def post_prompt() -> Response:
         return _comfy_error(400, "invalid_prompt", "Cannot execute because the prompt is not an object of nodes.",
                             f"got {type(graph).__name__}")
     user = g.front_user
-    front = _front()
+    front = comfy_front()
     bound, uploads = front.files.bind(user, graph)
     job = job_from_graph(bound, uploads)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
@@ -120,7 +105,7 @@ def get_prompt() -> Response:
       responses:
         200: {description: queue info}
     """
-    return jsonify({"exec_info": {"queue_remaining": _front().runs.remaining(g.front_user)}})
+    return jsonify({"exec_info": {"queue_remaining": comfy_front().runs.remaining(g.front_user)}})
 
 
 @bp.get("/queue")
@@ -132,7 +117,7 @@ def get_queue() -> Response:
       responses:
         200: {description: queue}
     """
-    return jsonify(_front().runs.queue(g.front_user))
+    return jsonify(comfy_front().runs.queue(g.front_user))
 
 
 @bp.post("/queue")
@@ -145,7 +130,7 @@ def post_queue() -> Response:
         200: {description: empty}
     """
     body = _json_body()
-    runs = _front().runs
+    runs = comfy_front().runs
     if body.get("clear"):
         runs.cancel(g.front_user, None, running=False)
     if isinstance(body.get("delete"), list):
@@ -164,7 +149,7 @@ def interrupt() -> Response:
     """
     body = _json_body()
     ids = [str(body["prompt_id"])] if body.get("prompt_id") else None
-    _front().runs.cancel(g.front_user, ids, running=True)
+    comfy_front().runs.cancel(g.front_user, ids, running=True)
     return Response(status=200)
 
 
@@ -192,7 +177,7 @@ def history() -> Response:
       responses:
         200: {description: history}
     """
-    runs = _front().runs
+    runs = comfy_front().runs
     if not request.args:
         return Response(runs.history_bytes(g.front_user), mimetype="application/json")
     max_items = _int_arg("max_items")
@@ -210,7 +195,7 @@ def history_entry(prompt_id: str) -> Response:
       responses:
         200: {description: "{prompt_id: entry} or {}"}
     """
-    return jsonify(_front().runs.history(g.front_user, prompt_id))
+    return jsonify(comfy_front().runs.history(g.front_user, prompt_id))
 
 
 @bp.post("/history")
@@ -223,7 +208,7 @@ def post_history() -> Response:
         200: {description: empty}
     """
     body = _json_body()
-    runs = _front().runs
+    runs = comfy_front().runs
     if body.get("clear"):
         runs.delete_history(g.front_user, None)
     if isinstance(body.get("delete"), list):
@@ -258,10 +243,10 @@ def view() -> Response:
         path, mime = image.path, image.content_type
     elif kind == "input":
         name = filename if not query.get("subfolder") else f"{query['subfolder'].strip('/')}/{filename}"
-        upload = _front().files.get(user, name) or _front().files.get(user, name.replace("+", " "))
+        upload = comfy_front().files.get(user, name) or comfy_front().files.get(user, name.replace("+", " "))
         if upload is None:
             raise NotFound(f"no input file {name!r}")
-        path = _front().files.store.root / upload.name
+        path = comfy_front().files.store.root / upload.name
         mime = "image/" + ("jpeg" if upload.name.endswith(".jpg") else upload.name.rsplit(".", 1)[1])
     else:
         raise NotFound(f"no {kind} file {filename!r}")
@@ -285,123 +270,8 @@ def upload_image() -> Response:
         raise BadRequest("send the image as the multipart file field 'image'")
     subfolder = request.form.get("subfolder", "")
     overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
-    name = _front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
+    name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
     return jsonify({"name": name, "subfolder": subfolder, "type": request.form.get("type") or "input"})
-
-
-# ------------------------------------------------------------------------------------- information
-@bp.get("/object_info")
-def object_info() -> Response:
-    """The backend's node definitions.
-    ---
-    get:
-      summary: "ComfyUI GET /object_info"
-      responses:
-        200: {description: node definitions}
-        503: {description: no backend answers}
-    """
-    return Response(_front().object_info_bytes(), mimetype="application/json")
-
-
-@bp.get("/object_info/<node_class>")
-def object_info_node(node_class: str) -> Response:
-    """One node definition, or {}.
-    ---
-    get:
-      summary: "ComfyUI GET /object_info/<class>"
-      parameters:
-        - {in: path, name: node_class, required: true, schema: {type: string}}
-      responses:
-        200: {description: "{class: definition} or {}"}
-    """
-    info = _info()
-    return jsonify({node_class: info[node_class]} if node_class in info else {})
-
-
-@bp.get("/system_stats")
-def system_stats() -> Response:
-    """The backend's versions and devices.
-    ---
-    get:
-      summary: "ComfyUI GET /system_stats"
-      responses:
-        200: {description: system stats}
-        503: {description: no backend answers}
-    """
-    return jsonify(services().client.system_stats())
-
-
-@bp.get("/features")
-def features() -> Response:
-    """Server feature flags.
-    ---
-    get:
-      summary: "ComfyUI GET /features"
-      responses:
-        200: {description: flags}
-    """
-    return jsonify(_front().features())
-
-
-@bp.get("/embeddings")
-def embeddings() -> Response:
-    """Embedding names of the backend.
-    ---
-    get:
-      summary: "ComfyUI GET /embeddings"
-      responses:
-        200: {description: names}
-    """
-    client = services().client
-    try:
-        answer = requests.get(client.base_url + "/embeddings", timeout=5).json()
-    except (requests.RequestException, ValueError):
-        answer = []
-    return jsonify(answer if isinstance(answer, list) else [])
-
-
-@bp.get("/models")
-def models() -> Response:
-    """Model folder names.
-    ---
-    get:
-      summary: "ComfyUI GET /models"
-      responses:
-        200: {description: folder names}
-    """
-    return jsonify(list(MODEL_FOLDERS))
-
-
-@bp.get("/models/<folder>")
-def models_in(folder: str) -> Response:
-    """Files of one model folder, as object_info lists them.
-    ---
-    get:
-      summary: "ComfyUI GET /models/<folder>"
-      parameters:
-        - {in: path, name: folder, required: true, schema: {type: string}}
-      responses:
-        200: {description: file names}
-        404: {description: unknown folder}
-    """
-    if folder not in MODEL_FOLDERS:
-        return Response(status=404)
-    source = FOLDER_SOURCES.get(folder)
-    if source is None:
-        return jsonify([])
-    return jsonify(sorted(choices(_info(), *source) or []))
-
-
-@bp.get("/extensions")
-def extensions() -> Response:
-    """No frontend extensions.
-    ---
-    get:
-      summary: "ComfyUI GET /extensions"
-      responses:
-        200: {description: "[]"}
-    """
-    return jsonify([])
 
 
 @bp.get("/ws", websocket=True)  # werkzeug refuses an upgrade request on a plain rule
@@ -420,7 +290,7 @@ def websocket() -> Response:
     take = upgrade.taker(request.environ)
     if take is None or request.headers.get("Upgrade", "").lower() != "websocket":
         raise BadRequest("this is ComfyUI's websocket: connect with a websocket client to /ws?clientId=<id>")
-    front = _front()
+    front = comfy_front()
     if not front.hub.try_slot():
         raise QueueFull("too many websockets are open (events_max_streams); poll /history instead", retry_after=5)
     try:
@@ -434,7 +304,7 @@ def websocket() -> Response:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _info() -> dict[str, Any]:
+def required_info() -> dict[str, Any]:
     info = backend_info()
     if info is None:
         raise BackendUnavailable("no ComfyUI backend answers")
