@@ -305,3 +305,26 @@ def test_websocket_upgrades_extend_a_custom_channel_class():
         assert hasattr(server.channel_class.task_class, "_take_socket")
     finally:
         server.close()
+
+
+def test_deleting_a_pending_prompt_leaves_no_history(project, tmp_path):
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "slow", step_delay=0.2)
+    sim.start()
+    server = FrontServer(project, sim.url)
+    try:
+        first, second = _demo_graph(seed=21), _demo_graph(seed=22)
+        first["5"]["inputs"]["steps"] = 30
+        running = requests.post(server.url + "/prompt", json={"prompt": first}, timeout=30).json()["prompt_id"]
+        pending = requests.post(server.url + "/prompt", json={"prompt": second}, timeout=30).json()["prompt_id"]
+        queue = wait_for(lambda: (q := requests.get(server.url + "/queue", timeout=30).json())["queue_running"]
+                         and q)
+        assert [i[1] for i in queue["queue_pending"]] == [pending]
+        requests.post(server.url + "/queue", json={"delete": [pending]}, timeout=30)
+        wait_for(lambda: not requests.get(server.url + "/queue", timeout=30).json()["queue_pending"])
+        requests.post(server.url + "/interrupt", json={"prompt_id": running}, timeout=30)
+        wait_for(lambda: running in requests.get(server.url + "/history", timeout=30).json(), timeout=20)
+        assert pending not in requests.get(server.url + "/history", timeout=30).json()
+        assert wait_for(lambda: sim_queue_empty(sim), timeout=20)
+    finally:
+        server.close()
+        sim.stop()

@@ -232,7 +232,7 @@ def _info(body: dict[str, Any], jobs: list[RenderedJob], made: list[tuple[Render
         "height": p.get("height", body.get("height")), "sampler_name": sampler,
         "cfg_scale": p.get("cfg", body.get("cfg_scale")), "steps": p.get("steps", body.get("steps")),
         "batch_size": body.get("batch_size", 1), "restore_faces": False, "face_restoration_model": None,
-        "sd_model_name": names._stem(model) if model else None, "sd_model_hash": None,
+        "sd_model_name": names.stem(model) if model else None, "sd_model_hash": None,
         "sd_vae_name": p.get("vae"), "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": p.get("denoise"), "extra_generation_params": {
             "LinkPix workflow": first.workflow, "LinkPix images": [image.url for _, image in made]},
@@ -249,7 +249,7 @@ def _infotext(job: RenderedJob, sampler: str) -> str:
     if p.get("scheduler"):
         parts.insert(2, f"Schedule type: {p['scheduler']}")
     if p.get("model"):
-        parts.append(f"Model: {names._stem(p['model'])}")
+        parts.append(f"Model: {names.stem(p['model'])}")
     text = job.prompt + (f"\nNegative prompt: {job.negative}" if job.negative else "")
     return f"{text}\n{', '.join(parts)}"
 

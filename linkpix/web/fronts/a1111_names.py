@@ -101,7 +101,7 @@ def checkpoints(info: dict[str, Any] | None) -> list[str]:
 
 
 def model_items(info: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return [{"title": name, "model_name": _stem(name), "hash": None, "sha256": None, "filename": name,
+    return [{"title": name, "model_name": stem(name), "hash": None, "sha256": None, "filename": name,
              "config": None} for name in checkpoints(info)]
 
 
@@ -116,7 +116,7 @@ def checkpoint_named(name: Any, info: dict[str, Any] | None) -> str:
     if name in known:
         return name
     for candidate in known:
-        if _stem(candidate) == name or PurePosixPath(candidate).name == name:
+        if stem(candidate) == name or PurePosixPath(candidate).name == name:
             return candidate
     return name
 
@@ -128,7 +128,7 @@ def vae_items(info: dict[str, Any] | None) -> list[dict[str, str]]:
 
 def lora_items(info: dict[str, Any] | None) -> list[dict[str, Any]]:
     names = named_choices(info, "loras") if info else []
-    return [{"name": _stem(n), "alias": _stem(n), "path": n, "metadata": {}} for n in names]
+    return [{"name": stem(n), "alias": stem(n), "path": n, "metadata": {}} for n in names]
 
 
 def upscaler_items(info: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -137,11 +137,11 @@ def upscaler_items(info: dict[str, Any] | None) -> list[dict[str, Any]]:
     spec = ((info or {}).get("UpscaleModelLoader") or {}).get("input", {}).get("required", {})
     models = spec.get("model_name", [[]])[0] if isinstance(spec.get("model_name"), list) else []
     for name in models if isinstance(models, list) else []:
-        items.append({"name": _stem(name), "model_name": _stem(name), "model_path": name, "model_url": None,
+        items.append({"name": stem(name), "model_name": stem(name), "model_path": name, "model_url": None,
                       "scale": 4.0})
     return items
 
 
-def _stem(name: str) -> str:
+def stem(name: str) -> str:
     base = PurePosixPath(str(name).replace("\\", "/")).name
     return base.rsplit(".", 1)[0] if "." in base else base

@@ -122,6 +122,10 @@ class ComfyFront:
             fp.accepted.set()
             self._status(fp.user)
             return
+        if isinstance(error, Cancelled) and not fp.running:  # removed from the queue: no history, as in ComfyUI
+            fp.accepted.set()
+            self._status(fp.user)
+            return
         if image is not None and not fp.messages:  # from the cache: ComfyUI's "everything cached" run
             self._message(fp, "execution_start", {"prompt_id": fp.prompt_id, "timestamp": _ms()})
             self._message(fp, "execution_cached", {"nodes": list(fp.graph), "prompt_id": fp.prompt_id,
