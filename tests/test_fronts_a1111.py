@@ -4,6 +4,7 @@ for request (from src/endpoints/stable-diffusion.js of SillyTavern 1.12.6), and 
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 
@@ -189,3 +190,19 @@ def test_progress_preview_and_interrupt_of_own_runs(project, tmp_path):
     finally:
         server.close()
         sim.stop()
+
+
+def test_open_webui_automatic1111_engine(fronts):
+    """Open WebUI (routers/images.py): models from sd-models (id = title), set_image_model GETs the options
+    and POSTs the whole dict back, then txt2img with prompt, batch_size = n, width, height, steps."""
+    u, auth = fronts.url, {"authorization": ""}  # its header when no API auth is set
+    models = requests.get(u + "/sdapi/v1/sd-models", headers=auth, timeout=30).json()
+    assert {"id": "demo.safetensors", "name": "demo"} in [{"id": m["title"], "name": m["model_name"]} for m in models]
+    options = requests.get(u + "/sdapi/v1/options", headers=auth, timeout=30).json()
+    options["sd_model_checkpoint"] = "v1-5-pruned-emaonly.safetensors"
+    assert requests.post(u + "/sdapi/v1/options", json=options, headers=auth, timeout=30).ok
+    r = requests.post(u + "/sdapi/v1/txt2img", json={"prompt": "a harbour", "batch_size": 2, "width": 64,
+                                                      "height": 64, "steps": 2}, headers=auth, timeout=60)
+    assert r.status_code == 200 and len(r.json()["images"]) == 2
+    assert json.loads(r.json()["info"])["sd_model_name"] == "v1-5-pruned-emaonly"
+
