@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import wrap_file
 
 from ...errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
@@ -67,10 +68,10 @@ def post_prompt() -> Response:
         400: {description: "ComfyUI's own validation error body (error, node_errors)"}
         401: {description: "no valid key (network_access on, address not in fronts_allow)"}
     """
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    try:  # whatever the Content-Type (SillyTavern sends text/plain); through the app's JSON limits
+        body = request.get_json(force=True, silent=False, cache=False) if request.content_length != 0 else None
+    except HTTPException:
+        raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict) or "prompt" not in body:
         return _comfy_error(400, "no_prompt", "No prompt provided", "No prompt provided")
     graph = body["prompt"]
