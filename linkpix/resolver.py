@@ -64,6 +64,7 @@ class RenderedJob:
     uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
     notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
+    edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
 
 
 class Resolver:
@@ -211,13 +212,13 @@ class Resolver:
             return (), ()
         needs = template.needs()
         if not needs["image"]:
-            raise self._lacks(template.name, "image", "image input (LoadImage or %image%)")
+            raise self.lacks_input(template.name, "image")
         if not req.input_images:
             raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
         images, notes, mask = list(req.input_images), [], req.mask
         if mask is not None:
             if needs["mask"] is None:
-                raise self._lacks(template.name, "mask", "mask input (LoadImageMask, %mask%, or LoadImage's mask)")
+                raise self.lacks_input(template.name, "mask")
             size = image_size(images[0].data)
             if needs["mask"] == "alpha":
                 data, resized = with_alpha_mask(images[0].data, mask.data)
@@ -233,23 +234,28 @@ class Resolver:
             values["image"] = images[0].name
         return tuple(images), tuple(notes)
 
-    def _lacks(self, workflow: str, what: str, description: str) -> BadRequest:
+    def lacks_input(self, workflow: str, what: str) -> BadRequest:
+        """The 400 for a workflow without an image (or mask) input, naming the workflows that have one."""
+        description = ("image input (LoadImage or %image%)" if what == "image"
+                       else "mask input (LoadImageMask, %mask%, or LoadImage's mask)")
         takes = self.workflows_taking(what)
         return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
                           f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
                           {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
 
-    def workflows_taking(self, what: str) -> list[str]:
-        """Workflow names whose graph takes an image (`what="image"`) or a mask."""
-        out = []
+    def workflow_needs(self) -> dict[str, dict[str, Any]]:
+        """Workflow name -> what it takes besides text ({"image": bool, "mask": "file"|"alpha"|None})."""
+        out = {}
         for name in self.workflow_names():
             try:
-                needs = self.template(name).needs()
+                out[name] = self.template(name).needs()
             except LinkPixError:
                 continue  # a broken file is reported where it is used
-            if needs[what]:
-                out.append(name)
         return out
+
+    def workflows_taking(self, what: str) -> list[str]:
+        """Workflow names whose graph takes an image (`what="image"`) or a mask."""
+        return [name for name, needs in self.workflow_needs().items() if needs[what]]
 
     @staticmethod
     def _check_size(values: Mapping[str, Any], max_pixels: int) -> None:

@@ -8,13 +8,15 @@ Extraction is vectorised: every pixel falls into its nearest grid node (one `bin
 node's value is the mean edited colour of its pixels, nodes no pixel reached get the *offset* (edited minus
 source) of their nearest reached node — so an unseen colour is graded like its neighbours rather than
 replaced by their colour — and sparsely sampled nodes are pulled towards a smoothed field. A second pass
-drops the pixels the first table misses badly (a watermark, a small spatial change, the simulator's mark),
-so they do not bend the colours around them.
+drops the pixels that a smoothed first table misses badly (a watermark, a small spatial change, the
+simulator's mark), so they do not bend the colours around them — smoothed, because a mark whose colours
+occur nowhere else would otherwise teach the first table its own colours.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import warnings
 
@@ -26,6 +28,7 @@ DEFAULT_SIZE = 33
 SMOOTH_SIGMA = 0.8  # in grid steps
 SMOOTH_WEIGHT = 4.0  # a node with this many pixels counts as much as its smoothed neighbourhood
 OUTLIER_LEVELS = 40.0  # second pass: drop pixels the first table misses by more than this (0..255 RGB distance)
+OUTLIER_SIGMA = 2.0  # ...measured against the first table smoothed this much (grid steps)
 
 
 def _channels(pixels: np.ndarray) -> list[np.ndarray]:
@@ -96,7 +99,9 @@ def extract(source: np.ndarray, edited: np.ndarray, size: int = DEFAULT_SIZE, ro
     table = _fill(*_accumulate(cell, shift, size))
     if not robust:
         return table
-    keep = _miss2(table, cell, dst) <= OUTLIER_LEVELS ** 2
+    reference = np.stack([ndimage.gaussian_filter(table[..., c], OUTLIER_SIGMA, mode="nearest") for c in range(3)],
+                         axis=-1)  # a mark that owns a few colours is a bump here, not the local truth
+    keep = _miss2(reference, cell, dst) <= OUTLIER_LEVELS ** 2
     share = keep.mean()
     if share == 1.0 or share < 0.5:  # nothing to drop, or no consistent colour mapping at all
         return table
@@ -133,10 +138,18 @@ def apply(image: Image.Image, table: np.ndarray) -> Image.Image:
 
 
 def _colour():  # type: ignore[no-untyped-def]
-    """colour-science, imported on first use (1 s; only `.cube` needs it), without its plotting warning."""
+    """colour-science, imported on first use (1 s; only `.cube` needs it), without its plotting warning.
+
+    Without matplotlib, colour-science puts a MagicMock into `sys.modules["matplotlib"]`; other code in
+    the process (Gradio) would then take the mock for matplotlib, so it is taken out again.
+    """
+    before = {name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import colour
+    for name in [n for n in sys.modules if (n == "matplotlib" or n.startswith("matplotlib.")) and n not in before]:
+        if type(sys.modules[name]).__name__.endswith("Mock"):
+            del sys.modules[name]
     return colour
 
 

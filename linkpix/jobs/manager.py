@@ -72,6 +72,8 @@ class JobManager:
         self._settings = settings
         self._queue_position = queue_position
         self.events = JobEvents()
+        # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
+        self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
         s = settings()
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
         self.webhooks = WebhookSender(self._schedule)
@@ -205,6 +207,8 @@ class JobManager:
             prompt_id = job.prompt_id if reattach and index == len(job.images) else None
             try:
                 outcome = self._generate(job, index, spec, prompt_id)
+                if spec.edit and self.finish_edit is not None:  # an edit job: the result at full resolution
+                    outcome = self.finish_edit(spec, outcome, job.user)
             except Cancelled:
                 return  # cancel() has recorded it, or we are shutting down
             except LinkPixError as exc:

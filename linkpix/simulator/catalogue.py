@@ -34,7 +34,7 @@ CONFIG_FILES: list[str] = [
 
 DEFAULT_MODELS: dict[str, list[str]] = {
     "checkpoints": ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
-                    "flux1-schnell-fp8.safetensors", "demo.safetensors", "512-inpainting-ema.safetensors"],
+                    "flux1-schnell-fp8.safetensors", "demo.safetensors"],
     "diffusion_models": ["flux1-schnell.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
                          "qwen_image_edit_fp8_e4m3fn.safetensors"],
     "vae": ["ae.safetensors", "sdxl_vae.safetensors", "qwen_image_vae.safetensors"],

@@ -80,18 +80,26 @@ def apply_grade(pixels: np.ndarray, name: str) -> np.ndarray:
 
 
 def _spatial(img: Image.Image, kind: str, seed: int) -> Image.Image:
+    """A region changed in a way no colour table can explain: its pixels change by where they are, not by
+    their colour (stripes across an added disc; a smear hatched across a removed object), so even in a
+    picture where every colour occurs in one place only, `auto` sees a spatial edit."""
     w, h = img.size
     rng = np.random.default_rng(seed)
     cx, cy = int(w * rng.uniform(0.4, 0.6)), int(h * rng.uniform(0.4, 0.6))
     rx, ry = max(4, w // 6), max(4, h // 6)
     box = (cx - rx, cy - ry, cx + rx, cy + ry)
-    out = img.copy()
-    if kind == "remove":  # the object is gone: a heavy smear of its surroundings
-        patch = img.crop(box).filter(ImageFilter.BoxBlur(max(4, min(rx, ry))))
-        out.paste(patch, box[:2])
-    else:  # something new: a disc in a colour the picture did not have
-        ImageDraw.Draw(out).ellipse(box, fill=(230, 40, 200), outline=(20, 20, 20), width=max(1, w // 200))
-    return out
+    region = Image.new("L", img.size, 0)
+    ImageDraw.Draw(region).ellipse(box, fill=255)
+    y, x = np.mgrid[0:h, 0:w]
+    stripes = ((x + y) // max(2, w // 160)) % 2 == 0
+    if kind == "remove":  # the object is gone: a smear of its surroundings, hatched
+        smear = np.asarray(img.filter(ImageFilter.BoxBlur(max(4, min(rx, ry) // 2)))).astype(np.float32)
+        changed = np.where(stripes[..., None], smear * 0.6, smear)
+    else:  # something new: a striped disc in colours the picture did not have
+        changed = np.where(stripes[..., None], np.array([230, 40, 200], np.float32),
+                           np.array([20, 90, 40], np.float32))
+    out = Image.fromarray(np.clip(changed, 0, 255).astype(np.uint8))
+    return Image.composite(out, img, region)
 
 
 def mark(img: Image.Image) -> Image.Image:

@@ -11,12 +11,12 @@ from flask_cors import CORS
 from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import fronts, guards, images, info, jobs, openapi, uploads
+from . import edit, fronts, guards, images, info, jobs, openapi, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
 
-JSON_ROUTES = r"^/(api/.*|health|openapi\.json|generate|jobs.*|uploads)$"
+JSON_ROUTES = r"^/(api/.*|health|openapi\.json|generate|jobs.*|uploads|edit)$"
 
 
 def create_app(config_path: str | os.PathLike[str] = "config.json", *,
@@ -36,7 +36,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     guards.install(app)  # before the blueprints: routing options apply as each rule is added
     if settings.cors_origins:
         CORS(app, resources={JSON_ROUTES: {"origins": settings.cors_origins}})
-    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, openapi.bp):
+    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)

@@ -71,11 +71,13 @@ def workflows() -> Response:
     get:
       summary: Available workflows
       responses:
-        200: {description: "names and the default"}
+        200: {description: "names, the default, the default of POST /edit, and what each needs (image, mask)"}
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
-                              "default": svc.config.settings.workflow_path}))
+                              "default": svc.config.settings.workflow_path,
+                              "edit_default": svc.config.settings.edit_workflow,
+                              "needs": svc.resolver.workflow_needs()}))
 
 
 @bp.get("/api/workflows/<name>")

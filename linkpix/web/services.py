@@ -18,6 +18,7 @@ from flask import Flask, current_app
 from ..comfy import ComfyClient
 from ..comfy.holder import ClientHolder
 from ..config import ConfigHolder, LoadedConfig
+from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
 from ..jobs.targets import Targets
@@ -39,6 +40,7 @@ class Services:
     generator: Generator
     memo: HitMemo
     jobs: JobManager | None = None
+    editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     closers: list[Callable[[], None]] = field(default_factory=list)  # run by close(): the fronts' sockets
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
@@ -87,7 +89,10 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id: clients.current().queue_position(prompt_id),
                            webhook_targets=lambda: svc.webhook_targets())
-    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, own_ports=own_ports)
+    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
+    jobs.finish_edit = editor.finish_job
+    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor,
+                   own_ports=own_ports)
     return svc
 
 
