@@ -107,11 +107,12 @@ class Settings(BaseSettings):
     a1111_workflow: str = Field("", description="Workflow for /sdapi/v1/txt2img and /v1/images/generations "
                                                 "without a model; empty: the default workflow.")
     a1111_img2img_workflow: str = Field("sd15_img2img.json",
-                                        description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
-                                                    "(it must take an input image).")
+                                        description="Workflow for /sdapi/v1/img2img (it must take an input "
+                                                    "image).")
     a1111_inpaint_workflow: str = Field("sd15_inpaint.json",
                                         description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
-                                                    "with a mask (it must take an image and a mask).")
+                                                    "with a mask (it must take an image and a mask); "
+                                                    "/v1/images/edits without one uses edit_workflow.")
 
     @field_validator("comfyui_url")
     @classmethod

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 import requests
-from fronts_support import FrontServer, last_logged, png_bytes
+from fronts_support import FrontServer, last_logged
 from PIL import Image
 
 
@@ -51,21 +51,29 @@ def test_style_and_models(fronts):
     assert styled.data[0].revised_prompt == "a castle"  # OpenAI's "vivid" is no LinkPix style: ignored
 
 
-def test_edit_runs_the_image_to_image_and_inpaint_workflows(fronts):
+def test_edit_goes_through_the_edit_path(fronts):
+    """images.edit runs LinkPix's edit path (edit_workflow; with a mask a1111_inpaint_workflow): the result
+    comes back at the photo's own resolution."""
     client = _client(fronts)
-    raw = client.images.with_raw_response.edit(image=("in.png", png_bytes(64, 64), "image/png"),
-                                               prompt="make it blue", size="64x64", response_format="b64_json")
-    assert raw.headers["X-LinkPix-Workflow"] == "sd15_img2img.json"
-    result = raw.parse()
-    assert len(result.data) == 1 and base64.b64decode(result.data[0].b64_json)[:4] == b"\x89PNG"
-    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # OpenAI: the transparent half is what changes
+    photo = Image.new("RGB", (96, 80), (200, 30, 30))
     out = io.BytesIO()
-    mask.save(out, "PNG")
-    raw = client.images.with_raw_response.edit(image=("in.png", png_bytes(64, 64), "image/png"), prompt="a door",
-                                               mask=("mask.png", out.getvalue(), "image/png"), size="64x64")
+    photo.save(out, "PNG")
+    raw = client.images.with_raw_response.edit(image=("in.png", out.getvalue(), "image/png"),
+                                               prompt="make it warmer", response_format="b64_json", n=2)
+    assert raw.headers["X-LinkPix-Workflow"] == "flux_kontext_edit.json"
+    result = raw.parse()
+    pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
+    assert [p.size for p in pictures] == [(96, 80), (96, 80)]
+    assert result.data[0].revised_prompt == "make it warmer"
+    mask = Image.new("RGBA", (96, 80), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 48, 80))  # OpenAI: the transparent half is what changes
+    masked = io.BytesIO()
+    mask.save(masked, "PNG")
+    raw = client.images.with_raw_response.edit(image=("in.png", out.getvalue(), "image/png"), prompt="a door",
+                                               mask=("mask.png", masked.getvalue(), "image/png"))
     assert raw.headers["X-LinkPix-Workflow"] == "sd15_inpaint.json"
-    assert raw.parse().data[0].url.endswith(".png")
+    url = raw.parse().data[0].url
+    assert Image.open(io.BytesIO(requests.get(url, timeout=30).content)).size == (96, 80)
     with pytest.raises(openai.BadRequestError) as missing:
         requests_files = {"prompt": (None, "x")}
         r = requests.post(fronts.url + "/v1/images/edits", files=requests_files, timeout=30)

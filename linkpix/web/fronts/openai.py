@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
-from ...request import USER_NAME_RE, make_input_image, parse_json
+from ...request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
 from ..services import services
 from ..uploads import max_upload_bytes
 from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
@@ -95,73 +95,107 @@ def generations() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object with at least 'prompt' (Content-Type: application/json)")
-    return _answer(body, images=())
+    return _answer(body)
 
 
 @bp.post("/v1/images/edits")
 def edits() -> Response:
-    """OpenAI image edit (multipart: image, mask, prompt).
+    """OpenAI image edit (multipart: image, mask, prompt), through LinkPix's edit path.
     ---
     post:
-      summary: "OpenAI images.edit: image (or image[]), prompt, model, n, size, response_format"
+      summary: "OpenAI images.edit: image (or image[]), prompt, mask, model, n, response_format"
       responses:
-        200: {description: "{created, data: [...]}"}
+        200: {description: "{created, data: [...]}: the edit at the photo's full resolution"}
         400: {description: "no image or a bad field, in OpenAI's error shape"}
         401: {description: "no valid key"}
     """
     files = request.files.getlist("image") + request.files.getlist("image[]")
     if not files:
         raise BadRequest("send the image to edit as the multipart file field 'image'", {"parameter": "image"})
-    images = tuple(make_input_image(f.read(), i, max_upload_bytes(), "image") for i, f in enumerate(files[:4]))
+    limit = max_upload_bytes()
+    source = make_input_image(files[0].read(), 0, limit, "image")
+    mask_file = request.files.get("mask")
+    mask = make_input_image(mask_file.read(), 0, limit, "mask") if mask_file else None
     body: dict[str, Any] = dict(request.form.items())
-    if "n" in body:
-        body["n"] = _int(body["n"], "n")
-    mask = request.files.get("mask")
-    body["mask"] = make_input_image(mask.read(), 0, max_upload_bytes(), "mask") if mask else None
-    return _answer(body, images=images, edit=True)
-
-
-def _answer(body: dict[str, Any], images: tuple[Any, ...], edit: bool = False) -> Response:
-    user = g.front_user
+    count, fmt = _count_and_format(body)
     settings = services().config.settings
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"),
+                              "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
+                              or settings.edit_workflow,
+                              "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
+                              else {}}
+    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    editor = services().editor
+    if editor is None:
+        raise NotFound("the edit path is not enabled")
+    data, first_seed = [], 0
+    for i in range(count):  # image i gets seed + i (a random seed: each draws its own)
+        this = req if i == 0 or req.random_seed else dataclasses.replace(
+            req, seed=(first_seed + i) % (SEED_MAX + 1), random_seed=False)
+        done = editor.run(this, source, "auto", body.get("output_format") or "png")
+        first_seed = done.job.seed if i == 0 else first_seed
+        assert done.image is not None
+        data.append(_item(done.image, done.job.prompt, fmt))
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info.update(user=req.user, front="openai", cache="hit" if done.cache_hit else "miss")
+    resp = jsonify({"created": int(time.time()), "data": data})
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-LinkPix-Workflow"] = done.job.workflow
+    return resp
+
+
+def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
+    """`n` (1..max_image_count) and `response_format` (url, or b64_json for gpt-image models)."""
+    limit = services().config.settings.max_image_count
     count = body.get("n", 1)
+    if isinstance(count, str):
+        count = _int(count, "n")
     if count is None:
         count = 1
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= settings.max_image_count:
-        raise BadRequest(f"n must be a whole number from 1 to {settings.max_image_count} (got {count!r})",
-                         {"parameter": "n"})
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
+        raise BadRequest(f"n must be a whole number from 1 to {limit} (got {count!r})", {"parameter": "n"})
     fmt = body.get("response_format") or ("b64_json" if str(body.get("model", "")).startswith("gpt-image")
                                           else "url")
     if fmt not in ("url", "b64_json"):
         raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
                          {"parameter": "response_format"})
-    fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": {}, "seed": body.get("seed")}
-    workflow = _workflow(body.get("model"), "inpaint" if body.get("mask") else "edit" if edit else None)
+    return count, fmt
+
+
+def _user(body: dict[str, Any]) -> str:
+    """The key's user; without a key, OpenAI's `user` field when it is a valid LinkPix user name."""
+    user = g.front_user
+    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
+        return body["user"]
+    return user
+
+
+def _item(image: Any, revised_prompt: str, fmt: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"revised_prompt": revised_prompt}
+    if fmt == "url":
+        item["url"] = absolute_url(image)
+    else:
+        item["b64_json"] = image_base64(image)
+    return item
+
+
+def _answer(body: dict[str, Any]) -> Response:
+    count, fmt = _count_and_format(body)
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": _size(body.get("size")),
+                              "seed": body.get("seed")}
+    workflow = _workflow(body.get("model"), None)
     if workflow:
         fields["workflow"] = workflow
-    fields["params"].update(_size(body.get("size")))
     if body.get("negative_prompt"):
         fields["params"]["negative_prompt"] = body["negative_prompt"]
     style = body.get("style")
     if isinstance(style, str) and style in services().resolver.styles():
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
-    caller_user = user
-    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
-        caller_user = body["user"]
-    req = parse_json(fields, caller_user)
-    if images:
-        req = dataclasses.replace(req, input_images=images, mask=body.get("mask"))
-    data = []
+    req = parse_json(fields, _user(body))
     jobs = render(req, count)
-    for job in jobs:
-        image = generate(job, req.user, "openai").image
-        item: dict[str, Any] = {"revised_prompt": job.prompt}
-        if fmt == "url":
-            item["url"] = absolute_url(image)
-        else:
-            item["b64_json"] = image_base64(image)
-        data.append(item)
+    data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
     resp = jsonify({"created": int(time.time()), "data": data})
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-LinkPix-Workflow"] = jobs[0].workflow
@@ -172,7 +206,7 @@ def _workflow(model: Any, kind: str | None) -> str | None:
     """The workflow `model` names; OpenAI's own names stand for the A1111 front's workflow of the kind."""
     settings = services().config.settings
     if model in (None, "") or model in ALIASES:
-        return {"inpaint": settings.a1111_inpaint_workflow, "edit": settings.a1111_img2img_workflow}.get(
+        return {"inpaint": settings.a1111_inpaint_workflow, "edit": settings.edit_workflow}.get(
             kind or "", settings.a1111_workflow) or None
     if not isinstance(model, str):
         raise BadRequest("model must be a name", {"parameter": "workflow"})
