@@ -42,6 +42,20 @@ class NotFound(LinkPixError):
     code = "not_found"
 
 
+class PayloadTooLarge(LinkPixError):
+    """The request body is over the configured limit; it is refused before being read."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class HeadersTooLarge(LinkPixError):
+    """The request's header block is over the server's limit (answered by the WSGI server itself)."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 class UnsupportedMediaType(LinkPixError):
     status = 415
     code = "unsupported_media_type"

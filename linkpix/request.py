@@ -14,13 +14,14 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from .edit.photo import EXTENSIONS, check_image
 from .errors import BadRequest, ImageTooLarge
+from .render.placeholders import whole_number
 
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
@@ -118,21 +119,12 @@ def parse_seed(value: Any) -> tuple[int | None, bool]:
     """-> (seed, random). `random` or -1 ask for a fresh seed; absent/empty -> derived later."""
     if value is None or value == "":
         return None, False
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("random", "-1"):
-            return None, True
-        try:
-            number = int(text)
-        except ValueError:
-            raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
-                             {"parameter": "seed"}) from None
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequest(f"seed must be an integer or 'random' (got {value!r})", {"parameter": "seed"})
-    else:
-        if isinstance(value, float) and not value.is_integer():
-            raise BadRequest(f"seed must be a whole number (got {value!r})", {"parameter": "seed"})
-        number = int(value)
+    if isinstance(value, str) and value.strip().lower() == "random":
+        return None, True
+    number = whole_number(value)
+    if number is None:
+        raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
+                         {"parameter": "seed"})
     if number == -1:
         return None, True
     if not 0 <= number <= SEED_MAX:
@@ -150,15 +142,39 @@ def parse_format(value: Any) -> str | None:
     return fmt
 
 
-def _prompt(text: Any) -> str:
+def check_text(value: str, name: str) -> str:
+    """Free text that may travel on to ComfyUI, a file or a database: no NUL, no lone surrogate.
+
+    A lone surrogate (JSON `"\\ud800"`) is not Unicode text: it cannot be encoded as UTF-8, so it would
+    fail later, deep in the seed derivation or the job store, as a 500.
+    """
+    if "\x00" in value:
+        raise BadRequest(f"{_label(name)} contains a NUL character", {"parameter": name})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{_label(name)} contains a lone surrogate ({value[exc.start]!r} at character "
+                         f"{exc.start + 1}), which is not valid Unicode text", {"parameter": name}) from None
+    return value
+
+
+def _label(name: str) -> str:
+    return "the prompt" if name == "prompt" else name
+
+
+# How to send a prompt, in the words of each form of request.
+PROMPT_HINTS = {"url": "put the text in the URL, e.g. /prompt/a%20red%20fox",
+                "json": 'send the text in the "prompt" field, e.g. {"prompt": "a red fox"}'}
+
+
+def _prompt(text: Any, form: str) -> str:
+    if text is None:
+        raise BadRequest(f"the prompt is missing: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
     if not isinstance(text, str):
-        raise BadRequest("prompt must be text", {"parameter": "prompt"})
+        raise BadRequest(f"prompt must be text (got {type(text).__name__})", {"parameter": "prompt"})
     if not text.strip():
-        raise BadRequest("the prompt is empty: put the text in the URL, e.g. /prompt/a%20red%20fox",
-                         {"parameter": "prompt"})
-    if "\x00" in text:
-        raise BadRequest("the prompt contains a NUL character", {"parameter": "prompt"})
-    return text
+        raise BadRequest(f"the prompt is empty: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
+    return check_text(text, "prompt")
 
 
 def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
@@ -167,6 +183,8 @@ def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
         raise BadRequest(f"invalid parameter name {key!r}", {"parameter": key})
     if name in params and params[name] != value:
         raise BadRequest(f"parameter {name!r} is given twice with different values", {"parameter": name})
+    if isinstance(value, str):
+        check_text(value, name)
     params[name] = value
 
 
@@ -179,6 +197,21 @@ def _user(explicit: Any, caller: str) -> str:
     return validate_user(explicit)
 
 
+def single_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A query string's (name, value) pairs as a dict; a name given twice is a 400 naming it.
+
+    `width=512&width=768` has no right reading: taking the first (or the last) silently would give the
+    client a picture it did not ask for.
+    """
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise BadRequest(f"query parameter {name!r} is given more than once; give it once",
+                             {"parameter": name})
+        out[name] = value
+    return out
+
+
 def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationRequest:
     """A `/prompt/<text>?k=v...` request. Unknown keys stay in `params` (the resolver reports the ones
     the workflow does not use); Pollinations-only keys are dropped."""
@@ -187,18 +220,18 @@ def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationReq
         if key in DROPPED_PARAMS or key in _RESERVED:
             continue
         _put_param(params, key, value)
-    return _request(query, text, user, params)
+    return _request(query, text, user, params, form="url")
 
 
 def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, Any],
-             images: tuple[InputImage, ...] = ()) -> GenerationRequest:
+             images: tuple[InputImage, ...] = (), form: str = "json") -> GenerationRequest:
     """The fields both forms share (prompt, user, workflow, styles, seed, format), checked once."""
     workflow = fields.get("workflow") or None
     if workflow is not None and not isinstance(workflow, str):
         raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
     seed, random_seed = parse_seed(fields.get("seed"))
     return GenerationRequest(
-        prompt=_prompt(text),
+        prompt=_prompt(text, form),
         user=_user(fields.get("user"), user),
         workflow=validate_workflow_name(workflow) if workflow else None,
         styles=parse_styles(fields.get("style", fields.get("styles"))),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checks import check_models, check_style_length, check_text_length, remote_combo
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
 from .edit.photo import image_size, mask_file, with_alpha_mask
@@ -142,7 +143,7 @@ class Resolver:
             raise BadRequest("the prompt is empty", {"parameter": "prompt"})
         if len(prompt) > settings.max_prompt_chars:
             raise BadRequest(f"the prompt has {len(prompt)} characters; the limit is "
-                             f"{settings.max_prompt_chars}", {"parameter": "prompt"})
+                             f"{settings.max_prompt_chars} (max_prompt_chars)", {"parameter": "prompt"})
         registry = self.registry()
         prefs = self._preferences(req.user)
         name = validate_workflow_name(req.workflow or prefs.get("workflow") or settings.workflow_path)
@@ -152,9 +153,11 @@ class Resolver:
         style_names = (req.styles or _styles_of(wf_settings, "workflow settings")
                        or _styles_of(prefs, "preferences") or (NONE,))
         chosen = resolve_names(style_names, self._styles())
+        check_style_length(chosen, settings.max_prompt_chars)
         final_prompt, style_negative = apply_styles(prompt, chosen)
 
         requested = _canonical(registry, req.params)
+        check_text_length(requested, settings.max_prompt_chars)
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
@@ -192,6 +195,9 @@ class Resolver:
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
+        info = self._info()
+        if info:
+            check_models(graph, template.name, registry, info)
         params = {k: v for k, v in values.items() if k != "negative_prompt"}
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
@@ -275,7 +281,7 @@ class Resolver:
                 allowed = combo_choices(spec)
                 if spec is None and slot.class_type not in info:
                     allowed = registry.backend_choices(pname, info)
-                elif spec and spec[0] == "COMBO" and "options" not in (spec[1] if len(spec) > 1 else {}):
+                elif remote_combo(spec):
                     allowed = None  # a remote combo: ComfyUI fetches the list itself
                 if allowed is not None and value not in allowed:
                     raise not_available(pname, value, allowed)

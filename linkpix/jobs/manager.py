@@ -44,7 +44,7 @@ from .store import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from .webhooks import Schedule, WebhookSender
+from .webhooks import Schedule, Targets, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ class JobManager:
     """Owns the job pool, the live progress of running jobs, and webhook delivery."""
 
     def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
-                 settings: Callable[[], Settings], queue_position: Callable[[str], int | None]) -> None:
+                 settings: Callable[[], Settings], queue_position: Callable[[str], int | None],
+                 webhook_targets: Callable[[], Targets] | None = None) -> None:
         self.store = store
+        self._targets = webhook_targets or (lambda: Targets(tuple(settings().webhook_allow)))
         self.uploads = uploads
         self.generator = generator
         self.cache = cache
@@ -86,16 +88,17 @@ class JobManager:
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
-             queue_position: Callable[[str], int | None]) -> JobManager:
+             queue_position: Callable[[str], int | None],
+             webhook_targets: Callable[[], Targets] | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
-                      generator, cache, settings, queue_position)
+                      generator, cache, settings, queue_position, webhook_targets)
         manager.recover()
         return manager
 
     def _schedule(self) -> Schedule:
         s = self._settings()
-        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, tuple(s.webhook_allow))
+        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, self._targets())
 
     @property
     def closed(self) -> bool:
