@@ -87,7 +87,8 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
                            webhook_targets=lambda: svc.webhook_targets())
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports)
+    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor,
+                   own_ports=own_ports)
     return svc
 
 
