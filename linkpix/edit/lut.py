@@ -1,7 +1,8 @@
 """3D colour lookup tables: extract one from (source, edited) pixel pairs, apply it, write it as `.cube`.
 
-A table here is a float32 array of shape (n, n, n, 3) indexed `[r, g, b]`, values in 0..1. Pillow's `Color3DLUT` wants the flat order of an Adobe `.cube` file (red
-changes fastest, then green, then blue), which is this array transposed to `[b, g, r]` and flattened.
+A table here is a float32 array of shape (n, n, n, 3) indexed `[r, g, b]`, values in 0..1. Pillow's
+`Color3DLUT` wants the flat order of an Adobe `.cube` file (red changes fastest, then green, then blue),
+which is this array transposed to `[b, g, r]` and flattened.
 
 Extraction is vectorised: every pixel falls into its nearest grid node (one `bincount` per channel), a
 node's value is the mean edited colour of its pixels, nodes no pixel reached get the *offset* (edited minus
