@@ -11,7 +11,7 @@ from flask_cors import CORS
 from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import edit, guards, images, info, jobs, openapi, ops, uploads
+from . import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .ratelimits import HitGate
@@ -40,6 +40,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)
     running = ops.install(app, svc)  # metrics, the last hour's figures, rate limits (web/ops.py)
     hit_path = HitGate(HitPath(app.wsgi_app, svc.memo, svc.fingerprint), app.wsgi_app, running.limiter)
     app.wsgi_app = RequestLog(hit_path, svc.recent_requests,  # type: ignore[method-assign]
