@@ -95,6 +95,7 @@ class Verdict:
 
     allowed: bool
     cls: str
+    cost: int = 1
     states: list[tuple[Policy, int, int]] = field(default_factory=list)  # policy, remaining, seconds to reset
     violated: list[tuple[Policy, int, str]] = field(default_factory=list)  # policy, retry after, whose
 
@@ -112,8 +113,12 @@ class Verdict:
 
     def error(self) -> RateLimited:
         policy, seconds, whose = max(self.violated, key=lambda v: v[1])
-        return RateLimited(f"too many {_WHAT[self.cls]} {whose}: the limit is {policy.describe()}; "
-                           f"try again in {seconds} s", retry_after=seconds,
+        if self.cost > policy.quota:  # waiting will not help: say so
+            text = (f"{self.cost} {_WHAT[self.cls]} at once {whose} are more than the limit of "
+                    f"{policy.describe()} allows; ask for fewer")
+        else:
+            text = f"too many {_WHAT[self.cls]} {whose}: the limit is {policy.describe()}; try again in {seconds} s"
+        return RateLimited(text, retry_after=seconds,
                            details={"class": self.cls, "retry_after": seconds,
                                     "policies": [p.name for p, _, _ in self.violated]})
 
@@ -142,18 +147,18 @@ class RateLimiter:
     def limited(self, cls: str) -> bool:
         return cls in self._policies
 
-    def check(self, cls: str, user: str | None, address: str | None, who: str = "") -> Verdict:
-        """Count one request of `cls` for `user` and `address` if every policy allows it; otherwise
+    def check(self, cls: str, user: str | None, address: str | None, who: str = "", cost: int = 1) -> Verdict:
+        """Count `cost` requests of `cls` for `user` and `address` if every policy allows them; otherwise
         count nothing and say which policy refused and for how long. `who` names the user in messages."""
         policies = self._policies.get(cls, [])
         keys = {"user": f"user:{user}" if user else None, "address": address_key(address)}
         applicable = [(p, keys[p.scope]) for p in policies if keys[p.scope] is not None]
-        verdict = Verdict(True, cls)
+        verdict = Verdict(True, cls, cost)
         if not applicable:
             return verdict
-        refused = [(p, key) for p, key in applicable if not self._strategy.test(p.item, cls, key)]
+        refused = [(p, key) for p, key in applicable if not self._strategy.test(p.item, cls, key, cost=cost)]
         if not refused:
-            refused = [(p, key) for p, key in applicable if not self._strategy.hit(p.item, cls, key)]
+            refused = [(p, key) for p, key in applicable if not self._strategy.hit(p.item, cls, key, cost=cost)]
         now = time.time()
         for p, key in applicable:
             stats = self._strategy.get_window_stats(p.item, cls, key)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
+from pathlib import Path
 
 import pytest
+import requests
+from fronts_support import FrontServer
 from PIL import Image
 from test_jobs_support import JobsServer, wait_until
 
@@ -147,3 +151,38 @@ def test_bad_rate_settings_stop_start_up_with_a_clear_message(project, simulator
     with pytest.raises(ConfigError) as err:
         JobsServer(project, simulator.url, rate_limits_address={"links": "lots"})
     assert "'lots' is not a rate" in err.value.message
+
+
+def test_the_fronts_answer_a_limit_in_their_own_dialects(project, simulator):
+    """A1111, OpenAI and ComfyUI clients get a 429 shaped as their tool expects, with Retry-After and the
+    RateLimit fields; a batch is judged whole, before anything runs."""
+    server = FrontServer(project, simulator.url, rate_limits_address={"links": "2/minute"})
+    try:
+        url = server.url
+        big = requests.post(url + "/v1/images/generations", timeout=60,
+                            json={"prompt": "a batch too big", "n": 3, "size": "64x64"})
+        assert big.status_code == 429 and big.json()["error"]["type"] == "rate_limit_error"
+        assert "3 new pictures at once" in big.json()["error"]["message"]
+        assert simulator_runs(server) == 0  # nothing ran for a refused batch
+        made = requests.post(url + "/sdapi/v1/txt2img", timeout=60,
+                             json={"prompt": "two at once", "width": 64, "height": 64, "steps": 2, "batch_size": 2})
+        assert made.status_code == 200 and len(made.json()["images"]) == 2
+        assert fields(made)[1].startswith('"links-address";r=0;')
+        a1111 = requests.post(url + "/sdapi/v1/txt2img", timeout=60,
+                              json={"prompt": "one more", "width": 64, "height": 64, "steps": 2})
+        assert a1111.status_code == 429 and a1111.json()["error"] == "HTTPException"
+        assert int(a1111.headers["Retry-After"]) >= 1 and fields(a1111)[0] == '"links-address";q=2;w=60'
+        openai_style = requests.post(url + "/v1/images/generations", timeout=60,
+                                     json={"prompt": "and another", "size": "64x64"})
+        assert openai_style.status_code == 429 and openai_style.json()["error"]["code"] == "rate_limit_exceeded"
+        graph = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "demo.json").read_text())
+        graph["2"]["inputs"]["text"] = "a comfy client's picture"
+        comfy = requests.post(url + "/comfy/prompt", json={"prompt": graph}, timeout=60)
+        assert comfy.status_code == 429 and comfy.json()["error"]["type"] == "rate_limited"
+        assert comfy.headers["Retry-After"] and "RateLimit" in comfy.headers
+    finally:
+        server.close()
+
+
+def simulator_runs(server) -> int:
+    return server.services.generator.runs_started

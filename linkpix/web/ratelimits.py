@@ -16,7 +16,7 @@ someone cannot use up their quota. Every request also counts for its client addr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -50,21 +50,23 @@ def _by_endpoint() -> None:
         admit(cls)
 
 
-def admit(cls: str, user: str | None = None, *, keyed: bool | None = None) -> None:
-    """Count one request of class `cls` (links, jobs, uploads, hits); `RateLimited` (429) when a limit is
-    reached. `user` defaults to the caller (the key's user, or the user the request names); `keyed` says
-    whether that user was proven by a key (default: the request's key names this user)."""
+def admit(cls: str, user: str | None = None, *, keyed: bool | None = None, cost: int = 1) -> None:
+    """Count `cost` requests of class `cls` (links, jobs, uploads, hits); `RateLimited` (429) when a limit
+    is reached. `user` defaults to the caller (the key's user, or the user the request names); `keyed`
+    says whether that user was proven by a key (default: the request's API key names this user; a front
+    with keys of its own says it, and then the API's key check is not asked)."""
     ops = current_app.extensions[OPS]
     limiter: RateLimiter = ops.limiter
     if not limiter.limited(cls):
         return
-    who = identify()
     if user is None:
+        who = identify()
         keyed, user = who.keyed, who.user if who.keyed else _claimed_user()
     elif keyed is None:
+        who = identify()
         keyed = who.keyed and who.user == user
     address = client_address(request.environ, ops.trusted_proxies)
-    verdict = limiter.check(cls, ("key:" if keyed else "name:") + user, address, who=user)
+    verdict = limiter.check(cls, ("key:" if keyed else "name:") + user, address, who=user, cost=cost)
     request.environ[VERDICT] = verdict
     if not verdict.allowed:
         ops.metrics.observe_refusal(cls)
@@ -75,13 +77,23 @@ def admit(cls: str, user: str | None = None, *, keyed: bool | None = None) -> No
 
 def admit_generation(job: RenderedJob, user: str, *, keyed: bool | None = None) -> None:
     """Before generating `job` for `user`: a picture the cache holds counts as a hit, anything else as
-    a new picture from a link."""
+    a new picture (`links`)."""
+    admit_generations([job], user, keyed=keyed)
+
+
+def admit_generations(jobs: Sequence[RenderedJob], user: str, *, keyed: bool | None = None) -> None:
+    """Before generating a batch (a front's n images): checked whole, before anything runs, so a batch
+    is never refused halfway. Pictures the cache holds count as hits, the others as new pictures."""
     limiter: RateLimiter = current_app.extensions[OPS].limiter
     if not (limiter.limited("links") or limiter.limited("hits")):
         return
     svc = services()
-    cached = not job.seed_is_random and svc.cache.get(user, svc.generator.key_for(job)) is not None
-    admit("hits" if cached else "links", user, keyed=keyed)
+    cached = sum(1 for job in jobs
+                 if not job.seed_is_random and svc.cache.get(user, svc.generator.key_for(job)) is not None)
+    if cached:
+        admit("hits", user, keyed=keyed, cost=cached)
+    if len(jobs) > cached:
+        admit("links", user, keyed=keyed, cost=len(jobs) - cached)
 
 
 def _claimed_user() -> str:
@@ -101,6 +113,8 @@ def _fields(resp: Response) -> Response:
     if verdict is not None:
         for name, value in verdict.headers():
             resp.headers[name] = value
+        if not verdict.allowed and "Retry-After" not in resp.headers:  # a dialect whose handler omits it
+            resp.headers["Retry-After"] = str(verdict.retry_after)
     return resp
 
 
