@@ -116,6 +116,7 @@ def stored_image(user: str, filename: str) -> Response:
         200: {description: the image}
         304: {description: not modified}
         404: {description: no such image}
+        429: {description: "a rate limit (hits) was reached; see Retry-After"}
     """
     image = services().cache.lookup_file(user, filename)
     headers = [("Content-Type", image.content_type), ("ETag", image.etag),

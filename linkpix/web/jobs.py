@@ -78,7 +78,8 @@ def generate() -> Response:
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
         415: {description: "the body is not sent as application/json"}
-        429: {description: "too many unfinished jobs (for this user or in total); see Retry-After"}
+        429: {description: "too many unfinished jobs (for this user or in total), or a rate limit (jobs) was
+          reached; see Retry-After"}
     """
     user = require("submitting a job").user
     if not request.is_json:
