@@ -4,7 +4,16 @@ A person should be able to drop an "Export (API)" file into `workflows/` and hav
 `?width=`... just work. The prompt is the tricky one: there are usually two text encoders and only the
 graph says which is positive, so we start at the sampler's `positive`/`negative` inputs and follow the
 links upstream, through conditioning nodes (FluxGuidance, ConditioningCombine, ControlNetApply...) and,
-for SamplerCustomAdvanced, through the guider (BasicGuider, CFGGuider...), to the text encoders.
+for SamplerCustomAdvanced, through the guider (BasicGuider, CFGGuider, DualCFGGuider...), to the text
+encoders.
+
+Guiders with more than one positive conditioning (DualCFGGuider's `cond1`/`cond2`) are built by
+ComfyUI's own templates with the *negative* text in the second one: OmniGen2's edit template feeds
+`cond2` from the negative encoder through a ReferenceLatent, CosXL's edit example from the `negative`
+output of InstructPixToPixConditioning. So every path carries a sign: it starts at the input's side and
+turns negative through a node's `negative` output; an encoder any negative path reaches is the negative
+prompt's, and the prompt goes only to encoders that positive paths alone reach (unless the graph feeds
+one encoder to both sides and has no other: then it is the prompt's, as its author wired it).
 
 Only constant inputs are bound; an input fed by a link to a primitive node (PrimitiveInt, a string
 node...) is bound at that node's constant. `skip(node, input)` lets the caller exclude inputs already
@@ -37,13 +46,16 @@ TEXT_INPUTS: dict[str, tuple[str, ...]] = {
 }
 # Samplers whose conditioning arrives as `positive` / `negative` inputs.
 COND_SAMPLERS = ("KSampler", "KSamplerAdvanced", "SamplerCustom")
-# Guiders (SamplerCustomAdvanced.guider): which inputs are positive, which negative.
+# Guiders (SamplerCustomAdvanced.guider): which inputs are positive, which negative. Other inputs
+# (PerpNegGuider's `empty_conditioning`, an image condition) carry no prompt. Guiders not listed here
+# are read by their input names (see `_guider_sides`).
 GUIDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "BasicGuider": (("conditioning",), ()),
     "CFGGuider": (("positive",), ("negative",)),
     "DualCFGGuider": (("cond1", "cond2"), ("negative",)),
     "PerpNegGuider": (("positive",), ("negative",)),
 }
+POSITIVE, NEGATIVE = True, False
 # Conditioning nodes that carry no text of the prompt: stop there.
 STOP_NODES = frozenset({"ConditioningZeroOut"})
 
@@ -119,13 +131,13 @@ class Detector:
             self._add(param, self._const(nid, name))
 
     # ------------------------------------------------------------------------------ conditioning
-    def _encoders(self, start: Any, seen: set[str]) -> list[Target]:
-        """Text inputs of the encoders upstream of a conditioning link."""
+    def _encoders(self, start: Any, sign: bool, seen: set[tuple[str, int]]) -> list[tuple[Target, bool]]:
+        """Text inputs of the encoders upstream of a conditioning link, each with the sign of its path."""
         link = link_of(start)
-        if link is None or link[0] in seen:
+        if link is None or link in seen:
             return []
+        seen.add(link)
         nid, slot = link
-        seen.add(nid)
         cls = _class(self.g, nid)
         inputs = _inputs(self.g, nid)
         if cls in STOP_NODES:
@@ -134,36 +146,57 @@ class Detector:
         if texts is None and "TextEncode" in cls:
             texts = tuple(k for k, v in inputs.items() if isinstance(v, str))
         if texts:
-            return [t for t in (self._const(nid, name) for name in texts) if t is not None]
-        if "positive" in inputs and "negative" in inputs:  # ControlNetApplyAdvanced & co: slot-wise
-            follow = ["positive" if slot == 0 else "negative"]
+            return [(t, sign) for t in (self._const(nid, name) for name in texts) if t is not None]
+        sided = [k for k, v in inputs.items() if link_of(v) and ("positive" in k.lower() or "negative" in k.lower())]
+        if sided:  # ControlNetApplyAdvanced, InstructPixToPixConditioning, PairConditioning...: slot-wise
+            if slot > 0:  # a `negative` output (WanPhantomSubjectToVideo has two)
+                sign = NEGATIVE
+            side = "positive" if slot == 0 else "negative"
+            follow = [k for k in sided if side in k.lower()]
         else:
             follow = [k for k in inputs if "cond" in k.lower()]
-        out: list[Target] = []
+        out: list[tuple[Target, bool]] = []
         for name in follow:
-            out.extend(self._encoders(inputs.get(name), seen))
+            out.extend(self._encoders(inputs.get(name), sign, seen))
         return out
 
+    def _guider_sides(self, guider: str) -> tuple[list[Any], list[Any]]:
+        """The positive and negative conditioning links of a guider node."""
+        gin = _inputs(self.g, guider)
+        known = GUIDERS.get(_class(self.g, guider))
+        if known is not None:
+            pos_names, neg_names = known
+        else:  # a guider we do not know: trust its input names
+            pos_names = tuple(k for k in gin if k in ("positive", "conditioning") or
+                              (k.startswith("cond") and k[4:].isdigit()))
+            neg_names = tuple(k for k in gin if "negative" in k.lower())
+        return [gin.get(k) for k in pos_names], [gin.get(k) for k in neg_names]
+
     def _prompts(self) -> None:
-        positive: list[Any] = []
-        negative: list[Any] = []
+        starts: list[tuple[Any, bool]] = []
         for nid in self._nodes(*COND_SAMPLERS):
-            positive.append(_inputs(self.g, nid).get("positive"))
-            negative.append(_inputs(self.g, nid).get("negative"))
+            starts.append((_inputs(self.g, nid).get("positive"), POSITIVE))
+            starts.append((_inputs(self.g, nid).get("negative"), NEGATIVE))
         for nid in self._nodes("SamplerCustomAdvanced"):
             guider = link_of(_inputs(self.g, nid).get("guider"))
             if guider is None:
                 continue
-            pos, neg = GUIDERS.get(_class(self.g, guider[0]), ((), ()))
-            gin = _inputs(self.g, guider[0])
-            positive.extend(gin.get(k) for k in pos)
-            negative.extend(gin.get(k) for k in neg)
-        for start in positive:
-            for t in self._encoders(start, set()):
-                self._add("prompt", t)
-        for start in negative:
-            for t in self._encoders(start, set()):
-                self._add("negative_prompt", t)
+            pos, neg = self._guider_sides(guider[0])
+            starts.extend((p, POSITIVE) for p in pos)
+            starts.extend((n, NEGATIVE) for n in neg)
+        found: list[tuple[Target, bool]] = []
+        for start, sign in starts:
+            found.extend(self._encoders(start, sign, set()))
+        negative = list(dict.fromkeys(t for t, sign in found if sign is NEGATIVE))
+        positive = list(dict.fromkeys(t for t, sign in found if sign is POSITIVE))
+        only_positive = [t for t in positive if t not in negative]
+        if not only_positive and positive:  # one encoder wired to both sides, and no other
+            only_positive = positive
+            negative = [t for t in negative if t not in positive]
+        for t in only_positive:
+            self._add("prompt", t)
+        for t in negative:
+            self._add("negative_prompt", t)
 
     # -------------------------------------------------------------------------------- models
     def _model_chain(self) -> list[str]:
@@ -209,6 +242,7 @@ class Detector:
         schedulers = tuple(c for c in classes if c.endswith("Scheduler"))
         self._add_inputs("steps", KSAMPLERS + schedulers, "steps")
         self._add_inputs("cfg", KSAMPLERS + ("SamplerCustom", "CFGGuider", "PerpNegGuider"), "cfg")
+        self._add_inputs("cfg", "DualCFGGuider", "cfg_conds")  # the text guidance; cfg_cond2_negative stays
         self._add_inputs("sampler", KSAMPLERS + ("KSamplerSelect",), "sampler_name")
         self._add_inputs("scheduler", KSAMPLERS + ("BasicScheduler",), "scheduler")
         self._add_inputs("denoise", ("KSampler",) + schedulers, "denoise")
