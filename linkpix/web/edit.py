@@ -80,36 +80,27 @@ def edit() -> Response:
         output (CIEDE2000) and applies it to the original for a colour edit, or returns the model's output for
         a spatial one; lut and direct force either. format=cube returns the table as an Adobe .cube file."
       parameters:
-        - {in: query, name: async, schema: {type: string}, description: "1: answer 202 with a job instead"}
+        - {in: query, name: async, schema: {type: string, enum: ["0", "1", "true", "false"]},
+           description: "1: answer 202 with a job instead"}
       requestBody:
         required: true
         content:
-          multipart/form-data:
-            schema:
-              type: object
-              required: [image, prompt]
-              properties:
-                image: {type: string, format: binary}
-                mask: {type: string, format: binary, description: "white (or transparent) = change"}
-                prompt: {type: string}
-                workflow: {type: string, description: "default: edit_workflow"}
-                method: {type: string, enum: [auto, lut, direct]}
-                format: {type: string, enum: [png, jpeg, webp, cube, json]}
-          application/json:
-            schema:
-              type: object
-              required: [image, prompt]
-              properties:
-                image: {type: string, description: "base64 or an upload id"}
-                mask: {type: string, description: "base64 or an upload id"}
-                prompt: {type: string}
-                workflow: {type: string}
-                method: {type: string, enum: [auto, lut, direct]}
-                format: {type: string, enum: [png, jpeg, webp, cube, json]}
-                webhook_url: {type: string}
+          multipart/form-data: {schema: EditForm}
+          application/json: {schema: EditJson}
       responses:
-        200: {description: "the edited image (X-LinkPix-Edit-Method, X-LinkPix-Edit-Fit), JSON, or a .cube"}
-        202: {description: "accepted as a job (async=1 or webhook_url)"}
+        200:
+          description: "the edited image (X-LinkPix-Edit-Method, X-LinkPix-Edit-Fit), JSON, or a .cube"
+          headers:
+            X-LinkPix-Edit-Method: {schema: {type: string, enum: [lut, direct]}}
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            text/plain: {schema: {type: string}, description: "format=cube: an Adobe .cube colour table"}
+            application/json: {schema: EditMeta}
+        202:
+          description: "accepted as a job (async=1 or webhook_url)"
+          content: {application/json: {schema: JobAccepted}}
         400: {description: "not an image, a bad field, or a workflow without an image (or mask) input"}
         401: {description: "network_access is on and no valid API key was sent"}
         413: {description: "the photo is larger than max_upload_mb or has too many pixels"}

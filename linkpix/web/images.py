@@ -43,6 +43,7 @@ def empty_prompt() -> Response:
       summary: An empty prompt is an error
       responses:
         400: {description: "the prompt is empty"}
+        429: {description: "a rate limit (hits) was reached; see Retry-After"}
     """
     raise BadRequest("the prompt is empty: put the text after /prompt/, e.g. /prompt/a%20red%20fox")
 
@@ -55,23 +56,36 @@ def prompt(text: str) -> Response:
       summary: Generate (or fetch from the cache) the image for a prompt
       parameters:
         - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
-        - {in: query, name: width, schema: {type: integer}}
-        - {in: query, name: height, schema: {type: integer}}
+        - {in: query, name: width, schema: {type: integer, minimum: 1}}
+        - {in: query, name: height, schema: {type: integer, minimum: 1}}
         - {in: query, name: style, schema: {type: string}, description: "one style or several, comma-separated"}
         - {in: query, name: seed, schema: {type: string}, description: "an integer, or random / -1"}
         - {in: query, name: workflow, schema: {type: string}}
         - {in: query, name: model, schema: {type: string}}
         - {in: query, name: negative, schema: {type: string}}
-        - {in: query, name: steps, schema: {type: integer}}
+        - {in: query, name: steps, schema: {type: integer, minimum: 1}}
         - {in: query, name: cfg, schema: {type: number}}
         - {in: query, name: sampler, schema: {type: string}}
         - {in: query, name: scheduler, schema: {type: string}}
         - {in: query, name: format, schema: {type: string, enum: [png, jpeg, webp, json]}}
-        - {in: query, name: user, schema: {type: string}}
+        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
+        - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
+        - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}
       responses:
-        200: {description: "the image (or JSON metadata with format=json)"}
+        200:
+          description: "the image (or JSON metadata with format=json)"
+          headers:
+            X-LinkPix-Cache: {schema: {type: string, enum: [hit, miss]}}
+            X-LinkPix-Seed: {schema: {type: string}}
+            X-LinkPix-Workflow: {schema: {type: string}}
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            application/json: {schema: ImageMeta}
         304: {description: "not modified (If-None-Match)"}
+        401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         422: {description: "ComfyUI refused the rendered workflow"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
@@ -113,7 +127,12 @@ def stored_image(user: str, filename: str) -> Response:
         - {in: path, name: user, required: true, schema: {type: string}}
         - {in: path, name: filename, required: true, schema: {type: string}}
       responses:
-        200: {description: the image}
+        200:
+          description: the image
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
         304: {description: not modified}
         404: {description: no such image}
         429: {description: "a rate limit (hits) was reached; see Retry-After"}

@@ -26,8 +26,12 @@ def health() -> Response:
       description: "With network_access on, the ComfyUI URL and the cache's users are shown only to a
         caller with an API key."
       responses:
-        200: {description: "ComfyUI is reachable"}
-        503: {description: "ComfyUI is unreachable (body says why)"}
+        200:
+          description: "ComfyUI is reachable"
+          content: {application/json: {schema: Health}}
+        503:
+          description: "ComfyUI is unreachable (error says why)"
+          content: {application/json: {schema: Health}}
     """
     svc = services()
     body: dict[str, Any] = {"comfyui_url": svc.client.base_url, "cache": svc.cache.stats(),
@@ -59,7 +63,9 @@ def styles() -> Response:
     get:
       summary: Available styles (pre, post, negative)
       responses:
-        200: {description: "name -> style"}
+        200:
+          description: "name -> style"
+          content: {application/json: {schema: Styles}}
     """
     return no_store(jsonify(services().resolver.styles()))
 
@@ -71,7 +77,9 @@ def workflows() -> Response:
     get:
       summary: Available workflows
       responses:
-        200: {description: "names, the default, the default of POST /edit, and what each needs (image, mask)"}
+        200:
+          description: "names, the default, the default of POST /edit, and what each needs (image, mask)"
+          content: {application/json: {schema: WorkflowList}}
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
@@ -89,7 +97,9 @@ def workflow(name: str) -> Response:
       parameters:
         - {in: path, name: name, required: true, schema: {type: string}}
       responses:
-        200: {description: "parameters, types, defaults, targets"}
+        200:
+          description: "parameters, types, defaults, targets"
+          content: {application/json: {schema: WorkflowDescription}}
         400: {description: "unknown workflow (lists the available ones)"}
     """
     return no_store(jsonify(services().resolver.describe_workflow(name)))
@@ -102,9 +112,11 @@ def recent_requests() -> Response:
     get:
       summary: Recent requests with their outcome (status, cache hit or miss, user, milliseconds)
       parameters:
-        - {in: query, name: limit, schema: {type: integer, default: 50, maximum: 200}}
+        - {in: query, name: limit, schema: {type: integer, default: 50, minimum: 1, maximum: 200}}
       responses:
-        200: {description: "a list of requests (a key that is not in admin_keys sees its own user's only)"}
+        200:
+          description: "a list of requests (a key that is not in admin_keys sees its own user's only)"
+          content: {application/json: {schema: RequestLog}}
         401: {description: "network_access is on and no valid API key was sent"}
     """
     who = require("the request log")  # it shows users' prompts: key holders only, on the network
@@ -123,7 +135,9 @@ def models() -> Response:
     get:
       summary: Checkpoints, UNETs, LoRAs, VAEs, samplers, schedulers
       responses:
-        200: {description: "lists by kind"}
+        200:
+          description: "lists by kind (checkpoints, unets, vaes, loras, samplers, schedulers, clips, input_images)"
+          content: {application/json: {schema: ModelLists}}
         503: {description: "ComfyUI is unreachable"}
     """
     info = services().client.object_info()

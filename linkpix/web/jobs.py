@@ -50,30 +50,11 @@ def generate() -> Response:
       requestBody:
         required: true
         content:
-          application/json:
-            schema:
-              type: object
-              required: [prompt]
-              properties:
-                prompt: {type: string}
-                negative: {type: string}
-                width: {type: integer}
-                height: {type: integer}
-                seed: {description: "an integer, or random / -1"}
-                style: {description: "a style name, comma-separated names, or a list"}
-                workflow: {type: string}
-                params: {type: object, description: "any workflow parameter"}
-                format: {type: string, enum: [png, jpeg, webp]}
-                image_count: {type: integer, description: "1 to max_image_count; each image its own seed"}
-                user: {type: string, description: "ignored when an API key is sent (the key's user wins)"}
-                webhook_url: {type: string, description: "POSTed to when the job succeeds or fails"}
-                webhook_secret: {type: string, description: "signs the webhook: a whsec_ secret (Standard Webhooks,
-                  base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"}
-                webhook_include_base64: {type: boolean}
-                images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
-                mask: {type: string, description: "inpainting mask, base64 or upload id (white = change)"}
+          application/json: {schema: GenerateBody}
       responses:
-        202: {description: "accepted: job_id, status_url, events_url, ignored (fields nothing used)"}
+        202:
+          description: "accepted: job_id, status_url, events_url, ignored (fields nothing used)"
+          content: {application/json: {schema: JobAccepted}}
         413: {description: "the body is larger than max_upload_mb allows; it was not read"}
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
@@ -176,11 +157,13 @@ def list_jobs() -> Response:
     get:
       summary: List jobs by user and state (with network_access on, only the API key's user)
       parameters:
-        - {in: query, name: user, schema: {type: string}}
+        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
         - {in: query, name: state, schema: {type: string, enum: [queued, running, succeeded, failed, cancelled]}}
-        - {in: query, name: limit, schema: {type: integer, default: 100, maximum: 1000}}
+        - {in: query, name: limit, schema: {type: integer, default: 100, minimum: 1, maximum: 1000}}
       responses:
-        200: {description: "jobs: [...]"}
+        200:
+          description: "jobs: [...] (each as GET /jobs/<id> shows it, without the queue position)"
+          content: {application/json: {schema: JobList}}
         400: {description: "an invalid user, state or limit"}
         401: {description: "network_access is on and no valid API key was sent"}
     """
@@ -214,7 +197,9 @@ def get_job(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
-        200: {description: "status, queue_position, progress {step, total, node}, images, error, webhook"}
+        200:
+          description: "status, queue_position, progress {step, total, node}, images, error, webhook"
+          content: {application/json: {schema: Job}}
         401: {description: "network_access is on and no valid API key was sent"}
         404: {description: "no such job (or not this key's)"}
     """
@@ -230,7 +215,9 @@ def cancel_job(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
-        200: {description: "the job, now cancelled"}
+        200:
+          description: "the job, now cancelled"
+          content: {application/json: {schema: Job}}
         401: {description: "network_access is on and no valid API key was sent"}
         404: {description: "no such job (or not this key's)"}
         409: {description: "the job has already ended"}
@@ -256,7 +243,10 @@ def job_events(job_id: str) -> Response:
         - {in: query, name: last_event_id, schema: {type: integer}, description: "the same, for clients that
             cannot set headers"}
       responses:
-        200: {description: "text/event-stream"}
+        200:
+          description: "the events (event: name, data: the job as GET /jobs/<id> shows it, or the progress)"
+          content:
+            text/event-stream: {schema: {type: string}}
         204: {description: "resumed after the job's last event: nothing more will come (EventSource stops)"}
         400: {description: "last_event_id is not a whole number"}
         401: {description: "network_access is on and no valid API key was sent"}

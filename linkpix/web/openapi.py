@@ -1,10 +1,16 @@
 """GET /openapi.json: the API description, built from the views' own docstrings by apispec.
 
 Each view documents itself in YAML after a `---` line, so a route and its description live side by side
-and a test can check that every route of the app is described.
+and a test can check that every route of the app is described. The shapes they name are in
+`apischemas.py`. What every route does alike is written down here, once, as the guards do it once: a
+query string or a body that fails its checks is a 400 (a parameter given twice, say), a body over the
+limit a 413, and an error answers in its surface's own shape (LinkPix's, or the tool's a front speaks),
+as a PNG for the image routes' `<img>` clients.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from apispec import APISpec
 from apispec.yaml_utils import load_operations_from_docstring
@@ -12,27 +18,51 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from .. import __version__
+from .apischemas import ERROR_SCHEMA_OF, components
 
 bp = Blueprint("openapi", __name__)
 
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-}
+METHODS = ("get", "put", "post", "delete", "patch")
+IMAGE_PATHS = ("/prompt/{text}", "/images/{user}/{filename}")
 
 
 def build_spec(app: Flask) -> dict:
     spec = APISpec(title="LinkPix", version=__version__, openapi_version="3.0.3",
                    plugins=[FlaskPlugin()],
                    info={"description": "Turn a URL into an image rendered by ComfyUI."})
-    spec.components.schema("Error", ERROR_SCHEMA)
+    for name, schema in components().items():
+        spec.components.schema(name, schema)
+    blueprints: dict[str, str] = {}
     with app.test_request_context():
         for name, view in app.view_functions.items():
             if name == "static" or not load_operations_from_docstring(view.__doc__ or ""):
                 continue
             spec.path(view=view, app=app)
-    return spec.to_dict()
+            for rule in app.url_map.iter_rules(name):
+                blueprints[FlaskPlugin.flaskpath2openapi(rule.rule)] = name.partition(".")[0]
+    document = spec.to_dict()
+    for path, item in document["paths"].items():
+        for method in METHODS:
+            if method in item:
+                _complete(path, item[method], ERROR_SCHEMA_OF.get(blueprints.get(path, ""), "Error"))
+    return document
+
+
+def _complete(path: str, operation: dict[str, Any], error_schema: str) -> None:
+    """Add what the guards and the error handlers do on every route, in the route's own error shape."""
+    responses = operation.setdefault("responses", {})
+    takes_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
+    if (takes_query or "requestBody" in operation) and "400" not in responses:
+        responses["400"] = {"description": "a parameter is invalid or given twice; the message says which"}
+    if "requestBody" in operation and "413" not in responses:
+        responses["413"] = {"description": "the body is larger than the limit (one image of max_upload_mb, "
+                                           "base64 included); it was not read"}
+    error = {"schema": {"$ref": f"#/components/schemas/{error_schema}"}}
+    for code, response in responses.items():
+        if code.isdigit() and int(code) >= 400 and "content" not in response:
+            response["content"] = {"application/json": error}
+            if path in IMAGE_PATHS:  # an <img> client (or error_images) gets the message as a picture
+                response["content"]["image/png"] = {"schema": {"type": "string", "format": "binary"}}
 
 
 @bp.get("/openapi.json")
@@ -42,7 +72,10 @@ def openapi() -> Response:
     get:
       summary: The OpenAPI description of every route
       responses:
-        200: {description: "OpenAPI 3 document"}
+        200:
+          description: "OpenAPI 3 document"
+          content:
+            application/json: {schema: {type: object, required: [openapi, paths], properties: {paths: {type: object}}}}
     """
     spec = current_app.extensions.setdefault("linkpix.openapi", build_spec(current_app))
     return jsonify(spec)

@@ -101,6 +101,7 @@ def metrics() -> Response:
           description: "the metrics"
           content:
             text/plain: {schema: {type: string}}
+            application/openmetrics-text: {schema: {type: string}}
         401: {description: "network_access is on and no valid API key was sent"}
     """
     require("reading the metrics")

@@ -83,8 +83,19 @@ def upload() -> Response:
     ---
     post:
       summary: "Upload an input image: raw body, multipart field 'image', or JSON with a base64 'image'"
+      requestBody:
+        required: true
+        content:
+          image/png: {schema: {type: string, format: binary}}
+          image/jpeg: {schema: {type: string, format: binary}}
+          image/webp: {schema: {type: string, format: binary}}
+          image/gif: {schema: {type: string, format: binary}}
+          multipart/form-data: {schema: UploadForm}
+          application/json: {schema: UploadJson}
       responses:
-        201: {description: "id (use it in images of POST /generate, image= or mask= of a link, POST /edit) and bytes"}
+        201:
+          description: "id (use it in images of POST /generate, image= or mask= of a link, POST /edit) and bytes"
+          content: {application/json: {schema: Upload}}
         400: {description: "not a PNG, JPEG, WebP or GIF image that decodes completely"}
         401: {description: "network_access is on and no valid API key was sent"}
         413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}

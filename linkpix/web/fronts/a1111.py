@@ -76,10 +76,18 @@ def txt2img() -> Response:
     ---
     post:
       summary: "A1111 txt2img: prompt, negative_prompt, seed, steps, cfg_scale, width, height, sampler_name, ..."
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: A1111Txt2ImgBody}
       responses:
-        200: {description: "{images: [base64 PNG], parameters, info (a JSON string)}"}
+        200:
+          description: "{images: [base64 PNG], parameters, info (a JSON string)}"
+          content: {application/json: {schema: A1111Images}}
         400: {description: "a bad field, in A1111's error shape"}
         401: {description: "network_access is on and no valid key was sent as the HTTP Basic password"}
+        422: {description: "ComfyUI refused the rendered workflow"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
     """
     return _generate(img2img=False)
 
@@ -90,10 +98,19 @@ def img2img() -> Response:
     ---
     post:
       summary: "A1111 img2img: the txt2img fields plus init_images (base64), denoising_strength, mask"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: A1111Img2ImgBody}
       responses:
-        200: {description: "{images: [base64 PNG], parameters, info}"}
+        200:
+          description: "{images: [base64 PNG], parameters, info}"
+          content: {application/json: {schema: A1111Images}}
         400: {description: "a bad field or no init image, in A1111's error shape"}
         401: {description: "no valid key"}
+        413: {description: "an init image is larger than max_upload_mb or has too many pixels"}
+        422: {description: "ComfyUI refused the rendered workflow"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
     """
     return _generate(img2img=True)
 
@@ -263,7 +280,9 @@ def prompt_styles() -> Response:
     get:
       summary: "Styles: name, prompt (with {prompt} where the text goes), negative_prompt"
       responses:
-        200: {description: a list}
+        200:
+          description: a list
+          content: {application/json: {schema: A1111PromptStyles}}
     """
     out = []
     for name, style in services().resolver.styles().items():
@@ -281,7 +300,9 @@ def progress() -> Response:
       parameters:
         - {in: query, name: skip_current_image, schema: {type: boolean}}
       responses:
-        200: {description: progress}
+        200:
+          description: progress
+          content: {application/json: {schema: A1111Progress}}
     """
     skip = request.args.get("skip_current_image", "false").lower() in ("1", "true", "yes")
     resp = jsonify(front_state().a1111.progress(g.front_user, with_image=not skip))
@@ -296,7 +317,9 @@ def interrupt() -> Response:
     post:
       summary: "Interrupt this user's runs (a run other requests share goes on for them)"
       responses:
-        200: {description: "{}"}
+        200:
+          description: "{}"
+          content: {application/json: {schema: {type: object}}}
     """
     front_state().a1111.interrupt(g.front_user)
     return jsonify({})
@@ -309,7 +332,9 @@ def skip() -> Response:
     post:
       summary: "Skip the current image of this user's runs; their batches go on"
       responses:
-        200: {description: "null"}
+        200:
+          description: "null"
+          content: {application/json: {schema: {nullable: true}}}
     """
     front_state().a1111.skip(g.front_user)
     return jsonify(None)

@@ -27,7 +27,9 @@ def get_options() -> Response:
     get:
       summary: "A1111 options: sd_model_checkpoint (this user's), sd_vae, CLIP_stop_at_last_layers, samples_format"
       responses:
-        200: {description: options}
+        200:
+          description: options
+          content: {application/json: {schema: A1111Options}}
     """
     mine = options_of(g.front_user)
     model = mine.get("sd_model_checkpoint") or _default_model()
@@ -44,8 +46,14 @@ def set_options() -> Response:
     ---
     post:
       summary: "Remember sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers for the caller"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: A1111OptionsBody}
       responses:
-        200: {description: "null, as A1111 answers"}
+        200:
+          description: "null, as A1111 answers"
+          content: {application/json: {schema: {nullable: true}}}
         400: {description: "a checkpoint the backend does not have (the message lists them)"}
     """
     body = request.get_json(silent=True)
@@ -86,31 +94,33 @@ def _default_model() -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ lists
-def _list_route(path: str, summary: str, build: Any) -> None:
+def _list_route(path: str, summary: str, build: Any, schema: str = "A1111Named", kind: str = "a list") -> None:
     def view() -> Response:
         return jsonify(build(backend_info()))
     view.__name__ = "list_" + path.rsplit("/", 1)[1].replace("-", "_")
     view.__doc__ = (f"A1111 list: {summary}.\n---\nget:\n  summary: \"{summary}\"\n  responses:\n"
-                    "    200: {description: a list}\n")
+                    f"    200:\n      description: {kind}\n"
+                    f"      content: {{application/json: {{schema: {schema}}}}}\n")
     bp.add_url_rule(path, view_func=view, methods=["GET"])
 
 
-_list_route("/sdapi/v1/sd-models", "checkpoints and diffusion models the backend has", names.model_items)
+_list_route("/sdapi/v1/sd-models", "checkpoints and diffusion models the backend has", names.model_items,
+            "A1111Models")
 _list_route("/sdapi/v1/samplers", "A1111 sampler names the backend's samplers answer to", names.sampler_items)
 _list_route("/sdapi/v1/schedulers", "noise schedules", names.scheduler_items)
-_list_route("/sdapi/v1/sd-vae", "VAE files", names.vae_items)
+_list_route("/sdapi/v1/sd-vae", "VAE files", names.vae_items, "A1111Vaes")
 _list_route("/sdapi/v1/loras", "LoRA files", names.lora_items)
 _list_route("/sdapi/v1/upscalers", "upscalers (None, Lanczos, Nearest and upscale models)", names.upscaler_items)
 _list_route("/sdapi/v1/latent-upscale-modes", "latent upscale modes",
             lambda _info: [{"name": n} for n in names.LATENT_UPSCALE_MODES])
-_list_route("/sdapi/v1/hypernetworks", "hypernetworks (none)", lambda _info: [])
-_list_route("/sdapi/v1/face-restorers", "face restorers (none)", lambda _info: [])
-_list_route("/sdapi/v1/realesrgan-models", "RealESRGAN models (none)", lambda _info: [])
-_list_route("/sdapi/v1/scripts", "scripts (none)", lambda _info: {"txt2img": [], "img2img": []})
-_list_route("/sdapi/v1/script-info", "script details (none)", lambda _info: [])
+_list_route("/sdapi/v1/hypernetworks", "hypernetworks (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/face-restorers", "face restorers (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/realesrgan-models", "RealESRGAN models (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/scripts", "scripts (none)", lambda _info: {"txt2img": [], "img2img": []}, "A1111List")
+_list_route("/sdapi/v1/script-info", "script details (none)", lambda _info: [], "A1111List")
 _list_route("/sdapi/v1/embeddings", "textual-inversion embeddings (none listed)",
-            lambda _info: {"loaded": {}, "skipped": {}})
-_list_route("/sdapi/v1/cmd-flags", "command-line flags (none)", lambda _info: {})
+            lambda _info: {"loaded": {}, "skipped": {}}, "A1111List")
+_list_route("/sdapi/v1/cmd-flags", "command-line flags (none)", lambda _info: {}, "A1111List")
 
 
 @bp.post("/sdapi/v1/refresh-checkpoints")
@@ -120,6 +130,8 @@ def refresh_checkpoints() -> Response:
     post:
       summary: "A1111 refresh-checkpoints (no-op)"
       responses:
-        200: {description: "null"}
+        200:
+          description: "null"
+          content: {application/json: {schema: {nullable: true}}}
     """
     return jsonify(None)

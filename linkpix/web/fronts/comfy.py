@@ -27,7 +27,7 @@ from ..uploads import max_upload_bytes
 from . import upgrade
 from .comfy_runs import rejection_body
 from .comfy_ws import Client, serve_socket
-from .common import FRONT_KEY, backend_info, bearer_key, caller, require_enabled
+from .common import FRONT_KEY, backend_info, bearer_key, caller, empty_response, require_enabled
 from .state import front_state
 
 bp = Blueprint("comfy", __name__)
@@ -64,10 +64,18 @@ def post_prompt() -> Response:
     ---
     post:
       summary: "ComfyUI POST /prompt: {prompt: graph, client_id?, prompt_id?, extra_data?}"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: ComfyPromptBody}
       responses:
-        200: {description: "{prompt_id, number, node_errors}"}
+        200:
+          description: "{prompt_id, number, node_errors}"
+          content: {application/json: {schema: ComfyQueued}}
         400: {description: "ComfyUI's own validation error body (error, node_errors)"}
         401: {description: "no valid key (network_access on, address not in fronts_allow)"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
+        503: {description: "no backend answers"}
     """
     try:  # whatever the Content-Type (SillyTavern sends text/plain); through the app's JSON limits
         body = request.get_json(force=True, silent=False, cache=False) if request.content_length != 0 else None
@@ -106,7 +114,9 @@ def get_prompt() -> Response:
     get:
       summary: "ComfyUI GET /prompt: {exec_info: {queue_remaining}}"
       responses:
-        200: {description: queue info}
+        200:
+          description: queue info
+          content: {application/json: {schema: ComfyQueueInfo}}
     """
     return jsonify({"exec_info": {"queue_remaining": comfy_front().runs.remaining(g.front_user)}})
 
@@ -118,7 +128,9 @@ def get_queue() -> Response:
     get:
       summary: "ComfyUI GET /queue: {queue_running, queue_pending} of this user's prompts"
       responses:
-        200: {description: queue}
+        200:
+          description: queue
+          content: {application/json: {schema: ComfyQueue}}
     """
     return jsonify(comfy_front().runs.queue(g.front_user))
 
@@ -129,6 +141,9 @@ def post_queue() -> Response:
     ---
     post:
       summary: "ComfyUI POST /queue: {delete: [ids]} or {clear: true} for this user's pending prompts"
+      requestBody:
+        content:
+          application/json: {schema: ComfyDeleteBody}
       responses:
         200: {description: empty}
     """
@@ -138,7 +153,7 @@ def post_queue() -> Response:
         runs.cancel(g.front_user, None, running=False)
     if isinstance(body.get("delete"), list):
         runs.cancel(g.front_user, [str(i) for i in body["delete"]], running=False)
-    return Response(status=200)
+    return empty_response()
 
 
 @bp.post("/interrupt")
@@ -147,13 +162,16 @@ def interrupt() -> Response:
     ---
     post:
       summary: "ComfyUI POST /interrupt: {prompt_id?}"
+      requestBody:
+        content:
+          application/json: {schema: ComfyInterruptBody}
       responses:
         200: {description: empty}
     """
     body = _json_body()
     ids = [str(body["prompt_id"])] if body.get("prompt_id") else None
     comfy_front().runs.cancel(g.front_user, ids, running=True)
-    return Response(status=200)
+    return empty_response()
 
 
 @bp.post("/free")
@@ -162,10 +180,13 @@ def free() -> Response:
     ---
     post:
       summary: "ComfyUI POST /free (no-op)"
+      requestBody:
+        content:
+          application/json: {schema: ComfyFreeBody}
       responses:
         200: {description: empty}
     """
-    return Response(status=200)
+    return empty_response()
 
 
 @bp.get("/history")
@@ -178,7 +199,9 @@ def history() -> Response:
         - {in: query, name: max_items, schema: {type: integer}}
         - {in: query, name: offset, schema: {type: integer}}
       responses:
-        200: {description: history}
+        200:
+          description: history
+          content: {application/json: {schema: ComfyHistory}}
     """
     runs = comfy_front().runs
     if not request.args:
@@ -196,7 +219,9 @@ def history_entry(prompt_id: str) -> Response:
       parameters:
         - {in: path, name: prompt_id, required: true, schema: {type: string}}
       responses:
-        200: {description: "{prompt_id: entry} or {}"}
+        200:
+          description: "{prompt_id: entry} or {}"
+          content: {application/json: {schema: ComfyHistory}}
     """
     return jsonify(comfy_front().runs.history(g.front_user, prompt_id))
 
@@ -207,6 +232,9 @@ def post_history() -> Response:
     ---
     post:
       summary: "ComfyUI POST /history"
+      requestBody:
+        content:
+          application/json: {schema: ComfyDeleteBody}
       responses:
         200: {description: empty}
     """
@@ -216,7 +244,7 @@ def post_history() -> Response:
         runs.delete_history(g.front_user, None)
     if isinstance(body.get("delete"), list):
         runs.delete_history(g.front_user, [str(i) for i in body["delete"]])
-    return Response(status=200)
+    return empty_response()
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -226,8 +254,19 @@ def view() -> Response:
     ---
     get:
       summary: "ComfyUI GET /view?filename=&subfolder=&type=output|input (the query may be sent unencoded)"
+      parameters:
+        - {in: query, name: filename, required: true, schema: {type: string}}
+        - {in: query, name: subfolder, schema: {type: string}}
+        - {in: query, name: type, schema: {type: string, enum: [output, input, temp]}}
       responses:
-        200: {description: the image}
+        200:
+          description: the image
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+        400: {description: "a file name with a folder in it"}
         404: {description: no such file}
     """
     query = _raw_query()
@@ -264,9 +303,16 @@ def upload_image() -> Response:
     ---
     post:
       summary: "ComfyUI POST /upload/image (multipart: image, overwrite, type, subfolder)"
+      requestBody:
+        required: true
+        content:
+          multipart/form-data: {schema: ComfyUploadForm}
       responses:
-        200: {description: "{name, subfolder, type}"}
+        200:
+          description: "{name, subfolder, type}"
+          content: {application/json: {schema: ComfyUploaded}}
         400: {description: "no image, or not an image"}
+        413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}
     """
     file = request.files.get("image")
     if file is None or not file.filename:
@@ -287,7 +333,9 @@ def websocket() -> Response:
         - {in: query, name: clientId, schema: {type: string}}
       responses:
         101: {description: switching protocols}
-        400: {description: not a websocket upgrade}
+        400:
+          description: "not a websocket upgrade (werkzeug's routing refuses it: LinkPix's error shape)"
+          content: {application/json: {schema: Error}}
         429: {description: too many sockets open}
     """
     take = upgrade.taker(request.environ)

@@ -12,6 +12,7 @@ from flask import Response, jsonify
 from ...comfy.objectinfo import choices
 from ..services import services
 from .comfy import bp, comfy_front, required_info
+from .common import empty_response
 
 # /models: ComfyUI 0.3.64's folder names; the ones LinkPix can list come from object_info.
 MODEL_FOLDERS = ("checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
@@ -33,7 +34,9 @@ def object_info() -> Response:
     get:
       summary: "ComfyUI GET /object_info"
       responses:
-        200: {description: node definitions}
+        200:
+          description: node definitions
+          content: {application/json: {schema: ComfyObjectInfo}}
         503: {description: no backend answers}
     """
     return Response(comfy_front().object_info_bytes(), mimetype="application/json")
@@ -48,7 +51,9 @@ def object_info_node(node_class: str) -> Response:
       parameters:
         - {in: path, name: node_class, required: true, schema: {type: string}}
       responses:
-        200: {description: "{class: definition} or {}"}
+        200:
+          description: "{class: definition} or {}"
+          content: {application/json: {schema: ComfyObjectInfo}}
     """
     info = required_info()
     return jsonify({node_class: info[node_class]} if node_class in info else {})
@@ -61,7 +66,9 @@ def system_stats() -> Response:
     get:
       summary: "ComfyUI GET /system_stats"
       responses:
-        200: {description: system stats}
+        200:
+          description: system stats
+          content: {application/json: {schema: ComfySystemStats}}
         503: {description: no backend answers}
     """
     return jsonify(services().client.system_stats())
@@ -74,7 +81,9 @@ def features() -> Response:
     get:
       summary: "ComfyUI GET /features"
       responses:
-        200: {description: flags}
+        200:
+          description: flags
+          content: {application/json: {schema: {type: object}}}
     """
     return jsonify(comfy_front().features())
 
@@ -86,7 +95,9 @@ def embeddings() -> Response:
     get:
       summary: "ComfyUI GET /embeddings"
       responses:
-        200: {description: names}
+        200:
+          description: names
+          content: {application/json: {schema: {type: array, items: {type: string}}}}
     """
     client = services().client
     try:
@@ -103,7 +114,9 @@ def models() -> Response:
     get:
       summary: "ComfyUI GET /models"
       responses:
-        200: {description: folder names}
+        200:
+          description: folder names
+          content: {application/json: {schema: {type: array, items: {type: string}}}}
     """
     return jsonify(list(MODEL_FOLDERS))
 
@@ -117,11 +130,13 @@ def models_in(folder: str) -> Response:
       parameters:
         - {in: path, name: folder, required: true, schema: {type: string}}
       responses:
-        200: {description: file names}
-        404: {description: unknown folder}
+        200:
+          description: file names
+          content: {application/json: {schema: {type: array, items: {type: string}}}}
+        404: {description: "unknown folder (no body, as ComfyUI answers)", content: {}}
     """
     if folder not in MODEL_FOLDERS:
-        return Response(status=404)
+        return empty_response(404)
     source = FOLDER_SOURCES.get(folder)
     if source is None:
         return jsonify([])
@@ -135,6 +150,8 @@ def extensions() -> Response:
     get:
       summary: "ComfyUI GET /extensions"
       responses:
-        200: {description: "[]"}
+        200:
+          description: "[]"
+          content: {application/json: {schema: {type: array, items: {type: string}}}}
     """
     return jsonify([])

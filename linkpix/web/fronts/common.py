@@ -16,7 +16,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from flask import request
+from flask import Response, request
 
 from ...errors import BadRequest, LinkPixError, NotFound, Unauthorized
 from ...generator import EventCallback, Outcome, Ticket
@@ -122,6 +122,14 @@ def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | 
         info.update(user=user, front=front, key=outcome.image.key[:12],
                     cache=hit if previous in (None, hit) else "mixed")
     return outcome
+
+
+def empty_response(status: int = 200) -> Response:
+    """ComfyUI's bare `web.Response(status=...)`: no body, and no Content-Type claiming one (Flask's
+    default would say text/html)."""
+    resp = Response(status=status)
+    del resp.headers["Content-Type"]
+    return resp
 
 
 def image_base64(image: CachedImage) -> str:

@@ -74,7 +74,9 @@ def models() -> Response:
     get:
       summary: "OpenAI model list: every LinkPix workflow and the OpenAI model names that stand for the default one"
       responses:
-        200: {description: "{object: list, data: [{id, object, created, owned_by}]}"}
+        200:
+          description: "{object: list, data: [{id, object, created, owned_by}]}"
+          content: {application/json: {schema: OpenAIModels}}
     """
     ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(ALIASES)
     return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
@@ -87,11 +89,19 @@ def generations() -> Response:
     ---
     post:
       summary: "OpenAI images.generate: prompt, model (workflow or alias), n, size WxH, response_format, style"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: OpenAIGenerationBody}
       responses:
-        200: {description: "{created, data: [{url | b64_json, revised_prompt}]}"}
+        200:
+          description: "{created, data: [{url | b64_json, revised_prompt}]}"
+          content: {application/json: {schema: OpenAIImages}}
         400: {description: "a bad field, in OpenAI's error shape"}
         401: {description: "no valid key (network_access on)"}
         404: {description: "unknown model"}
+        422: {description: "ComfyUI refused the rendered workflow"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
     """
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -105,10 +115,20 @@ def edits() -> Response:
     ---
     post:
       summary: "OpenAI images.edit: image (or image[]), prompt, mask, model, n, response_format"
+      requestBody:
+        required: true
+        content:
+          multipart/form-data: {schema: OpenAIEditForm}
       responses:
-        200: {description: "{created, data: [...]}: the edit at the photo's full resolution"}
+        200:
+          description: "{created, data: [...]}: the edit at the photo's full resolution"
+          content: {application/json: {schema: OpenAIImages}}
         400: {description: "no image or a bad field, in OpenAI's error shape"}
         401: {description: "no valid key"}
+        404: {description: "unknown model"}
+        413: {description: "the photo is larger than max_upload_mb or has too many pixels"}
+        422: {description: "ComfyUI refused the rendered workflow"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
     """
     files = request.files.getlist("image") + request.files.getlist("image[]")
     if not files:

@@ -1,0 +1,215 @@
+"""The JSON Schemas of /openapi.json: every body the API answers with, and the bodies it takes.
+
+The views name these in their docstrings (`schema: Job`), so a view documents what it answers and the
+shapes live in one place. They are the contract Schemathesis checks every answer against
+(tests/test_schemathesis.py): a field listed under `required` is always there, a type is always that type
+(`nullable` where the code writes null); objects stay open (`additionalProperties` is not closed), so a
+new field is never a breaking change. The fronts answer in their tools' own shapes (A1111, OpenAI,
+ComfyUI), errors included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+NUM: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+ANY: Schema = {}
+OBJ: Schema = {"type": "object"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+def obj(required: list[str] | tuple[str, ...] = (), **properties: Schema) -> Schema:
+    out: Schema = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def array(items: Schema | str) -> Schema:
+    return {"type": "array", "items": {"$ref": f"#/components/schemas/{items}"} if isinstance(items, str)
+            else items}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+STRINGS = array(STR)
+
+# ------------------------------------------------------------------------------------------ errors
+ERRORS: dict[str, Schema] = {
+    "Error": obj(["error", "message"], error=STR, message=STR, details=ANY),
+    "A1111Error": obj(["error", "detail"], error=STR, detail=STR, body=ANY, errors=ANY),
+    "OpenAIError": obj(["error"], error=obj(["message", "type"], message=STR, type=STR, param=nullable(STR),
+                                            code=nullable(STR))),
+    "ComfyError": obj(["error"], error=obj(["type", "message"], type=STR, message=STR, details=ANY,
+                                           extra_info=OBJ), node_errors=OBJ),
+}
+
+# ------------------------------------------------------------------------------------------ LinkPix
+IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
+                  prompt_id=nullable(STR))
+LINKPIX: dict[str, Schema] = {
+    "Health": obj(["status", "comfyui", "cache", "pending_generations"],
+                  status={"type": "string", "enum": ["ok", "degraded"]},
+                  comfyui={"type": "string", "enum": ["reachable", "unreachable"]},
+                  comfyui_url=STR, comfyui_version=nullable(STR), queue_running=INT, queue_pending=INT,
+                  error=STR, pending_generations=INT,
+                  cache=obj(["hits", "misses", "images", "bytes"], hits=INT, misses=INT, images=INT, bytes=INT,
+                            max_bytes=nullable(INT), users=OBJ)),
+    "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
+    "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
+                        needs={"type": "object", "additionalProperties": obj(
+                            image=BOOL, mask={"type": "string", "nullable": True, "enum": ["file", "alpha", None]})}),
+    "WorkflowDescription": obj(["name", "parameters"], name=STR, format=STR, nodes=INT, needs=OBJ,
+                               settings=nullable(OBJ),
+                               parameters={"type": "object", "additionalProperties": obj(
+                                   ["type", "source"], type=STR, source=STR, default=ANY, description=STR,
+                                   min=NUM, max=NUM, targets=array(obj(["node", "input"], node=STR, input=STR,
+                                                                       class_type=STR, mode=STR)))}),
+    "ModelLists": {"type": "object", "additionalProperties": STRINGS},
+    "RequestLog": array(obj(["time", "method", "path", "status", "ms"], time=NUM, method=STR, path=STR,
+                            status=nullable(INT), ms=NUM, user=nullable(STR), cache=STR, error=STR)),
+    "ImageMeta": obj(["url", "cache", "seed", "workflow", "format"], url=STR,
+                     cache={"type": "string", "enum": ["hit", "miss"]}, prompt=STR, negative=nullable(STR),
+                     seed=INT, seed_is_random=BOOL, workflow=STR, format=STR, width=nullable(INT),
+                     height=nullable(INT), bytes=INT, params=OBJ, ignored=STRINGS, notes=STRINGS,
+                     generation_ms=nullable(INT)),
+    "JobAccepted": obj(["job_id", "status", "status_url", "events_url"], job_id=STR, status=STR, status_url=STR,
+                       events_url=STR, image_count=INT, ignored=STRINGS),
+    "Job": obj(["job_id", "status", "user", "created", "image_count", "images"],
+               job_id=STR, status={"type": "string", "enum": ["queued", "running", "succeeded", "failed",
+                                                              "cancelled"]},
+               user=STR, created=NUM, started=nullable(NUM), finished=nullable(NUM), prompt_id=nullable(STR),
+               prompt_ids=STRINGS, backend=nullable(STR), image_count=INT, prompt=nullable(STR),
+               workflow=nullable(STR), images=array(IMAGE_ENTRY),
+               error=nullable(obj(["error", "message"], error=STR, message=STR, details=ANY)),
+               webhook=nullable(obj(url=STR, include_base64=BOOL, signed=BOOL, state=STR, attempts=array(OBJ))),
+               progress=nullable(obj(image=INT, images=INT, step=INT, total=nullable(INT), node=nullable(STR))),
+               queue_position=nullable(INT)),
+    "JobList": obj(["jobs"], jobs=array("Job")),
+    "Upload": obj(["id", "bytes"], id=STR, bytes=INT),
+    "EditMeta": obj(["method", "model_output", "seed", "workflow"], url=nullable(STR),
+                    cache={"type": "string", "enum": ["hit", "miss"]},
+                    method={"type": "string", "enum": ["lut", "direct"]},
+                    fit=nullable(obj(mean=NUM, p95=NUM, miss=NUM)), format=STR, width=nullable(INT),
+                    height=nullable(INT), bytes=nullable(INT), model_output=STR, generation_ms=nullable(INT),
+                    prompt=STR, seed=INT, workflow=STR, params=OBJ, notes=STRINGS),
+}
+
+# ------------------------------------------------------------------------------------------ bodies
+SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
+                "description": "an integer, or random / -1"}
+STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-separated names, or a list"}
+PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
+BODIES: dict[str, Schema] = {
+    "GenerateBody": obj(
+        ["prompt"], prompt=STR, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
+        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
+        image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
+        user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
+        webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
+        webhook_secret={"type": "string", "description": "signs the webhook: a whsec_ secret (Standard "
+                        "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
+        webhook_include_base64=BOOL,
+        images={"type": "array", "items": STR, "description": "input images: base64 or upload ids"},
+        mask={"type": "string", "description": "inpainting mask, base64 or upload id (white = change)"}),
+    "UploadJson": obj(["image"], image={"type": "string", "description": "the image, base64"}),
+    "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
+    "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
+                    mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
+                    prompt=STR, workflow={"type": "string", "description": "default: edit_workflow"},
+                    method={"type": "string", "enum": ["auto", "lut", "direct"]},
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json"]}),
+    "EditJson": obj(["image", "prompt"], image={"type": "string", "description": "base64 or an upload id"},
+                    mask={"type": "string", "description": "base64 or an upload id"}, prompt=STR, workflow=STR,
+                    method={"type": "string", "enum": ["auto", "lut", "direct"]},
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json"]},
+                    webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
+}
+
+# ------------------------------------------------------------------------------------------ A1111
+A1111_NAMED = obj(["name"], name=STR)
+A1111: dict[str, Schema] = {
+    "A1111Txt2ImgBody": obj(
+        ["prompt"], prompt=STR, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+        width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
+        clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
+    "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
+        ["init_images"], init_images=STRINGS, denoising_strength=NUM,
+        mask={"type": "string", "description": "base64; white = change"}, inpainting_mask_invert=INT,
+        include_init_images=BOOL)]},
+    "A1111Images": obj(["images", "parameters", "info"], images=STRINGS, parameters=OBJ,
+                       info={"type": "string", "description": "a JSON document, as A1111 sends it"}),
+    "A1111Options": obj(["sd_model_checkpoint"], sd_model_checkpoint=nullable(STR), sd_vae=nullable(STR),
+                        CLIP_stop_at_last_layers=INT, samples_format=STR),
+    "A1111OptionsBody": obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT),
+    "A1111Progress": obj(["progress", "eta_relative", "state"], progress=NUM, eta_relative=NUM,
+                         state=obj(job_count=INT, job_no=INT, sampling_step=INT, sampling_steps=INT,
+                                   skipped=BOOL, interrupted=BOOL), current_image=nullable(STR),
+                         textinfo=nullable(STR)),
+    "A1111PromptStyles": array(obj(["name", "prompt", "negative_prompt"], name=STR, prompt=STR, negative_prompt=STR)),
+    "A1111Named": array(A1111_NAMED),
+    "A1111Models": array(obj(["title", "model_name"], title=STR, model_name=STR, filename=STR, hash=nullable(STR))),
+    "A1111Vaes": array(obj(["model_name", "filename"], model_name=STR, filename=STR)),
+    "A1111List": {"oneOf": [{"type": "array", "items": OBJ}, OBJ]},
+}
+
+# ------------------------------------------------------------------------------------------ OpenAI
+OPENAI: dict[str, Schema] = {
+    "OpenAIGenerationBody": obj(
+        ["prompt"], prompt=STR, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
+        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
+        negative_prompt=STR),
+    "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
+                          mask={"type": "string", "format": "binary"}, prompt=STR, model=STR, n=INT,
+                          response_format={"type": "string", "enum": ["url", "b64_json"]},
+                          output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR),
+    "OpenAIImages": obj(["created", "data"], created=INT, data=array(obj(url=STR, b64_json=STR, revised_prompt=STR))),
+    "OpenAIModels": obj(["object", "data"], object=STR, data=array(obj(["id", "object"], id=STR, object=STR,
+                                                                       created=INT, owned_by=STR))),
+}
+
+# ------------------------------------------------------------------------------------------ ComfyUI
+QUEUE_ITEM: Schema = {"type": "array", "description": "[number, prompt_id, graph, extra_data, outputs]"}
+COMFY: dict[str, Schema] = {
+    "ComfyPromptBody": obj(["prompt"], prompt={"type": "object", "description": "an API-format graph",
+                                               "additionalProperties": OBJ},
+                           client_id=STR, prompt_id=STR, extra_data=OBJ, front=BOOL, number=NUM),
+    "ComfyQueued": obj(["prompt_id", "number", "node_errors"], prompt_id=STR, number=NUM, node_errors=OBJ),
+    "ComfyQueueInfo": obj(["exec_info"], exec_info=obj(["queue_remaining"], queue_remaining=INT)),
+    "ComfyQueue": obj(["queue_running", "queue_pending"], queue_running=array(QUEUE_ITEM),
+                      queue_pending=array(QUEUE_ITEM)),
+    "ComfyDeleteBody": obj(delete=STRINGS, clear=BOOL),
+    "ComfyInterruptBody": obj(prompt_id=STR),
+    "ComfyFreeBody": obj(unload_models=BOOL, free_memory=BOOL),
+    "ComfyHistory": {"type": "object", "additionalProperties": obj(["prompt", "outputs", "status"],
+                                                                   prompt=QUEUE_ITEM, outputs=OBJ, status=OBJ,
+                                                                   meta=OBJ)},
+    "ComfySystemStats": obj(["system", "devices"], system=obj(comfyui_version=STR), devices=array(OBJ)),
+    "ComfyObjectInfo": {"type": "object", "additionalProperties": obj(["input", "output"], input=OBJ,
+                                                                      output={"type": "array"})},
+    "ComfyUploaded": obj(["name", "subfolder", "type"], name=STR, subfolder=STR, type=STR),
+    "ComfyUploadForm": obj(["image"], image={"type": "string", "format": "binary"}, overwrite=STR,
+                           type={"type": "string", "enum": ["input", "temp", "output"]}, subfolder=STR),
+}
+
+
+def components() -> dict[str, Schema]:
+    """Every named schema, for `spec.components.schema`."""
+    return {**ERRORS, **LINKPIX, **BODIES, **A1111, **OPENAI, **COMFY}
+
+
+# The error shape of each blueprint (the fronts answer in their tools' shapes).
+ERROR_SCHEMA_OF = {"a1111": "A1111Error", "openai": "OpenAIError", "comfy": "ComfyError"}
