@@ -34,7 +34,8 @@ class Settings(BaseSettings):
 
     comfyui_url: str = Field("http://127.0.0.1:8188", description="Base URL of the ComfyUI server.")
     workflow_path: str = Field("flux_schnell.json",
-                               description="Default workflow: a file name inside workflows_dir.")
+                               description="Default workflow: a file name inside workflows_dir (or a path "
+                                           "to it, like workflows/flux_schnell.json).")
     workflows_dir: str = Field("workflows", description="Folder of API-format workflow files.")
     data_dir: str = Field("data", description="Folder of shared JSON files (styles, placeholders, users).")
     output_dir: str = Field("cache", description="Folder of cached images, one sub-folder per user.")
@@ -118,11 +119,32 @@ class LoadedConfig:
         self.workflows_dir = self.path(settings.workflows_dir)
         self.data_dir = self.path(settings.data_dir)
         self.output_dir = self.path(settings.output_dir)
+        self.default_workflow = default_workflow_name(settings.workflow_path, base_dir, self.workflows_dir)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's folder."""
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
+
+
+def default_workflow_name(value: str, base_dir: Path, workflows_dir: Path) -> str:
+    """`workflow_path` as a file name in the workflows folder.
+
+    A bare name is the usual form; the original LinkPix documented a path from the project folder
+    (`workflows/flux_schnell.json`), so a path to a file directly inside the workflows folder is accepted
+    too. A path that leaves the folder is refused here, at start-up, rather than at the first request.
+    """
+    clean = value.replace("\\", "/")
+    if "/" not in clean:
+        return value
+    path = Path(clean)
+    full = (path if path.is_absolute() else base_dir / path).resolve()
+    if full.parent != workflows_dir.resolve():
+        raise ConfigError(f"'workflow_path' ({value!r}) must name a file directly in the workflows folder "
+                          f"({workflows_dir}): a name like 'flux_schnell.json', or a path to it like "
+                          f"'{Path(workflows_dir.name) / 'flux_schnell.json'}'; set it in config.json or "
+                          f"{ENV_PREFIX}WORKFLOW_PATH")
+    return full.name
 
 
 def _format_validation(err: ValidationError, source: Path) -> str:

@@ -12,7 +12,9 @@ access goes through a `JsonStore`:
 - a file with a syntax error does not take the service down: the last good version keeps being served,
   the error (path, line, column) is logged once and listed by `problems()` for the dashboard;
 - `fingerprint()` stats every file the store has served plus the watched folders, so callers can memoise
-  anything derived from these files and drop the memo when any of them changes.
+  anything derived from these files and drop the memo when any of them changes. On Linux it stats them
+  again only after inotify reported a change in their folders (see `watch.py`), so the usual answer costs
+  one system call instead of one per file.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from ..errors import ConfigError
+from .watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +122,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 class JsonStore:
     """Cached, lock-protected access to shared JSON/YAML files (see the module docstring)."""
 
-    def __init__(self, lock_timeout: float = 10.0) -> None:
+    def __init__(self, lock_timeout: float = 10.0, watch: bool = True) -> None:
+        """`watch=False`: `fingerprint()` stats every file each time instead of asking inotify."""
         self._lock_timeout = lock_timeout
         self._guard = threading.Lock()
         self._entries: dict[Path, Entry] = {}
         self._problems: dict[Path, Problem] = {}
         self._watched_dirs: dict[Path, None] = {}
         self._thread_locks: dict[Path, threading.RLock] = {}
-        self._stat_list: tuple[tuple[int, int, int], tuple[str, ...]] = ((0, 0, 0), ())
+        # (sizes of the three maps, the paths to stat, the folders holding them)
+        self._stat_list: tuple[tuple[int, int, int], tuple[str, ...], tuple[str, ...]] = ((0, 0, 0), (), ())
+        # Opened by the first fingerprint() call, so only a store that is asked (the API's) holds one.
+        self._watcher: DirWatcher | None | bool = False if watch else None
+        self._last: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None  # generation, paths, fingerprint
 
     # ----------------------------------------------------------------------------------- reading
     def load(self, path: str | os.PathLike[str], default: Any = _MISSING) -> Entry:
@@ -268,14 +276,27 @@ class JsonStore:
         sizes of the three maps tell when the list of paths must be rebuilt.
         """
         sizes = (len(self._entries), len(self._problems), len(self._watched_dirs))
-        known, paths = self._stat_list
+        known, paths, folders = self._stat_list
         if sizes != known:
             with self._guard:
-                listed = list(self._entries) + [p for p in self._problems if p not in self._entries]
-                listed += list(self._watched_dirs)
-                paths = tuple(str(p) for p in listed)
-                self._stat_list = (sizes, paths)
-        return (paths, tuple(map(_stat, paths)))
+                files = list(self._entries) + [p for p in self._problems if p not in self._entries]
+                paths = tuple(str(p) for p in files + list(self._watched_dirs))
+                folders = tuple(dict.fromkeys([str(p.parent) for p in files] + [str(d) for d in self._watched_dirs]))
+                self._stat_list = (sizes, paths, folders)
+        watcher = self._watcher
+        if watcher is False:
+            watcher = self._watcher = DirWatcher.open()
+        if watcher is None:
+            return (paths, tuple(map(_stat, paths)))
+        generation = watcher.generation()
+        last = self._last
+        if last is not None and last[0] == generation and last[1] is paths:
+            return last[2]
+        for folder in folders:  # before the stats: a change after them is an event for the next call
+            watcher.watch(folder)
+        fingerprint = (paths, tuple(map(_stat, paths)))
+        self._last = (generation, paths, fingerprint)
+        return fingerprint
 
 
 class _Both:

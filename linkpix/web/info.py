@@ -68,7 +68,7 @@ def workflows() -> Response:
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
-                              "default": svc.config.settings.workflow_path}))
+                              "default": svc.config.default_workflow}))
 
 
 @bp.get("/api/workflows/<name>")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,18 @@ class MemoEntry:
     etag: str
     headers: tuple[tuple[str, str], ...]  # everything but Content-Length
     size: int
+    mtime: float
     user: str
     key: str
+
+    @cached_property
+    def response_headers(self) -> list[tuple[str, str]]:
+        """The headers of a 200 answer, made once (waitress only reads the list it is given)."""
+        return [*self.headers, ("Content-Length", str(self.size))]
+
+    @cached_property
+    def short_key(self) -> str:
+        return self.key[:12]
 
 
 class HitMemo:

@@ -17,18 +17,27 @@ from typing import Any
 
 from werkzeug.wsgi import ClosingIterator
 
+from .conditional import not_modified, not_modified_headers
 from .memo import HitMemo
 from .requestinfo import raw_uri, user_from_environ, wants_json
 
-log = logging.getLogger("linkpix.access")
+log = logging.getLogger("linkpix.access")  # linkpix.server.ACCESS_LOGGER
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+# Control characters in a logged path (a prompt may hold a newline) are shown escaped: one request, one line.
+_ESCAPE = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
 class RequestLog:
     """Writes one line per request: method, path, status, user, cache outcome, key and milliseconds.
 
-    The newest requests are also kept in `recent` (a bounded deque) for GET /api/requests.
+    The newest requests are also kept in `recent` (a bounded deque) for GET /api/requests. A response
+    that is a file handed to the server's `wsgi.file_wrapper` is returned as it is, never wrapped, so
+    waitress can send it from its own loop the way a static file server does; its line is written when
+    the app returns it (the milliseconds then leave out the sending). Other responses are logged when
+    the server closes them, after the last byte.
     """
 
     def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None) -> None:
@@ -42,33 +51,42 @@ class RequestLog:
         status_holder: list[str] = []
 
         def _start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            status_holder.append(status.split(" ", 1)[0])
+            status_holder.append(status[:3])
             return start_response(status, headers, exc_info)
 
         def _done() -> None:
-            ms = (time.perf_counter() - started) * 1000
-            path = environ.get("PATH_INFO", "")
-            path = path if len(path) <= 96 else path[:93] + "..."
-            status = status_holder[0] if status_holder else "-"
-            extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
-            log.info("%s %s %s %.1fms %s", environ.get("REQUEST_METHOD"), path, status, ms, extra)
-            method = environ.get("REQUEST_METHOD")
-            if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
-                self.recent.append({"time": time.time(), "method": method, "path": path,
-                                    "status": int(status) if status.isdigit() else None, "ms": round(ms, 1),
-                                    **info})
+            self._write(environ, status_holder[0] if status_holder else "-", info,
+                        (time.perf_counter() - started) * 1000)
 
-        return ClosingIterator(self.app(environ, _start), [_done])
+        result = self.app(environ, _start)
+        if result.__class__ is environ.get("wsgi.file_wrapper") or result.__class__ is list:
+            _done()
+            return result
+        return ClosingIterator(result, [_done])
+
+    def _write(self, environ: dict[str, Any], status: str, info: dict[str, Any], ms: float) -> None:
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO", "")
+        path = path if len(path) <= 96 else path[:93] + "..."
+        if not path.isprintable():
+            path = path.translate(_ESCAPE)
+        extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
+        log.info("%s %s %s %.1fms %s", method, path, status, ms, extra)
+        if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
+            self.recent.append({"time": time.time(), "method": method, "path": path,
+                                "status": int(status) if status.isdigit() else None, "ms": round(ms, 1), **info})
 
 
 class HitPath:
     """Answers repeat GET/HEAD /prompt requests straight from the memo; everything else goes to Flask."""
 
     def __init__(self, app: WSGIApp, memo: HitMemo, fingerprint: Callable[[], Any],
-                 prefix: str = "/prompt/") -> None:
+                 on_hit: Callable[[], None] = lambda: None, prefix: str = "/prompt/") -> None:
+        """`on_hit` counts each answer given here (the cache's hit figure in /health)."""
         self.app = app
         self.memo = memo
         self.fingerprint = fingerprint
+        self.on_hit = on_hit
         self.prefix = prefix
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -91,15 +109,16 @@ class HitPath:
         except OSError:  # evicted or cleared since: let the full path regenerate it
             self.memo.forget(uri, user)
             return None
+        self.on_hit()
         info = environ.get("linkpix.log")
         if info is not None:
-            info.update(user=user, cache="hit", key=entry.key[:12])
-        if environ.get("HTTP_IF_NONE_MATCH") == entry.etag:
+            info.update(user=user, cache="hit", key=entry.short_key)
+        if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) \
+                and not_modified(environ, entry.etag, entry.mtime):
             f.close()
-            start_response("304 Not Modified", [h for h in entry.headers if h[0] != "Content-Type"])
+            start_response("304 Not Modified", not_modified_headers(entry.headers))
             return []
-        headers = [*entry.headers, ("Content-Length", str(entry.size))]
-        start_response("200 OK", headers)
+        start_response("200 OK", entry.response_headers)
         if method == "HEAD":
             f.close()
             return []
