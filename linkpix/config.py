@@ -24,6 +24,8 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "LINKPIX_"
+# Set by the launcher for its children: "key=why,..." for the settings it decided (the dashboard says so).
+LAUNCHER_ENV = "LINKPIX_SET_BY_LAUNCHER"
 
 
 class Settings(BaseSettings):

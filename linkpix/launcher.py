@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from .config import ENV_PREFIX, Settings, load_config
+from .config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
 from .errors import ConfigError
 from .lifeline import PARENT_ENV, death_signal_preexec
 
@@ -104,7 +104,13 @@ def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
     s = load_config(args.config).settings
     api_port = args.api_port or s.api_port
     web_port = getattr(args, "web_port", None) or s.web_port
-    env = {"LINKPIX_API_PORT": str(api_port), "LINKPIX_WEB_PORT": str(web_port)}
+    env: dict[str, str] = {}
+    decided: list[str] = []  # "key=why" for the settings the launcher decides (the dashboard shows them)
+    for key, flag, given in (("api_port", "--api-port", args.api_port),
+                             ("web_port", "--web-port", getattr(args, "web_port", None))):
+        if given:  # otherwise each child reads the port from config.json / the environment itself
+            env[f"{ENV_PREFIX}{key.upper()}"] = str(given)
+            decided.append(f"{key}={flag}")
     children: list[Child] = []
     urls = {"api": f"http://127.0.0.1:{api_port}"}
     if args.demo:
@@ -112,8 +118,12 @@ def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
         children.append(Child("comfyui-simulator", [sys.executable, "-m", "linkpix.simulator",
                                                     "--port", str(sim_port), "--step-delay", "0.05"]))
         env["LINKPIX_COMFYUI_URL"] = f"http://127.0.0.1:{sim_port}"
-        env.setdefault("LINKPIX_WORKFLOW_PATH", os.environ.get("LINKPIX_WORKFLOW_PATH", "demo.json"))
+        decided.append("comfyui_url=--demo: the simulator")
+        if "LINKPIX_WORKFLOW_PATH" not in os.environ:
+            env["LINKPIX_WORKFLOW_PATH"] = "demo.json"
+            decided.append("workflow_path=--demo")
         urls["comfyui-simulator"] = env["LINKPIX_COMFYUI_URL"]
+    env[LAUNCHER_ENV] = ",".join(decided)
     children.append(Child("api", [sys.executable, "app.py", "--config", str(args.config)], env))
     dashboard = ROOT / "gradio_app.py"
     if not args.no_dashboard and dashboard.exists():
