@@ -115,9 +115,10 @@ class Settings(BaseSettings):
 class LoadedConfig:
     """Settings plus the folder they are relative to, with the folders resolved once."""
 
-    def __init__(self, settings: Settings, base_dir: Path) -> None:
+    def __init__(self, settings: Settings, base_dir: Path, source: Path | None = None) -> None:
         self.settings = settings
         self.base_dir = base_dir
+        self.source = source or base_dir / "config.json"  # the file the settings were read from
         self.workflows_dir = self.path(settings.workflows_dir)
         self.data_dir = self.path(settings.data_dir)
         self.output_dir = self.path(settings.output_dir)
@@ -178,7 +179,7 @@ def load_config(path: str | os.PathLike[str] = "config.json", overrides: dict[st
         settings = Settings(**kwargs, **values) if use_env else _ExplicitSettings(**values)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, path)) from None
-    return LoadedConfig(settings, path.parent)
+    return LoadedConfig(settings, path.parent, path)
 
 
 class _ExplicitSettings(Settings):

@@ -272,8 +272,8 @@ class Resolver:
     def fingerprint(self) -> object:
         """Changes when anything that affects resolution changes: a file the resolver has read, the set
         of workflow and settings files, or the configuration object. A few `os.stat` calls, no reads;
-        with inotify (see `storage/watch.py`) one `poll` while nothing changed: the configuration's own
-        folder is watched too, so `config.json` is looked at again only after something in it changed.
+        with inotify (see `storage/watch.py`) one `poll` while nothing changed: `config.json` is watched
+        too, so the configuration is looked at again only after it changed.
 
         object_info is left out on purpose: asking for it may mean a network call (ComfyUI down), and a
         backend that gains or loses a model does not change what an already answered URL maps to.
@@ -285,7 +285,8 @@ class Resolver:
         cfg = self._config()
         if cfg is not self._watching:  # a (re)loaded configuration may name other folders
             wdir = cfg.workflows_dir
-            self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir, cfg.base_dir))
+            self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
+            self._store.watch_files((cfg.source, cfg.base_dir / ".env"))
             self._watching = cfg
             stored = self._store.fingerprint()
         fingerprint = (stored, id(cfg))

@@ -62,7 +62,7 @@ def test_a_watched_folder_replaced_under_the_store_is_watched_again(tmp_path: Pa
 def test_the_generation_moves_on_after_max_age_even_without_events(tmp_path: Path) -> None:
     watcher = DirWatcher.open(max_age=0.0)
     assert watcher is not None
-    watcher.watch(tmp_path)
+    watcher.watch_folder(tmp_path)
     assert watcher.generation() != watcher.generation()  # a network file system is looked at again
 
 
@@ -72,4 +72,23 @@ def test_without_inotify_every_call_stats(tmp_path: Path) -> None:
     first = store.fingerprint()
     assert store.fingerprint() == first and store.fingerprint() is not first
     (tmp_path / "a.json").write_text('{"v": 22}')
+    assert store.fingerprint() != first
+
+
+@linux_only
+def test_writes_to_other_files_beside_the_watched_ones_cost_nothing(tmp_path: Path) -> None:
+    """A log file or a database beside config.json or the data files is written all the time: that must
+    not send every request back to statting."""
+    store = JsonStore()
+    store.write(tmp_path / "styles.json", {})
+    store.watch_files([tmp_path / "config.json"])
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "linkpix.log").write_text("")
+    first = store.fingerprint()
+    with (tmp_path / "linkpix.log").open("a") as log:
+        for i in range(5):
+            log.write(f"line {i}\n")
+            log.flush()
+            assert store.fingerprint() is first
+    (tmp_path / "config.json").write_text('{"timeout": 5}')
     assert store.fingerprint() != first

@@ -130,8 +130,9 @@ class JsonStore:
         self._problems: dict[Path, Problem] = {}
         self._watched_dirs: dict[Path, None] = {}
         self._thread_locks: dict[Path, threading.RLock] = {}
-        # (sizes of the three maps, the paths to stat, the folders holding them)
-        self._stat_list: tuple[tuple[int, int, int], tuple[str, ...], tuple[str, ...]] = ((0, 0, 0), (), ())
+        self._watched_files: dict[Path, None] = {}
+        # (sizes of the four maps, the paths to stat: files then folders, the files, the folders)
+        self._stat_list: tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), (), ())
         # Opened by the first fingerprint() call, so only a store that is asked (the API's) holds one.
         self._watcher: DirWatcher | None | bool = False if watch else None
         self._last: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None  # generation, paths, fingerprint
@@ -261,6 +262,12 @@ class JsonStore:
         with self._guard:
             return self._problems.get(Path(path))
 
+    def watch_files(self, files: Iterable[str | os.PathLike[str]]) -> None:
+        """Include these files in `fingerprint()` although the store does not read them (config.json)."""
+        with self._guard:
+            for f in files:
+                self._watched_files.setdefault(Path(f), None)
+
     def watch_dirs(self, dirs: Iterable[str | os.PathLike[str]]) -> None:
         """Include these folders in `fingerprint()`: files added, removed or renamed in them count."""
         with self._guard:
@@ -275,14 +282,16 @@ class JsonStore:
         change the folder's mtime. The set of paths only grows (a file once served stays watched), so the
         sizes of the three maps tell when the list of paths must be rebuilt.
         """
-        sizes = (len(self._entries), len(self._problems), len(self._watched_dirs))
-        known, paths, folders = self._stat_list
+        sizes = (len(self._entries), len(self._problems), len(self._watched_dirs), len(self._watched_files))
+        known, paths, files, folders = self._stat_list
         if sizes != known:
             with self._guard:
-                files = list(self._entries) + [p for p in self._problems if p not in self._entries]
-                paths = tuple(str(p) for p in files + list(self._watched_dirs))
-                folders = tuple(dict.fromkeys([str(p.parent) for p in files] + [str(d) for d in self._watched_dirs]))
-                self._stat_list = (sizes, paths, folders)
+                listed = list(self._entries) + [p for p in self._problems if p not in self._entries]
+                listed += [p for p in self._watched_files if p not in listed]
+                files = tuple(str(p) for p in listed)
+                folders = tuple(str(d) for d in self._watched_dirs)
+                paths = files + folders
+                self._stat_list = (sizes, paths, files, folders)
         watcher = self._watcher
         if watcher is False:
             watcher = self._watcher = DirWatcher.open()
@@ -292,8 +301,10 @@ class JsonStore:
         last = self._last
         if last is not None and last[0] == generation and last[1] is paths:
             return last[2]
-        for folder in folders:  # before the stats: a change after them is an event for the next call
-            watcher.watch(folder)
+        for file in files:  # before the stats: a change after them is an event for the next call
+            watcher.watch_file(file)
+        for folder in folders:
+            watcher.watch_folder(folder)
         fingerprint = (paths, tuple(map(_stat, paths)))
         self._last = (generation, paths, fingerprint)
         return fingerprint

@@ -1,11 +1,11 @@
-"""Has anything changed in these folders since I last asked? One system call to find out, on Linux.
+"""Has any of these files or folders changed since I last asked? One system call to find out, on Linux.
 
 `JsonStore.fingerprint()` runs on every request, including the cached-link fast path; statting every
 shared file each time costs a system call per file, which on a virtual machine is most of what a cached
-link costs. With inotify the kernel queues an event the moment a file in a watched folder is written,
-replaced, created or removed (inside the writer's own system call, so before the writer goes on), and a
-non-blocking `read` of the queue answers "nothing changed" in one call. The caller still stats its files
-after any event, so an event that did not matter (a lock file, the jobs database) costs one re-stat.
+link costs. With inotify the kernel queues an event the moment a watched file is written or replaced, or a
+file is created or removed in a watched folder (inside the writer's own system call, so before the
+writer goes on), and a `poll` of the queue answers "nothing changed" in one call. The caller still stats
+its files after any event, so an event that did not matter (a lock or temporary file) costs one re-stat.
 
 inotify does not see changes made on another machine to a network file system, so the generation also
 moves on once every `max_age` seconds. Where inotify is missing (not Linux, or the per-user watch
@@ -39,21 +39,24 @@ IN_IGNORED = 0x8000
 IN_ONLYDIR = 0x01000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = 0o2000000
-MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
-        | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-# A watched folder itself went away or was replaced: its watch is gone, so watch the path again.
+# A file: its content or metadata changed, or it went away (replaced by a rename, deleted).
+FILE_MASK = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF
+# A folder: its listing changed (a file created, deleted, renamed in or out). Writes to files inside it
+# (a log file, the jobs database) are not events: only the files that matter are watched for those.
+DIR_MASK = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+# A watched path went away or was replaced: its watch is gone, so watch the path again.
 _LOST = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of name)
 
 
 class DirWatcher:
-    """inotify watches on folders; `generation()` grows whenever something in one of them changed."""
+    """inotify watches on files and folders; `generation()` grows whenever one of them changed."""
 
     def __init__(self, libc: ctypes.CDLL, fd: int, max_age: float) -> None:
         self._libc = libc
         self._fd = fd
         self._max_age = max_age
-        self._dirs: set[str] = set()
+        self._watched: dict[str, int] = {}  # path -> mask
         self._lock = threading.Lock()
         self._generation = 0
         self._checked = time.monotonic()
@@ -73,16 +76,27 @@ class DirWatcher:
             return None
         return cls(libc, fd, max_age) if fd >= 0 else None
 
-    def watch(self, folder: str | os.PathLike[str]) -> None:
-        """Watch `folder`, or its nearest existing parent while it does not exist (so its creation is an
-        event, after which the caller asks again); also the folder it really is, through symlinks."""
+    def watch_file(self, path: str | os.PathLike[str]) -> None:
+        """Watch a file's content, and its folder's listing (so its creation or replacement is seen)."""
+        self.watch_folder(os.path.dirname(os.path.abspath(path)))
+        with self._lock:
+            for p in {str(path), os.path.realpath(path)}:
+                if os.path.isfile(p):
+                    self._add(p, FILE_MASK)
+
+    def watch_folder(self, folder: str | os.PathLike[str]) -> None:
+        """Watch a folder's listing, or its nearest existing parent's while it does not exist (its creation
+        is then an event, after which the caller asks again); also the folder it really is (symlinks)."""
         target = Path(folder)
         while not target.is_dir() and target.parent != target:
             target = target.parent
         with self._lock:
-            for path in {str(target), os.path.realpath(target)}:
-                if path not in self._dirs and self._libc.inotify_add_watch(self._fd, os.fsencode(path), MASK) >= 0:
-                    self._dirs.add(path)
+            for p in {str(target), os.path.realpath(target)}:
+                self._add(p, DIR_MASK)
+
+    def _add(self, path: str, mask: int) -> None:
+        if self._watched.get(path) != mask and self._libc.inotify_add_watch(self._fd, os.fsencode(path), mask) >= 0:
+            self._watched[path] = mask
 
     def generation(self) -> int:
         """A number that changes after every change in a watched folder (and every `max_age` seconds).
@@ -99,12 +113,12 @@ class DirWatcher:
             with self._lock:
                 self._generation += 1
                 self._drain()
-                if self._rewatch:
+                if self._rewatch:  # re-add every watch by path: a replaced file or folder is a new inode
                     self._rewatch = False
-                    dirs, self._dirs = self._dirs, set()
-                    for d in dirs:
-                        if self._libc.inotify_add_watch(self._fd, os.fsencode(d), MASK) >= 0:
-                            self._dirs.add(d)
+                    watched, self._watched = self._watched, {}
+                    for path, mask in watched.items():
+                        if os.path.exists(path):
+                            self._add(path, mask)
         now = time.monotonic()
         if now - self._checked >= self._max_age:
             self._checked = now
