@@ -61,7 +61,8 @@ class _DeferredQueueHandler(QueueHandler):
 
 
 class _Formatter(logging.Formatter):
-    """The standard formatter, with the time text made once per second rather than once per line."""
+    """LOG_FORMAT, made directly for the usual record (no traceback), with the time text made once per
+    second: this runs once per request."""
 
     _second = -1
     _text = ""
@@ -72,6 +73,11 @@ class _Formatter(logging.Formatter):
             self._text = super().formatTime(record, datefmt)
             self._second = second
         return self._text
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        return f"{self.formatTime(record, self.datefmt)} {record.levelname:<5} {record.name}: {record.getMessage()}"
 
 
 class _PolledQueue:

@@ -38,7 +38,7 @@ class MemoEntry:
 
 
 class HitMemo:
-    """A bounded LRU map (raw URI, user) -> MemoEntry, valid for one fingerprint of the inputs."""
+    """A bounded map (raw URI, user) -> MemoEntry, valid for one fingerprint of the inputs."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max_entries
@@ -47,15 +47,16 @@ class HitMemo:
         self._lock = threading.Lock()
 
     def get(self, uri: str, user: str, fingerprint: Any) -> MemoEntry | None:
-        with self._lock:
-            if fingerprint != self._fingerprint:
-                self._entries.clear()
-                self._fingerprint = fingerprint
-                return None
-            entry = self._entries.get((uri, user))
-            if entry is not None:
-                self._entries.move_to_end((uri, user))
-            return entry
+        """The entry, if any, for this fingerprint. No lock while the fingerprint holds (a dict read is
+        atomic): this runs on every request. Entries leave in the order they came (not LRU): a popular
+        link that falls out costs one slow answer, which puts it back."""
+        if fingerprint is not self._fingerprint and fingerprint != self._fingerprint:
+            with self._lock:
+                if fingerprint != self._fingerprint:
+                    self._entries.clear()
+                    self._fingerprint = fingerprint
+            return None
+        return self._entries.get((uri, user))
 
     def put(self, uri: str, user: str, fingerprint: Any, entry: MemoEntry) -> None:
         with self._lock:
