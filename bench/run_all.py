@@ -1,11 +1,13 @@
 """Run every benchmark and print its figures: `python bench/run_all.py` (needs `apt-get install wrk`)."""
 
+import big_body
+import edit_lut
 import hit_path
 import hits_under_load
 import miss_overhead
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut):
         bench.main()
         print()

@@ -23,9 +23,10 @@ from logging.handlers import QueueHandler, QueueListener
 from typing import Any, TextIO
 
 from flask import Flask
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, create_server
+from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
+
+from .web.serving import JsonErrorChannel, create
 
 LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"  # no sub-second part: _Formatter makes the time text once per second
@@ -185,14 +186,14 @@ class _Task(WSGITask):
             super().set_close_on_finish()
 
 
-class _Channel(HTTPChannel):
+class _Channel(JsonErrorChannel):
     task_class = _Task
 
 
-def make_server(app: Any, host: str, port: int, threads: int, **kwargs: Any) -> BaseWSGIServer:
-    """The waitress server LinkPix runs (and its tests use): one listening socket, bodiless answers
-    that keep the connection open."""
-    server = create_server(app, host=host, port=port, threads=threads, ident="LinkPix", **kwargs)
+def make_server(app: Flask, host: str, port: int, threads: int, **kwargs: Any) -> BaseWSGIServer:
+    """The waitress server LinkPix runs (and its tests use): the app's body limit and JSON errors
+    (`web/serving.py`), and bodiless answers that keep the connection open."""
+    server = create(app, host, port, threads, ident="LinkPix", **kwargs)
     for listening in (server, *getattr(server, "map", {}).values()):  # one socket, or several (IPv4 + 6)
         if isinstance(listening, BaseWSGIServer):
             listening.channel_class = _Channel  # type: ignore[misc]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
 from ..errors import BadRequest, LinkPixError
-from .auth import caller, keys_required
+from .auth import identify, require
 from .errors import no_store
 from .services import services
 
@@ -22,6 +23,8 @@ def health() -> Response:
     ---
     get:
       summary: Health of LinkPix and of the ComfyUI it uses
+      description: "With network_access on, the ComfyUI URL and the cache's users are shown only to a
+        caller with an API key."
       responses:
         200: {description: "ComfyUI is reachable"}
         503: {description: "ComfyUI is unreachable (body says why)"}
@@ -29,6 +32,10 @@ def health() -> Response:
     svc = services()
     body: dict[str, Any] = {"comfyui_url": svc.client.base_url, "cache": svc.cache.stats(),
                             "pending_generations": svc.generator.pending}
+    if svc.config.settings.network_access and not identify().keyed:
+        # Open to the network: who uses the cache, and where ComfyUI is, are for key holders only.
+        body.pop("comfyui_url")
+        body["cache"].pop("users", None)
     try:
         stats = svc.client.system_stats()
         queue = svc.client.queue()
@@ -64,11 +71,13 @@ def workflows() -> Response:
     get:
       summary: Available workflows
       responses:
-        200: {description: "names and the default"}
+        200: {description: "names, the default, the default of POST /edit, and what each needs (image, mask)"}
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
-                              "default": svc.config.default_workflow}))
+                              "default": svc.config.default_workflow,
+                              "edit_default": svc.config.settings.edit_workflow,
+                              "needs": svc.resolver.workflow_needs()}))
 
 
 @bp.get("/api/workflows/<name>")
@@ -95,16 +104,16 @@ def recent_requests() -> Response:
       parameters:
         - {in: query, name: limit, schema: {type: integer, default: 50, maximum: 200}}
       responses:
-        200: {description: "a list of requests"}
+        200: {description: "a list of requests (a key that is not in admin_keys sees its own user's only)"}
         401: {description: "network_access is on and no valid API key was sent"}
     """
-    if keys_required():
-        caller(changes_state=True)  # on the network the list shows other users' prompts: key holders only
+    who = require("the request log")  # it shows users' prompts: key holders only, on the network
     try:
         limit = max(1, min(200, int(request.args.get("limit", 50))))
     except ValueError:
-        raise BadRequest("limit must be a whole number from 1 to 200") from None
-    return no_store(jsonify(list(reversed(services().recent_requests))[:limit]))
+        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"}) from None
+    newest = (entry for entry in reversed(services().recent_requests.copy()) if who.sees(entry.get("user")))
+    return no_store(jsonify(list(itertools.islice(newest, limit))))
 
 
 @bp.get("/api/models")

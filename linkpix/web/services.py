@@ -17,8 +17,10 @@ from flask import Flask, current_app
 from ..comfy import ComfyClient
 from ..comfy.holder import ClientHolder
 from ..config import ConfigHolder, LoadedConfig
+from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
+from ..jobs.targets import Targets
 from ..resolver import Resolver
 from ..storage.cache import ImageCache
 from ..storage.jsonstore import JsonStore
@@ -37,7 +39,15 @@ class Services:
     generator: Generator
     memo: HitMemo
     jobs: JobManager | None = None
+    editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
+
+    def webhook_targets(self) -> Targets:
+        """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
+        s = self.config.settings
+        return Targets(tuple(s.webhook_allow), tuple(s.backend_urls),
+                       tuple(sorted(self.own_ports | {s.api_port, s.web_port})))
 
     @property
     def config(self) -> LoadedConfig:
@@ -69,10 +79,17 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
-    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending)
+    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending,
+                          strip_metadata=lambda: settings().strips_metadata)
+    own_ports: set[int] = set()
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
-                           lambda prompt_id: clients.current().queue_position(prompt_id))
-    return Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs)
+                           lambda prompt_id: clients.current().queue_position(prompt_id),
+                           webhook_targets=lambda: svc.webhook_targets())
+    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
+    jobs.finish_edit = editor.finish_job
+    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor,
+                   own_ports=own_ports)
+    return svc
 
 
 def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:
