@@ -158,13 +158,6 @@ def logging_off_thread(level: str | None = None, stream: TextIO | None = None) -
          logging.logMultiprocessing) = saved
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Log lines written directly (tools and scripts; the API uses `logging_off_thread`)."""
-    logging.basicConfig(level=level or os.environ.get("LINKPIX_LOG_LEVEL", "INFO"), format=LOG_FORMAT,
-                        datefmt=LOG_DATEFMT)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-
-
 class _Task(WSGITask):
     """Waitress closes the connection after every 304 and 204 (it sees no Content-Length and plays safe),
     but such a response has no body, so its end is known (RFC 9112 6.3): keep the connection open, as a

@@ -134,7 +134,8 @@ class JsonStore:
         # (sizes of the four maps, the paths to stat: files then folders, the files, the folders)
         self._stat_list: tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), (), ())
         # Opened by the first fingerprint() call, so only a store that is asked (the API's) holds one.
-        self._watcher: DirWatcher | None | bool = False if watch else None
+        self._watcher: DirWatcher | None = None
+        self._watch = watch
         self._last: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None  # generation, paths, fingerprint
 
     # ----------------------------------------------------------------------------------- reading
@@ -293,8 +294,9 @@ class JsonStore:
                 paths = files + folders
                 self._stat_list = (sizes, paths, files, folders)
         watcher = self._watcher
-        if watcher is False:
+        if watcher is None and self._watch:
             watcher = self._watcher = DirWatcher.open()
+            self._watch = watcher is not None  # no inotify here: do not ask again
         if watcher is None:
             return (paths, tuple(map(_stat, paths)))
         generation = watcher.generation()
