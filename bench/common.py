@@ -97,22 +97,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def linkpix_api(project: Path, comfyui_url: str) -> Iterator[str]:
+def linkpix_api(project: Path, comfyui_url: str, log_name: str = "linkpix.log",
+                **env_settings: str) -> Iterator[str]:
     """The API as users run it (`python3 app.py`: default settings, default log level, one access-log
-    line per request), its log written to `project/linkpix.log`; yields its URL (pid in API_PIDS)."""
+    line per request), its log written to `project/<log_name>`; yields its URL (pid in API_PIDS).
+    `env_settings` (LINKPIX_... = value) are for a comparison run only, never for the figure itself."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINKPIX_")}
-    env["LINKPIX_COMFYUI_URL"] = comfyui_url
+    env.update(env_settings, LINKPIX_COMFYUI_URL=comfyui_url)
     with process([sys.executable, str(ROOT / "app.py"), "--config", str(project / "config.json"),
-                  "--port", str(port)], url + "/openapi.json", env=env, output=project / "linkpix.log") as proc:
+                  "--port", str(port)], url + "/openapi.json", env=env, output=project / log_name) as proc:
         API_PIDS[url] = proc.pid
         yield url
 
 
-def log_lines(project: Path, needle: str) -> int:
+def log_lines(project: Path, needle: str, log_name: str = "linkpix.log") -> int:
     """How many lines of the API's log (see `linkpix_api`) contain `needle`."""
-    path = project / "linkpix.log"
+    path = project / log_name
     if not path.exists():
         return 0
     with open(path, encoding="utf-8", errors="replace") as f:

@@ -49,6 +49,14 @@ _LOST = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of name)
 
 
+class _PollFd(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+def _libc_path() -> str:
+    return ctypes.util.find_library("c") or "libc.so.6"
+
+
 class DirWatcher:
     """inotify watches on files and folders; `generation()` grows whenever one of them changed."""
 
@@ -61,7 +69,13 @@ class DirWatcher:
         self._generation = 0
         self._checked = time.monotonic()
         self._rewatch = False
-        self._local = threading.local()
+        # poll(2) with a zero timeout never blocks, so it is called through PyDLL, which keeps the GIL: a
+        # call that released it would hand the GIL to another thread on every request and wait to get it
+        # back. Holding the GIL also means no other thread runs during the call, so one pollfd is shared.
+        self._poll = ctypes.PyDLL(_libc_path()).poll
+        self._poll.argtypes = [ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.c_int]
+        self._poll.restype = ctypes.c_int
+        self._pollfd = _PollFd(fd, select.POLLIN, 0)
         weakref.finalize(self, os.close, fd)
 
     @classmethod
@@ -70,7 +84,7 @@ class DirWatcher:
         if not sys.platform.startswith("linux"):
             return None
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(_libc_path(), use_errno=True)
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         except (OSError, AttributeError):
             return None
@@ -101,15 +115,11 @@ class DirWatcher:
     def generation(self) -> int:
         """A number that changes after every change in a watched folder (and every `max_age` seconds).
 
-        The usual answer costs one `poll` and no lock. When events are waiting, the number is raised
+        The usual answer costs one `poll` (with the GIL kept) and no lock. When events are waiting, the number is raised
         before they are drained, so a thread that finds the queue empty because another thread just
         drained it still sees a new number, even if that thread has not acted on the change yet.
         """
-        poller = getattr(self._local, "poller", None)
-        if poller is None:  # a poll object must not be used by two threads at once: one per thread
-            poller = self._local.poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-        if poller.poll(0):
+        if self._poll(self._pollfd, 1, 0) > 0:
             with self._lock:
                 self._generation += 1
                 self._drain()

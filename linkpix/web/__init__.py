@@ -39,6 +39,6 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-    hit_path = HitPath(app.wsgi_app, svc.memo, svc.fingerprint, lambda: svc.cache.record(hit=True))
-    app.wsgi_app = RequestLog(hit_path, svc.recent_requests)  # type: ignore[method-assign]
+    hits = HitPath(app.wsgi_app, svc.memo, svc.fingerprint, lambda: svc.cache.record(hit=True))
+    app.wsgi_app = RequestLog(app.wsgi_app, svc.recent_requests, hits)  # type: ignore[method-assign]
     return app

@@ -30,6 +30,27 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _ESCAPE = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
+class _AccessRecord(logging.LogRecord):
+    """The access log's record, made from a template taken once from a real LogRecord.
+
+    `LogRecord.__init__` (caller, thread, process, timestamps, path splitting) is most of what a log line
+    costs, and the access log writes one per request; everything it computes is the same for every access
+    line except the message, its arguments and the time. Handlers and formatters see an ordinary record.
+    """
+
+    _template: dict[str, Any] = {**logging.LogRecord(log.name, logging.INFO, __file__, 0, "", (), None).__dict__,
+                                 "thread": None, "threadName": None}  # as with logging.logThreads off
+
+    def __init__(self, msg: str, args: tuple[Any, ...]) -> None:
+        template = self._template
+        self.__dict__.update(template)
+        now = time.time_ns()
+        self.created = now / 1e9
+        self.msecs = (now % 1_000_000_000) // 1_000_000 + 0.0
+        self.relativeCreated = template["relativeCreated"] + (self.created - template["created"]) * 1000
+        self.msg, self.args = msg, args
+
+
 class RequestLog:
     """Writes one line per request: method, path, status, user, cache outcome, key and milliseconds.
 
@@ -40,12 +61,22 @@ class RequestLog:
     the server closes them, after the last byte.
     """
 
-    def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None) -> None:
+    def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None,
+                 hits: HitPath | None = None) -> None:
+        """With `hits`, cached links are answered by it first, without the wrapping the other responses
+        need (their status is only known when the app calls start_response)."""
         self.app = app
         self.recent = recent if recent is not None else deque(maxlen=200)
+        self.hits = hits
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
+        if self.hits is not None:
+            answered = self.hits.answer(environ, start_response)
+            if answered is not None:
+                status, info, body = answered
+                self._write(environ, status, info, (time.perf_counter() - started) * 1000)
+                return body
         info: dict[str, Any] = {}
         environ["linkpix.log"] = info
         status_holder: list[str] = []
@@ -70,8 +101,9 @@ class RequestLog:
         path = path if len(path) <= 96 else path[:93] + "..."
         if not path.isprintable():
             path = path.translate(_ESCAPE)
-        extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
-        log.info("%s %s %s %.1fms %s", method, path, status, ms, extra)
+        if log.isEnabledFor(logging.INFO):
+            extra = " ".join([f"{k}={v}" for k, v in info.items() if v is not None])
+            log.handle(_AccessRecord("%s %s %s %.1fms %s", (method, path, status, ms, extra)))
         if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
             self.recent.append({"time": time.time(), "method": method, "path": path,
                                 "status": int(status) if status.isdigit() else None, "ms": round(ms, 1), **info})
@@ -90,16 +122,21 @@ class HitPath:
         self.prefix = prefix
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD")
-        if method in ("GET", "HEAD") and environ.get("PATH_INFO", "").startswith(self.prefix) \
-                and not wants_json(environ) and not _carries_key(environ):
-            response = self._serve(environ, start_response, method)
-            if response is not None:
-                return response
-        return self.app(environ, start_response)
+        answered = self.answer(environ, start_response)
+        if answered is None:
+            return self.app(environ, start_response)
+        info = environ.get("linkpix.log")
+        if info is not None:
+            info.update(answered[1])
+        return answered[2]
 
-    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any],
-               method: str) -> Iterable[bytes] | None:
+    def answer(self, environ: dict[str, Any],
+               start_response: Callable[..., Any]) -> tuple[str, dict[str, Any], Iterable[bytes]] | None:
+        """(status, log fields, body) when the memo can answer this request, else None."""
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "HEAD") or not environ.get("PATH_INFO", "").startswith(self.prefix) \
+                or wants_json(environ) or _carries_key(environ):
+            return None
         uri, user = raw_uri(environ), user_from_environ(environ)
         entry = self.memo.get(uri, user, self.fingerprint())
         if entry is None:
@@ -110,20 +147,18 @@ class HitPath:
             self.memo.forget(uri, user)
             return None
         self.on_hit()
-        info = environ.get("linkpix.log")
-        if info is not None:
-            info.update(user=user, cache="hit", key=entry.short_key)
+        info = {"user": user, "cache": "hit", "key": entry.short_key}
         if ("HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ) \
                 and not_modified(environ, entry.etag, entry.mtime):
             f.close()
             start_response("304 Not Modified", not_modified_headers(entry.headers))
-            return []
+            return "304", info, []
         start_response("200 OK", entry.response_headers)
         if method == "HEAD":
             f.close()
-            return []
+            return "200", info, []
         wrapper = environ.get("wsgi.file_wrapper")
-        return wrapper(f, 65536) if wrapper else _read_all(f)
+        return "200", info, (wrapper(f, 65536) if wrapper else _read_all(f))
 
 
 def _carries_key(environ: dict[str, Any]) -> bool:
