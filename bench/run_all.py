@@ -2,12 +2,13 @@
 
 import big_body
 import edit_lut
+import fronts
 import hit_path
 import hits_under_load
 import miss_overhead
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts):
         bench.main()
         print()

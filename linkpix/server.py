@@ -195,7 +195,10 @@ def make_server(app: Flask, host: str, port: int, threads: int, **kwargs: Any) -
 
 def serve(app: Flask, host: str, port: int, threads: int) -> None:
     """Serve until SIGINT, SIGTERM or SIGHUP; then stop taking requests and let the workers finish."""
+    from .web.fronts import upgrade
+
     server = make_server(app, host, port, threads, channel_timeout=600, connection_limit=1000)
+    upgrade.enable(server)  # websockets for the ComfyUI front (/ws), on the same port
 
     def _stop(signum: int, _frame: object) -> None:
         raise SystemExit(0)  # waitress's loop catches it and shuts its worker threads down

@@ -26,6 +26,8 @@ log = logging.getLogger("linkpix.access")  # linkpix.server.ACCESS_LOGGER
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+# Requests listed by GET /api/requests (besides job changes): image links and the fronts' image routes.
+RECENT_PREFIXES = ("/prompt", "/generate", "/images", "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/v1/images")
 # Control characters in a logged path (a prompt may hold a newline) are shown escaped: one request, one line.
 _ESCAPE = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
@@ -104,7 +106,7 @@ class RequestLog:
         if log.isEnabledFor(logging.INFO):
             extra = " ".join([f"{k}={v}" for k, v in info.items() if v is not None])
             log.handle(_AccessRecord("%s %s %s %.1fms %s", (method, path, status, ms, extra)))
-        if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
+        if path.startswith(RECENT_PREFIXES) or (path.startswith("/jobs") and method != "GET"):
             self.recent.append({"time": time.time(), "method": method, "path": path,
                                 "status": int(status) if status.isdigit() else None, "ms": round(ms, 1), **info})
 
