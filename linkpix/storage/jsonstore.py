@@ -136,6 +136,7 @@ class JsonStore:
         # Opened by the first fingerprint() call, so only a store that is asked (the API's) holds one.
         self._watcher: DirWatcher | None = None
         self._watch = watch
+        self._restat = threading.Lock()
         self._last: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None  # generation, paths, fingerprint
 
     # ----------------------------------------------------------------------------------- reading
@@ -303,13 +304,17 @@ class JsonStore:
         last = self._last
         if last is not None and last[0] == generation and last[1] is paths:
             return last[2]
-        for file in files:  # before the stats: a change after them is an event for the next call
-            watcher.watch_file(file)
-        for folder in folders:
-            watcher.watch_folder(folder)
-        fingerprint = (paths, tuple(map(_stat, paths)))
-        self._last = (generation, paths, fingerprint)
-        return fingerprint
+        with self._restat:  # one thread stats after a change; the others arriving meanwhile use its answer
+            last = self._last
+            if last is not None and last[0] == generation and last[1] is paths:
+                return last[2]
+            for file in files:  # before the stats: a change after them is an event for the next call
+                watcher.watch_file(file)
+            for folder in folders:
+                watcher.watch_folder(folder)
+            fingerprint = (paths, tuple(map(_stat, paths)))
+            self._last = (generation, paths, fingerprint)
+            return fingerprint
 
 
 class _Both:

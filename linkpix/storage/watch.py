@@ -92,6 +92,8 @@ class DirWatcher:
 
     def watch_file(self, path: str | os.PathLike[str]) -> None:
         """Watch a file's content, and its folder's listing (so its creation or replacement is seen)."""
+        if self._watched.get(str(path)) == FILE_MASK:
+            return  # already watched (a replaced file is watched again after its IN_IGNORED event)
         self.watch_folder(os.path.dirname(os.path.abspath(path)))
         with self._lock:
             for p in {str(path), os.path.realpath(path)}:
@@ -101,6 +103,8 @@ class DirWatcher:
     def watch_folder(self, folder: str | os.PathLike[str]) -> None:
         """Watch a folder's listing, or its nearest existing parent's while it does not exist (its creation
         is then an event, after which the caller asks again); also the folder it really is (symlinks)."""
+        if self._watched.get(str(folder)) == DIR_MASK:
+            return
         target = Path(folder)
         while not target.is_dir() and target.parent != target:
             target = target.parent
@@ -131,9 +135,10 @@ class DirWatcher:
                             self._add(path, mask)
         now = time.monotonic()
         if now - self._checked >= self._max_age:
-            self._checked = now
-            with self._lock:
-                self._generation += 1
+            with self._lock:  # once per max_age, not once per thread that saw the time pass
+                if now - self._checked >= self._max_age:
+                    self._checked = now
+                    self._generation += 1
         return self._generation
 
     def _drain(self) -> bool:
