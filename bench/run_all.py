@@ -6,9 +6,10 @@ import fronts
 import hit_path
 import hits_under_load
 import miss_overhead
+import ops_overhead
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, ops_overhead):
         bench.main()
         print()

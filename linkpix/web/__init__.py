@@ -11,7 +11,7 @@ from flask_cors import CORS
 from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import edit, fronts, guards, images, info, jobs, openapi, uploads
+from . import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
@@ -40,6 +40,9 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)
+    running = ops.install(app, svc)  # metrics, the last hour's figures, rate limits (web/ops.py)
     hits = HitPath(app.wsgi_app, svc.memo, svc.fingerprint, lambda: svc.cache.record(hit=True))
-    app.wsgi_app = RequestLog(app.wsgi_app, svc.recent_requests, hits)  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(app.wsgi_app, svc.recent_requests, hits,  # type: ignore[method-assign]
+                              observe=running.observe_request,
+                              use_hits=lambda: not running.limiter.limits_hits)  # limited: through Flask
     return app

@@ -64,16 +64,22 @@ class RequestLog:
     """
 
     def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None,
-                 hits: HitPath | None = None) -> None:
-        """With `hits`, cached links are answered by it first, without the wrapping the other responses
-        need (their status is only known when the app calls start_response)."""
+                 hits: HitPath | None = None,
+                 observe: Callable[[dict[str, Any], str], None] | None = None,
+                 use_hits: Callable[[], bool] | None = None) -> None:
+        """With `hits`, cached links are answered by it first (while `use_hits()` says so: a rate limit on
+        hits sends them through Flask), without the wrapping the other responses need (their status is
+        only known when the app calls start_response). `observe(environ, status)` is told of every
+        request too (the metrics count them there)."""
         self.app = app
         self.recent = recent if recent is not None else deque(maxlen=200)
         self.hits = hits
+        self.observe = observe
+        self.use_hits = use_hits
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
-        if self.hits is not None:
+        if self.hits is not None and (self.use_hits is None or self.use_hits()):
             answered = self.hits.answer(environ, start_response)
             if answered is not None:
                 status, info, body = answered
@@ -98,6 +104,8 @@ class RequestLog:
         return ClosingIterator(result, [_done])
 
     def _write(self, environ: dict[str, Any], status: str, info: dict[str, Any], ms: float) -> None:
+        if self.observe is not None:
+            self.observe(environ, status)
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "")
         path = path if len(path) <= 96 else path[:93] + "..."

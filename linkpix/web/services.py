@@ -17,7 +17,7 @@ from flask import Flask, current_app
 
 from ..comfy import ComfyClient
 from ..comfy.holder import ClientHolder
-from ..config import ConfigHolder, LoadedConfig
+from ..config import ConfigHolder, LoadedConfig, Settings
 from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
@@ -47,9 +47,7 @@ class Services:
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
-        s = self.config.settings
-        return Targets(tuple(s.webhook_allow), tuple(s.backend_urls),
-                       tuple(sorted(self.own_ports | {s.api_port, s.web_port})))
+        return webhook_targets(self.config.settings, self.own_ports)
 
     @property
     def config(self) -> LoadedConfig:
@@ -88,12 +86,18 @@ def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> S
     own_ports: set[int] = set()
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id: clients.current().queue_position(prompt_id),
-                           webhook_targets=lambda: svc.webhook_targets())
+                           webhook_targets=lambda: webhook_targets(settings(), own_ports))
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
     svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor,
                    own_ports=own_ports)
     return svc
+
+
+def webhook_targets(settings: Settings, own_ports: set[int]) -> Targets:
+    """Without the Services object: the job manager resumes webhooks while it is being built."""
+    return Targets(tuple(settings.webhook_allow), tuple(settings.backend_urls),
+                   tuple(sorted(own_ports | {settings.api_port, settings.web_port})))
 
 
 def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:
