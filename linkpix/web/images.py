@@ -30,16 +30,18 @@ from .services import services
 from .uploads import link_inputs
 
 
-class PromptText(PathConverter):
-    """Like `path`, but a prompt may hold any character, a newline (`%0A`) included: Werkzeug's `path`
-    stops at one (its `.` does not match `\\n`) and the link would answer 404."""
+class AnyPath(PathConverter):
+    """`path`, but a prompt may hold any character, a newline (`%0A`) included: Werkzeug's `path` stops
+    at one (its `.` does not match `\\n`) and the link would answer 404. It replaces the app's `path`
+    converter, so the rule keeps its name (`/prompt/<path:text>`, which the metrics use as a label)."""
 
     regex = r"[^/][\s\S]*?"
 
 
 bp = Blueprint("images", __name__)
-# Registered before the routes below, which use it (deferred functions run in the order recorded).
-bp.record_once(lambda state: state.app.url_map.converters.setdefault("prompt_text", PromptText))
+# Registered before the routes below (deferred functions run in the order recorded); this blueprint is
+# registered first, before any other rule with a `path` part.
+bp.record_once(lambda state: state.app.url_map.converters.update(path=AnyPath))
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Parameters that steer the response rather than the picture.
@@ -59,7 +61,7 @@ def empty_prompt() -> Response:
     raise BadRequest("the prompt is empty: put the text after /prompt/, e.g. /prompt/a%20red%20fox")
 
 
-@bp.get("/prompt/<prompt_text:text>")
+@bp.get("/prompt/<path:text>")
 def prompt(text: str) -> Response:
     """Render the workflow with the prompt in the path and return the image.
     ---
