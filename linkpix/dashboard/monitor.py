@@ -19,7 +19,7 @@ REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
 RECENT_COLUMNS = ["time", "request", "user", "status", "cache / error", "ms"]
 CACHE_COLUMNS = ["user", "images", "size"]
-GPU_COLUMNS = ["device", "type", "VRAM used", "VRAM total"]
+GPU_COLUMNS = ["device", "type", "memory", "used", "total"]
 
 
 def _clock(ts: Any) -> str:
@@ -45,12 +45,17 @@ def health_markdown(health: dict[str, Any] | None, error: str | None) -> str:
     return "  \n".join(lines)
 
 
+def memory_kind(device: dict[str, Any]) -> str:
+    """ComfyUI reports a CPU device's memory in its `vram_*` fields, but it is the host's RAM."""
+    return "RAM" if str(device.get("type", "")).lower() == "cpu" else "VRAM"
+
+
 def gpu_rows(stats: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for d in stats.get("devices", []) or []:
         total, free = d.get("vram_total") or 0, d.get("vram_free") or 0
-        rows.append([d.get("name", "?"), d.get("type", "?"), cachefiles.human_bytes(max(total - free, 0)),
-                     cachefiles.human_bytes(total)])
+        rows.append([d.get("name", "?"), d.get("type", "?"), memory_kind(d),
+                     cachefiles.human_bytes(max(total - free, 0)), cachefiles.human_bytes(total)])
     return rows
 
 
@@ -125,7 +130,7 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")
-    gpus = gr.Dataframe(headers=GPU_COLUMNS, label="GPUs", interactive=False, elem_id="lp-monitor-gpus",
+    gpus = gr.Dataframe(headers=GPU_COLUMNS, label="Devices", interactive=False, elem_id="lp-monitor-gpus",
                         value=[], column_count=len(GPU_COLUMNS))
     with gr.Row():
         cache = gr.Dataframe(headers=CACHE_COLUMNS, label="Cache per user", interactive=False, scale=1,

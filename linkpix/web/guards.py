@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.routing import PathConverter
 
 from ..config import LoadedConfig, Settings
 from ..errors import BadRequest, PayloadTooLarge
@@ -35,12 +34,6 @@ def body_limit(settings: Settings) -> int:
     """Largest request body in bytes: one input image of `max_upload_mb` sent as base64 (4/3 larger),
     plus 1 MiB for the JSON or multipart framing and the other fields."""
     return int(settings.max_upload_mb * MIB * 4 / 3) + MIB
-
-
-class AnyPath(PathConverter):
-    """`<path:...>` matching every character, newlines included (werkzeug's regex has no DOTALL)."""
-
-    regex = "[^/](?s:.*?)"
 
 
 class GuardedJSONProvider(DefaultJSONProvider):
@@ -84,8 +77,6 @@ def install(app: Flask) -> None:
     """Set the app up; call before the blueprints are registered (routing options apply per rule)."""
     # `/images//etc/passwd` would otherwise answer a 308 HTML redirect; now it is a JSON 404.
     app.url_map.merge_slashes = False
-    # werkzeug's `path` stops at a newline, so a prompt with one (`/prompt/a%0Ab`) was a 404.
-    app.url_map.converters["path"] = AnyPath
     app.json = GuardedJSONProvider(app)
     svc = services(app)
 
