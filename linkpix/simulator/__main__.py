@@ -1,4 +1,5 @@
-"""CLI: `python -m linkpix.simulator --port 8188 [--host 127.0.0.1] [--step-delay 0.05] [--root DIR]`."""
+"""CLI: `python -m linkpix.simulator --port 8188 [--host 127.0.0.1] [--step-delay 0.05] [--root DIR]`
+`[--profile 0.3.64|current]`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import threading
 from pathlib import Path
 
 from ..lifeline import follow_parent
+from .profiles import DEFAULT as DEFAULT_PROFILE
+from .profiles import PROFILES
 from .server import SimulatorServer
 
 
@@ -20,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-delay", type=float, default=0.05, help="seconds per sampler step")
     parser.add_argument("--root", type=Path, default=None, help="folder for input/ output/ temp/")
     parser.add_argument("--preview-method", default="auto", choices=["auto", "latent2rgb", "taesd", "none"])
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
+                        help="which ComfyUI to behave as: 0.3.64 (the captures) or current (today's server)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     follow_parent()  # started by start_server.py --demo: stop when it is gone
@@ -27,10 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sim = SimulatorServer(host=args.host, port=args.port, root=args.root, step_delay=args.step_delay,
-                          preview_method=args.preview_method)
+                          preview_method=args.preview_method, profile=args.profile)
     sim.start()
     logging.getLogger("linkpix.simulator").info(
-        "LinkPix ComfyUI simulator (not AI) listening on %s (root %s)", sim.url, sim.root)
+        "LinkPix ComfyUI simulator (not AI, plays ComfyUI %s) listening on %s (root %s)", sim.profile.version,
+        sim.url, sim.root)
     try:
         while not stop.wait(0.5):
             pass

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import wshub
 from .graph import DependencyCycleError, ExecutionList, is_link, signatures
 from .nodes import NodeRunner
+from .profiles import with_assets
 from .validation import annotated_filepath, full_type_name
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ class Executor:
         key = keys[nid]
         meta = {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
         if key in self.outputs_cache:
-            cached_ui = self.ui_cache.get(key)
+            cached_ui = self._with_assets(self.ui_cache.get(key))
             if run.client_id is not None:
                 self.life.hub.send("executed", {"node": nid, "display_node": nid,
                                                 "output": (cached_ui or {}).get("output"),
@@ -319,16 +320,23 @@ class Executor:
         self.outputs_cache[key] = outputs
         self.sim.stats.nodes_executed += 1
         if ui:
-            entry = {"meta": meta, "output": ui}
+            self.ui_cache[key] = {"meta": meta, "output": ui}
+            entry = self._with_assets(self.ui_cache[key])
+            assert entry is not None
             ui_outputs[nid] = entry
-            self.ui_cache[key] = entry
             if run.client_id is not None:
-                self.life.hub.send("executed", {"node": nid, "display_node": nid, "output": ui,
+                self.life.hub.send("executed", {"node": nid, "display_node": nid, "output": entry["output"],
                                                 "prompt_id": run.prompt_id}, run.client_id)
         run.finish_progress(nid)
         run.send_progress_state()
         executed.add(nid)
         return True
+
+    def _with_assets(self, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Today's ComfyUI registers output files as assets: `executed` and history carry their ids."""
+        if entry is None or not self.sim.profile.output_assets or not isinstance(entry.get("output"), dict):
+            return entry
+        return {**entry, "output": with_assets(entry["output"])}
 
     def _run_node(self, ctx: NodeContext, class_type: str, inputs: dict[str, Any],
                   info: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any] | None]:

@@ -1,4 +1,5 @@
-"""File routes: GET /view, POST /upload/image, POST /upload/mask (ComfyUI 0.3.64 semantics).
+"""File routes: GET /view, POST /upload/image, POST /upload/mask (ComfyUI 0.3.64 semantics; /view's
+headers for files a browser could run as today's versions send them with `--profile current`).
 
 Kept line-for-line close to ComfyUI's handlers because clients depend on their exact edge cases: 404 for
 no filename, 400 for `..`, 403 for a subfolder escaping its folder, `name (1).ext` renaming, reuse of a
@@ -20,13 +21,11 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..storage.jsonstore import atomic_write_bytes
+from .profiles import OLD_FORCED_DOWNLOAD, is_dangerous
 from .validation import annotated_filepath
 
 if TYPE_CHECKING:
     from .server import SimulatorServer
-
-FORCED_DOWNLOAD = {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}
-
 
 def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
     dirs = {k: str(v) for k, v in sim.dirs.items()}
@@ -88,9 +87,11 @@ def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
                 alpha_img.save(buf, format="PNG")
             return web.Response(body=buf.getvalue(), content_type="image/png", headers=disposition)
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        if content_type in FORCED_DOWNLOAD:
-            content_type = "application/octet-stream"
-        return web.FileResponse(file, headers={**disposition, "Content-Type": content_type})
+        if not sim.profile.view_attachment:
+            if content_type in OLD_FORCED_DOWNLOAD:
+                content_type = "application/octet-stream"
+            return web.FileResponse(file, headers={**disposition, "Content-Type": content_type})
+        return web.FileResponse(file, headers=_guarded_headers(filename, content_type, request))
 
     def dir_by_type(kind: Any) -> tuple[str, str]:
         if kind is None:
@@ -181,3 +182,19 @@ def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
                 return
 
         return image_upload(post, save_mask)
+
+
+def _guarded_headers(filename: str, content_type: str, request: web.Request) -> dict[str, str]:
+    """Today's /view for a plain file: anything a browser could run is a download (see profiles.py)."""
+    safe = filename.replace("\\", "\\\\").replace('"', '\\"')
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Disposition": f'filename="{safe}"'}
+    if is_dangerous(content_type):
+        headers["Vary"] = "Sec-Fetch-Dest"
+        headers["Cache-Control"] = "no-store"
+        svg_in_img = (request.headers.get("Sec-Fetch-Dest") == "image"
+                      and content_type.split(";", 1)[0].strip().lower() == "image/svg+xml")
+        if not svg_in_img:
+            content_type = "application/octet-stream"
+            headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    headers["Content-Type"] = content_type
+    return headers

@@ -1,4 +1,5 @@
-"""HTTP routes of the simulator, mirroring ComfyUI 0.3.64's server.py handler by handler.
+"""HTTP routes of the simulator, mirroring ComfyUI 0.3.64's server.py handler by handler (and today's
+where the profile says so: profiles.py).
 
 Handlers do the same Python operations on the request JSON as ComfyUI, so malformed input fails the same
 way: an unhandled exception becomes aiohttp's own `500 Internal Server Error` text body. Every route also
@@ -10,19 +11,21 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import time
 import urllib.parse
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import files
+from . import files, jobsapi
+from .profiles import INVALID_PROMPT_ID, valid_job_id
 from .wshub import SERVER_FEATURES
 
 if TYPE_CHECKING:
     from .server import Life, SimulatorServer
 
-VERSION = "0.3.64-linkpix-simulator"
+VERSION_SUFFIX = "-linkpix-simulator"
 
 
 def is_loopback(host: str | None) -> bool:
@@ -85,7 +88,8 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
     async def system_stats(request: web.Request) -> web.Response:
         total, free = _ram()
         return web.json_response({
-            "system": {"os": os.name, "ram_total": total, "ram_free": free, "comfyui_version": VERSION,
+            "system": {"os": os.name, "ram_total": total, "ram_free": free,
+                       "comfyui_version": sim.profile.version + VERSION_SUFFIX,
                        "required_frontend_version": "1.27.10", "installed_templates_version": "0.1.95",
                        "required_templates_version": "0.1.95", "python_version": sys.version,
                        "pytorch_version": "none (LinkPix simulator)", "embedded_python": False,
@@ -150,7 +154,14 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
                      "extra_info": {}}
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = json_data["prompt"]
-        prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+        if not sim.profile.strict_prompt_id:
+            prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+        elif json_data.get("prompt_id") is None:
+            prompt_id = str(uuid.uuid4())
+        elif valid_job_id(json_data["prompt_id"]):
+            prompt_id = json_data["prompt_id"]
+        else:
+            return web.json_response({"error": INVALID_PROMPT_ID, "node_errors": {}}, status=400)
         partial = json_data.get("partial_execution_targets") if "partial_execution_targets" in json_data else None
         valid = sim.validator.validate_prompt(prompt, partial)
         extra_data = json_data["extra_data"] if "extra_data" in json_data else {}
@@ -158,6 +169,8 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
             extra_data["client_id"] = json_data["client_id"]
         if not valid[0]:
             return web.json_response({"error": valid[1], "node_errors": valid[3]}, status=400)
+        if sim.profile.create_time:
+            extra_data["create_time"] = int(time.time() * 1000)
         q.put([number, prompt_id, prompt, extra_data, valid[2]])
         sim.stats.prompts_received += 1
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
@@ -219,6 +232,8 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
         return web.Response(status=200)
 
     files.add_routes(routes, sim)
+    if sim.profile.jobs_api:
+        jobsapi.add_routes(routes, life)
 
     app = web.Application(middlewares=[origin_only_middleware], client_max_size=104857600)
     api_routes = web.RouteTableDef()

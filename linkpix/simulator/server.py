@@ -21,6 +21,8 @@ from aiohttp import web
 from .catalogue import DATA_DIR, Catalogue
 from .executor import Executor, Stats
 from .jobqueue import PromptQueue
+from .profiles import DEFAULT as DEFAULT_PROFILE
+from .profiles import Profile, get_profile
 from .routes import build_app
 from .validation import Validator
 from .wshub import WebSocketHub
@@ -81,8 +83,9 @@ class SimulatorServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, root: Path | None = None,
                  step_delay: float = 0.0, models: dict[str, list[str]] | None = None,
-                 preview_method: str = "auto") -> None:
+                 preview_method: str = "auto", profile: str = DEFAULT_PROFILE) -> None:
         self.host = host
+        self.profile: Profile = get_profile(profile)  # which ComfyUI it plays (profiles.py)
         self.port = int(port)
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="linkpix-sim-") if root is None else root).resolve()
