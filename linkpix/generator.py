@@ -36,9 +36,9 @@ EventCallback = Callable[[Event], None]
 # and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
 SUBMITTED = "linkpix_submitted"
 _REPLAYED = frozenset({SUBMITTED, "execution_start"})
-# ComfyUI sends a prompt's events only to the client that submitted it, so a prompt re-attached after a
-# restart is followed by polling its queue position at this interval (seconds).
-REATTACH_POLL = 0.5
+# The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
+# seconds later only if the run somehow did not answer by then.
+AWAIT_MARGIN = 5.0
 
 
 class Cancelled(LinkPixError):
@@ -51,20 +51,16 @@ class Cancelled(LinkPixError):
 class Backend(Protocol):
     """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
 
-    base_url: str
+    name: str
 
     def submit(self, graph: dict[str, Any]) -> str: ...
 
-    def wait(self, prompt_id: str, timeout: float,
-             on_event: EventCallback | None = None) -> dict[str, Any]: ...
+    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
+             reattach: bool = False) -> dict[str, Any]: ...
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
 
-    def interrupt(self, prompt_id: str | None = None) -> None: ...
-
-    def delete_from_queue(self, ids: list[str]) -> None: ...
-
-    def queue_position(self, prompt_id: str) -> int | None: ...
+    def stop(self, prompt_id: str, reason: str) -> None: ...
 
     def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
                      subfolder: str = "") -> str: ...
@@ -217,19 +213,27 @@ class Generator:
         return Outcome(stored, cache_hit=False, joined=not owner)
 
     def _await(self, flight: _Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._timeout() + 30.0  # the run enforces the real timeout; this only bounds waiting
+        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
         if ticket is None:
             try:
                 return flight.future.result(timeout=timeout)
             except TimeoutError:
-                raise GenerationTimeout(f"no result after {timeout:.0f} s") from None
+                raise self._overdue(flight, timeout) from None
         flight.future.add_done_callback(lambda _f: ticket._wake.set())
         ticket._wake.wait(timeout)
         if ticket.cancelled:
             raise Cancelled("this waiter left the run")
         if not flight.future.done():
-            raise GenerationTimeout(f"no result after {timeout:.0f} s")
+            raise self._overdue(flight, timeout)
         return flight.future.result()
+
+    @staticmethod
+    def _overdue(flight: _Flight, timeout: float) -> GenerationTimeout:
+        with flight.lock:
+            prompt_id, backend = flight.prompt_id, flight.backend
+        where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
+        return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
+                                 "in the background", {"prompt_id": prompt_id})
 
     def _leave(self, flight: _Flight, token: object, abort: bool) -> None:
         """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
@@ -247,13 +251,10 @@ class Generator:
 
     @staticmethod
     def _stop(flight: _Flight, prompt_id: str) -> None:
-        """Dequeue the prompt if pending, interrupt it if running (only this prompt)."""
+        """Dequeue the prompt if pending, interrupt it if running (only this prompt); durable, so a
+        ComfyUI that cannot be told now is told when it answers again."""
         assert flight.backend is not None
-        try:
-            flight.backend.delete_from_queue([prompt_id])
-            flight.backend.interrupt(prompt_id)
-        except LinkPixError as exc:
-            log.warning("could not stop prompt %s: %s", prompt_id, exc.message)
+        flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[_Flight, bool]:
         with self._lock:
@@ -287,17 +288,15 @@ class Generator:
                 aborted = flight.aborted
             if aborted:  # the last waiter left while we were submitting
                 self._stop(flight, prompt_id)
-            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.base_url}))
-            if reattached:
-                self._until_dequeued(prompt_id, started + self._timeout(), flight)
+            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
             remaining = max(0.0, self._timeout() - (time.monotonic() - started))
-            entry = backend.wait(prompt_id, remaining, flight.emit)
+            entry = backend.wait(prompt_id, remaining, flight.emit, reattach=reattached)
             outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
             output = outputs[0]
-            meta = self._meta(job, output, backend.base_url, time.monotonic() - started)
+            meta = self._meta(job, output, backend.name, time.monotonic() - started)
             flight.future.set_result((output, meta))
         except LinkPixError as exc:
             flight.future.set_exception(exc)
@@ -309,21 +308,11 @@ class Generator:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
 
-    def _until_dequeued(self, prompt_id: str, deadline: float, flight: _Flight) -> None:
-        """Wait until a re-attached prompt has left ComfyUI's queue (then `wait` reads its history)."""
-        while time.monotonic() < deadline and not flight.aborted:
-            try:
-                if flight.backend.queue_position(prompt_id) is None:  # type: ignore[union-attr]
-                    return
-            except LinkPixError:
-                return  # unreachable: let `wait` judge, with its own grace period
-            time.sleep(REATTACH_POLL)
-
     @staticmethod
-    def _meta(job: RenderedJob, output: OutputImage, backend_url: str, seconds: float) -> dict[str, Any]:
+    def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
         width, height = image_size(output.data)
         return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
                 "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-                "width": width, "height": height, "backend": backend_url,
+                "width": width, "height": height, "backend": backend,
                 "prompt_id": output.prompt_id, "comfy_filename": output.filename,
                 "generation_ms": round(seconds * 1000)}
