@@ -9,7 +9,13 @@ growing ComfyUI's queue without bound.
 The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
 the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
 in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
-`generate(..., prompt_id=...)` re-attaches to a prompt submitted before LinkPix restarted.
+`generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
+
+Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
+is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
+dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
+times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
+refused (422) or that failed in a node (502) is not retried anywhere.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .comfy import Event, OutputImage
-from .errors import ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
+from .comfy import Event, OutputImage, PromptLost
+from .comfy.transport import BackendNotAnswering
+from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from .resolver import RenderedJob
 from .storage.cache import CachedImage, ImageCache, cache_key
 from .storage.encode import encode, image_size
@@ -61,6 +68,23 @@ class Backend(Protocol):
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
 
     def stop(self, prompt_id: str, reason: str) -> None: ...
+
+    def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
+                     subfolder: str = "") -> str: ...
+
+
+class BackendPool(Protocol):
+    """What the generator needs of the pool (the real one is `linkpix.comfy.pool.Pool`)."""
+
+    def choose(self, graph: dict[str, Any], exclude: Any = ()) -> Any: ...
+
+    def client(self, name: str) -> Any: ...
+
+    def can_run(self, graph: dict[str, Any], exclude: Any = ()) -> bool: ...
+
+    def reserve(self, client: Any) -> None: ...
+
+    def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
 
     def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
                      subfolder: str = "") -> str: ...
@@ -159,12 +183,13 @@ class Ticket:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, backend: Callable[[], Backend], cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int]) -> None:
-        self._backend = backend  # asked once per run: a run keeps the ComfyUI it started on
+    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
+                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1) -> None:
+        self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self.cache = cache
         self._timeout = timeout
         self._max_pending = max_pending
+        self._failover_retries = failover_retries
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
@@ -178,10 +203,11 @@ class Generator:
             return len(self._flights)
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
-                 ticket: Ticket | None = None, prompt_id: str | None = None) -> Outcome:
-        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt
-        instead of submitting (re-attaching after a restart). With `ticket`, the caller may leave early;
-        it then gets `Cancelled`."""
+                 ticket: Ticket | None = None, prompt_id: str | None = None,
+                 backend: str | None = None) -> Outcome:
+        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
+        `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
+        may leave early; it then gets `Cancelled`."""
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -196,8 +222,8 @@ class Generator:
         try:
             flight.listen(on_event)
             if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id), name=f"flight-{key[:8]}",
-                                 daemon=True).start()
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend),
+                                 name=f"flight-{key[:8]}", daemon=True).start()
             if ticket is not None and not ticket._attach(self, flight, token):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
@@ -266,38 +292,23 @@ class Generator:
             if len(self._flights) >= limit:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
-            flight = self._flights[key] = _Flight(key, backend=self._backend())
+            flight = self._flights[key] = _Flight(key)
             flight.waiters.add(token)
             self.runs_started += 1
             return flight, True
 
-    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None) -> None:
+    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None,
+             backend_name: str | None = None) -> None:
         started = time.monotonic()
-        reattached = prompt_id is not None
-        backend = flight.backend
-        assert backend is not None
+        deadline = started + self._timeout()
         try:
-            if prompt_id is None:
-                for upload in job.uploads:
-                    backend.upload_image(upload.data, upload.name, overwrite=True)
-                if flight.aborted:
-                    raise Cancelled("every waiter left before the prompt was submitted")
-                prompt_id = backend.submit(job.graph)
-            with flight.lock:
-                flight.prompt_id = prompt_id
-                aborted = flight.aborted
-            if aborted:  # the last waiter left while we were submitting
-                self._stop(flight, prompt_id)
-            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
-            remaining = max(0.0, self._timeout() - (time.monotonic() - started))
-            entry = backend.wait(prompt_id, remaining, flight.emit, reattach=reattached)
-            outputs = backend.images(prompt_id, entry)
-            if not outputs:
-                raise ExecutionFailed("the workflow finished without producing an image; "
-                                      "does it end in a SaveImage or PreviewImage node?")
-            output = outputs[0]
-            meta = self._meta(job, output, backend.name, time.monotonic() - started)
-            flight.future.set_result((output, meta))
+            if prompt_id is not None:
+                backend = self._pool.client(backend_name or "")
+                self._pool.reserve(backend)
+                result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            else:
+                result = self._run(flight, job, deadline, started)
+            flight.future.set_result(result)
         except LinkPixError as exc:
             flight.future.set_exception(exc)
         except Exception as exc:  # unexpected: keep the waiters from hanging, keep the trace in the log
@@ -307,6 +318,80 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
+
+    def _run(self, flight: _Flight, job: RenderedJob, deadline: float,
+             started: float) -> tuple[OutputImage, dict[str, Any]]:
+        """Attempts on the pool's backends until one gives the image (see the module docstring)."""
+        tried: list[Backend] = []
+        failovers = 0
+        failure: BackendUnavailable | None = None
+        resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
+        while True:
+            if resume is not None:
+                backend, prompt_id = resume
+                self._pool.reserve(backend)
+            else:
+                prompt_id = None
+                try:
+                    backend = self._pool.choose(job.graph, exclude=tried)
+                except BackendUnavailable:
+                    if failure is not None:
+                        raise failure from None  # the backend's own words say more than "no other one"
+                    raise
+            try:
+                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+            except BackendUnavailable as exc:
+                with flight.lock:
+                    submitted, aborted = flight.prompt_id, flight.aborted
+                if aborted or time.monotonic() >= deadline:
+                    raise
+                if submitted is not None and failovers >= self._failover_retries():
+                    raise
+                failure, resume = exc, None
+                frozen = isinstance(exc, BackendNotAnswering)
+                if submitted is not None and frozen and not self._pool.can_run(job.graph, [*tried, backend]):
+                    resume = (backend, submitted)  # nowhere else to go: wait for it, until the timeout
+                    continue
+                tried.append(backend)
+                if submitted is not None:
+                    failovers += 1
+                    if not isinstance(exc, PromptLost):
+                        backend.stop(submitted, "its run failed over to another backend")
+                log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
+
+    def _attempt(self, flight: _Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
+                 prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
+        """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
+        reattached = prompt_id is not None and not resumed
+        with flight.lock:
+            flight.backend, flight.prompt_id = backend, prompt_id
+        began, error = time.monotonic(), None
+        try:
+            if prompt_id is None:
+                for upload in job.uploads:
+                    backend.upload_image(upload.data, upload.name, overwrite=True)
+                if flight.aborted:
+                    raise Cancelled("every waiter left before the prompt was submitted")
+                prompt_id = backend.submit(job.graph)
+                with flight.lock:
+                    flight.prompt_id = prompt_id
+                    aborted = flight.aborted
+                if aborted:  # the last waiter left while we were submitting
+                    self._stop(flight, prompt_id)
+            if not resumed:
+                flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
+            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
+                                 reattach=reattached)
+            outputs = backend.images(prompt_id, entry)
+            if not outputs:
+                raise ExecutionFailed("the workflow finished without producing an image; "
+                                      "does it end in a SaveImage or PreviewImage node?")
+            return outputs[0], self._meta(job, outputs[0], backend.name, time.monotonic() - started)
+        except LinkPixError as exc:
+            error = exc
+            raise
+        finally:
+            self._pool.finished(backend, time.monotonic() - began, error)
 
     @staticmethod
     def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:

@@ -62,7 +62,8 @@ class JobManager:
     """Owns the job pool, the live progress of running jobs, and webhook delivery."""
 
     def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
-                 settings: Callable[[], Settings], queue_position: Callable[[str], int | None]) -> None:
+                 settings: Callable[[], Settings],
+                 queue_position: Callable[[str, str | None], int | None]) -> None:
         self.store = store
         self.uploads = uploads
         self.generator = generator
@@ -84,7 +85,7 @@ class JobManager:
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
-             queue_position: Callable[[str], int | None]) -> JobManager:
+             queue_position: Callable[[str, str | None], int | None]) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
                       generator, cache, settings, queue_position)
@@ -154,7 +155,7 @@ class JobManager:
         body["queue_position"] = None
         if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
             try:
-                body["queue_position"] = self._queue_position(job.prompt_id)
+                body["queue_position"] = self._queue_position(job.prompt_id, job.backend)
             except LinkPixError:
                 pass  # ComfyUI unreachable: the position is unknown, the job is still there
         return body
@@ -238,7 +239,7 @@ class JobManager:
                                       "total": None, "node": None, "running": running}
             try:
                 return self.generator.generate(spec, job.user, self._listener(job.id, index), ticket=ticket,
-                                               prompt_id=prompt_id)
+                                               prompt_id=prompt_id, backend=job.backend if prompt_id else None)
             except QueueFull as exc:
                 if self._stop.wait(min(exc.retry_after, 2.0)):
                     raise Cancelled("shutting down") from None
