@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .comfy import Event, OutputImage, PromptLost
+from .comfy import ClientClosed, Event, OutputImage, PromptLost
 from .comfy.transport import BackendNotAnswering
 from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from .resolver import RenderedJob
@@ -340,6 +340,8 @@ class Generator:
                     raise
             try:
                 return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+            except ClientClosed:
+                raise  # LinkPix is shutting down (or dropped the backend): a run elsewhere would be orphaned
             except BackendUnavailable as exc:
                 with flight.lock:
                     submitted, aborted = flight.prompt_id, flight.aborted

@@ -19,7 +19,7 @@ from typing import Any
 from linkpix.comfy import objectinfo
 from linkpix.comfy.events import Event, OutputImage
 from linkpix.comfy.failures import workflow_rejected
-from linkpix.comfy.follow import Follower, PromptLost
+from linkpix.comfy.follow import ClientClosed, Follower, PromptLost
 from linkpix.comfy.health import Health
 from linkpix.comfy.keeper import Keeper
 from linkpix.comfy.stops import StopList
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], None]
 
-__all__ = ["ComfyClient", "PromptLost"]
+__all__ = ["ClientClosed", "ComfyClient", "PromptLost"]
 
 
 class ComfyClient:
@@ -337,7 +337,7 @@ class ComfyClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendUnavailable(f"the client for ComfyUI at {self.shown_url} is closed")
+            raise ClientClosed(f"the client for ComfyUI at {self.shown_url} is closed")
 
     def close(self) -> None:
         """Stop the keeper and the reader threads, close the sockets and the HTTP session. Idempotent."""

@@ -44,6 +44,10 @@ class PromptLost(BackendUnavailable):
     """ComfyUI no longer knows a prompt it accepted: not queued, not in history (it restarted)."""
 
 
+class ClientClosed(BackendUnavailable):
+    """LinkPix closed the client (shutting down, or the backend left the pool): nothing to fail over."""
+
+
 class Follower:
     """The waiting half of a `ComfyClient` (one per client)."""
 
@@ -155,8 +159,8 @@ class Follower:
                 pace = DISCONNECTED_POLL if brisk else RECONNECT_RECHECK if recheck else SAFETY_POLL
                 next_check = time.monotonic() + pace
             elif event.type == CLOSED:
-                raise BackendUnavailable(f"the client for ComfyUI at {self._client.shown_url} was closed "
-                                         f"while waiting for prompt {prompt_id}")
+                raise ClientClosed(f"the client for ComfyUI at {self._client.shown_url} was closed "
+                                   f"while waiting for prompt {prompt_id}")
             elif event.type == DISCONNECTED:
                 next_check = min(next_check, now + DISCONNECTED_POLL)
             elif event.type in TERMINAL_EVENTS:  # `executing null` should follow; poll if it does not

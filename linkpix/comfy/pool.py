@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linkpix.comfy import routing
-from linkpix.comfy.client import ComfyClient
+from linkpix.comfy.client import ClientClosed, ComfyClient
 from linkpix.comfy.health import FROZEN, REFUSED, UNKNOWN, UP
 from linkpix.comfy.stops import StopList
 from linkpix.config import BackendSpec
@@ -145,6 +145,8 @@ class Pool:
         refs = routing.model_files(graph)
         wanted = routing.main_model(refs)
         excluded = {id(c) for c in exclude}
+        if self._closed:
+            raise ClientClosed("the ComfyUI pool is closed (LinkPix is shutting down)")
         able = self._able([m for m in self._active() if id(m.client) not in excluded], refs)
         if not able:
             raise self._nobody_has(refs, bool(excluded))
