@@ -296,3 +296,17 @@ def test_routing_reads_every_loader_and_merges_object_info(simulator):
     assert merged["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == ["a.safetensors", "b.safetensors"]
     assert merged["UNETLoader"] is two["UNETLoader"]
     assert [r.value for r in routing.missing(one, refs)] == ["l.safetensors", "t5.safetensors", "flux.gguf"]
+
+
+def test_a_job_naming_a_model_no_backend_has_is_refused_before_it_is_accepted(project, sims):
+    sims.start("gpu-a")
+    write_workflow(project, "ghost_vae", {
+        "8": {"class_type": "VAELoader", "inputs": {"vae_name": "ghost_vae.safetensors"}},
+        "6": {"inputs": {"vae": ["8", 0]}}})
+    server = JobsServer(project, sims["gpu-a"].url, comfyui_urls=sims.specs())
+    try:
+        r = server.post("/generate", json={"prompt": "no such vae", "workflow": "ghost_vae"})
+        assert r.status_code == 400 and "no ComfyUI backend has the VAE 'ghost_vae.safetensors'" in r.json()["message"]
+        assert server.get("/jobs").json()["jobs"] == []
+    finally:
+        server.close()

@@ -89,6 +89,8 @@ def generate() -> Response:
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
     req = dataclasses.replace(req, input_images=_input_images(body))
     rendered = _render_all(req, count)
+    for spec in rendered:  # a model file no backend has: 400 now, not a job that fails later
+        services().pool.check_models(spec.graph)
     job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
                     "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})
