@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .comfy import ClientClosed, Event, OutputImage, PromptLost
+from .comfy.pool import NoBackend
 from .comfy.transport import BackendNotAnswering
 from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from .resolver import RenderedJob
@@ -324,6 +325,8 @@ class Generator:
         """Attempts on the pool's backends until one gives the image (see the module docstring)."""
         tried: list[Backend] = []
         failovers = 0
+        submitted: str | None = None
+        queued_somewhere = False
         failure: BackendUnavailable | None = None
         resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
         while True:
@@ -335,9 +338,11 @@ class Generator:
                 try:
                     backend = self._pool.choose(job.graph, exclude=tried)
                 except BackendUnavailable:
-                    if failure is not None:
+                    if failure is None:
+                        raise
+                    if isinstance(failure, NoBackend) or queued_somewhere:
                         raise failure from None  # the backend's own words say more than "no other one"
-                    raise
+                    raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
             try:
                 return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
             except ClientClosed:
@@ -345,6 +350,7 @@ class Generator:
             except BackendUnavailable as exc:
                 with flight.lock:
                     submitted, aborted = flight.prompt_id, flight.aborted
+                queued_somewhere = queued_somewhere or submitted is not None
                 if aborted or time.monotonic() >= deadline:
                     raise
                 if submitted is not None and failovers >= self._failover_retries():

@@ -199,7 +199,7 @@ class Follower:
         time ran out is not stopped: its entry is returned and judged like any other.
         """
         client = self._client
-        client.stops.add(client.base_url, prompt_id, f"it did not finish within {timeout:g} s")
+        client.stops.add(client.base_url, prompt_id, f"it did not finish within {round(timeout, 1):g} s")
         end = time.monotonic() + STOP_BUDGET
         acted, outcome, entry = False, "it could not be stopped", None
         try:
@@ -228,7 +228,7 @@ class Follower:
         if entry is not None:
             return entry
         raise GenerationTimeout(f"ComfyUI at {client.shown_url} did not finish prompt {prompt_id} within "
-                                f"{timeout:g} s; {outcome}", {"prompt_id": prompt_id, "stopped": acted})
+                                f"{round(timeout, 1):g} s; {outcome}", {"prompt_id": prompt_id, "stopped": acted})
 
 
 def _notify(on_event: EventCallback, event: Event) -> None:

@@ -40,6 +40,10 @@ REFRESH_ON_MISS = 10.0  # s between object_info refreshes triggered by a model n
 FRESH_WAIT = 1.0  # s /health and /ready wait for probes of backends not known to be up
 
 
+class NoBackend(BackendUnavailable):
+    """No backend could take the run (none answering, or none left to fail over to): nothing was queued."""
+
+
 @dataclass
 class Member:
     """One backend: its settings, its client, and what LinkPix saw it do."""
@@ -155,7 +159,7 @@ class Pool:
             usable = [m for m in able if m.client.health.state in (UP, UNKNOWN)] \
                 or [m for m in able if m.client.health.state == REFUSED]
             if not usable:
-                raise BackendUnavailable("no ComfyUI backend that can run this is answering: " + "; ".join(
+                raise NoBackend("no ComfyUI backend that can run this is answering: " + "; ".join(
                     m.client.health.describe() for m in able), {"backends": [m.name for m in able]})
             pick = min(usable, key=lambda m: (m.full, routing.cost(m.load, m.spec.weight, m.last_model, wanted),
                                               m.runs))
@@ -212,7 +216,7 @@ class Pool:
                             pass
         if self._able(active, refs):
             reason = "no other backend that has them" if excluding else "the backends that have them are busy"
-            return BackendUnavailable(f"the run needs {', '.join(r.describe() for r in refs)}; {reason} "
+            return NoBackend(f"the run needs {', '.join(r.describe() for r in refs)}; {reason} "
                                       "is available")
         known = [(m, i) for m, i in ((m, m.client.cached_object_info()) for m in active) if i is not None]
         gaps = [r for r in refs if all(routing.missing(i, [r]) for _, i in known)]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..comfy import Event, PromptLost
+from ..comfy.pool import NoBackend
 from ..config import Settings
 from ..errors import ExecutionFailed, LinkPixError, QueueFull
 from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
@@ -49,6 +50,7 @@ from .webhooks import Schedule, WebhookSender
 log = logging.getLogger(__name__)
 
 PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
 
 
 class Conflict(LinkPixError):
@@ -226,7 +228,9 @@ class JobManager:
         self._end(job_id, SUCCEEDED, None)
 
     def _generate(self, job: Job, index: int, spec: RenderedJob, prompt_id: str | None) -> Outcome:
-        """One image through the generator; waits (cancellably) while the generator is at capacity."""
+        """One image through the generator; waits (cancellably) while the generator is at capacity, and
+        while no ComfyUI backend can take it (for up to `timeout` seconds: a job outlives a short outage)."""
+        waiting_since = time.monotonic()
         while True:
             ticket = Ticket()
             with self._lock:
@@ -242,6 +246,11 @@ class JobManager:
                                                prompt_id=prompt_id, backend=job.backend if prompt_id else None)
             except QueueFull as exc:
                 if self._stop.wait(min(exc.retry_after, 2.0)):
+                    raise Cancelled("shutting down") from None
+            except NoBackend:
+                if time.monotonic() - waiting_since >= self._settings().timeout or ticket.cancelled:
+                    raise
+                if self._stop.wait(NO_BACKEND_RETRY):
                     raise Cancelled("shutting down") from None
 
     def _listener(self, job_id: str, index: int) -> Callable[[Event], None]:
