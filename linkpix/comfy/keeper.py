@@ -114,7 +114,7 @@ class Keeper:
 
     def _fetch_object_info(self) -> None:
         try:
-            self._client.object_info(refresh=True)
+            self._client.object_info()  # fetches only if still stale (a caller may just have fetched it)
         except LinkPixError as exc:
             log.debug("object_info of %s: %s", self._client.shown_url, exc.message)
 
