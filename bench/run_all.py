@@ -1,11 +1,14 @@
 """Run every benchmark and print its figures: `python bench/run_all.py` (needs `apt-get install wrk`)."""
 
+import frozen
 import hit_path
 import hits_under_load
 import miss_overhead
+import pool
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, pool):
         bench.main()
         print()
+    frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

@@ -36,7 +36,7 @@ TERMINAL_GRACE = 1.0  # s to wait for `executing null` after execution_success/e
 DISCONNECTED_POLL = 0.5  # s between /history polls while the socket is down
 RECONNECT_RECHECK = 1.0  # s after a reconnect for a second look at a prompt that was still queued
 SAFETY_POLL = 10.0  # s of silence after which /history is checked even with a healthy socket
-UNREACHABLE_GRACE = 5.0  # s ComfyUI may stay unreachable during a wait before we give up
+UNREACHABLE_GRACE = 2.0  # s ComfyUI may stay unreachable during a wait before we give up (or fail over)
 STOP_BUDGET = 1.5  # s a timed-out run spends stopping its prompt before answering (the keeper goes on)
 
 
