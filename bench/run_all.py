@@ -1,5 +1,7 @@
 """Run every benchmark and print its figures: `python bench/run_all.py` (needs `apt-get install wrk`)."""
 
+import big_body
+import edit_lut
 import frozen
 import hit_path
 import hits_under_load
@@ -8,7 +10,7 @@ import pool
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, pool):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, pool):
         bench.main()
         print()
     frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     network_access: bool = Field(False, description="false: listen on 127.0.0.1 only; true: on all interfaces.")
     max_pixels: int = Field(4_194_304, gt=0, description="Largest width x height a request may ask for.")
     max_prompt_chars: int = Field(4000, gt=0, description="Longest prompt accepted, in characters.")
+    edit_workflow: str = Field("flux_kontext_edit.json", description="Default workflow of POST /edit "
+                                                                      "(a file in workflows_dir).")
     max_upload_mb: float = Field(64.0, gt=0, description="Largest input image (upload, /edit, base64 in JSON) "
                                                          "in MiB; larger request bodies answer 413 unread.")
     cache_max_mb: float = Field(2048.0, ge=0, description="Cache size limit in MiB (0 = no limit).")
@@ -95,6 +97,11 @@ class Settings(BaseSettings):
     api_keys: dict[str, str] = Field(default_factory=dict,
                                      description="API key -> user name; required for state changes "
                                                  "when network_access is on.")
+    admin_keys: list[str] = Field(default_factory=list,
+                                  description="Keys of api_keys whose holders see every user's jobs and "
+                                              "requests (the others see their own user's only).")
+    strip_metadata: bool | None = Field(None, description="Remove the workflow ComfyUI embeds in generated "
+                                                          "images; unset: on when network_access is on.")
     signing_keys: list[str] = Field(default_factory=list,
                                     description="HMAC keys for signed URLs (first signs, all verify).")
     require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
@@ -156,6 +163,20 @@ class Settings(BaseSettings):
         """The pool: `comfyui_urls`, or the one backend of `comfyui_url`."""
         return list(self.comfyui_urls) or [BackendSpec(url=self.comfyui_url)]
 
+    @field_validator("admin_keys")
+    @classmethod
+    def _admin_keys_are_keys(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        unknown = [k for k in value if k not in (info.data.get("api_keys") or {})]
+        if unknown:  # never echo a key into a log
+            raise ValueError(f"{len(unknown)} key(s) not in api_keys; an admin key must also be an API key "
+                             "(it names the admin's user)")
+        return value
+
+    @property
+    def strips_metadata(self) -> bool:
+        """strip_metadata as set, or on when LinkPix is open to the network."""
+        return self.network_access if self.strip_metadata is None else self.strip_metadata
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
                                    init_settings: PydanticBaseSettingsSource,
@@ -165,6 +186,12 @@ class Settings(BaseSettings):
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init kwargs; the environment must win over them.
         return env_settings, dotenv_settings, init_settings
+
+    @property
+    def backend_urls(self) -> list[str]:
+        """Base URLs of every ComfyUI backend LinkPix uses (webhooks may never go to one): comfyui_url,
+        plus the pool's comfyui_urls."""
+        return [self.comfyui_url, *(b.url for b in self.comfyui_urls)]
 
     @property
     def bind_host(self) -> str:

@@ -42,6 +42,20 @@ class NotFound(LinkPixError):
     code = "not_found"
 
 
+class PayloadTooLarge(LinkPixError):
+    """The request body is over the configured limit; it is refused before being read."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class HeadersTooLarge(LinkPixError):
+    """The request's header block is over the server's limit (answered by the WSGI server itself)."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 class UnsupportedMediaType(LinkPixError):
     status = 415
     code = "unsupported_media_type"
@@ -111,3 +125,11 @@ class GenerationTimeout(LinkPixError):
 
     status = 504
     code = "timeout"
+
+
+class ImageTooLarge(LinkPixError):
+    """An input image over `max_upload_mb`, or one whose pixels would not fit in memory (a
+    decompression bomb): nothing of it is stored."""
+
+    status = 413
+    code = "image_too_large"

@@ -87,9 +87,6 @@ class BackendPool(Protocol):
 
     def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
 
-    def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
-                     subfolder: str = "") -> str: ...
-
 
 @dataclass
 class Outcome:
@@ -185,8 +182,10 @@ class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
     def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1) -> None:
+                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
+                 strip_metadata: Callable[[], bool] = lambda: False) -> None:
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
+        self._strip = strip_metadata
         self.cache = cache
         self._timeout = timeout
         self._max_pending = max_pending
@@ -196,7 +195,10 @@ class Generator:
         self.runs_started = 0
 
     def key_for(self, job: RenderedJob) -> str:
-        return cache_key(job.graph, job.output_format, (u.data for u in job.uploads))
+        # Stripped and unstripped images are different files: turning strip_metadata on must not serve
+        # an image cached before it with the workflow inside.
+        fmt = job.output_format + ("+stripped" if self._strip() else "")
+        return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
     def pending(self) -> int:
@@ -235,7 +237,7 @@ class Generator:
                 flight.waiters.discard(token)
         stored = self.cache.get(user, key)
         if stored is None:
-            data = encode(output.data, job.output_format)
+            data = encode(output.data, job.output_format, strip=self._strip())
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner)
 

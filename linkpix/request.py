@@ -14,12 +14,14 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import BadRequest
+from .edit.photo import EXTENSIONS, check_image
+from .errors import BadRequest, ImageTooLarge
+from .render.placeholders import whole_number
 
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
@@ -30,7 +32,8 @@ SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 MAX_INPUT_IMAGES = 4
 MAX_STYLES = 8
-MAX_INPUT_IMAGE_BYTES = 20 * 1024 * 1024
+# The default of `max_upload_mb`; the routes pass the configured limit (`settings.max_upload_mb`).
+MAX_INPUT_IMAGE_BYTES = 64 * 1024 * 1024
 
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
 DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
@@ -66,6 +69,7 @@ class GenerationRequest:
     random_seed: bool = False
     output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
     input_images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
 
     def __post_init__(self) -> None:
         # Read-only view: a request is a value; nobody downstream may change what the client asked.
@@ -115,21 +119,12 @@ def parse_seed(value: Any) -> tuple[int | None, bool]:
     """-> (seed, random). `random` or -1 ask for a fresh seed; absent/empty -> derived later."""
     if value is None or value == "":
         return None, False
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("random", "-1"):
-            return None, True
-        try:
-            number = int(text)
-        except ValueError:
-            raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
-                             {"parameter": "seed"}) from None
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequest(f"seed must be an integer or 'random' (got {value!r})", {"parameter": "seed"})
-    else:
-        if isinstance(value, float) and not value.is_integer():
-            raise BadRequest(f"seed must be a whole number (got {value!r})", {"parameter": "seed"})
-        number = int(value)
+    if isinstance(value, str) and value.strip().lower() == "random":
+        return None, True
+    number = whole_number(value)
+    if number is None:
+        raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
+                         {"parameter": "seed"})
     if number == -1:
         return None, True
     if not 0 <= number <= SEED_MAX:
@@ -147,15 +142,39 @@ def parse_format(value: Any) -> str | None:
     return fmt
 
 
-def _prompt(text: Any) -> str:
+def check_text(value: str, name: str) -> str:
+    """Free text that may travel on to ComfyUI, a file or a database: no NUL, no lone surrogate.
+
+    A lone surrogate (JSON `"\\ud800"`) is not Unicode text: it cannot be encoded as UTF-8, so it would
+    fail later, deep in the seed derivation or the job store, as a 500.
+    """
+    if "\x00" in value:
+        raise BadRequest(f"{_label(name)} contains a NUL character", {"parameter": name})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{_label(name)} contains a lone surrogate ({value[exc.start]!r} at character "
+                         f"{exc.start + 1}), which is not valid Unicode text", {"parameter": name}) from None
+    return value
+
+
+def _label(name: str) -> str:
+    return "the prompt" if name == "prompt" else name
+
+
+# How to send a prompt, in the words of each form of request.
+PROMPT_HINTS = {"url": "put the text in the URL, e.g. /prompt/a%20red%20fox",
+                "json": 'send the text in the "prompt" field, e.g. {"prompt": "a red fox"}'}
+
+
+def _prompt(text: Any, form: str) -> str:
+    if text is None:
+        raise BadRequest(f"the prompt is missing: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
     if not isinstance(text, str):
-        raise BadRequest("prompt must be text", {"parameter": "prompt"})
+        raise BadRequest(f"prompt must be text (got {type(text).__name__})", {"parameter": "prompt"})
     if not text.strip():
-        raise BadRequest("the prompt is empty: put the text in the URL, e.g. /prompt/a%20red%20fox",
-                         {"parameter": "prompt"})
-    if "\x00" in text:
-        raise BadRequest("the prompt contains a NUL character", {"parameter": "prompt"})
-    return text
+        raise BadRequest(f"the prompt is empty: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
+    return check_text(text, "prompt")
 
 
 def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
@@ -164,6 +183,8 @@ def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
         raise BadRequest(f"invalid parameter name {key!r}", {"parameter": key})
     if name in params and params[name] != value:
         raise BadRequest(f"parameter {name!r} is given twice with different values", {"parameter": name})
+    if isinstance(value, str):
+        check_text(value, name)
     params[name] = value
 
 
@@ -176,6 +197,21 @@ def _user(explicit: Any, caller: str) -> str:
     return validate_user(explicit)
 
 
+def single_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A query string's (name, value) pairs as a dict; a name given twice is a 400 naming it.
+
+    `width=512&width=768` has no right reading: taking the first (or the last) silently would give the
+    client a picture it did not ask for.
+    """
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise BadRequest(f"query parameter {name!r} is given more than once; give it once",
+                             {"parameter": name})
+        out[name] = value
+    return out
+
+
 def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationRequest:
     """A `/prompt/<text>?k=v...` request. Unknown keys stay in `params` (the resolver reports the ones
     the workflow does not use); Pollinations-only keys are dropped."""
@@ -184,18 +220,18 @@ def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationReq
         if key in DROPPED_PARAMS or key in _RESERVED:
             continue
         _put_param(params, key, value)
-    return _request(query, text, user, params)
+    return _request(query, text, user, params, form="url")
 
 
 def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, Any],
-             images: tuple[InputImage, ...] = ()) -> GenerationRequest:
+             images: tuple[InputImage, ...] = (), form: str = "json") -> GenerationRequest:
     """The fields both forms share (prompt, user, workflow, styles, seed, format), checked once."""
     workflow = fields.get("workflow") or None
     if workflow is not None and not isinstance(workflow, str):
         raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
     seed, random_seed = parse_seed(fields.get("seed"))
     return GenerationRequest(
-        prompt=_prompt(text),
+        prompt=_prompt(text, form),
         user=_user(fields.get("user"), user),
         workflow=validate_workflow_name(workflow) if workflow else None,
         styles=parse_styles(fields.get("style", fields.get("styles"))),
@@ -207,12 +243,13 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
     )
 
 
-_JSON_FIELDS = frozenset({"prompt", "params", "images", "image"}) | _RESERVED
+_JSON_FIELDS = frozenset({"prompt", "params", "images", "image", "mask"}) | _RESERVED
 
 
-def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
-    """The JSON API: the same fields as the query, plus `params` (a dict) and `images` (base64 strings
-    or data: URLs). Workflow parameters may also be given at the top level (`"width": 768`)."""
+def parse_json(body: Mapping[str, Any], user: str,
+               max_image_bytes: int = MAX_INPUT_IMAGE_BYTES) -> GenerationRequest:
+    """The JSON API: the same fields as the query, plus `params` (a dict), `images` (base64 strings
+    or data: URLs) and `mask`. Workflow parameters may also be given at the top level (`"width": 768`)."""
     if not isinstance(body, Mapping):
         raise BadRequest("the request body must be a JSON object")
     params: dict[str, Any] = {}
@@ -231,53 +268,44 @@ def parse_json(body: Mapping[str, Any], user: str) -> GenerationRequest:
     images = body.get("images")
     if images is None and body.get("image") is not None:
         images = [body["image"]]
-    return _request(body, body.get("prompt"), user, params, parse_images(images))
+    req = _request(body, body.get("prompt"), user, params, parse_images(images, max_image_bytes))
+    if body.get("mask") not in (None, ""):
+        mask = parse_images([body["mask"]], max_image_bytes, "mask")[0]
+        req = GenerationRequest(**{**req.__dict__, "mask": mask})
+    return req
 
 
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
-
-
-def image_extension(data: bytes) -> str | None:
-    """The file extension for PNG/JPEG/WebP/GIF bytes, None for anything else."""
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def make_input_image(data: bytes, index: int = 0) -> InputImage:
-    """Content-addressed InputImage from raw bytes (BadRequest if they are not an image)."""
-    if len(data) > MAX_INPUT_IMAGE_BYTES:
-        raise BadRequest(f"image {index + 1} is larger than {MAX_INPUT_IMAGE_BYTES // (1024 * 1024)} MiB",
-                         {"parameter": "images"})
-    ext = image_extension(data)
-    if ext is None:
-        raise BadRequest(f"image {index + 1} is not a PNG, JPEG, WebP or GIF file", {"parameter": "images"})
+def make_input_image(data: bytes, index: int = 0, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                     parameter: str = "images") -> InputImage:
+    """Content-addressed InputImage from raw bytes: 400 unless they decode completely as PNG, JPEG, WebP
+    or GIF, 413 over `max_bytes` or past Pillow's decompression-bomb limit."""
+    what = "the mask" if parameter == "mask" else f"image {index + 1}"
+    ext = EXTENSIONS[check_image(data, max_bytes, what, parameter)]
     return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
 
 
-def parse_images(images: Any) -> tuple[InputImage, ...]:
+def parse_images(images: Any, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                 parameter: str = "images") -> tuple[InputImage, ...]:
     """Base64 strings (optionally `data:image/...;base64,` URLs) -> InputImages."""
     if images in (None, [], ""):
         return ()
     if isinstance(images, str):
         images = [images]
     if not isinstance(images, list):
-        raise BadRequest("images must be a list of base64 strings", {"parameter": "images"})
+        raise BadRequest(f"{parameter} must be a list of base64 strings", {"parameter": parameter})
     if len(images) > MAX_INPUT_IMAGES:
-        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": "images"})
+        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": parameter})
     out = []
     for i, item in enumerate(images):
         if not isinstance(item, str):
-            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": "images"})
+            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": parameter})
         payload = item.split(",", 1)[1] if item.startswith("data:") and "," in item else item
-        if len(payload) > MAX_INPUT_IMAGE_BYTES * 4 // 3 + 8:
-            raise BadRequest(f"image {i + 1} is too large", {"parameter": "images"})
+        if len(payload) > max_bytes * 4 // 3 + 8:
+            raise ImageTooLarge(f"image {i + 1} is larger than {max_bytes / 2**20:g} MiB (max_upload_mb)",
+                                {"parameter": parameter})
         try:
             data = base64.b64decode("".join(payload.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": "images"}) from None
-        out.append(make_input_image(data, i))
+            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": parameter}) from None
+        out.append(make_input_image(data, i, max_bytes, parameter))
     return tuple(out)

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checks import check_models, check_style_length, check_text_length, remote_combo
 from .comfy.objectinfo import combo_choices, input_spec
 from .config import LoadedConfig
+from .edit.photo import image_size, mask_file, with_alpha_mask
 from .errors import BadRequest, ConfigError, LinkPixError
 from .render.placeholders import Registry, not_available
 from .render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
@@ -61,16 +63,20 @@ class RenderedJob:
     output_format: str
     uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
+    notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
+    edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
 
 
 class Resolver:
     """Turns requests into rendered jobs against the current files; see the module docstring."""
 
     def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
-                 object_info: Callable[[], dict | None]) -> None:
+                 object_info: Callable[[], dict | None],
+                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._config = config
         self._store = store
         self._object_info = object_info
+        self._check_graph = check_graph  # the pool's: a model file no backend has, naming who has what
         self._lock = threading.Lock()
         self._cache: dict[Any, tuple[Any, Any]] = {}  # kind/name -> (stamp, derived object)
         self._watching: LoadedConfig | None = None
@@ -139,7 +145,7 @@ class Resolver:
             raise BadRequest("the prompt is empty", {"parameter": "prompt"})
         if len(prompt) > settings.max_prompt_chars:
             raise BadRequest(f"the prompt has {len(prompt)} characters; the limit is "
-                             f"{settings.max_prompt_chars}", {"parameter": "prompt"})
+                             f"{settings.max_prompt_chars} (max_prompt_chars)", {"parameter": "prompt"})
         registry = self.registry()
         prefs = self._preferences(req.user)
         name = validate_workflow_name(req.workflow or prefs.get("workflow") or settings.workflow_path)
@@ -149,9 +155,11 @@ class Resolver:
         style_names = (req.styles or _styles_of(wf_settings, "workflow settings")
                        or _styles_of(prefs, "preferences") or (NONE,))
         chosen = resolve_names(style_names, self._styles())
+        check_style_length(chosen, settings.max_prompt_chars)
         final_prompt, style_negative = apply_styles(prompt, chosen)
 
         requested = _canonical(registry, req.params)
+        check_text_length(requested, settings.max_prompt_chars)
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
@@ -178,15 +186,8 @@ class Resolver:
         if "negative_prompt" in template.params:
             values["negative_prompt"] = negative
 
-        uploads: tuple[InputImage, ...] = ()
         ignored = [k for k in requested if k not in template.params and k not in _SPECIAL]
-        if req.input_images:
-            if "image" in template.params:
-                uploads = req.input_images
-                if "image" not in requested:
-                    values["image"] = req.input_images[0].name
-            else:
-                ignored.append("images")
+        uploads, notes = self._inputs(req, template, values, requested)
 
         self._check_size(values, settings.max_pixels)
         self._check_backend(template, values, from_request, registry)
@@ -196,11 +197,69 @@ class Resolver:
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
+        if self._check_graph is not None:
+            self._check_graph(graph)
+        info = self._info()
+        if info:
+            check_models(graph, template.name, registry, info)
         params = {k: v for k, v in values.items() if k != "negative_prompt"}
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
-                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)))
+                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+
+    def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
+                requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
+        """Bind the input image to the workflow's image input and the mask to its mask input (a
+        LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
+        if not req.input_images and req.mask is None:
+            return (), ()
+        needs = template.needs()
+        if not needs["image"]:
+            raise self.lacks_input(template.name, "image")
+        if not req.input_images:
+            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
+        images, notes, mask = list(req.input_images), [], req.mask
+        if mask is not None:
+            if needs["mask"] is None:
+                raise self.lacks_input(template.name, "mask")
+            size = image_size(images[0].data)
+            if needs["mask"] == "alpha":
+                data, resized = with_alpha_mask(images[0].data, mask.data)
+                images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+            else:
+                data, resized = mask_file(mask.data, size)
+                mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                images.append(mask)
+                values["mask"] = mask.name
+            if resized:
+                notes.append(f"the mask was resized to the image's {size[0]}x{size[1]}")
+        if "image" not in requested:
+            values["image"] = images[0].name
+        return tuple(images), tuple(notes)
+
+    def lacks_input(self, workflow: str, what: str) -> BadRequest:
+        """The 400 for a workflow without an image (or mask) input, naming the workflows that have one."""
+        description = ("image input (LoadImage or %image%)" if what == "image"
+                       else "mask input (LoadImageMask, %mask%, or LoadImage's mask)")
+        takes = self.workflows_taking(what)
+        return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
+                          f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
+                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
+
+    def workflow_needs(self) -> dict[str, dict[str, Any]]:
+        """Workflow name -> what it takes besides text ({"image": bool, "mask": "file"|"alpha"|None})."""
+        out = {}
+        for name in self.workflow_names():
+            try:
+                out[name] = self.template(name).needs()
+            except LinkPixError:
+                continue  # a broken file is reported where it is used
+        return out
+
+    def workflows_taking(self, what: str) -> list[str]:
+        """Workflow names whose graph takes an image (`what="image"`) or a mask."""
+        return [name for name, needs in self.workflow_needs().items() if needs[what]]
 
     @staticmethod
     def _check_size(values: Mapping[str, Any], max_pixels: int) -> None:
@@ -226,7 +285,7 @@ class Resolver:
                 allowed = combo_choices(spec)
                 if spec is None and slot.class_type not in info:
                     allowed = registry.backend_choices(pname, info)
-                elif spec and spec[0] == "COMBO" and "options" not in (spec[1] if len(spec) > 1 else {}):
+                elif remote_combo(spec):
                     allowed = None  # a remote combo: ComfyUI fetches the list itself
                 if allowed is not None and value not in allowed:
                     raise not_available(pname, value, allowed)

@@ -17,8 +17,8 @@ def setup_logging(level: str | None = None) -> None:
 
 
 def serve(app: Flask, host: str, port: int, threads: int) -> None:
-    from waitress import serve as waitress_serve
+    from .web.serving import create
 
+    server = create(app, host, port, threads, ident="LinkPix", channel_timeout=600, connection_limit=1000)
     logging.getLogger(__name__).info("LinkPix API on http://%s:%d", host, port)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="LinkPix",
-                   channel_timeout=600, connection_limit=1000)
+    server.run()

@@ -220,8 +220,11 @@ def test_api_keys_when_network_access_is_on(project, simulator):
         r = server.post("/generate", json=body, headers={"Authorization": "Bearer k-alice"})
         assert r.status_code == 202
         job_id = r.json()["job_id"]
+        server.http.headers["X-API-Key"] = "k-alice"  # reading a job needs its key on the network
         job = server.wait_for(job_id)
+        del server.http.headers["X-API-Key"]
         assert job["user"] == "alice" and job["images"][0]["url"].startswith("/images/alice/")
+        assert server.get(f"/jobs/{job_id}").status_code == 401
         assert server.delete(f"/jobs/{job_id}").status_code == 401
         assert server.delete(f"/jobs/{job_id}", headers={"X-API-Key": "k-alice"}).status_code == 409
         assert server.post("/uploads", data=b"x").status_code == 401

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from support import CAPTURES
+from test_request import PNG
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.request import GenerationRequest, InputImage, parse_query
+from linkpix.request import GenerationRequest, make_input_image, parse_query
 from linkpix.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
@@ -145,14 +146,14 @@ def test_backend_choices_are_checked_when_object_info_is_there(project: Path, in
 
 
 def test_input_images_are_uploaded_and_bound(project: Path) -> None:
-    image = InputImage("linkpix_0123456789abcdef.png", b"\x89PNG\r\n\x1a\n")
+    image = make_input_image(PNG)
     r = make(project)
     job = r.resolve(GenerationRequest(prompt="fox", workflow="sd15_img2img.json", input_images=(image,),
                                       params={"denoise": "0.4"}))
     assert job.uploads == (image,)
     assert job.graph["10"]["inputs"]["image"] == image.name and job.graph["3"]["inputs"]["denoise"] == 0.4
-    job = r.resolve(GenerationRequest(prompt="fox", input_images=(image,)))
-    assert job.uploads == () and "images" in job.ignored
+    with pytest.raises(BadRequest, match="no image input.*workflows that take an image: .*sd15_img2img.json"):
+        r.resolve(GenerationRequest(prompt="fox", input_images=(image,)))  # demo.json takes none
 
 
 def test_output_format(project: Path) -> None:

@@ -77,11 +77,13 @@ def test_model_lists_are_live(simulator: SimulatorServer) -> None:
     info = requests.get(simulator.url + "/object_info/CheckpointLoaderSimple", timeout=10).json()
     assert "v1-5-pruned-emaonly.safetensors" in info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     vae = requests.get(simulator.url + "/object_info/VAELoader", timeout=10).json()
-    assert vae["VAELoader"]["input"]["required"]["vae_name"][0] == ["ae.safetensors", "sdxl_vae.safetensors",
-                                                                   "pixel_space"]
-    assert requests.get(simulator.url + "/models/vae", timeout=10).json() == ["ae.safetensors", "sdxl_vae.safetensors"]
+    vaes = ["ae.safetensors", "qwen_image_vae.safetensors", "sdxl_vae.safetensors"]
+    assert vae["VAELoader"]["input"]["required"]["vae_name"][0] == vaes + ["pixel_space"]
+    assert requests.get(simulator.url + "/models/vae", timeout=10).json() == vaes
     unet = requests.get(simulator.url + "/object_info/UNETLoader", timeout=10).json()
-    assert unet["UNETLoader"]["input"]["required"]["unet_name"][0] == ["flux1-schnell.safetensors"]
+    assert unet["UNETLoader"]["input"]["required"]["unet_name"][0] == [
+        "flux1-dev-kontext_fp8_scaled.safetensors", "flux1-schnell.safetensors",
+        "qwen_image_edit_fp8_e4m3fn.safetensors"]
     load_image = requests.get(simulator.url + "/object_info/LoadImage", timeout=10).json()
     assert load_image["LoadImage"]["input"]["required"]["image"][0] == ["example.png"]
     assert upload(simulator.url, "new.png", png()).status_code == 200

@@ -12,7 +12,7 @@ import pytest
 from test_jobs_support import JobsServer, Receiver, free_port, wait_until
 
 from linkpix.errors import BadRequest
-from linkpix.jobs.webhooks import SIGNATURE_HEADER, check_url, verify
+from linkpix.jobs.webhooks import SIGNATURE_HEADER, Targets, check_url, verify
 
 
 @pytest.fixture
@@ -129,19 +129,22 @@ def test_gives_up_after_the_configured_attempts(project, simulator):
 ])
 def test_forbidden_webhook_urls(url, reason):
     with pytest.raises(BadRequest) as err:
-        check_url(url, [])
+        check_url(url, Targets())
     assert reason in err.value.message
 
 
 def test_allow_list_checks_the_resolved_address():
-    assert check_url("http://localhost:9/x", []) == "http://localhost:9/x"  # loopback is fine by default
     with pytest.raises(BadRequest) as err:
-        check_url("http://localhost:9/x", ["10.0.0.0/8"])  # "localhost" resolves outside the network
+        check_url("http://localhost:9/x", Targets())  # loopback: only when webhook_allow lists it
+    assert "loopback" in err.value.message and "webhook_allow" in err.value.message
+    with pytest.raises(BadRequest) as err:
+        check_url("http://localhost:9/x", Targets(("10.0.0.0/8",)))  # "localhost" resolves outside it
     assert "webhook_allow" in err.value.message
-    assert check_url("http://localhost:9/x", ["127.0.0.0/8"])
-    assert check_url("http://localhost:9/x", ["local*"])
+    assert check_url("http://localhost:9/x", Targets(("127.0.0.0/8", "::1")))
     with pytest.raises(BadRequest):
-        check_url("http://169.254.169.254/", ["169.254.0.0/16"])  # never the metadata service
+        check_url("http://localhost:9/x", Targets(("local*",)))  # a name never opens private addresses
+    with pytest.raises(BadRequest):
+        check_url("http://169.254.169.254/", Targets(("169.254.0.0/16",)))  # never the metadata service
 
 
 def test_delivery_pending_at_shutdown_resumes_after_restart(project, simulator):

@@ -185,13 +185,19 @@ class Pool:
         return able
 
     def _info_of(self, member: Member) -> dict[str, Any] | None:
-        info = member.client.cached_object_info()
-        if info is None and member.client.health.state in (UP, UNKNOWN):
-            try:
-                info = member.client.object_info()
-            except LinkPixError:
-                return None
-        return info
+        """The backend's object_info; fetched now only if it never was and the backend just answered."""
+        client = member.client
+        info = client.cached_object_info()
+        if info is not None:
+            return info
+        if client.health.state == UNKNOWN:  # just added: let its first probe say whether it answers
+            client.keeper.probe_now(client.control_timeout + 0.5)
+        if client.health.state != UP:
+            return None
+        try:
+            return client.object_info()
+        except LinkPixError:
+            return None
 
     def check_models(self, graph: dict[str, Any]) -> None:
         """BadRequest when no configured backend has every model file `graph` names."""

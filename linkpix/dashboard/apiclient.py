@@ -107,6 +107,20 @@ class ApiClient:
         """Any GET (used to check a link the dashboard shows)."""
         return self._request("GET", path_and_query)
 
+    # ------------------------------------------------------------------------------ edits
+    def edit(self, image: bytes, prompt: str, workflow: str | None, method: str, fmt: str = "json",
+             timeout: float = 600.0) -> requests.Response:
+        """POST /edit (multipart): `fmt` json gives the metadata, cube the `.cube` file. Edits run while the
+        call waits, so it has a long timeout of its own."""
+        data = {"prompt": prompt, "method": method, "format": fmt}
+        if workflow:
+            data["workflow"] = workflow
+        resp = self._request("POST", "/edit", files={"image": ("photo", image, "application/octet-stream")},
+                             data=data, timeout=timeout)
+        if resp.status_code != 200:
+            raise error_from(resp)
+        return resp
+
     # ------------------------------------------------------------------------------ jobs
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST /generate -> {job_id, status_url, events_url, ...}."""

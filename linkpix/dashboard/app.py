@@ -1,11 +1,11 @@
-"""The dashboard's page: the five tabs composed into one Gradio Blocks, each reloading its data when the
+"""The dashboard's page: the six tabs composed into one Gradio Blocks, each reloading its data when the
 page opens and when the tab is selected."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from . import generate, maintenance_tab, monitor, overview, settings_tab, styles_tab, workflows_tab
+from . import edit_tab, generate, maintenance_tab, monitor, overview, settings_tab, styles_tab, workflows_tab
 from .context import DashboardContext
 
 CSS = """
@@ -25,6 +25,8 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
                 _refresh, overview_out, overview_load = overview.build(ctx)
             with gr.Tab("Generate", id="generate", elem_id="lp-tab-generate") as tab_generate:
                 (workflow_in, generate_out), generate_load = generate.build(ctx)
+            with gr.Tab("Edit", id="edit", elem_id="lp-tab-edit") as tab_edit:
+                edit_out, edit_load = edit_tab.build(ctx)
             with gr.Tab("Monitor", id="monitor", elem_id="lp-tab-monitor") as tab_monitor:
                 _timer, monitor_out, monitor_load = monitor.build(ctx, monitor_seconds)
             with gr.Tab("Settings", id="settings", elem_id="lp-tab-settings") as tab_settings:
@@ -38,6 +40,7 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
         wiring = [
             (tab_overview, overview_load, [], overview_out),
             (tab_generate, generate_load, [workflow_in], generate_out),
+            (tab_edit, edit_load, [], edit_out),
             (tab_monitor, monitor_load, [], monitor_out),
             (tab_settings, settings_load, [], settings_out),
             (tab_settings, styles_load, [], styles_out),
@@ -46,6 +49,6 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
         ]
         for tab, load, inputs, outputs in wiring:
             app.load(load, inputs=inputs, outputs=outputs, **quiet)
-            if tab is not tab_generate:  # re-rendering the parameters would drop what was typed
+            if tab is not tab_generate and tab is not tab_edit:  # keep what was typed or picked there
                 tab.select(load, inputs=inputs, outputs=outputs, **quiet)
     return app

@@ -67,9 +67,10 @@ class DashboardContext:
         return api_url(self.settings.api_port, self.environ)
 
     def api(self, timeout: float = 10.0) -> ApiClient:
-        """A client for the API; with network access on it sends the first configured API key, since
-        state-changing routes (POST /generate) then require one."""
-        keys = list(self.settings.api_keys)
+        """A client for the API; with network access on it sends a configured API key, since
+        state-changing routes (POST /generate) then require one: the first admin key when there is one
+        (the Monitor lists every user's jobs and requests), else the first key."""
+        keys = list(self.settings.admin_keys) + list(self.settings.api_keys)
         key = keys[0] if keys and self.settings.network_access else None
         return ApiClient(self.api_url, key, timeout)
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from .app import CSS, build_app
 from .context import DashboardContext, dashboard_auth
+from .lockout import LoginLockout
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,12 @@ def start(ctx: DashboardContext, port: int | None = None, host: str | None = Non
     app = build_app(ctx, **kwargs)
     app.queue(default_concurrency_limit=8)
     bind = host or settings.bind_host
+    if auth is not None:  # wrong passwords are limited per address (Gradio's login has no limit)
+        kwargs_app = {"middleware": [Middleware(LoginLockout)]}
+    else:
+        kwargs_app = {}
     app.launch(server_name=bind, server_port=port or settings.web_port, auth=auth, prevent_thread_lock=True,
-               quiet=quiet, css=CSS, ssr_mode=False, footer_links=[], show_error=True,
+               quiet=quiet, css=CSS, ssr_mode=False, footer_links=[], show_error=True, app_kwargs=kwargs_app,
                auth_message="LinkPix dashboard: log in with dashboard_user / dashboard_password.")
     shown = "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1") else bind
     return Running(app, f"http://{shown}:{app.server_port}")

@@ -31,6 +31,7 @@ from ..errors import ExecutionFailed, LinkPixError, QueueFull
 from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
 from ..resolver import RenderedJob
 from ..storage.cache import ImageCache
+from ..storage.uploads import UploadStore
 from .events import JobEvents, sse_stream, thumbnail
 from .store import (
     CANCELLED,
@@ -41,11 +42,10 @@ from .store import (
     TERMINAL,
     Job,
     JobStore,
-    UploadStore,
     rendered_from_dict,
     rendered_to_dict,
 )
-from .webhooks import Schedule, WebhookSender
+from .webhooks import Schedule, Targets, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,18 @@ class JobManager:
 
     def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
                  settings: Callable[[], Settings],
-                 queue_position: Callable[[str, str | None], int | None]) -> None:
+                 queue_position: Callable[[str, str | None], int | None],
+                 webhook_targets: Callable[[], Targets] | None = None) -> None:
         self.store = store
+        self._targets = webhook_targets or (lambda: Targets(tuple(settings().webhook_allow)))
         self.uploads = uploads
         self.generator = generator
         self.cache = cache
         self._settings = settings
         self._queue_position = queue_position
         self.events = JobEvents()
+        # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
+        self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
         s = settings()
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
         self.webhooks = WebhookSender(self._schedule)
@@ -87,16 +91,17 @@ class JobManager:
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
-             queue_position: Callable[[str, str | None], int | None]) -> JobManager:
+             queue_position: Callable[[str, str | None], int | None],
+             webhook_targets: Callable[[], Targets] | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
-                      generator, cache, settings, queue_position)
+                      generator, cache, settings, queue_position, webhook_targets)
         manager.recover()
         return manager
 
     def _schedule(self) -> Schedule:
         s = self._settings()
-        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, tuple(s.webhook_allow))
+        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, self._targets())
 
     @property
     def closed(self) -> bool:
@@ -205,6 +210,8 @@ class JobManager:
             prompt_id = job.prompt_id if reattach and index == len(job.images) else None
             try:
                 outcome = self._generate(job, index, spec, prompt_id)
+                if spec.edit and self.finish_edit is not None:  # an edit job: the result at full resolution
+                    outcome = self.finish_edit(spec, outcome, job.user)
             except Cancelled:
                 return  # cancel() has recorded it, or we are shutting down
             except LinkPixError as exc:

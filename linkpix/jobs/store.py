@@ -1,4 +1,4 @@
-"""Async jobs on disk: one SQLite table under `data/`, and the input images the jobs need.
+"""Async jobs on disk: one SQLite table under `data/` (the input images are in `storage/uploads.py`).
 
 A job must survive a LinkPix restart, so everything needed to finish it is stored when it is accepted:
 the *rendered* workflows (not the request), so a restarted LinkPix runs exactly what was accepted even if
@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, NotFound
-from ..request import InputImage, make_input_image
+from ..errors import NotFound
 from ..resolver import RenderedJob
-from ..storage.jsonstore import atomic_write_bytes
+from ..storage.uploads import UploadStore
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
@@ -107,41 +106,8 @@ def rendered_from_dict(data: dict[str, Any], uploads: UploadStore) -> RenderedJo
     values = dict(data)
     values["uploads"] = tuple(uploads.get(name) for name in data.get("uploads", []))
     values["ignored"] = tuple(data.get("ignored", []))
+    values["notes"] = tuple(data.get("notes", []))
     return RenderedJob(**values)
-
-
-class UploadStore:
-    """Input images by content-addressed id (`linkpix_<hash>.<ext>`), kept for jobs and `POST /uploads`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def put(self, data: bytes) -> InputImage:
-        image = make_input_image(data)
-        path = self.root / image.name
-        if not path.exists():
-            atomic_write_bytes(path, data)
-        return image
-
-    def keep(self, image: InputImage) -> None:
-        path = self.root / image.name
-        if not path.exists():
-            atomic_write_bytes(path, image.data)
-
-    def get(self, upload_id: str) -> InputImage:
-        if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
-                or not upload_id.startswith("linkpix_"):
-            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": "images"})
-        try:
-            data = (self.root / upload_id).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
-                             {"parameter": "images"}) from None
-        return InputImage(upload_id, data)
-
-    def exists(self, upload_id: str) -> bool:
-        return (self.root / upload_id).is_file()
 
 
 class JobStore:

@@ -1,10 +1,9 @@
 """Webhooks for async jobs: where they may go, how they are signed, and delivery with retries.
 
 A webhook URL comes from a client, and LinkPix will POST to it from inside the network it runs in, so the
-URL is checked twice: when the job is accepted (a bad URL is a 400 at once) and before every attempt
-(DNS may have changed). The check looks at every address the host *resolves* to, not at the text: a name
-that points at 169.254.169.254 is refused like the address itself. Redirects are not followed, since a
-redirect could lead anywhere.
+URL is checked (`targets.py`: never ComfyUI, never LinkPix, private addresses only when allowed) when
+the job is accepted (a bad URL is a 400 at once) and again by every connection, on the address it
+connects to. Redirects are not followed, since a redirect could lead anywhere.
 
 Delivery runs on its own small thread pool, never on a job worker, with the retry schedule from the
 settings (tenacity: exponential backoff), and every attempt is reported back so it can be recorded on the
@@ -13,34 +12,29 @@ job. The body is serialised once, so every attempt carries the same bytes and th
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
 from tenacity.wait import wait_exponential
 
 from ..errors import BadRequest
+from .targets import PinnedAdapter, Targets, check_url
+
+__all__ = ["SIGNATURE_HEADER", "Schedule", "Targets", "WebhookSender", "check_url", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-LinkPix-Signature"
-# Cloud metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba) are never a webhook target.
-METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"))
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -53,69 +47,6 @@ def verify(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header or "")
 
 
-def _forbidden(ip: IPAddress) -> str | None:
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
-    if ip in METADATA:
-        return "a cloud metadata address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast or ip.is_unspecified:
-        return "not a unicast address"
-    return None
-
-
-def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise BadRequest(f"webhook host {host!r} cannot be resolved: {exc}",
-                         {"parameter": "webhook_url"}) from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-
-
-def _allowed_by_list(host: str, addresses: list[IPAddress], allow: list[str]) -> bool:
-    for entry in allow:
-        try:
-            network = ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            if fnmatch.fnmatch(host.lower(), entry.lower()):
-                return True
-            continue
-        if addresses and all(a in network for a in addresses):
-            return True
-    return False
-
-
-def check_url(url: Any, allow: list[str]) -> str:
-    """Return `url` if LinkPix may POST to it, else BadRequest saying why (resolves the host)."""
-    if not isinstance(url, str) or not url:
-        raise BadRequest("webhook_url must be an http(s) URL", {"parameter": "webhook_url"})
-    parts = urlsplit(url)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise BadRequest("webhook_url has an invalid port", {"parameter": "webhook_url"}) from None
-    host = parts.hostname
-    if parts.scheme not in ("http", "https") or not host:
-        raise BadRequest(f"webhook_url must be an http:// or https:// URL with a host (got {url!r})",
-                         {"parameter": "webhook_url"})
-    if parts.username or parts.password:
-        raise BadRequest("webhook_url must not carry a user name or password; use webhook_secret",
-                         {"parameter": "webhook_url"})
-    addresses = _resolve(host, port)
-    for address in addresses:
-        reason = _forbidden(address)
-        if reason:
-            raise BadRequest(f"webhook_url {host!r} resolves to {address}, {reason}; webhooks may not go "
-                             "there", {"parameter": "webhook_url"})
-    if allow and not _allowed_by_list(host, addresses, allow):
-        raise BadRequest(f"webhook_url host {host!r} is not in the webhook_allow list",
-                         {"parameter": "webhook_url", "allowed": allow})
-    return url
-
-
 @dataclass(frozen=True)
 class Schedule:
     """How hard to try: `attempts` tries, waiting `backoff`, 2x, 4x... seconds between them."""
@@ -123,7 +54,7 @@ class Schedule:
     attempts: int
     backoff: float
     timeout: float
-    allow: tuple[str, ...] = ()
+    targets: Targets = field(default_factory=Targets)
 
 
 class _Retryable(Exception):
@@ -142,6 +73,10 @@ class WebhookSender:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
         self._stop = threading.Event()
         self._session = requests.Session()
+        self._session.trust_env = False  # no proxy from the environment: the address checked is the one used
+        adapter = PinnedAdapter(lambda: self._schedule().targets)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def close(self) -> None:
         self._stop.set()
@@ -191,7 +126,9 @@ class WebhookSender:
         started = time.monotonic()
         retry = False
         try:
-            check_url(url, list(schedule.allow))  # DNS may have changed since the job was accepted
+            # The connection checks the rules again, on the address it connects to (DNS may have
+            # changed since the job was accepted; a check made apart from the connection could be
+            # answered differently from the connection's own lookup).
             response = self._session.post(url, data=body, headers={**headers, "X-LinkPix-Attempt": str(number)},
                                           timeout=schedule.timeout, allow_redirects=False)
             record["status"] = response.status_code

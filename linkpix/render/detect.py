@@ -54,6 +54,8 @@ MODEL_INPUTS = {"CheckpointLoaderSimple": "ckpt_name", "CheckpointLoader": "ckpt
                 "ImageOnlyCheckpointLoader": "ckpt_name"}
 LORA_NODES = ("LoraLoader", "LoraLoaderModelOnly")
 KSAMPLERS = ("KSampler", "KSamplerAdvanced")
+# Nodes whose `pixels` input is the picture being edited (img2img, inpainting).
+PIXEL_ENCODERS = ("VAEEncode", "VAEEncodeForInpaint", "InpaintModelConditioning")
 
 
 def link_of(value: Any) -> tuple[str, int] | None:
@@ -222,13 +224,27 @@ class Detector:
         self._add_inputs("guidance", ("FluxGuidance", "CLIPTextEncodeFlux"), "guidance")
         images = list(self._nodes("LoadImage"))
         if len(images) > 1:
-            encoders = [link_of(_inputs(self.g, n).get("pixels")) for n in self._nodes("VAEEncode")]
+            encoders = [link_of(_inputs(self.g, n).get("pixels")) for n in self._nodes(*PIXEL_ENCODERS)]
             images = [e[0] for e in encoders if e and e[0] in images][:1]
         for nid in images[:1]:
             self._add("image", self._const(nid, "image"))
+        for nid in list(self._nodes("LoadImageMask"))[:1]:
+            self._add("mask", self._const(nid, "image"))
         return {k: v for k, v in self.found.items() if v}
 
 
 def detect(graph: Graph, skip: Callable[[str, str], bool] = lambda n, i: False) -> dict[str, list[Target]]:
     """Parameter name -> [(node id, input name)] for an API-format graph."""
     return Detector(graph, skip).run()
+
+
+def mask_from_alpha(graph: Graph, image_node: str) -> bool:
+    """Whether the graph uses the MASK output (slot 1) of LoadImage `image_node`: an inpainting workflow
+    that reads the mask from the image's alpha channel, as ComfyUI's mask editor saves it."""
+    for node in graph.values():
+        if not isinstance(node, dict):
+            continue
+        for value in node.get("inputs", {}).values():
+            if link_of(value) == (image_node, 1):
+                return True
+    return False

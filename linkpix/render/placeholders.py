@@ -11,6 +11,7 @@ filename tokens (`%date:yyyy-MM-dd%`, `%Empty Latent Image.width%`) never match 
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -142,6 +143,14 @@ class Registry:
             return -abs(value)
         return value
 
+    def source_of(self, class_type: Any, input_name: str) -> str | None:
+        """The parameter whose choices come from this node input (`model` for
+        CheckpointLoaderSimple.ckpt_name), or None."""
+        for name, spec in self.specs.items():
+            if (class_type, input_name) in spec.choices_from:
+                return name
+        return None
+
     def backend_choices(self, name: str, info: ObjectInfo | None) -> list[Any] | None:
         """What the backend offers for this parameter (union of its choices_from lists), None if unknown."""
         spec = self.spec(name)
@@ -179,16 +188,10 @@ def _convert(spec: ParamSpec, value: Any) -> Any:
     if isinstance(value, bool):
         raise bad
     if kind == "int":
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if value.is_integer():
-                return int(value)
+        number = whole_number(value)
+        if number is None:
             raise bad
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise bad from None
+        return number
     # float
     try:
         number = float(value.strip() if isinstance(value, str) else value)
@@ -197,6 +200,28 @@ def _convert(spec: ParamSpec, value: Any) -> Any:
     if not math.isfinite(number):
         raise bad
     return number
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer from a JSON number or from text holding one ("42", "42.0", 42.0); None otherwise.
+
+    One reading for every numeric field, so a number sent as text behaves like the number itself.
+    Text goes through Decimal, so a 20-digit seed keeps every digit.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            number = decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            return None
+        if number.is_finite() and number == number.to_integral_value():
+            return int(number)
+    return None
 
 
 def _kind_words(kind: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import BadRequest, ConfigError
 from ..request import validate_workflow_name
 from ..storage.jsonstore import JsonStore, atomic_write_bytes
-from .detect import detect, link_of
+from .detect import detect, link_of, mask_from_alpha
 from .placeholders import Ref, Registry, split_text
 from .uiformat import is_ui_format, ui_to_api
 
@@ -270,6 +270,15 @@ class WorkflowTemplate:
             container[key] = value
         return out
 
+    def needs(self) -> dict[str, Any]:
+        """The inputs the workflow takes besides text: `image` (a LoadImage), and `mask`: "file" (a
+        LoadImageMask or `%mask%`), "alpha" (read from the image's alpha channel) or None."""
+        image = self.params.get("image")
+        mask = "file" if "mask" in self.params else None
+        if mask is None and image is not None and image.slots:
+            mask = "alpha" if mask_from_alpha(self._graph, image.slots[0].node) else None
+        return {"image": image is not None, "mask": mask}
+
     def describe(self) -> dict[str, Any]:
         """What `GET /api/workflows/<name>` shows: each parameter, its type, default, targets, source."""
         params = {}
@@ -286,7 +295,7 @@ class WorkflowTemplate:
                 entry["custom"] = True
             params[name] = entry
         return {"name": self.name, "format": "ui (converted)" if self.converted else "api",
-                "nodes": len(self._graph), "parameters": params}
+                "nodes": len(self._graph), "needs": self.needs(), "parameters": params}
 
 
 # ------------------------------------------------------------------------------ workflow files

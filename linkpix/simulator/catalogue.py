@@ -35,10 +35,12 @@ CONFIG_FILES: list[str] = [
 DEFAULT_MODELS: dict[str, list[str]] = {
     "checkpoints": ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
                     "flux1-schnell-fp8.safetensors", "demo.safetensors"],
-    "diffusion_models": ["flux1-schnell.safetensors"],
-    "vae": ["ae.safetensors", "sdxl_vae.safetensors"],
+    "diffusion_models": ["flux1-schnell.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
+                         "qwen_image_edit_fp8_e4m3fn.safetensors"],
+    "vae": ["ae.safetensors", "sdxl_vae.safetensors", "qwen_image_vae.safetensors"],
     "loras": ["add_detail.safetensors", "pixel-art-xl.safetensors"],
-    "text_encoders": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors"],
+    "text_encoders": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                      "qwen_2.5_vl_7b_fp8_scaled.safetensors"],
     "configs": CONFIG_FILES,
 }
 

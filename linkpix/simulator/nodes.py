@@ -12,51 +12,16 @@ import json
 import os
 import random
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from . import grades
 from . import images as im
+from .editnodes import EditNodes
 from .validation import annotated_filepath
-
-
-@dataclass
-class Token:
-    """A stand-in for a model, CLIP, VAE, conditioning, noise, guider, sigmas..."""
-
-    type: str
-    source: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"<{self.type} from {self.source} (simulated)>"
-
-
-@dataclass
-class Latent:
-    width: int
-    height: int
-    batch: int = 1
-    seed: int | None = None
-    text: str = ""
-    denoise: float = 1.0
-    image: list[Image.Image] | None = None
-
-    def __repr__(self) -> str:
-        return f"{{'samples': tensor(shape=[{self.batch}, 4, {self.height // 8}, {self.width // 8}])}}"
-
-
-class Images(list):
-    """A list of PIL images whose repr looks like ComfyUI's IMAGE tensor."""
-
-    def __repr__(self) -> str:
-        if not self:
-            return "tensor(shape=[0])"
-        w, h = self[0].size
-        channels = 1 if self[0].mode == "L" else 3
-        return f"tensor(shape=[{len(self)}, {h}, {w}{', ' + str(channels) if channels == 3 else ''}])"
-
+from .values import Images, Latent, Token
 
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
 TEXT_KEYS = ("text", "text_g", "t5xxl", "clip_l", "prompt", "text_l")
@@ -92,11 +57,17 @@ def _decode(latent: Latent) -> Images:
                 pic = latent.image[i % len(latent.image)].resize((w, h))
             else:
                 pic = Image.new("RGB", (w, h), (128, 118, 108))
+        elif latent.edit and latent.image:  # an instruction edit, at the model's working size
+            src = latent.image[i % len(latent.image)].convert("RGB")
+            pic = grades.edit(src if src.size == (w, h) else src.resize((w, h)), latent.text, latent.seed + i)
         else:
             pic = im.render_picture(w, h, latent.seed, latent.text, i)
-            if latent.image and latent.denoise < 1.0:
+            if latent.image and (latent.denoise < 1.0 or latent.mask):
                 src = latent.image[i % len(latent.image)].convert("RGB").resize((w, h))
-                pic = Image.blend(src, pic, max(0.0, min(1.0, latent.denoise)))
+                if latent.mask:  # inpainting: the new picture only inside the mask
+                    pic = grades.mark(Image.composite(pic, src, latent.mask[i % len(latent.mask)].resize((w, h))))
+                else:
+                    pic = Image.blend(src, pic, max(0.0, min(1.0, latent.denoise)))
         out.append(pic)
     return out
 
@@ -105,7 +76,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-class NodeRunner:
+class NodeRunner(EditNodes):
     """Runs one node class on its resolved inputs; `ctx` gives folders, progress and fault settings."""
 
     def run(self, ctx: Any, class_type: str, inputs: dict[str, Any],
@@ -142,7 +113,9 @@ class NodeRunner:
             seed = getattr(noise, "attrs", {}).get("seed", 0)
             steps = int(getattr(inputs.get("sigmas"), "attrs", {}).get("steps", 1))
             text = _text_of(guider)
-        out = replace(latent, seed=int(seed), text=text, denoise=denoise)
+        cond = inputs.get("guider") if class_type == "SamplerCustomAdvanced" else inputs.get("positive")
+        edit = bool(getattr(cond, "attrs", {}).get("edit"))
+        out = replace(latent, seed=int(seed), text=text, denoise=denoise, edit=edit and latent.image is not None)
         final = _decode(out)[0] if ctx.previews else None
         start = Image.new("RGB", final.size, (128, 128, 128)) if final is not None else None
         for step in range(1, steps + 1):
@@ -208,7 +181,7 @@ class NodeRunner:
             return Token(t, cls, {"seed": int(inputs.get("noise_seed", inputs.get("seed", 0)) or 0)})
         if t == "GUIDER":
             cond = inputs.get("positive", inputs.get("conditioning", inputs.get("cond1")))
-            return Token(t, cls, {"text": _text_of(cond)})
+            return Token(t, cls, {"text": _text_of(cond), "edit": getattr(cond, "attrs", {}).get("edit", False)})
         if t == "SIGMAS":
             if same and isinstance(same[0], Token):
                 return same[0]

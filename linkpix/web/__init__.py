@@ -10,12 +10,12 @@ from flask_cors import CORS
 
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import images, info, jobs, openapi
+from . import edit, guards, images, info, jobs, openapi, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
 
-JSON_ROUTES = r"^/(api/.*|health|ready|openapi\.json|generate|jobs.*|uploads)$"
+JSON_ROUTES = r"^/(api/.*|health|ready|openapi\.json|generate|jobs.*|uploads|edit)$"
 
 
 def create_app(config_path: str | os.PathLike[str] = "config.json", *,
@@ -31,9 +31,10 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     app.json.sort_keys = False  # type: ignore[attr-defined]
     svc: Services = build_services(holder)
     app.extensions[EXTENSION] = svc
+    guards.install(app)  # before the blueprints: routing options apply as each rule is added
     if settings.cors_origins:
         CORS(app, resources={JSON_ROUTES: {"origins": settings.cors_origins}})
-    for blueprint in (images.bp, info.bp, jobs.bp, openapi.bp):
+    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint),  # type: ignore[method-assign]

@@ -1,23 +1,43 @@
-"""API keys: who is calling, and whether they may change state.
+"""API keys: who is calling, what they may change, and whose requests and jobs they may see.
 
-With `network_access` on, LinkPix is reachable from the network, so every route that changes state
-(`POST /generate`, `DELETE /jobs/<id>`, `POST /uploads`) needs a key from `api_keys`
-(`Authorization: Bearer <key>` or `X-API-Key: <key>`). A key names a user; that user replaces any `user`
-field the body carries, so one key cannot act for another user. On loopback only, keys are optional (a
-key that is given must still be valid). GET routes never change state and never need a key to exist.
+A key from `api_keys` (`Authorization: Bearer <key>` or `X-API-Key: <key>`) names a user. A key that is
+sent must be valid on every route, `/prompt` included (401 otherwise): a client that sends a wrong key
+is told so instead of being served as someone else. With `network_access` on, LinkPix is reachable from
+the network, so the routes that change state or show what users asked for (submitting, cancelling and
+reading jobs, uploads, the request log) need a key.
+
+What a key sees: its own user's jobs and requests only, so one user cannot read another's prompts,
+images or webhooks. A key listed in `admin_keys` sees everyone's (the dashboard uses one). Without a
+key (allowed only with `network_access` off, where every caller is on this machine) everything is shown,
+as before keys existed.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from flask import request
 
-from ..errors import Unauthorized
+from ..errors import NotFound, Unauthorized
 from ..request import validate_user
 from .services import services
 
 ANONYMOUS = "default"
+_ENVIRON_KEY = "linkpix.caller"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated identity of one request."""
+
+    user: str  # the key's user; "default" without a key
+    keyed: bool  # a valid key was sent
+    admin: bool = False  # the key is in admin_keys
+
+    def sees(self, owner: str | None) -> bool:
+        """Whether this caller may see a job or request of user `owner`."""
+        return self.admin or not self.keyed or owner == self.user
 
 
 def presented_key() -> str | None:
@@ -32,23 +52,52 @@ def keys_required() -> bool:
     return services().config.settings.network_access
 
 
-def caller(*, changes_state: bool) -> str:
-    """The user behind the request: the key's user, or "default" for an allowed anonymous caller.
-
-    401 for an unknown key, and for a missing key on a state-changing route when network_access is on.
-    """
+def identify() -> Caller:
+    """Who sent this request (computed once per request); 401 for a key that is not in api_keys."""
+    known = request.environ.get(_ENVIRON_KEY)
+    if known is not None:
+        return known
     settings = services().config.settings
     key = presented_key()
     if key is not None:
         user = None
-        for known, name in settings.api_keys.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
+        for candidate, name in settings.api_keys.items():
+            if hmac.compare_digest(candidate.encode(), key.encode()):
                 user = name
         if user is None:
-            raise Unauthorized("unknown API key")
-        return validate_user(user)
-    if changes_state and settings.network_access:
+            raise Unauthorized("the API key sent is not one of api_keys; check it, or send none on a link")
+        found = Caller(validate_user(user), True, key in settings.admin_keys)
+    else:
+        found = Caller(ANONYMOUS, False)
+    request.environ[_ENVIRON_KEY] = found
+    info = request.environ.get("linkpix.log")
+    if found.keyed and info is not None:
+        info["user"] = found.user
+    return found
+
+
+def require(what: str) -> Caller:
+    """The caller of a route that needs a key on the network; `what` names the route's purpose for the
+    401 message ("listing jobs", "cancelling a job")."""
+    who = identify()
+    settings = services().config.settings
+    if not who.keyed and settings.network_access:
         hint = "" if settings.api_keys else " (none are configured: add some to api_keys)"
-        raise Unauthorized("this route changes state and LinkPix is open to the network: send an API key "
-                           f"from api_keys as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'{hint}")
-    return ANONYMOUS
+        raise Unauthorized(f"{what} needs an API key, because LinkPix is open to the network (network_access "
+                           f"is on): send a key from api_keys as 'Authorization: Bearer <key>' or "
+                           f"'X-API-Key: <key>'{hint}", {"needs": "api_key"})
+    return who
+
+
+def caller(*, changes_state: bool, what: str = "this route") -> str:
+    """The user behind the request (the key's user, or "default"); kept for routes written against it.
+
+    401 for an unknown key, and for a missing key on a state-changing route when network_access is on.
+    """
+    return require(what).user if changes_state else identify().user
+
+
+def visible_job_owner(owner: str, job_id: str, who: Caller) -> None:
+    """404 (not 403: whether the id exists is nobody else's business) for another user's job."""
+    if not who.sees(owner):
+        raise NotFound(f"no job {job_id!r}")

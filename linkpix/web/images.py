@@ -25,6 +25,7 @@ from .requestinfo import (
     wants_json,
 )
 from .services import services
+from .uploads import link_inputs
 
 bp = Blueprint("images", __name__)
 
@@ -88,7 +89,7 @@ def prompt(text: str) -> Response:
     query = {k: v for k, v in query_params(env).items() if k not in CONTROL_PARAMS}
     if query.get("format") == "json":
         del query["format"]
-    req = parse_query(prompt_from_environ(env), query, user)
+    req = link_inputs(parse_query(prompt_from_environ(env), query, user))
     job = svc.resolver.resolve(req)
     outcome = svc.generator.generate(job, user)
     env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
@@ -146,6 +147,8 @@ def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tupl
         shown = job.ignored[:MAX_IGNORED_SHOWN]
         more = len(job.ignored) - len(shown)
         headers.append(("X-LinkPix-Ignored", ",".join(shown) + (f",...(+{more} more)" if more else "")))
+    if job.notes:
+        headers.append(("X-LinkPix-Notes", "; ".join(job.notes)))
     return headers
 
 
@@ -171,5 +174,5 @@ def _json_response(outcome: Outcome, job: RenderedJob) -> Response:
         "negative": job.negative, "seed": job.seed, "seed_is_random": job.seed_is_random,
         "workflow": job.workflow, "format": image.fmt, "width": meta.get("width"),
         "height": meta.get("height"), "bytes": image.size, "params": job.params,
-        "ignored": list(job.ignored), "generation_ms": meta.get("generation_ms"),
+        "ignored": list(job.ignored), "notes": list(job.notes), "generation_ms": meta.get("generation_ms"),
     })

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
 from ..errors import BackendUnavailable, BadRequest
-from .auth import caller, keys_required
+from .auth import identify, require
 from .errors import no_store
 from .services import services
 
@@ -22,11 +23,16 @@ def health() -> Response:
     ---
     get:
       summary: Health of LinkPix and of each ComfyUI backend it uses (never waits on a frozen one)
+      description: "With network_access on, the ComfyUI URLs, errors and the cache's users are shown only to
+        a caller with an API key."
       responses:
         200: {description: "at least one ComfyUI backend answers"}
         503: {description: "no ComfyUI backend answers (the body says why, per backend)"}
     """
     body, status = health_body()
+    if services().config.settings.network_access and not identify().keyed:
+        # Open to the network: who uses the cache, and where ComfyUI is, are for key holders only.
+        body = _redacted(body)
     resp = jsonify(body)
     resp.status_code = status
     return no_store(resp)
@@ -52,6 +58,15 @@ def health_body() -> tuple[dict[str, Any], int]:
     if not up:
         body["error"] = "; ".join(f"{r['name']}: {r['last_error'] or r['state']}" for r in live)
     return body, 200 if up else 503
+
+
+def _redacted(body: dict[str, Any]) -> dict[str, Any]:
+    """/health without ComfyUI's addresses (errors name them too) and without the cache's users."""
+    body = {k: v for k, v in body.items() if k not in ("comfyui_url", "error")}
+    body["cache"] = {k: v for k, v in body["cache"].items() if k != "users"}
+    body["backends"] = [{k: v for k, v in row.items() if k not in ("url", "last_error")}
+                        for row in body["backends"]]
+    return body
 
 
 @bp.get("/ready")
@@ -91,11 +106,13 @@ def workflows() -> Response:
     get:
       summary: Available workflows
       responses:
-        200: {description: "names and the default"}
+        200: {description: "names, the default, the default of POST /edit, and what each needs (image, mask)"}
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
-                              "default": svc.config.settings.workflow_path}))
+                              "default": svc.config.settings.workflow_path,
+                              "edit_default": svc.config.settings.edit_workflow,
+                              "needs": svc.resolver.workflow_needs()}))
 
 
 @bp.get("/api/workflows/<name>")
@@ -122,16 +139,16 @@ def recent_requests() -> Response:
       parameters:
         - {in: query, name: limit, schema: {type: integer, default: 50, maximum: 200}}
       responses:
-        200: {description: "a list of requests"}
+        200: {description: "a list of requests (a key that is not in admin_keys sees its own user's only)"}
         401: {description: "network_access is on and no valid API key was sent"}
     """
-    if keys_required():
-        caller(changes_state=True)  # on the network the list shows other users' prompts: key holders only
+    who = require("the request log")  # it shows users' prompts: key holders only, on the network
     try:
         limit = max(1, min(200, int(request.args.get("limit", 50))))
     except ValueError:
-        raise BadRequest("limit must be a whole number from 1 to 200") from None
-    return no_store(jsonify(list(reversed(services().recent_requests))[:limit]))
+        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"}) from None
+    newest = (entry for entry in reversed(services().recent_requests.copy()) if who.sees(entry.get("user")))
+    return no_store(jsonify(list(itertools.islice(newest, limit))))
 
 
 @bp.get("/api/models")

@@ -1,4 +1,4 @@
-"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs, POST /uploads.
+"""Async jobs routes: POST /generate, GET/DELETE /jobs/<id>, GET /jobs/<id>/events, GET /jobs.
 
 Translation only: a JSON body becomes rendered workflows (through the same parser and resolver as
 /prompt, so a bad field gets the same 400 message at once, before anything is accepted), and the job
@@ -7,7 +7,6 @@ manager's answers become JSON or an event stream.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import re
 from typing import Any
@@ -16,17 +15,19 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from ..jobs.manager import JobManager
-from ..jobs.store import STATES
-from ..jobs.webhooks import check_url
-from ..request import SEED_MAX, GenerationRequest, parse_images, parse_json, validate_user
+from ..jobs.store import STATES, Job
+from ..jobs.webhooks import Targets, check_url
+from ..render.placeholders import whole_number
+from ..request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
 from ..resolver import RenderedJob
-from .auth import caller, keys_required
+from .auth import require, visible_job_owner
 from .errors import no_store
 from .services import services
+from .uploads import input_images, one_image
 
 bp = Blueprint("jobs", __name__)
 
-JOB_FIELDS = ("image_count", "webhook_url", "webhook_secret", "webhook_include_base64", "images", "image")
+JOB_FIELDS = ("image_count", "webhook_url", "webhook_secret", "webhook_include_base64", "images", "image", "mask")
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _UPLOAD_ID_RE = re.compile(r"^linkpix_[0-9a-f]{16}\.(png|jpg|gif|webp)$")
 MAX_SECRET_CHARS = 256
@@ -69,14 +70,16 @@ def generate() -> Response:
                 webhook_secret: {type: string, description: "signs the webhook body (X-LinkPix-Signature)"}
                 webhook_include_base64: {type: boolean}
                 images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
+                mask: {type: string, description: "inpainting mask, base64 or upload id (white = change)"}
       responses:
-        202: {description: "accepted: job_id, status_url, events_url"}
+        202: {description: "accepted: job_id, status_url, events_url, ignored (fields nothing used)"}
+        413: {description: "the body is larger than max_upload_mb allows; it was not read"}
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
         415: {description: "the body is not sent as application/json"}
         429: {description: "too many unfinished jobs (for this user or in total); see Retry-After"}
     """
-    user = caller(changes_state=True)
+    user = require("submitting a job").user
     if not request.is_json:
         raise UnsupportedMediaType(f"send the job as JSON with 'Content-Type: application/json' "
                                    f"(got {request.mimetype or 'no Content-Type'})")
@@ -84,29 +87,29 @@ def generate() -> Response:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"a red fox\"}")
     settings = services().config.settings
-    count = _image_count(body.get("image_count", 1), settings.max_image_count)
-    webhook, secret = _webhook(body, settings.webhook_allow)
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
-    req = dataclasses.replace(req, input_images=_input_images(body))
+    count = _image_count(body.get("image_count", 1), settings.max_image_count)
+    webhook, secret = _webhook(body, services().webhook_targets())
+    req = dataclasses.replace(req, input_images=_input_images(body), mask=one_image(body.get("mask"), "mask"))
     rendered = _render_all(req, count)
-    for spec in rendered:  # a model file no backend has: 400 now, not a job that fails later
-        services().pool.check_models(spec.graph)
     job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
-                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})
+                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count,
+                    "ignored": list(rendered[0].ignored)})
     resp.status_code = 202
     resp.headers["Location"] = f"/jobs/{job.id}"
     return no_store(resp)
 
 
 def _image_count(value: Any, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+    count = whole_number(value)
+    if count is None or not 1 <= count <= limit:
         raise BadRequest(f"image_count must be a whole number from 1 to {limit} (got {value!r})",
                          {"parameter": "image_count"})
-    return value
+    return count
 
 
-def _webhook(body: dict[str, Any], allow: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def _webhook(body: dict[str, Any], targets: Targets) -> tuple[dict[str, Any] | None, str | None]:
     url, secret = body.get("webhook_url"), body.get("webhook_secret")
     include = body.get("webhook_include_base64", False)
     if not isinstance(include, bool):
@@ -114,25 +117,23 @@ def _webhook(body: dict[str, Any], allow: list[str]) -> tuple[dict[str, Any] | N
     if secret is not None and (not isinstance(secret, str) or not 0 < len(secret) <= MAX_SECRET_CHARS):
         raise BadRequest(f"webhook_secret must be text of 1 to {MAX_SECRET_CHARS} characters",
                          {"parameter": "webhook_secret"})
+    if secret is not None:
+        check_text(secret, "webhook_secret")
+    if isinstance(url, str):
+        check_text(url, "webhook_url")
     if url in (None, ""):
         if secret is not None:
             raise BadRequest("webhook_secret needs a webhook_url", {"parameter": "webhook_secret"})
         return None, None
-    return {"url": check_url(url, allow), "include_base64": include}, secret
+    return {"url": check_url(url, targets), "include_base64": include}, secret
 
 
 def _input_images(body: dict[str, Any]) -> tuple[Any, ...]:
-    """Base64 strings and upload ids, checked by the same parser as /prompt's JSON (same messages)."""
+    """Base64 strings and upload ids, checked like every input image (same messages everywhere)."""
     images = body.get("images")
     if images is None and body.get("image") is not None:
         images = [body["image"]]
-    if isinstance(images, str):
-        images = [images]
-    if isinstance(images, list):
-        uploads = _manager().uploads
-        images = [base64.b64encode(uploads.get(item).data).decode()
-                  if isinstance(item, str) and _UPLOAD_ID_RE.match(item) else item for item in images]
-    return parse_images(images)
+    return input_images(images)
 
 
 def _render_all(req: GenerationRequest, count: int) -> list[RenderedJob]:
@@ -156,6 +157,15 @@ def _job_id(job_id: str) -> str:
     return job_id
 
 
+def _visible_job(job_id: str, what: str) -> Job:
+    """The job, if this caller may see it: with network_access on, only with the job's key (or an
+    admin key); a key always sees only its own user's jobs."""
+    who = require(what)
+    job = _manager().store.get(_job_id(job_id))
+    visible_job_owner(job.user, job_id, who)
+    return job
+
+
 @bp.get("/jobs")
 def list_jobs() -> Response:
     """List jobs, newest first.
@@ -172,9 +182,10 @@ def list_jobs() -> Response:
         401: {description: "network_access is on and no valid API key was sent"}
     """
     args = request.args
+    who = require("listing jobs")
     user = args.get("user") or None
-    if keys_required():
-        user = caller(changes_state=True)  # on the network, a caller sees only its own jobs
+    if who.keyed and not who.admin:
+        user = who.user  # a key lists its own user's jobs, whatever ?user says
     elif user is not None:
         user = validate_user(user)
     state = args.get("state") or None
@@ -201,10 +212,10 @@ def get_job(job_id: str) -> Response:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
         200: {description: "status, queue_position, progress {step, total, node}, images, error, webhook"}
-        404: {description: "no such job"}
+        401: {description: "network_access is on and no valid API key was sent"}
+        404: {description: "no such job (or not this key's)"}
     """
-    manager = _manager()
-    return no_store(jsonify(manager.describe(manager.store.get(_job_id(job_id)))))
+    return no_store(jsonify(_manager().describe(_visible_job(job_id, "reading a job"))))
 
 
 @bp.delete("/jobs/<job_id>")
@@ -221,11 +232,8 @@ def cancel_job(job_id: str) -> Response:
         404: {description: "no such job (or not this key's)"}
         409: {description: "the job has already ended"}
     """
-    user = caller(changes_state=True)
+    job = _visible_job(job_id, "cancelling a job")
     manager = _manager()
-    job = manager.store.get(_job_id(job_id))
-    if keys_required() and job.user != user:
-        raise NotFound(f"no job {job_id!r}")
     return no_store(jsonify(manager.describe(manager.cancel(job.id), with_queue=False)))
 
 
@@ -241,11 +249,12 @@ def job_events(job_id: str) -> Response:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
         200: {description: "text/event-stream"}
-        404: {description: "no such job"}
+        401: {description: "network_access is on and no valid API key was sent"}
+        404: {description: "no such job (or not this key's)"}
         429: {description: "too many event streams are open; see Retry-After"}
     """
     manager = _manager()
-    manager.store.get(_job_id(job_id))
+    _visible_job(job_id, "following a job")
     settings = services().config.settings
     if not manager.acquire_stream():
         raise QueueFull(f"{settings.events_max_streams} event streams are already open; poll "
@@ -260,32 +269,3 @@ def job_events(job_id: str) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
-
-
-@bp.post("/uploads")
-def upload() -> Response:
-    """Store an input image for later jobs.
-    ---
-    post:
-      summary: "Upload an input image: raw body, multipart field 'image', or JSON with a base64 'image'"
-      responses:
-        201: {description: "id (use it in images of POST /generate) and bytes"}
-        400: {description: "not a PNG, JPEG, WebP or GIF image, or too large"}
-        401: {description: "network_access is on and no valid API key was sent"}
-    """
-    caller(changes_state=True)
-    if "image" in request.files:
-        data = request.files["image"].read()
-    elif request.is_json:
-        body = request.get_json(silent=True)
-        value = body.get("image") if isinstance(body, dict) else None
-        data = parse_images([value])[0].data if isinstance(value, str) else b""
-    else:
-        data = request.get_data()
-    if not data:
-        raise BadRequest("send the image as the body, as multipart field 'image', or as JSON {\"image\": base64}",
-                         {"parameter": "image"})
-    image = _manager().uploads.put(data)
-    resp = jsonify({"id": image.name, "bytes": len(image.data)})
-    resp.status_code = 201
-    return no_store(resp)

@@ -19,8 +19,10 @@ from ..comfy.pool import Pool
 from ..comfy.stops import FILE_NAME as STOPS_FILE
 from ..comfy.stops import StopList
 from ..config import ConfigHolder, LoadedConfig
+from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
+from ..jobs.targets import Targets
 from ..resolver import Resolver
 from ..storage.cache import ImageCache
 from ..storage.jsonstore import JsonStore
@@ -39,7 +41,15 @@ class Services:
     generator: Generator
     memo: HitMemo
     jobs: JobManager | None = None
+    editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
+
+    def webhook_targets(self) -> Targets:
+        """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
+        s = self.config.settings
+        return Targets(tuple(s.webhook_allow), tuple(s.backend_urls),
+                       tuple(sorted(self.own_ports | {s.api_port, s.web_port})))
 
     @property
     def config(self) -> LoadedConfig:
@@ -69,15 +79,21 @@ def build_services(holder: ConfigHolder) -> Services:
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info)
+    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
-                          lambda: settings().failover_retries)
+                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata)
+    own_ports: set[int] = set()
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
-                           lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id))
-    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs)
+                           lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id),
+                           webhook_targets=lambda: svc.webhook_targets())
+    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
+    jobs.finish_edit = editor.finish_job
+    svc = Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor,
+                   own_ports=own_ports)
+    return svc
 
 
 def services(app: Flask | None = None) -> Services:

@@ -1,0 +1,123 @@
+"""The edit flow on top of the one generation path: prepare the source, run it like any request, finish.
+
+`POST /edit` and an edit job both come here. The request is parsed and resolved exactly like `/prompt`
+(the downscaled source is its input image, bound to the workflow's LoadImage), the generator runs it with
+single-flight and caches the model's output, and `pipeline.finish` turns that output into the result at
+the source's resolution. The result is cached under its own key: the model run's key plus the source's
+bytes, the method and the format, so the same edit asked again costs a decode and a lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import BadRequest
+from ..generator import EventCallback, Generator, Outcome, Ticket
+from ..request import GenerationRequest, InputImage
+from ..resolver import RenderedJob, Resolver
+from ..storage.cache import CachedImage, ImageCache
+from ..storage.uploads import UploadStore
+from . import pipeline, resize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EditOutcome:
+    """What an edit produced: the stored result (or the `.cube` bytes), and how it was made."""
+
+    job: RenderedJob
+    method: str
+    fit: dict[str, float] | None
+    model_output: CachedImage
+    image: CachedImage | None = None  # None for format=cube
+    cube: bytes | None = None
+    cache_hit: bool = False
+
+
+def _png_input(data: bytes) -> InputImage:
+    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+
+
+class Editor:
+    """Runs edits through a resolver and a generator; stores results in the image cache."""
+
+    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache,
+                 uploads: Callable[[], UploadStore | None]) -> None:
+        self.resolver = resolver
+        self.generator = generator
+        self.cache = cache
+        self._uploads = uploads
+
+    def prepare(self, req: GenerationRequest, source: InputImage) -> tuple[GenerationRequest, pipeline.Prepared]:
+        """Decode and downscale the source for the request's workflow; the request now carries the small copy."""
+        template = self.resolver.template(req.workflow or "")
+        if not template.needs()["image"]:
+            raise self.resolver.lacks_input(template.name, "image")
+        prep = pipeline.prepare(source.data, resize.profile_for(template.graph))
+        return dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png"), prep
+
+    def key(self, job: RenderedJob, source: InputImage, method: str, fmt: str | None) -> str:
+        h = hashlib.sha256(self.generator.key_for(job).encode())
+        h.update(b"\0edit\0" + hashlib.sha256(source.data).digest())
+        h.update(f"\0{method}\0{fmt or ''}".encode())
+        return h.hexdigest()[:32]
+
+    def run(self, req: GenerationRequest, source: InputImage, method: str, fmt: str | None, *,
+            on_event: EventCallback | None = None, ticket: Ticket | None = None) -> EditOutcome:
+        """The whole edit: prepare, resolve, generate (single-flight, cached), finish, store."""
+        req, prep = self.prepare(req, source)
+        job = self.resolver.resolve(req)
+        return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket)
+
+    def complete(self, job: RenderedJob, prep: pipeline.Prepared, source: InputImage, method: str,
+                 fmt: str | None, user: str, *, on_event: EventCallback | None = None,
+                 ticket: Ticket | None = None, outcome: Outcome | None = None) -> EditOutcome:
+        key = self.key(job, source, method, fmt)
+        if outcome is None:
+            outcome = self.generator.generate(job, user, on_event, ticket=ticket)
+        if fmt != pipeline.CUBE and not job.seed_is_random:
+            stored = self.cache.get(user, key)
+            if stored is not None:
+                return EditOutcome(job, stored.meta.get("edit_method", method), stored.meta.get("edit_fit"),
+                                   outcome.image, stored, cache_hit=True)
+        started = time.monotonic()
+        result = pipeline.finish(prep, outcome.image.path.read_bytes(), method, fmt)
+        fit = result.fit.to_dict() if result.fit else None
+        log.info("edit %s: %s at %dx%d, fit %s, %.0f ms", key[:12], result.method, result.width, result.height,
+                 fit, (time.monotonic() - started) * 1000)
+        if result.fmt == pipeline.CUBE:
+            return EditOutcome(job, result.method, fit, outcome.image, None, result.data)
+        meta = dict(outcome.image.meta, width=result.width, height=result.height, edit_method=result.method,
+                    edit_fit=fit, model_output=outcome.image.url)
+        stored = self.cache.put(user, key, result.fmt, result.data, meta)
+        return EditOutcome(job, result.method, fit, outcome.image, stored)
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    @staticmethod
+    def job_spec(job: RenderedJob, source: InputImage, method: str, fmt: str | None) -> RenderedJob:
+        """A rendered job that the job manager finishes as an edit (the source is kept as an upload)."""
+        if fmt == pipeline.CUBE:
+            raise BadRequest("format=cube is answered directly; ask for it without async or webhook_url",
+                             {"parameter": "format"})
+        return dataclasses.replace(job, edit={"source": source.name, "method": method, "format": fmt})
+
+    def finish_job(self, spec: RenderedJob, outcome: Outcome, user: str) -> Outcome:
+        """The job manager's hook: turn the model output of an edit job into the full-resolution result."""
+        if not spec.edit:
+            return outcome
+        uploads = self._uploads()
+        if uploads is None:
+            raise BadRequest("edit jobs need the upload store")
+        source = uploads.get(spec.edit["source"], "image")
+        template = self.resolver.template(spec.workflow)
+        prep = pipeline.prepare(source.data, resize.profile_for(template.graph))
+        done = self.complete(spec, prep, source, spec.edit["method"], spec.edit.get("format"), user,
+                             outcome=outcome)
+        assert done.image is not None
+        return Outcome(done.image, cache_hit=done.cache_hit and outcome.cache_hit, joined=outcome.joined)

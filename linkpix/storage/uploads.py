@@ -1,0 +1,48 @@
+"""Input images by content-addressed id, on disk under `data/uploads/`: what `POST /uploads` stores and
+what jobs, links and edits name by id.
+
+A job must survive a restart, so its input images are kept here by name rather than inside the job row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadRequest
+from ..request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from .jsonstore import atomic_write_bytes
+
+
+class UploadStore:
+    """Input images by content-addressed id (`linkpix_<hash>.<ext>`), kept for jobs and `POST /uploads`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> InputImage:
+        """Check (full decode, size limits) and store; nothing is written for a refused image."""
+        image = make_input_image(data, 0, max_bytes, "image")
+        path = self.root / image.name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return image
+
+    def keep(self, image: InputImage) -> None:
+        path = self.root / image.name
+        if not path.exists():
+            atomic_write_bytes(path, image.data)
+
+    def get(self, upload_id: str, parameter: str = "images") -> InputImage:
+        if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
+                or not upload_id.startswith("linkpix_"):
+            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": parameter})
+        try:
+            data = (self.root / upload_id).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
+                             {"parameter": parameter}) from None
+        return InputImage(upload_id, data)
+
+    def exists(self, upload_id: str) -> bool:
+        return (self.root / upload_id).is_file()

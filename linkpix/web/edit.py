@@ -1,0 +1,183 @@
+"""POST /edit: a photo and an instruction in, the edited photo out — at the photo's full resolution.
+
+A thin route over the one generation path: the body becomes a request through the same parser as the
+JSON API, `edit/editor.py` downscales the photo, resolves and runs it like `/prompt` (single-flight, cached)
+and finishes it by `method` (auto, lut, direct). `?async=1` or a `webhook_url` makes it a job instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..edit.editor import EditOutcome
+from ..edit.pipeline import CUBE, parse_method
+from ..errors import BadRequest, UnsupportedMediaType
+from ..request import InputImage, make_input_image, parse_format, parse_json
+from .auth import caller
+from .errors import no_store
+from .jobs import _manager, _webhook
+from .services import services
+from .uploads import max_upload_bytes, one_image, upload_store
+
+bp = Blueprint("edit", __name__)
+
+CONTROL_FIELDS = frozenset({"method", "format", "async", "webhook_url", "webhook_secret",
+                            "webhook_include_base64", "image", "mask"})
+TRUE = ("1", "true", "yes", "on")
+
+
+def _file_or_field(fields: dict[str, Any], name: str) -> InputImage | None:
+    """A multipart file, else the field's value (an upload id or base64)."""
+    upload = request.files.get(name)
+    if upload is not None and upload.filename is not None:
+        data = upload.read()
+        if data:
+            return make_input_image(data, 0, max_upload_bytes(), name)
+    return one_image(fields.get(name), name)
+
+
+def _read_body() -> tuple[dict[str, Any], InputImage, InputImage | None]:
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields: dict[str, Any] = dict(request.form.items())
+        include = fields.get("webhook_include_base64")
+        if include is not None:
+            fields["webhook_include_base64"] = str(include).lower() in TRUE
+    elif request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object with image and prompt")
+        fields = dict(body)
+    else:
+        raise UnsupportedMediaType("send the edit as multipart/form-data (file 'image', field 'prompt') or as "
+                                   f"JSON (got {request.mimetype or 'no Content-Type'})")
+    image = _file_or_field(fields, "image")
+    if image is None:
+        raise BadRequest("send the photo to edit: multipart file 'image', or 'image' as base64 or an upload id",
+                         {"parameter": "image"})
+    return fields, image, _file_or_field(fields, "mask")
+
+
+def _format(value: Any) -> tuple[str | None, bool]:
+    """-> (output format or cube or None = the source's, JSON metadata wanted)."""
+    text = str(value or "").strip().lower()
+    if text == "json":
+        return None, True
+    if text == CUBE:
+        return CUBE, False
+    return parse_format(text), False
+
+
+@bp.post("/edit")
+def edit() -> Response:
+    """Edit a photo by instruction; the result comes back at the photo's full resolution.
+    ---
+    post:
+      summary: "Image-to-image, inpainting and instruction edits at full resolution"
+      description: "method auto (default) measures how well a 3D colour table alone reproduces the model's
+        output (CIEDE2000) and applies it to the original for a colour edit, or returns the model's output for
+        a spatial one; lut and direct force either. format=cube returns the table as an Adobe .cube file."
+      parameters:
+        - {in: query, name: async, schema: {type: string}, description: "1: answer 202 with a job instead"}
+      requestBody:
+        required: true
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              required: [image, prompt]
+              properties:
+                image: {type: string, format: binary}
+                mask: {type: string, format: binary, description: "white (or transparent) = change"}
+                prompt: {type: string}
+                workflow: {type: string, description: "default: edit_workflow"}
+                method: {type: string, enum: [auto, lut, direct]}
+                format: {type: string, enum: [png, jpeg, webp, cube, json]}
+          application/json:
+            schema:
+              type: object
+              required: [image, prompt]
+              properties:
+                image: {type: string, description: "base64 or an upload id"}
+                mask: {type: string, description: "base64 or an upload id"}
+                prompt: {type: string}
+                workflow: {type: string}
+                method: {type: string, enum: [auto, lut, direct]}
+                format: {type: string, enum: [png, jpeg, webp, cube, json]}
+                webhook_url: {type: string}
+      responses:
+        200: {description: "the edited image (X-LinkPix-Edit-Method, X-LinkPix-Edit-Fit), JSON, or a .cube"}
+        202: {description: "accepted as a job (async=1 or webhook_url)"}
+        400: {description: "not an image, a bad field, or a workflow without an image (or mask) input"}
+        401: {description: "network_access is on and no valid API key was sent"}
+        413: {description: "the photo is larger than max_upload_mb or has too many pixels"}
+        415: {description: "neither multipart/form-data nor JSON"}
+    """
+    user = caller(changes_state=True)
+    svc = services()
+    fields, image, mask = _read_body()
+    method = parse_method(fields.get("method"))
+    fmt, json_mode = _format(fields.get("format"))
+    params = {k: v for k, v in fields.items() if k not in CONTROL_FIELDS}
+    params["workflow"] = params.get("workflow") or svc.config.settings.edit_workflow
+    req = dataclasses.replace(parse_json(params, user, max_upload_bytes()), mask=mask)
+    editor = svc.editor
+    assert editor is not None
+    if str(request.args.get("async", fields.get("async", ""))).lower() in TRUE or fields.get("webhook_url"):
+        return _submit(fields, req, image, method, fmt)
+    done = editor.run(req, image, method, fmt)
+    if json_mode:
+        return no_store(jsonify(_describe(done)))
+    return _response(done)
+
+
+def _submit(fields: dict[str, Any], req: Any, image: InputImage, method: str, fmt: str | None) -> Response:
+    editor = services().editor
+    assert editor is not None
+    webhook, secret = _webhook(fields, services().config.settings.webhook_allow)
+    small_req, _prep = editor.prepare(req, image)
+    spec = editor.job_spec(services().resolver.resolve(small_req), image, method, fmt)
+    upload_store().keep(image)
+    job = _manager().submit(req.user, [spec], webhook, secret, request.host_url)
+    resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
+                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})
+    resp.status_code = 202
+    resp.headers["Location"] = f"/jobs/{job.id}"
+    return no_store(resp)
+
+
+def _headers(done: EditOutcome) -> dict[str, str]:
+    job = done.job
+    headers = {"X-LinkPix-Edit-Method": done.method, "X-LinkPix-Seed": str(job.seed),
+               "X-LinkPix-Workflow": job.workflow, "X-LinkPix-Model-Output-Url": done.model_output.url,
+               "Cache-Control": "no-store"}
+    if done.fit is not None:
+        headers["X-LinkPix-Edit-Fit"] = f"{done.fit['mean']:.2f}"
+    if job.notes:
+        headers["X-LinkPix-Notes"] = "; ".join(job.notes)
+    return headers
+
+
+def _response(done: EditOutcome) -> Response:
+    headers = _headers(done)
+    if done.cube is not None:
+        headers["Content-Disposition"] = 'attachment; filename="linkpix-edit.cube"'
+        return Response(done.cube, mimetype="text/plain", headers=headers)
+    image = done.image
+    assert image is not None
+    headers.update({"ETag": image.etag, "X-LinkPix-Cache": "hit" if done.cache_hit else "miss",
+                    "X-LinkPix-Image-Url": image.url})
+    return Response(image.path.read_bytes(), mimetype=image.content_type, headers=headers)
+
+
+def _describe(done: EditOutcome) -> dict[str, Any]:
+    job, image = done.job, done.image
+    meta = image.meta if image is not None else {}
+    return {"url": image.url if image else None, "cache": "hit" if done.cache_hit else "miss",
+            "method": done.method, "fit": done.fit, "format": image.fmt if image else CUBE,
+            "width": meta.get("width"), "height": meta.get("height"), "bytes": image.size if image else None,
+            "model_output": done.model_output.url, "generation_ms": done.model_output.meta.get("generation_ms"),
+            "prompt": job.prompt, "seed": job.seed,
+            "workflow": job.workflow, "params": job.params, "notes": list(job.notes)}
