@@ -74,3 +74,22 @@ def test_a_run_frozen_midway_answers_504_within_its_timeout_and_leaves_nothing(f
     wait_until(lambda: not prompts_in(simulator), 10, "0 prompts left after the thaw")
     assert frozen_api.services.pool.stops.count() == 0 or wait_until(
         lambda: frozen_api.services.pool.stops.count() == 0, 10, "the stop list to drain")
+
+
+def test_a_job_reattached_after_a_restart_reports_its_progress(project, simulator):
+    simulator.faults.step_delay = 0.15
+    first = JobsServer(project, simulator.url)
+    try:
+        job_id = first.submit(prompt="counted steps", steps=30)
+        wait_until(lambda: first.job(job_id)["status"] == "running", 10, "the job to run")
+    finally:
+        first.close()
+    second = JobsServer(project, simulator.url)
+    try:
+        progress = wait_until(lambda: (second.job(job_id).get("progress") or {}).get("total"), 10,
+                              "the re-attached job's progress")
+        assert progress == 30
+        assert second.wait_for(job_id)["status"] == "succeeded"
+        assert simulator.prompts_received == 1
+    finally:
+        second.close()

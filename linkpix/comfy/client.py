@@ -76,6 +76,11 @@ class ComfyClient:
     def __repr__(self) -> str:
         return f"ComfyClient({self.base_url!r})"
 
+    @staticmethod
+    def shown(url: str) -> str:
+        """A URL as logs and messages show it: without user and password."""
+        return display_url(url)
+
     @property
     def transport(self) -> Transport:
         return self._http

@@ -87,6 +87,12 @@ class Pool:
         self._refreshed_on_miss = 0.0
         self._closed = False
         self.update(specs)
+        configured = {m.client.base_url for m in self.members()}
+        for url in self.stops.backends():
+            if url not in configured:
+                log.warning("%d prompt(s) wait to be stopped on a ComfyUI that is no longer configured (%s); "
+                            "they are stopped if it is configured again", self.stops.count(url),
+                            ComfyClient.shown(url))
 
     # --- membership -----------------------------------------------------------------------------
     def update(self, specs: Sequence[BackendSpec]) -> None:
@@ -235,8 +241,10 @@ class Pool:
         gap = gaps[0]
         offers = {m.name: routing.files_of(i, gap) for m, i in known}
         listing = "; ".join(f"{name} has {', '.join(files) or 'none'}" for name, files in offers.items())
+        allowed = list(dict.fromkeys(f for files in offers.values() for f in files))
         return BadRequest(f"no ComfyUI backend has the {gap.describe()}: {listing}",
-                          {"parameter": "model", "missing": gap.value, "kind": gap.kind, "backends": offers})
+                          {"parameter": "model", "missing": gap.value, "kind": gap.kind, "node": gap.node_id,
+                           "allowed": allowed, "backends": offers})
 
     def reserve(self, client: ComfyClient) -> None:
         """Count a run on `client` that `choose` did not pick (a re-attached prompt)."""
