@@ -130,9 +130,9 @@ class Pool:
                 if overdue or not self.stops.count(member.client.base_url):
                     del self._members[url]
                     done.append(member)
-        for member in done:
+        for member in done:  # closing joins its threads: never in the request that noticed the change
             log.info("ComfyUI backend %s left the pool", member.name)
-            member.client.close()
+            threading.Thread(target=member.client.close, name=f"close {member.name}", daemon=True).start()
 
     def members(self) -> list[Member]:
         with self._lock:
