@@ -25,7 +25,7 @@ from linkpix.comfy.keeper import Keeper
 from linkpix.comfy.stops import StopList
 from linkpix.comfy.stream import EventStream
 from linkpix.comfy.transport import CONTROL_TIMEOUT, Transport, display_url, never_sent
-from linkpix.comfy.waiters import Mailboxes
+from linkpix.comfy.waiters import DISCONNECTED, Mailboxes
 from linkpix.errors import BackendUnavailable, BadRequest, WorkflowRejected
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ class ComfyClient:
         self.client_id = str(uuid.uuid4())
         self.connect_timeout = connect_timeout
         self._mailboxes = Mailboxes()
+        # A frozen backend keeps its websocket open and silent: waiters look at /history at once instead of
+        # at their next safety poll, so a run fails over (or times out) without waiting for it.
+        self.health.on_down = lambda: self._mailboxes.broadcast(DISCONNECTED)
         self._stream = EventStream(self.base_url, self.client_id, self._mailboxes, connect_timeout,
                                    self.health, self.shown_url)
         self._follower = Follower(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("linkpix.comfy")
@@ -22,8 +23,9 @@ UNKNOWN, UP, REFUSED, FROZEN = "unknown", "up", "refused", "frozen"
 class Health:
     """The current state of one backend; thread-safe, cheap to read on every request."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, on_down: Callable[[], None] | None = None) -> None:
         self.label = label  # how log lines name the backend (never a URL with credentials)
+        self.on_down = on_down  # called (outside the lock) when the backend stops answering
         self._lock = threading.Lock()
         self.state = UNKNOWN
         self.since = time.monotonic()  # when the state last changed
@@ -50,9 +52,12 @@ class Health:
         """A call failed: REFUSED (connection refused or reset) or FROZEN (no answer in time)."""
         with self._lock:
             self.last_error = message
-            self._set(state, message)
+            went_down = self._set(state, message) and state == FROZEN
+        if went_down and self.on_down is not None:
+            self.on_down()
 
-    def _set(self, state: str, message: str | None) -> None:
+    def _set(self, state: str, message: str | None) -> bool:
+        """Record a report; returns whether the state changed."""
         self.generation += 1
         previous, self.state = self.state, state
         if previous != state:
@@ -69,6 +74,7 @@ class Health:
             else:
                 log.warning("ComfyUI %s is unreachable (%s)", self.label, message)
         self.changed.notify_all()
+        return previous != state
 
     def wait_report(self, after: int, timeout: float) -> bool:
         """Wait until a report newer than generation `after` arrives; False on timeout."""
