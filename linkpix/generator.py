@@ -64,7 +64,7 @@ class Backend(Protocol):
     def submit(self, graph: dict[str, Any]) -> str: ...
 
     def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
-             reattach: bool = False) -> dict[str, Any]: ...
+             reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
 
@@ -391,7 +391,7 @@ class Generator:
             if not resumed:
                 flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
             entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
-                                 reattach=reattached)
+                                 reattach=reattached, budget=deadline - started)
             outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "

@@ -169,17 +169,18 @@ class ComfyClient:
         return prompt_id
 
     def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
-             reattach: bool = False) -> dict[str, Any]:
+             reattach: bool = False, budget: float | None = None) -> dict[str, Any]:
         """Wait for a prompt to finish and return its history entry.
 
         Raises ExecutionFailed / Interrupted as the history records, BackendUnavailable if ComfyUI
         lost the prompt (PromptLost) or stayed unreachable for a few seconds, GenerationTimeout after
         `timeout` seconds (the prompt is then stopped, or left in the stop list: `Follower.give_up`).
         `reattach`: the prompt was submitted by another client (a LinkPix before a restart); its events
-        are followed under that client's id, so its progress is seen.
+        are followed under that client's id, so its progress is seen. `budget`: the run's whole timeout,
+        for the message, when this wait has only what is left of it.
         """
         self._check_open()
-        return self._follower.wait(prompt_id, time.monotonic() + timeout, timeout, on_event, reattach)
+        return self._follower.wait(prompt_id, time.monotonic() + timeout, budget or timeout, on_event, reattach)
 
     def run(self, graph: dict[str, Any], timeout: float,
             on_event: EventCallback | None = None) -> list[OutputImage]:
