@@ -2,6 +2,7 @@
 
 import big_body
 import edit_lut
+import fronts
 import frozen
 import hit_path
 import hits_under_load
@@ -10,7 +11,7 @@ import pool
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, pool):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, pool):
         bench.main()
         print()
     frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

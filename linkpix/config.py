@@ -8,6 +8,7 @@ stops start-up with a message that names it, instead of surfacing later as a str
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -131,6 +132,25 @@ class Settings(BaseSettings):
                                                 "dashboard_password) when network_access is on.")
     dashboard_password: str = Field("", description="Password for the dashboard login; better set as "
                                                     "LINKPIX_DASHBOARD_PASSWORD than in config.json.")
+    # The fronts (web/fronts/): other tools' dialects answered on the same port.
+    fronts: list[Literal["a1111", "openai", "comfy"]] = Field(
+        default_factory=lambda: ["a1111", "openai", "comfy"],
+        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/...), openai (/v1/images/...), "
+                    "comfy (ComfyUI's API at / and /comfy/); leave one out to turn it off.")
+    fronts_allow: list[str] = Field(default_factory=list,
+                                    description="Addresses or networks (192.168.1.20, 10.0.0.0/8) whose "
+                                                "clients may use the fronts without an API key when "
+                                                "network_access is on (SillyTavern's ComfyUI source "
+                                                "cannot send one).")
+    a1111_workflow: str = Field("", description="Workflow for /sdapi/v1/txt2img and /v1/images/generations "
+                                                "without a model; empty: the default workflow.")
+    a1111_img2img_workflow: str = Field("sd15_img2img.json",
+                                        description="Workflow for /sdapi/v1/img2img (it must take an input "
+                                                    "image).")
+    a1111_inpaint_workflow: str = Field("sd15_inpaint.json",
+                                        description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
+                                                    "with a mask (it must take an image and a mask); "
+                                                    "/v1/images/edits without one uses edit_workflow.")
 
     @field_validator("comfyui_url")
     @classmethod
@@ -162,6 +182,17 @@ class Settings(BaseSettings):
     def backends(self) -> list[BackendSpec]:
         """The pool: `comfyui_urls`, or the one backend of `comfyui_url`."""
         return list(self.comfyui_urls) or [BackendSpec(url=self.comfyui_url)]
+
+    @field_validator("fronts_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 192.168.1.20 or "
+                                 "10.0.0.0/8)") from None
+        return [item.strip() for item in value]
 
     @field_validator("admin_keys")
     @classmethod

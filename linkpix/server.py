@@ -17,8 +17,13 @@ def setup_logging(level: str | None = None) -> None:
 
 
 def serve(app: Flask, host: str, port: int, threads: int) -> None:
+    from .web.fronts import upgrade
     from .web.serving import create
 
     server = create(app, host, port, threads, ident="LinkPix", channel_timeout=600, connection_limit=1000)
     logging.getLogger(__name__).info("LinkPix API on http://%s:%d", host, port)
-    server.run()
+    upgrade.enable(server)  # websockets for the ComfyUI front (/ws), on the same port
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass

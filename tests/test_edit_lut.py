@@ -1,11 +1,10 @@
 """The edit pipeline's pieces on known transforms: LUT extraction (identity, gamma, channel swap,
-desaturation, unseen colours), `.cube` files re-applied by two other implementations, the fit that tells a
+desaturation, unseen colours), `.cube` files re-applied by another reader, the fit that tells a
 colour edit from a spatial one, and what an input image must be."""
 
 from __future__ import annotations
 
 import io
-import warnings
 import zlib
 
 import numpy as np
@@ -65,7 +64,8 @@ def test_a_small_patch_that_no_colour_table_explains_does_not_bend_the_table():
     assert np.abs(robust[:-12] - clean[:-12]).mean() < 0.3
 
 
-def test_cube_file_reapplies_to_the_same_result_with_two_other_implementations(tmp_path):
+def test_cube_file_reapplies_to_the_same_result_with_another_reader(tmp_path):
+    """pillow-lut parses the .cube text itself (its own reader), so node order and domain are checked."""
     import pillow_lut
 
     dst = (255 * (SRC / 255.0) ** 0.7).astype(np.uint8)[..., [1, 2, 0]]
@@ -73,18 +73,12 @@ def test_cube_file_reapplies_to_the_same_result_with_two_other_implementations(t
     ours = applied(SRC, table)
     data = lut.to_cube(table)
     assert data.startswith(b"TITLE") and b"LUT_3D_SIZE 33" in data
+    assert len(data.decode().strip().splitlines()) == 4 + 33**3
     path = tmp_path / "look.cube"
     path.write_bytes(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import colour
-
-        read = colour.io.read_LUT(str(path))
-    by_colour = read.apply(SRC.astype(np.float64) / 255.0) * 255.0  # colour-science's own trilinear (numpy)
-    assert np.abs(by_colour - ours).max() <= 1.5
     by_pillow_lut = np.asarray(Image.fromarray(SRC).filter(pillow_lut.load_cube_file(str(path)))).astype(float)
     assert np.abs(by_pillow_lut - ours).max() <= 1
-    assert np.abs(lut.from_cube(data) - table).max() < 1e-5
+    assert np.abs(by_pillow_lut - dst).mean() < 2  # and it is the edit: gamma plus the channel swap
 
 
 def test_fit_tells_a_colour_edit_from_a_spatial_one():

@@ -10,7 +10,7 @@ from flask_cors import CORS
 
 from ..config import ConfigHolder
 from ..errors import ConfigError
-from . import edit, guards, images, info, jobs, openapi, uploads
+from . import edit, fronts, guards, images, info, jobs, openapi, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
@@ -37,6 +37,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+    fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)
     app.wsgi_app = RequestLog(HitPath(app.wsgi_app, svc.memo, svc.fingerprint),  # type: ignore[method-assign]
                               svc.recent_requests)
     return app

@@ -16,7 +16,7 @@ from ..edit.editor import EditOutcome
 from ..edit.pipeline import CUBE, parse_method
 from ..errors import BadRequest, UnsupportedMediaType
 from ..request import InputImage, make_input_image, parse_format, parse_json
-from .auth import caller
+from .auth import require
 from .errors import no_store
 from .jobs import _manager, _webhook
 from .services import services
@@ -115,7 +115,7 @@ def edit() -> Response:
         413: {description: "the photo is larger than max_upload_mb or has too many pixels"}
         415: {description: "neither multipart/form-data nor JSON"}
     """
-    user = caller(changes_state=True)
+    user = require("editing a photo").user
     svc = services()
     fields, image, mask = _read_body()
     method = parse_method(fields.get("method"))
@@ -136,7 +136,7 @@ def edit() -> Response:
 def _submit(fields: dict[str, Any], req: Any, image: InputImage, method: str, fmt: str | None) -> Response:
     editor = services().editor
     assert editor is not None
-    webhook, secret = _webhook(fields, services().config.settings.webhook_allow)
+    webhook, secret = _webhook(fields, services().webhook_targets())
     small_req, _prep = editor.prepare(req, image)
     spec = editor.job_spec(services().resolver.resolve(small_req), image, method, fmt)
     upload_store().keep(image)

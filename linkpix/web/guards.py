@@ -25,6 +25,9 @@ MIB = 1024 * 1024
 # A JSON body of this API is three or four levels deep (a ComfyUI graph five or six); far deeper is an
 # attack on the parser or on whatever walks the result later.
 MAX_JSON_DEPTH = 64
+# Blueprints that check keys themselves, as their clients send them (A1111: HTTP Basic; with network_access
+# off they ask for nothing, whatever key a client is made to send).
+FRONT_BLUEPRINTS = frozenset({"a1111", "openai", "comfy"})
 
 
 def body_limit(settings: Settings) -> int:
@@ -95,6 +98,8 @@ def _check_request() -> None:
         raise PayloadTooLarge(f"the request body is {length} bytes; the limit is {limit} bytes (one image of "
                               f"max_upload_mb MiB, base64 included)", {"max_bytes": limit})
     single_values(request.args.items(multi=True))
+    if request.blueprint in FRONT_BLUEPRINTS:
+        return  # the fronts ask for keys in their own dialect (web/fronts/common.caller)
     who = identify()  # a key that is sent must be valid, on every route
     info = request.environ.get("linkpix.log")
     if info is not None and not who.keyed and request.path.startswith("/prompt/"):

@@ -53,7 +53,8 @@ class RequestLog:
             extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
             log.info("%s %s %s %.1fms %s", environ.get("REQUEST_METHOD"), path, status, ms, extra)
             method = environ.get("REQUEST_METHOD")
-            if path.startswith(("/prompt", "/generate", "/images")) or (path.startswith("/jobs") and method != "GET"):
+            if path.startswith(("/prompt", "/generate", "/images", "/sdapi/v1/txt2img", "/sdapi/v1/img2img",
+                                "/v1/images")) or (path.startswith("/jobs") and method != "GET"):
                 self.recent.append({"time": time.time(), "method": method, "path": path,
                                     "status": int(status) if status.isdigit() else None, "ms": round(ms, 1),
                                     **info})

@@ -9,6 +9,7 @@ configuration reload (each run keeps the backend it started on), and the cache t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class Services:
     jobs: JobManager | None = None
     editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    closers: list[Callable[[], None]] = field(default_factory=list)  # run by close(): the fronts' sockets
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
 
     def webhook_targets(self) -> Targets:
@@ -61,6 +63,8 @@ class Services:
         return self.pool.members()[0].client
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         if self.jobs is not None:
             self.jobs.close()
         self.pool.close()

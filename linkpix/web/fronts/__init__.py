@@ -1,0 +1,64 @@
+"""The fronts: LinkPix answering in the dialects tools already speak (A1111, OpenAI Images, ComfyUI).
+
+Each is a thin translation onto the same request -> resolver -> generator path as `/prompt`
+(`common.render` / `common.generate`), with errors in the dialect's own shape from one handler per
+dialect. `register` adds them to an app built by `create_app`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+
+from ...errors import BackendUnavailable
+from ...storage.uploads import UploadStore
+from ..services import Services
+from . import a1111, a1111_options, comfy, comfy_info, openai  # noqa: F401 - *_options/_info add routes
+from .a1111_runs import A1111Runs
+from .comfy_files import InputFiles
+from .comfy_runs import ComfyFront
+from .comfy_ws import SocketHub
+from .common import backend_info
+from .paths import FrontPaths
+from .state import EXTENSION, FrontState
+
+JSON_ROUTES = r"^/(sdapi/v1/.*|v1/.*)$"
+
+
+class ComfyState:
+    """The ComfyUI front's parts: prompts and history, sockets, uploaded inputs."""
+
+    def __init__(self, svc: Services) -> None:
+        s = svc.config.settings
+        self._svc = svc
+        self.hub = SocketHub(max(1, min(s.events_max_streams, s.threads - s.max_pending - 4)))
+        self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
+        uploads = svc.jobs.uploads if svc.jobs is not None else UploadStore(svc.config.data_dir / "uploads")
+        self.files = InputFiles(uploads)
+        self._info_cache: tuple[int, bytes] | None = None
+
+    def features(self) -> dict[str, Any]:
+        mb = self._svc.config.settings.max_upload_mb
+        return {"supports_preview_metadata": True, "max_upload_size": int(mb * 1024 * 1024)}
+
+    def object_info_bytes(self) -> bytes:
+        """object_info serialised once per version the backend client holds (it is half a megabyte)."""
+        info = backend_info(self._svc)
+        if info is None:
+            raise BackendUnavailable("no ComfyUI backend answers")
+        cached = self._info_cache
+        if cached is None or cached[0] != id(info):
+            cached = self._info_cache = (id(info), json.dumps(info).encode())
+        return cached[1]
+
+
+def register(app: Flask, svc: Services) -> None:
+    """Add the fronts' routes, state and path mapping to `app` (before its outer WSGI layers)."""
+    state = FrontState(a1111=A1111Runs(), comfy=ComfyState(svc))
+    app.extensions[EXTENSION] = state
+    for blueprint in (a1111.bp, openai.bp, comfy.bp):
+        app.register_blueprint(blueprint)
+    svc.closers.append(state.comfy.hub.close)
+    app.wsgi_app = FrontPaths(app.wsgi_app)  # type: ignore[method-assign]

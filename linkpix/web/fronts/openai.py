@@ -1,0 +1,235 @@
+"""The OpenAI Images API at `/v1/images/...`, for the `openai` library (`base_url=".../v1"`), Open WebUI
+and LibreChat.
+
+`model` is a LinkPix workflow (`sd15`) or one of OpenAI's model names, which stand for the default
+workflow; `size` "WxH" sets width and height, `style` applies a LinkPix style of that name (OpenAI's
+"vivid"/"natural" are ignored unless such a style exists), `n` images get seed + i. Answers
+`{created, data: [{url | b64_json, revised_prompt}]}`, and errors in OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
+from ...request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from ..services import services
+from ..uploads import max_upload_bytes
+from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+
+bp = Blueprint("openai", __name__)
+
+# OpenAI's image models: each stands for the default workflow (or a1111_workflow when set).
+ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+_SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+_PARAM_NAMES = {"width": "size", "height": "size", "style": "style", "workflow": "model", "images": "image",
+                "prompt": "prompt", "seed": "seed", "format": "output_format", "user": "user"}
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+@bp.before_request
+def _authenticate() -> None:
+    require_enabled("openai")
+    g.front_user = caller(bearer_key(), "as 'Authorization: Bearer <key>'")
+
+
+@bp.errorhandler(LinkPixError)
+def _error(exc: LinkPixError) -> Response:
+    """OpenAI's error shape and types."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    param = details.get("parameter")
+    if exc.status >= 500:
+        kind, code = "server_error", None
+    elif isinstance(exc, QueueFull):
+        kind, code = "rate_limit_error", "rate_limit_exceeded"
+    else:
+        kind = "invalid_request_error"
+        code = {401: "invalid_api_key", 404: exc.code if isinstance(exc, ModelNotFound) else None}.get(exc.status)
+    resp = jsonify({"error": {"message": exc.message, "type": kind,
+                              "param": _PARAM_NAMES.get(param, param), "code": code}})
+    resp.status_code = exc.status
+    resp.headers["Cache-Control"] = "no-store"
+    if isinstance(exc, QueueFull):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info["error"] = exc.code
+    return resp
+
+
+@bp.get("/v1/models")
+def models() -> Response:
+    """Workflows and aliases usable as `model`.
+    ---
+    get:
+      summary: "OpenAI model list: every LinkPix workflow and the OpenAI model names that stand for the default one"
+      responses:
+        200: {description: "{object: list, data: [{id, object, created, owned_by}]}"}
+    """
+    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(ALIASES)
+    return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
+                                               for i in dict.fromkeys(ids)]})
+
+
+@bp.post("/v1/images/generations")
+def generations() -> Response:
+    """OpenAI image generation.
+    ---
+    post:
+      summary: "OpenAI images.generate: prompt, model (workflow or alias), n, size WxH, response_format, style"
+      responses:
+        200: {description: "{created, data: [{url | b64_json, revised_prompt}]}"}
+        400: {description: "a bad field, in OpenAI's error shape"}
+        401: {description: "no valid key (network_access on)"}
+        404: {description: "unknown model"}
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("send a JSON object with at least 'prompt' (Content-Type: application/json)")
+    return _answer(body)
+
+
+@bp.post("/v1/images/edits")
+def edits() -> Response:
+    """OpenAI image edit (multipart: image, mask, prompt), through LinkPix's edit path.
+    ---
+    post:
+      summary: "OpenAI images.edit: image (or image[]), prompt, mask, model, n, response_format"
+      responses:
+        200: {description: "{created, data: [...]}: the edit at the photo's full resolution"}
+        400: {description: "no image or a bad field, in OpenAI's error shape"}
+        401: {description: "no valid key"}
+    """
+    files = request.files.getlist("image") + request.files.getlist("image[]")
+    if not files:
+        raise BadRequest("send the image to edit as the multipart file field 'image'", {"parameter": "image"})
+    limit = max_upload_bytes()
+    source = make_input_image(files[0].read(), 0, limit, "image")
+    mask_file = request.files.get("mask")
+    mask = make_input_image(mask_file.read(), 0, limit, "mask") if mask_file else None
+    body: dict[str, Any] = dict(request.form.items())
+    count, fmt = _count_and_format(body)
+    settings = services().config.settings
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"),
+                              "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
+                              or settings.edit_workflow,
+                              "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
+                              else {}}
+    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    editor = services().editor
+    if editor is None:
+        raise NotFound("the edit path is not enabled")
+    data, first_seed = [], 0
+    for i in range(count):  # image i gets seed + i (a random seed: each draws its own)
+        this = req if i == 0 or req.random_seed else dataclasses.replace(
+            req, seed=(first_seed + i) % (SEED_MAX + 1), random_seed=False)
+        done = editor.run(this, source, "auto", body.get("output_format") or "png")
+        first_seed = done.job.seed if i == 0 else first_seed
+        assert done.image is not None
+        data.append(_item(done.image, done.job.prompt, fmt))
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info.update(user=req.user, front="openai", cache="hit" if done.cache_hit else "miss")
+    resp = jsonify({"created": int(time.time()), "data": data})
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-LinkPix-Workflow"] = done.job.workflow
+    return resp
+
+
+def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
+    """`n` (1..max_image_count) and `response_format` (url, or b64_json for gpt-image models)."""
+    limit = services().config.settings.max_image_count
+    count = body.get("n", 1)
+    if isinstance(count, str):
+        count = _int(count, "n")
+    if count is None:
+        count = 1
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
+        raise BadRequest(f"n must be a whole number from 1 to {limit} (got {count!r})", {"parameter": "n"})
+    fmt = body.get("response_format") or ("b64_json" if str(body.get("model", "")).startswith("gpt-image")
+                                          else "url")
+    if fmt not in ("url", "b64_json"):
+        raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
+                         {"parameter": "response_format"})
+    return count, fmt
+
+
+def _user(body: dict[str, Any]) -> str:
+    """The key's user; without a key, OpenAI's `user` field when it is a valid LinkPix user name."""
+    user = g.front_user
+    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
+        return body["user"]
+    return user
+
+
+def _item(image: Any, revised_prompt: str, fmt: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"revised_prompt": revised_prompt}
+    if fmt == "url":
+        item["url"] = absolute_url(image)
+    else:
+        item["b64_json"] = image_base64(image)
+    return item
+
+
+def _answer(body: dict[str, Any]) -> Response:
+    count, fmt = _count_and_format(body)
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": _size(body.get("size")),
+                              "seed": body.get("seed")}
+    workflow = _workflow(body.get("model"), None)
+    if workflow:
+        fields["workflow"] = workflow
+    if body.get("negative_prompt"):
+        fields["params"]["negative_prompt"] = body["negative_prompt"]
+    style = body.get("style")
+    if isinstance(style, str) and style in services().resolver.styles():
+        fields["style"] = style
+    fields["format"] = body.get("output_format") or "png"
+    req = parse_json(fields, _user(body))
+    jobs = render(req, count)
+    data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
+    resp = jsonify({"created": int(time.time()), "data": data})
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-LinkPix-Workflow"] = jobs[0].workflow
+    return resp
+
+
+def _workflow(model: Any, kind: str | None) -> str | None:
+    """The workflow `model` names; OpenAI's own names stand for the A1111 front's workflow of the kind."""
+    settings = services().config.settings
+    if model in (None, "") or model in ALIASES:
+        return {"inpaint": settings.a1111_inpaint_workflow, "edit": settings.edit_workflow}.get(
+            kind or "", settings.a1111_workflow) or None
+    if not isinstance(model, str):
+        raise BadRequest("model must be a name", {"parameter": "workflow"})
+    known = {n.removesuffix(".json") for n in services().resolver.workflow_names()}
+    if model.removesuffix(".json") not in known:
+        raise ModelNotFound(f"The model '{model}' does not exist: use a LinkPix workflow "
+                            f"({', '.join(sorted(known))}) or one of {', '.join(ALIASES)}",
+                            {"parameter": "workflow"})
+    return model
+
+
+def _size(value: Any) -> dict[str, int]:
+    if value in (None, "", "auto"):
+        return {}
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise BadRequest(f"size must be WIDTHxHEIGHT, e.g. '1024x1024' (got {value!r})", {"parameter": "width"})
+    return {"width": int(match.group(1)), "height": int(match.group(2))}
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number (got {value!r})", {"parameter": name}) from None
+
