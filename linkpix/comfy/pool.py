@@ -40,6 +40,15 @@ REFRESH_ON_MISS = 10.0  # s between object_info refreshes triggered by a model n
 FRESH_WAIT = 1.0  # s /health and /ready wait for probes of backends not known to be up
 
 
+class ModelMissing(BadRequest):
+    """No backend has a model file the graph names: a 400 before anything is queued. `comfyui_body` is
+    what ComfyUI itself would have answered (`value_not_in_list`), for a front that speaks ComfyUI."""
+
+    def __init__(self, message: str, details: dict[str, Any], comfyui_body: dict[str, Any]) -> None:
+        super().__init__(message, details)
+        self.comfyui_body = comfyui_body
+
+
 class NoBackend(BackendUnavailable):
     """No backend could take the run (none answering, or none left to fail over to): nothing was queued."""
 
@@ -242,9 +251,9 @@ class Pool:
         offers = {m.name: routing.files_of(i, gap) for m, i in known}
         listing = "; ".join(f"{name} has {', '.join(files) or 'none'}" for name, files in offers.items())
         allowed = list(dict.fromkeys(f for files in offers.values() for f in files))
-        return BadRequest(f"no ComfyUI backend has the {gap.describe()}: {listing}",
-                          {"parameter": "model", "missing": gap.value, "kind": gap.kind, "node": gap.node_id,
-                           "allowed": allowed, "backends": offers})
+        return ModelMissing(f"no ComfyUI backend has the {gap.describe()}: {listing}",
+                            {"parameter": "model", "missing": gap.value, "kind": gap.kind, "node": gap.node_id,
+                             "allowed": allowed, "backends": offers}, _comfyui_rejection(gap, allowed))
 
     def reserve(self, client: ComfyClient) -> None:
         """Count a run on `client` that `choose` did not pick (a re-attached prompt)."""
@@ -344,3 +353,15 @@ class Pool:
             member.client.close()
         if self._own_stops:
             self.stops.close()
+
+
+def _comfyui_rejection(ref: routing.ModelRef, allowed: list[str]) -> dict[str, Any]:
+    """ComfyUI 0.3.64's answer to a combo value it does not list (reference §3.4)."""
+    shown = str(allowed) if len(allowed) <= 20 else f"(list of length {len(allowed)})"
+    error = {"type": "value_not_in_list", "message": "Value not in list",
+             "details": f"{ref.input}: '{ref.value}' not in {shown}",
+             "extra_info": {"input_name": ref.input, "input_config": [allowed, {}] if len(allowed) <= 20 else None,
+                            "received_value": ref.value}}
+    return {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                      "details": "", "extra_info": {}},
+            "node_errors": {ref.node_id: {"errors": [error], "dependent_outputs": [], "class_type": ref.class_type}}}
