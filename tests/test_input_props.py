@@ -85,8 +85,12 @@ def test_json_nested_deeper_than_the_limit_is_a_400(client, depth, path, where):
     assert "nested" in r.get_json()["message"]
 
 
+# A high surrogate escaped right before a low one is a valid pair in JSON (\\ud800\\udc00 is U+10000): not lone.
+LONE_IN_JSON = WITH_SURROGATE.filter(lambda s: not _valid_utf8(json.loads(json.dumps(s))))
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(["prompt", "negative", "webhook_secret"]), text=WITH_SURROGATE)
+@given(field=st.sampled_from(["prompt", "negative", "webhook_secret"]), text=LONE_IN_JSON)
 def test_lone_surrogates_sent_as_json_escapes_are_a_400(client, field, text):
     body = {"prompt": "fox", "webhook_url": "http://93.184.215.14/hook", field: text}
     raw = json.dumps(body)  # ensure_ascii: the surrogate travels as a \\udXXX escape, as an attacker sends it
