@@ -89,14 +89,15 @@ def build_services(holder: ConfigHolder) -> Services:
                                                   new.settings.cache_max_age_days * 86400))
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata)
-    own_ports: set[int] = set()
+    # Built before the job manager: recovering jobs at start-up may resume a webhook, whose delivery
+    # thread asks for the webhook rules at once.
+    svc = Services(holder, store, resolver, pool, cache, generator, HitMemo())
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id),
-                           webhook_targets=lambda: svc.webhook_targets())
+                           webhook_targets=svc.webhook_targets)
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    svc = Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor,
-                   own_ports=own_ports)
+    svc.jobs, svc.editor = jobs, editor
     return svc
 
 
