@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .ratelimit import parse_networks, parse_rates
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,20 @@ class Settings(BaseSettings):
                                                                "client reconnects for more.")
     events_max_streams: int = Field(8, ge=1, description="Event streams open at once (each holds a server "
                                                          "thread); more answer 429.")
+    rate_limits_user: dict[str, str] = Field(default_factory=dict,
+                                             description="Per-user rate limits by class (links, jobs, "
+                                                         "uploads, hits), in the limits notation: "
+                                                         "{\"links\": \"30/minute;500/day\"}.")
+    rate_limits_address: dict[str, str] = Field(default_factory=dict,
+                                                description="Per-client-address rate limits by class, like "
+                                                            "rate_limits_user.")
+    trusted_proxies: list[str] = Field(default_factory=list,
+                                       description="Addresses or networks of reverse proxies whose "
+                                                   "X-Forwarded-For names the client address.")
+    jobs_keep_days: float = Field(30.0, ge=0, description="Finished jobs, their events and unused uploads "
+                                                          "are pruned after this many days (0 = never).")
+    webhook_legacy_signature: bool = Field(True, description="Also sign webhooks with the older "
+                                                             "X-LinkPix-Signature header (HMAC of the body).")
     dashboard_user: str = Field("", description="Login name for the dashboard; required (with "
                                                 "dashboard_password) when network_access is on.")
     dashboard_password: str = Field("", description="Password for the dashboard login; better set as "
@@ -182,6 +197,18 @@ class Settings(BaseSettings):
     def backends(self) -> list[BackendSpec]:
         """The pool: `comfyui_urls`, or the one backend of `comfyui_url`."""
         return list(self.comfyui_urls) or [BackendSpec(url=self.comfyui_url)]
+
+    @field_validator("rate_limits_user", "rate_limits_address")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        parse_rates(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
 
     @field_validator("fronts_allow")
     @classmethod

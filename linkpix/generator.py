@@ -39,6 +39,7 @@ from .storage.encode import encode, image_size
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], None]
+RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
 
 # LinkPix's own event, sent to a run's listeners once ComfyUI accepted the prompt: data has prompt_id
 # and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
@@ -193,6 +194,7 @@ class Generator:
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
+        self.on_run: RunObserver | None = None  # the metrics: told how each run ended
 
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
@@ -204,6 +206,18 @@ class Generator:
     def pending(self) -> int:
         with self._lock:
             return len(self._flights)
+
+    def _report(self, flight: _Flight, job: RenderedJob, seconds: float) -> None:
+        """Tell `on_run` how a run ended: workflow, backend, seconds, and `ok` or the error's code."""
+        if self.on_run is None or not flight.future.done():
+            return
+        error = flight.future.exception()
+        backend = flight.backend
+        name = str(getattr(backend, "name", None) or getattr(backend, "base_url", None) or "none")
+        try:
+            self.on_run(job.workflow, name, seconds, "ok" if error is None else getattr(error, "code", "error"))
+        except Exception:
+            log.exception("reporting a run to the metrics failed")
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
@@ -321,6 +335,7 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
+            self._report(flight, job, time.monotonic() - started)
 
     def _run(self, flight: _Flight, job: RenderedJob, deadline: float,
              started: float) -> tuple[OutputImage, dict[str, Any]]:

@@ -93,6 +93,10 @@ class ApiClient:
         """The API's newest /prompt, /images and job requests with their outcome, newest first."""
         return self._json("GET", "/api/requests", params={"limit": limit})
 
+    def stats_history(self) -> dict[str, Any]:
+        """GET /api/stats/history: the last hour, minute by minute (the Monitor's plots)."""
+        return self._json("GET", "/api/stats/history")
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/jobs/{quote(job_id, safe='')}")
 

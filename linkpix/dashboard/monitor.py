@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import cachefiles
+from . import cachefiles, plots
 from .apiclient import ApiError
 from .context import DashboardContext
 
@@ -148,6 +148,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
 
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
     updated = gr.Markdown(elem_id="lp-monitor-updated")
+    plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")

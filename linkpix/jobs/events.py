@@ -4,6 +4,12 @@ Under waitress an event stream holds a server thread for as long as it is open, 
 it starts with the job's current state (a late reader misses nothing that matters), ends with the job,
 sends a comment every `heartbeat` seconds (which also reveals a reader that went away, since the write
 fails), and closes after `max_seconds` in any case; an EventSource client simply reconnects.
+
+A reconnecting client sends the `id` of the last event it got (`Last-Event-ID`), and the stream resumes
+after it. For that, a job's milestones (queued, started, image, and its end) are kept in the job store,
+numbered 1, 2, ... per job, and carry that number as their `id`; they survive a restart of LinkPix and
+are pruned with the job. Progress and previews are passing news: they carry no `id` (so the client's
+last id stays the last milestone's) and are not replayed — the current progress comes with the next one.
 """
 
 from __future__ import annotations
@@ -17,21 +23,24 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .store import QUEUED, RUNNING, TERMINAL, Job
+from .store import QUEUED, RUNNING, TERMINAL, Job, JobStore
 
 SUBSCRIBER_BACKLOG = 256  # events kept for a slow reader (progress is dropped first, never the end)
 PREVIEW_SIZE = 256  # px, longest side of a preview sent on the event stream
 
-Item = tuple[str, dict[str, Any]]
+MILESTONES = frozenset({"queued", "started", "image", *TERMINAL})  # kept, numbered, replayed on resume
+
+Item = tuple[str, dict[str, Any], int | None]  # kind, data, number (None: not kept)
 
 
 class JobEvents:
-    """Live fan-out of one job's events to its event-stream readers; nothing is kept for absent readers
-    (a late reader starts from the job's current state instead)."""
+    """Live fan-out of one job's events to its event-stream readers; milestones are also kept in the
+    store (when there is one), numbered, for readers that resume."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: JobStore | None = None) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[queue.Queue[Item]]] = {}
+        self._store = store
 
     def subscribe(self, job_id: str) -> queue.Queue[Item]:
         q: queue.Queue[Item] = queue.Queue(SUBSCRIBER_BACKLOG)
@@ -47,32 +56,64 @@ class JobEvents:
             if not subs:
                 self._subscribers.pop(job_id, None)
 
+    def latest(self, job_id: str) -> int:
+        """The number of the job's newest kept milestone (0: none)."""
+        return self._store.last_event(job_id) if self._store is not None else 0
+
+    def after(self, job_id: str, seq: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """The job's kept milestones numbered above `seq`, in order."""
+        return self._store.events_after(job_id, seq) if self._store is not None else []
+
     def publish(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        seq = None
+        if self._store is not None and kind in MILESTONES:
+            try:
+                seq = self._store.add_event(job_id, kind, data)
+            except RuntimeError:  # the store closed under us (shutting down): live readers still hear it
+                seq = None
         with self._lock:
             subs = list(self._subscribers.get(job_id, []))
         for q in subs:
             try:
-                q.put_nowait((kind, data))
+                q.put_nowait((kind, data, seq))
             except queue.Full:  # a reader that stopped reading loses progress, never the final event
                 if kind in TERMINAL:
                     try:
                         q.get_nowait()
                     except queue.Empty:
                         pass
-                    q.put_nowait((kind, data))
+                    q.put_nowait((kind, data, seq))
 
 
 def sse_stream(events: JobEvents, job_id: str, load: Callable[[], Job], describe: Callable[[Job], dict[str, Any]],
-               heartbeat: float, max_seconds: float, closed: Callable[[], bool]) -> Iterator[str]:
-    """The text of a job's event stream; subscribes before reading the state, so no end is missed."""
+               heartbeat: float, max_seconds: float, closed: Callable[[], bool],
+               last_id: int | None = None) -> Iterator[str]:
+    """The text of a job's event stream; subscribes before reading the state, so no end is missed.
+
+    Without `last_id`: the job's current state first (with the number of the newest milestone as its
+    id), then what happens. With it: the kept milestones after `last_id`, then what happens.
+    """
     subscription = events.subscribe(job_id)
     try:
-        job = load()
-        counter = 1
-        first = {QUEUED: "queued", RUNNING: "started"}.get(job.state, job.state)
-        yield format_event(first, describe(job), counter)
-        if job.state in TERMINAL:
-            return
+        sent = 0  # the newest milestone number the client has
+        if last_id is None:
+            sent = events.latest(job_id)
+            job = load()  # after the number: a milestone in between is then sent again, never lost
+            first = {QUEUED: "queued", RUNNING: "started"}.get(job.state, job.state)
+            yield format_event(first, describe(job), sent)
+            if job.state in TERMINAL:
+                return
+        else:
+            sent = last_id
+            for seq, kind, data in events.after(job_id, last_id):
+                sent = seq
+                yield format_event(kind, data, seq)
+                if kind in TERMINAL:
+                    return
+            if load().state in TERMINAL:  # it ended meanwhile: send what was kept since, then stop
+                for seq, kind, data in events.after(job_id, sent):
+                    yield format_event(kind, data, seq)
+                return
         deadline = time.monotonic() + max_seconds
         while not closed():
             remaining = deadline - time.monotonic()
@@ -80,20 +121,25 @@ def sse_stream(events: JobEvents, job_id: str, load: Callable[[], Job], describe
                 yield ": time limit of this stream reached; reconnect for more\n\n"
                 return
             try:
-                kind, data = subscription.get(timeout=min(heartbeat, remaining))
+                kind, data, seq = subscription.get(timeout=min(heartbeat, remaining))
             except queue.Empty:
                 yield ": keep-alive\n\n"
                 continue
-            counter += 1
-            yield format_event(kind, data, counter)
+            if seq is not None:
+                if seq <= sent:
+                    continue  # already sent (replayed, or published while the stream started)
+                sent = seq
+            yield format_event(kind, data, seq)
             if kind in TERMINAL:
                 return
     finally:
         events.unsubscribe(job_id, subscription)
 
 
-def format_event(kind: str, data: dict[str, Any], event_id: int) -> str:
-    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def format_event(kind: str, data: dict[str, Any], event_id: int | None) -> str:
+    """One SSE event; without an id the client's last id stays what it was (passing news)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def thumbnail(data: bytes) -> str | None:

@@ -33,6 +33,7 @@ from ..resolver import RenderedJob
 from ..storage.cache import ImageCache
 from ..storage.uploads import UploadStore
 from .events import JobEvents, sse_stream, thumbnail
+from .retention import Pruner
 from .store import (
     CANCELLED,
     FAILED,
@@ -45,7 +46,7 @@ from .store import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from .webhooks import Schedule, Targets, WebhookSender
+from .webhooks import Schedule, Targets, WebhookSender, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class JobManager:
         self.cache = cache
         self._settings = settings
         self._queue_position = queue_position
-        self.events = JobEvents()
+        self.events = JobEvents(store)
         # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
         self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
         s = settings()
@@ -85,6 +86,7 @@ class JobManager:
         self._cancelling: set[str] = set()
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self._stop = threading.Event()
+        self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
         # Each stream holds a server thread: leave 4 free beside the ones generations may hold.
         self._streams = threading.BoundedSemaphore(max(1, min(s.events_max_streams,
                                                                s.threads - s.max_pending - 4)))
@@ -97,11 +99,14 @@ class JobManager:
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
                       generator, cache, settings, queue_position, webhook_targets)
         manager.recover()
+        manager.pruner = Pruner(manager.store, manager.uploads, lambda: settings().jobs_keep_days,
+                                manager._stop).start()
         return manager
 
     def _schedule(self) -> Schedule:
         s = self._settings()
-        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, self._targets())
+        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, self._targets(),
+                        s.webhook_legacy_signature)
 
     @property
     def closed(self) -> bool:
@@ -141,6 +146,7 @@ class JobManager:
                 raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly",
                                 retry_after=10)
             self.store.insert(job)
+        self.events.publish(job.id, "queued", self.describe(job, with_queue=False))
         self._pool.submit(self._run, job.id, False)
         return job
 
@@ -341,7 +347,8 @@ class JobManager:
             if include:
                 item["base64"] = self._image_base64(job.user, image["url"])
             images.append(item)
-        return {"status": job.state, "job_id": job.id, "prompt_id": job.prompt_ids[-1] if job.prompt_ids else None,
+        return {"type": f"job.{job.state}", "timestamp": iso_time(job.finished),  # Standard Webhooks' fields
+                "status": job.state, "job_id": job.id, "prompt_id": job.prompt_ids[-1] if job.prompt_ids else None,
                 "prompt_ids": job.prompt_ids, "images": images, "error": job.error}
 
     def _image_base64(self, user: str, url: str) -> str | None:
@@ -374,11 +381,12 @@ class JobManager:
                            on_attempt, on_done)
 
     # -- event streams -----------------------------------------------------------------------------
-    def stream(self, job_id: str, heartbeat: float, max_seconds: float) -> Iterator[str]:
-        """Server-Sent Events for one job (see `events.sse_stream`)."""
+    def stream(self, job_id: str, heartbeat: float, max_seconds: float,
+               last_id: int | None = None) -> Iterator[str]:
+        """Server-Sent Events for one job, resumed after `last_id` when given (see `events.sse_stream`)."""
         return sse_stream(self.events, job_id, lambda: self.store.get(job_id),
                           lambda job: self.describe(job, with_queue=False), heartbeat, max_seconds,
-                          lambda: self.closed)
+                          lambda: self.closed, last_id)
 
     def acquire_stream(self) -> bool:
         return self._streams.acquire(blocking=False)
@@ -388,3 +396,4 @@ class JobManager:
             self._streams.release()
         except ValueError:
             pass
+

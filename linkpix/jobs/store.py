@@ -50,6 +50,15 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, created);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished);
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
 """
 _JSON_COLUMNS = ("prompt_ids", "spec", "images", "error", "webhook")
 
@@ -202,6 +211,67 @@ class JobStore:
         jobs = self._rows("SELECT * FROM jobs WHERE webhook IS NOT NULL AND state IN ('succeeded', 'failed')"
                           " AND json_extract(webhook, '$.state') = 'pending'")
         return jobs
+
+    def count_waiting(self) -> int:
+        """Jobs queued in LinkPix that have not reached ComfyUI yet."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND prompt_id IS NULL")
+                       .fetchone()[0])
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    # -- events (what an event stream resumes from) -----------------------------------------------
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any]) -> int:
+        """Keep one of a job's events; returns its number (1, 2, ... per job: the SSE `id`)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            row = self._db.execute("INSERT INTO job_events (job_id, seq, kind, at, data) SELECT ?, "
+                                   "COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM job_events WHERE job_id = ? RETURNING seq",
+                                   (job_id, kind, time.time(), json.dumps(data, ensure_ascii=False), job_id)
+                                   ).fetchone()
+        return int(row[0])
+
+    def events_after(self, job_id: str, seq: int) -> list[tuple[int, str, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, data FROM job_events WHERE job_id = ? AND seq > ? "
+                                    "ORDER BY seq", (job_id, seq)).fetchall()
+        return [(int(n), kind, json.loads(data)) for n, kind, data in rows]
+
+    def last_event(self, job_id: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq) FROM job_events WHERE job_id = ?", (job_id,)).fetchone()
+        return int(row[0] or 0)
+
+    # -- retention -------------------------------------------------------------------------------
+    def prune(self, before: float) -> int:
+        """Delete jobs that finished before `before` (a time), with their events; returns how many."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE state IN "
+                                 "('succeeded', 'failed', 'cancelled') AND finished < ?)", (before,))
+                gone = self._db.execute("DELETE FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') "
+                                        "AND finished < ?", (before,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(gone)
+
+    def referenced_uploads(self) -> set[str]:
+        """Names of the input images that kept jobs still need."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT u.value FROM jobs, json_each(jobs.spec) AS s, "
+                                    "json_each(s.value, '$.uploads') AS u").fetchall()
+        return {str(name) for (name,) in rows}
 
     def count_active(self, user: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"

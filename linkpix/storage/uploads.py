@@ -6,6 +6,8 @@ A job must survive a restart, so its input images are kept here by name rather t
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from ..errors import BadRequest
@@ -26,12 +28,16 @@ class UploadStore:
         path = self.root / image.name
         if not path.exists():
             atomic_write_bytes(path, data)
+        else:
+            _used(path)
         return image
 
     def keep(self, image: InputImage) -> None:
         path = self.root / image.name
         if not path.exists():
             atomic_write_bytes(path, image.data)
+        else:
+            _used(path)
 
     def get(self, upload_id: str, parameter: str = "images") -> InputImage:
         if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
@@ -42,7 +48,20 @@ class UploadStore:
         except (FileNotFoundError, NotADirectoryError):
             raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
                              {"parameter": parameter}) from None
+        _used(self.root / upload_id)
         return InputImage(upload_id, data)
 
     def exists(self, upload_id: str) -> bool:
         return (self.root / upload_id).is_file()
+
+
+USED_RESOLUTION = 3600.0  # s: a file's time is refreshed at most this often (one write per hour of use)
+
+
+def _used(path: Path) -> None:
+    """Mark an upload as used now: retention (jobs_keep_days) counts from its last use, not its first."""
+    try:
+        if time.time() - path.stat().st_mtime > USED_RESOLUTION:
+            os.utime(path)
+    except OSError:
+        pass  # gone meanwhile, or a read-only folder: retention then counts from the older time

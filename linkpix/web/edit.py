@@ -114,6 +114,7 @@ def edit() -> Response:
         401: {description: "network_access is on and no valid API key was sent"}
         413: {description: "the photo is larger than max_upload_mb or has too many pixels"}
         415: {description: "neither multipart/form-data nor JSON"}
+        429: {description: "a rate limit (jobs) was reached; see Retry-After and RateLimit"}
     """
     user = require("editing a photo").user
     svc = services()

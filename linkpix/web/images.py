@@ -16,6 +16,7 @@ from ..signing import verify
 from ..storage.cache import CachedImage
 from .memo import MemoEntry
 from .middleware import http_date
+from .ratelimits import admit_generation
 from .requestinfo import (
     prompt_from_environ,
     query_params,
@@ -74,7 +75,7 @@ def prompt(text: str) -> Response:
         304: {description: "not modified (If-None-Match)"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         422: {description: "ComfyUI refused the rendered workflow"}
-        429: {description: "too many generations pending; see Retry-After"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         502: {description: "the run failed in ComfyUI"}
         503: {description: "ComfyUI is unreachable"}
         504: {description: "the run timed out and was stopped"}
@@ -91,6 +92,7 @@ def prompt(text: str) -> Response:
         del query["format"]
     req = link_inputs(parse_query(prompt_from_environ(env), query, user))
     job = svc.resolver.resolve(req)
+    admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
     outcome = svc.generator.generate(job, user)
     env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
                               key=outcome.image.key[:12])
@@ -115,6 +117,7 @@ def stored_image(user: str, filename: str) -> Response:
         200: {description: the image}
         304: {description: not modified}
         404: {description: no such image}
+        429: {description: "a rate limit (hits) was reached; see Retry-After"}
     """
     image = services().cache.lookup_file(user, filename)
     headers = [("Content-Type", image.content_type), ("ETag", image.etag),

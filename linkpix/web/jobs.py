@@ -15,8 +15,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from ..jobs.manager import JobManager
-from ..jobs.store import STATES, Job
-from ..jobs.webhooks import Targets, check_url
+from ..jobs.store import STATES, TERMINAL, Job
+from ..jobs.webhooks import Targets, check_secret, check_url
 from ..render.placeholders import whole_number
 from ..request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
 from ..resolver import RenderedJob
@@ -67,7 +67,8 @@ def generate() -> Response:
                 image_count: {type: integer, description: "1 to max_image_count; each image its own seed"}
                 user: {type: string, description: "ignored when an API key is sent (the key's user wins)"}
                 webhook_url: {type: string, description: "POSTed to when the job succeeds or fails"}
-                webhook_secret: {type: string, description: "signs the webhook body (X-LinkPix-Signature)"}
+                webhook_secret: {type: string, description: "signs the webhook: a whsec_ secret (Standard Webhooks,
+                  base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"}
                 webhook_include_base64: {type: boolean}
                 images: {type: array, items: {type: string}, description: "input images: base64 or upload ids"}
                 mask: {type: string, description: "inpainting mask, base64 or upload id (white = change)"}
@@ -77,7 +78,8 @@ def generate() -> Response:
         400: {description: "a field (or an upload id) is invalid; the message says which and what is allowed"}
         401: {description: "an API key is needed (network_access on) or the key is unknown"}
         415: {description: "the body is not sent as application/json"}
-        429: {description: "too many unfinished jobs (for this user or in total); see Retry-After"}
+        429: {description: "too many unfinished jobs (for this user or in total), or a rate limit (jobs) was
+          reached; see Retry-After"}
     """
     user = require("submitting a job").user
     if not request.is_json:
@@ -119,6 +121,7 @@ def _webhook(body: dict[str, Any], targets: Targets) -> tuple[dict[str, Any] | N
                          {"parameter": "webhook_secret"})
     if secret is not None:
         check_text(secret, "webhook_secret")
+        check_secret(secret)
     if isinstance(url, str):
         check_text(url, "webhook_url")
     if url in (None, ""):
@@ -244,23 +247,33 @@ def job_events(job_id: str) -> Response:
     get:
       summary: "Event stream: queued, started, progress, preview, image, then succeeded / failed / cancelled"
       description: "The current state comes first; the stream ends when the job ends, with keep-alive
-        comments meanwhile and a time limit (events_max_seconds) after which the client reconnects."
+        comments meanwhile and a time limit (events_max_seconds) after which the client reconnects.
+        Milestones (queued, started, image, the end) carry an id; a client that reconnects with
+        Last-Event-ID (or ?last_event_id=) gets the milestones after it, then what happens next."
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
+        - {in: header, name: Last-Event-ID, schema: {type: integer}, description: "resume after this event"}
+        - {in: query, name: last_event_id, schema: {type: integer}, description: "the same, for clients that
+            cannot set headers"}
       responses:
         200: {description: "text/event-stream"}
+        204: {description: "resumed after the job's last event: nothing more will come (EventSource stops)"}
+        400: {description: "last_event_id is not a whole number"}
         401: {description: "network_access is on and no valid API key was sent"}
         404: {description: "no such job (or not this key's)"}
         429: {description: "too many event streams are open; see Retry-After"}
     """
     manager = _manager()
-    _visible_job(job_id, "following a job")
+    job = _visible_job(job_id, "following a job")
+    last_id = _last_event_id()
+    if last_id is not None and job.state in TERMINAL and manager.events.latest(job.id) <= last_id:
+        return no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
     settings = services().config.settings
     if not manager.acquire_stream():
         raise QueueFull(f"{settings.events_max_streams} event streams are already open; poll "
                         f"/jobs/{job_id} or retry shortly", retry_after=5)
     try:
-        stream = manager.stream(job_id, settings.events_heartbeat, settings.events_max_seconds)
+        stream = manager.stream(job_id, settings.events_heartbeat, settings.events_max_seconds, last_id)
         resp = Response(stream, mimetype="text/event-stream")
     except BaseException:
         manager.release_stream()
@@ -269,3 +282,16 @@ def job_events(job_id: str) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
+
+
+def _last_event_id() -> int | None:
+    """Where a reconnecting client left off: the Last-Event-ID header its EventSource sends (ignored
+    when it is not one of our numbers), or ?last_event_id= (400 when it is not a whole number)."""
+    query = request.args.get("last_event_id")
+    if query is not None:
+        if not query.isdigit():
+            raise BadRequest("last_event_id must be a whole number (the id of the last event received)",
+                             {"parameter": "last_event_id"})
+        return int(query)
+    header = request.headers.get("Last-Event-ID", "").strip()
+    return int(header) if header.isdigit() and len(header) < 16 else None

@@ -31,9 +31,12 @@ class RequestLog:
     The newest requests are also kept in `recent` (a bounded deque) for GET /api/requests.
     """
 
-    def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None) -> None:
+    def __init__(self, app: WSGIApp, recent: deque[dict[str, Any]] | None = None,
+                 observe: Callable[[dict[str, Any], str], None] | None = None) -> None:
+        """`observe(environ, status)` is told of every request too (the metrics count them there)."""
         self.app = app
         self.recent = recent if recent is not None else deque(maxlen=200)
+        self.observe = observe
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -50,6 +53,8 @@ class RequestLog:
             path = environ.get("PATH_INFO", "")
             path = path if len(path) <= 96 else path[:93] + "..."
             status = status_holder[0] if status_holder else "-"
+            if self.observe is not None:
+                self.observe(environ, status)
             extra = " ".join(f"{k}={v}" for k, v in info.items() if v is not None)
             log.info("%s %s %s %.1fms %s", environ.get("REQUEST_METHOD"), path, status, ms, extra)
             method = environ.get("REQUEST_METHOD")

@@ -19,7 +19,7 @@ from ..comfy import ComfyClient
 from ..comfy.pool import Pool
 from ..comfy.stops import FILE_NAME as STOPS_FILE
 from ..comfy.stops import StopList
-from ..config import ConfigHolder, LoadedConfig
+from ..config import ConfigHolder, LoadedConfig, Settings
 from ..edit.editor import Editor
 from ..generator import Generator
 from ..jobs.manager import JobManager
@@ -49,9 +49,7 @@ class Services:
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
-        s = self.config.settings
-        return Targets(tuple(s.webhook_allow), tuple(s.backend_urls),
-                       tuple(sorted(self.own_ports | {s.api_port, s.web_port})))
+        return webhook_targets(self.config.settings, self.own_ports)
 
     @property
     def config(self) -> LoadedConfig:
@@ -89,16 +87,19 @@ def build_services(holder: ConfigHolder) -> Services:
                                                   new.settings.cache_max_age_days * 86400))
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata)
-    # Built before the job manager: recovering jobs at start-up may resume a webhook, whose delivery
-    # thread asks for the webhook rules at once.
-    svc = Services(holder, store, resolver, pool, cache, generator, HitMemo())
+    own_ports: set[int] = set()
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
                            lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id),
-                           webhook_targets=svc.webhook_targets)
+                           webhook_targets=lambda: webhook_targets(settings(), own_ports))
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    svc.jobs, svc.editor = jobs, editor
-    return svc
+    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports)
+
+
+def webhook_targets(settings: Settings, own_ports: set[int]) -> Targets:
+    """Without the Services object: the job manager resumes webhooks while it is being built."""
+    return Targets(tuple(settings.webhook_allow), tuple(settings.backend_urls),
+                   tuple(sorted(own_ports | {settings.api_port, settings.web_port})))
 
 
 def services(app: Flask | None = None) -> Services:

@@ -64,8 +64,11 @@ def create(app: Flask, host: str, port: int, threads: int, **options: Any) -> An
     them agree on the same number of bytes.
     """
     settings = services(app).config.settings
+    # X-Forwarded-For reaches the app, which believes it only from `trusted_proxies` (web/ratelimits.py);
+    # waitress would otherwise drop it, having only one trusted proxy address of its own to compare.
     server = create_server(app, host=host, port=port, threads=threads,
-                           max_request_body_size=body_limit(settings) + 1, **options)
+                           max_request_body_size=body_limit(settings) + 1,
+                           clear_untrusted_proxy_headers=False, **options)
     # One listening socket: the server itself; several (host "0.0.0.0 ::"): a MultiSocketServer's map.
     listeners = [server] if hasattr(server, "channel_class") else list(server.map.values())
     for listener in listeners:

@@ -88,6 +88,7 @@ def upload() -> Response:
         400: {description: "not a PNG, JPEG, WebP or GIF image that decodes completely"}
         401: {description: "network_access is on and no valid API key was sent"}
         413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}
+        429: {description: "a rate limit (uploads) was reached; see Retry-After and RateLimit"}
     """
     caller(changes_state=True)
     limit = max_upload_bytes()

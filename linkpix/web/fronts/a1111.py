@@ -23,6 +23,7 @@ from ...generator import Cancelled
 from ...request import parse_json
 from ...resolver import RenderedJob
 from ...storage.cache import CachedImage
+from ..ratelimits import admit_generations
 from ..services import services
 from . import a1111_names as names
 from .common import backend_info, basic_password, bearer_key, caller, generate, image_base64, render, require_enabled
@@ -105,6 +106,7 @@ def _generate(img2img: bool) -> Response:
     info = backend_info()
     req_fields, count, ignored = _request_fields(body, user, img2img, info)
     jobs = render(parse_json(req_fields, user), count)
+    admit_generations(jobs, user, keyed=user != "default")  # rate limits, the batch whole (web/ratelimits.py)
     runs = front_state().a1111
     run = runs.start(user, count)
     made: list[tuple[RenderedJob, CachedImage]] = []

@@ -21,6 +21,7 @@ from werkzeug.wsgi import wrap_file
 
 from ...errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
 from ...graphjob import job_from_graph
+from ..ratelimits import admit_generation
 from ..services import services
 from ..uploads import max_upload_bytes
 from . import upgrade
@@ -82,6 +83,7 @@ def post_prompt() -> Response:
     front = comfy_front()
     bound, uploads = front.files.bind(user, graph)
     job = job_from_graph(bound, uploads)
+    admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     prompt_id = body.get("prompt_id")

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
 from ...request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from ..ratelimits import admit, admit_generations
 from ..services import services
 from ..uploads import max_upload_bytes
 from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
@@ -125,6 +126,7 @@ def edits() -> Response:
                               "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
                               else {}}
     req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    admit("jobs", req.user, keyed=g.front_user != "default", cost=count)  # an edit counts as a job
     editor = services().editor
     if editor is None:
         raise NotFound("the edit path is not enabled")
@@ -195,6 +197,7 @@ def _answer(body: dict[str, Any]) -> Response:
     fields["format"] = body.get("output_format") or "png"
     req = parse_json(fields, _user(body))
     jobs = render(req, count)
+    admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
     data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
     resp = jsonify({"created": int(time.time()), "data": data})
     resp.headers["Cache-Control"] = "no-store"

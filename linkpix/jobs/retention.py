@@ -1,0 +1,72 @@
+"""Retention: finished jobs, their kept events and the input images nobody uses any more are deleted
+after `jobs_keep_days`, so `data/` does not grow for ever on a server that runs for months.
+
+A job is pruned by the time it finished; an active job never is. An upload is pruned when no kept job
+names it and it has not been used for `jobs_keep_days` (the upload store refreshes a file's time when
+it is stored again or read, so an image a link still names stays). The pruner runs when LinkPix starts
+and then every hour, on its own thread, and stops with the job manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..storage.uploads import UploadStore
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+INTERVAL = 3600.0  # s between two prunings
+
+
+class Pruner:
+    """Prunes one job store and its upload folder; `prune()` runs once, `start()` every hour."""
+
+    def __init__(self, store: JobStore, uploads: UploadStore, keep_days: Callable[[], float],
+                 stop: threading.Event, interval: float = INTERVAL) -> None:
+        self._store = store
+        self._uploads = uploads
+        self._keep_days = keep_days
+        self._stop = stop
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="jobs-retention", daemon=True)
+
+    def start(self) -> Pruner:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.prune()
+            except Exception:
+                if not self._stop.is_set():  # a closed store while shutting down is expected
+                    log.exception("pruning old jobs failed; trying again in an hour")
+            if self._stop.wait(self._interval):
+                return
+
+    def prune(self, now: float | None = None) -> dict[str, int]:
+        """Delete what is older than jobs_keep_days as of `now`; returns how many jobs and uploads went."""
+        days = self._keep_days()
+        if days <= 0:
+            return {"jobs": 0, "uploads": 0}
+        cutoff = (time.time() if now is None else now) - days * DAY
+        jobs = self._store.prune(cutoff)
+        needed = self._store.referenced_uploads()
+        uploads = 0
+        for path in self._uploads.root.glob("linkpix_*"):
+            if path.name in needed:
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    uploads += 1
+            except FileNotFoundError:
+                continue
+        if jobs or uploads:
+            log.info("pruned %d finished jobs and %d unused uploads older than %g days", jobs, uploads, days)
+        return {"jobs": jobs, "uploads": uploads}

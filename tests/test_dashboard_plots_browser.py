@@ -1,0 +1,79 @@
+"""The Monitor's plots in headless Chromium (issue 15 item 2): the last hour from the API's own
+figures (GET /api/stats/history), drawn as four lines; screenshot in tests/artifacts/monitor-plots.png."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser import browser_page, screenshot
+from test_jobs_support import wait_until
+
+from linkpix.config import ConfigHolder
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.plots import frames
+from linkpix.dashboard.server import Running, start
+from linkpix.launcher import free_port
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+              # gradio's LinePlot on pandas 3 warns about its own pandas calls
+              pytest.mark.filterwarnings("ignore:The default formatting of datetime"),
+              pytest.mark.filterwarnings("ignore:is_categorical_dtype is deprecated")]
+
+
+@pytest.fixture
+def dashboard(api, project: Path, simulator) -> Iterator[Running]:
+    path = project / "config.json"
+    config = json.loads(path.read_text())
+    config.update(comfyui_url=simulator.url, workflow_path="demo.json")
+    path.write_text(json.dumps(config))
+    ctx = DashboardContext(path, ConfigHolder(path, use_env=False), environ={"LINKPIX_API_URL": api.url})
+    running = start(ctx, port=free_port(), host="127.0.0.1", monitor_seconds=1.0)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def three_minutes_of_traffic(api) -> None:
+    """Requests in three minutes: the sampler's minute boundaries are passed by hand (tick)."""
+    ops = api.app.extensions["linkpix.ops"]
+    now, total = time.time(), ops.metrics.total_requests
+    for minute, count in enumerate((4, 9, 6), start=1):
+        for i in range(count):
+            assert api.get(f"/prompt/plotted%20{minute}%20{i % 3}?width=64&height=64").status_code == 200
+        total += count  # a request is counted once its answer is sent: wait for the last one's
+        wait_until(lambda: ops.metrics.total_requests == total, 10, "the requests to be counted")  # noqa: B023
+        assert ops.history.tick(now + 60 * minute)
+
+
+def test_the_monitor_plots_the_last_hour(api, dashboard):
+    three_minutes_of_traffic(api)
+    points = api.get("/api/stats/history").json()["points"]
+    assert [p["requests"] for p in points[:3]] == [4, 9, 6]
+    with browser_page() as page:
+        page.set_viewport_size({"width": 1400, "height": 1100})
+        page.set_default_timeout(20_000)
+        page.goto(dashboard.url)
+        page.get_by_role("tab", name="Monitor").click()
+        page.wait_for_selector("#lp-monitor-plots-note:has-text('The last 3 minutes')")
+        for name in ("requests", "hit-rate", "generation-seconds", "queue"):
+            page.wait_for_selector(f"#lp-plot-{name} canvas, #lp-plot-{name} svg.marks", state="attached")
+        assert "Requests per minute" in page.locator("#lp-plot-requests").inner_text()
+        page.locator("#lp-plot-requests").scroll_into_view_if_needed()
+        path = screenshot(page, "monitor-plots")
+    assert path.stat().st_size > 10_000
+
+
+def test_frames_leave_out_minutes_without_a_figure():
+    points = [{"time": 0, "requests": 3, "hit_rate": None, "generation_seconds": 1.5, "queue": 0},
+              {"time": 60, "requests": 5, "hit_rate": 0.5, "generation_seconds": None, "queue": 2}]
+    requests, hits, seconds, queue = frames(points)
+    assert list(requests["minute"]) == [-1, 0] and list(hits["minute"]) == [0]
+    assert list(requests["value"]) == [3, 5] and list(hits["value"]) == [50.0]
+    assert list(seconds["value"]) == [1.5] and list(queue["value"]) == [0, 2]
