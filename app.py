@@ -1,9 +1,11 @@
-"""Start the LinkPix API alone: `python app.py [--config config.json]` (see README)."""
+"""Start the LinkPix API alone: `python3 app.py [--config config.json]` (see README)."""
 
 import argparse
+import errno
 
 from linkpix.errors import ConfigError
-from linkpix.server import serve, setup_logging
+from linkpix.lifeline import follow_parent
+from linkpix.server import logging_off_thread, serve
 from linkpix.web import create_app
 
 
@@ -12,13 +14,25 @@ def main() -> None:
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--port", type=int, help="override api_port")
     args = parser.parse_args()
-    setup_logging()
-    try:
-        app = create_app(args.config)
-    except ConfigError as exc:
-        raise SystemExit(f"LinkPix cannot start: {exc.message}") from None
-    settings = app.extensions["linkpix"].config.settings
-    serve(app, settings.bind_host, args.port or settings.api_port, settings.threads)
+    follow_parent()  # started by start_server.py: stop when it is gone
+    with logging_off_thread():
+        try:
+            app = create_app(args.config)
+        except ConfigError as exc:
+            raise SystemExit(f"LinkPix cannot start: {exc.message}") from None
+        services = app.extensions["linkpix"]
+        settings = services.config.settings
+        port = args.port or settings.api_port
+        try:
+            serve(app, settings.bind_host, port, settings.threads)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise SystemExit(f"LinkPix cannot start: port {port} (api_port) on {settings.bind_host} is already "
+                             "in use. Stop what uses it, or pick another port: --port N, \"api_port\" in "
+                             "config.json, or LINKPIX_API_PORT=N.") from None
+        finally:
+            services.close()
 
 
 if __name__ == "__main__":

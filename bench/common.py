@@ -57,10 +57,12 @@ def wait_up(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def process(argv: Sequence[str], probe_url: str,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(list(argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def process(argv: Sequence[str], probe_url: str, env: dict[str, str] | None = None,
+            output: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process, up once `probe_url` answers; its stdout and stderr go to `output` (a file, as
+    a service's log usually does) or nowhere. Stopped with SIGTERM, as a service manager does."""
+    sink = open(output, "ab") if output is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(list(argv), cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_up(probe_url)
         yield proc
@@ -70,6 +72,8 @@ def process(argv: Sequence[str], probe_url: str,
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if output is not None:
+            sink.close()
 
 
 @contextmanager
@@ -93,15 +97,28 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def linkpix_api(project: Path, comfyui_url: str) -> Iterator[str]:
-    """The API as users run it (`python app.py`), in its own process; yields its URL (pid in API_PIDS)."""
+def linkpix_api(project: Path, comfyui_url: str, log_name: str = "linkpix.log",
+                **env_settings: str) -> Iterator[str]:
+    """The API as users run it (`python3 app.py`: default settings, default log level, one access-log
+    line per request), its log written to `project/<log_name>`; yields its URL (pid in API_PIDS).
+    `env_settings` (LINKPIX_... = value) are for a comparison run only, never for the figure itself."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LINKPIX_COMFYUI_URL": comfyui_url, "LINKPIX_LOG_LEVEL": "WARNING"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKPIX_")}
+    env.update(env_settings, LINKPIX_COMFYUI_URL=comfyui_url)
     with process([sys.executable, str(ROOT / "app.py"), "--config", str(project / "config.json"),
-                  "--port", str(port)], url + "/openapi.json", env=env) as proc:
+                  "--port", str(port)], url + "/openapi.json", env=env, output=project / log_name) as proc:
         API_PIDS[url] = proc.pid
         yield url
+
+
+def log_lines(project: Path, needle: str, log_name: str = "linkpix.log") -> int:
+    """How many lines of the API's log (see `linkpix_api`) contain `needle`."""
+    path = project / log_name
+    if not path.exists():
+        return 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return sum(needle in line for line in f)
 
 
 def wrk(url: str, connections: int = 16, seconds: int = 5, threads: int = 2) -> dict[str, float]:

@@ -27,6 +27,8 @@ from .ratelimit import parse_networks, parse_rates
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "LINKPIX_"
+# Set by the launcher for its children: "key=why,..." for the settings it decided (the dashboard says so).
+LAUNCHER_ENV = "LINKPIX_SET_BY_LAUNCHER"
 
 
 class BackendSpec(BaseModel):
@@ -74,7 +76,8 @@ class Settings(BaseSettings):
     failover_retries: int = Field(1, ge=0, le=10, description="Times a run whose backend dies mid-run is "
                                                               "submitted again on another backend.")
     workflow_path: str = Field("flux_schnell.json",
-                               description="Default workflow: a file name inside workflows_dir.")
+                               description="Default workflow: a file name inside workflows_dir (or a path "
+                                           "to it, like workflows/flux_schnell.json).")
     workflows_dir: str = Field("workflows", description="Folder of API-format workflow files.")
     data_dir: str = Field("data", description="Folder of shared JSON files (styles, placeholders, users).")
     output_dir: str = Field("cache", description="Folder of cached images, one sub-folder per user.")
@@ -259,17 +262,39 @@ class Settings(BaseSettings):
 class LoadedConfig:
     """Settings plus the folder they are relative to, with the folders resolved once."""
 
-    def __init__(self, settings: Settings, base_dir: Path) -> None:
+    def __init__(self, settings: Settings, base_dir: Path, source: Path | None = None) -> None:
         self.settings = settings
         self.base_dir = base_dir
+        self.source = source or base_dir / "config.json"  # the file the settings were read from
         self.workflows_dir = self.path(settings.workflows_dir)
         self.data_dir = self.path(settings.data_dir)
         self.output_dir = self.path(settings.output_dir)
+        self.default_workflow = default_workflow_name(settings.workflow_path, base_dir, self.workflows_dir)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path against the config file's folder."""
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
+
+
+def default_workflow_name(value: str, base_dir: Path, workflows_dir: Path) -> str:
+    """`workflow_path` as a file name in the workflows folder.
+
+    A bare name is the usual form; the original LinkPix documented a path from the project folder
+    (`workflows/flux_schnell.json`), so a path to a file directly inside the workflows folder is accepted
+    too. A path that leaves the folder is refused here, at start-up, rather than at the first request.
+    """
+    clean = value.replace("\\", "/")
+    if "/" not in clean:
+        return value
+    path = Path(clean)
+    full = (path if path.is_absolute() else base_dir / path).resolve()
+    if full.parent != workflows_dir.resolve():
+        raise ConfigError(f"'workflow_path' ({value!r}) must name a file directly in the workflows folder "
+                          f"({workflows_dir}): a name like 'flux_schnell.json', or a path to it like "
+                          f"'{Path(workflows_dir.name) / 'flux_schnell.json'}'; set it in config.json or "
+                          f"{ENV_PREFIX}WORKFLOW_PATH")
+    return full.name
 
 
 def _format_validation(err: ValidationError, source: Path) -> str:
@@ -302,7 +327,7 @@ def load_config(path: str | os.PathLike[str] = "config.json", overrides: dict[st
         settings = Settings(**kwargs, **values) if use_env else _ExplicitSettings(**values)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, path)) from None
-    return LoadedConfig(settings, path.parent)
+    return LoadedConfig(settings, path.parent, path)
 
 
 class _ExplicitSettings(Settings):

@@ -2,12 +2,16 @@
 
 Each child's output is prefixed with its name. No child is restarted silently: when one exits, the
 others are stopped and the launcher exits with an error naming it, so a crash is never hidden behind a
-service that looks alive.
+service that looks alive. Ctrl+C, SIGTERM and SIGHUP (the terminal closed) stop everything; if the
+launcher itself is killed, the children follow it (see `lifeline.py`). Before anything starts, the ports
+are checked, so a port in use is one sentence naming the setting that changes it, never an old process
+answering "LinkPix is up" or a child's traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -21,8 +25,9 @@ from pathlib import Path
 
 import requests
 
-from .config import load_config
+from .config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
 from .errors import ConfigError
+from .lifeline import PARENT_ENV, death_signal_preexec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,9 +54,18 @@ def _pump(child: Child) -> None:
 
 
 def start(child: Child) -> None:
-    env = {**os.environ, **child.env, "PYTHONUNBUFFERED": "1"}
+    """Start one child in a session of its own, bound to die with this process (see `lifeline.py`).
+    Its output is pumped by `pump`, started after every child is running (a `preexec_fn` is only safe
+    while this process has no other threads doing work)."""
+    me = os.getpid()
+    env = {**os.environ, **child.env, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(me)}
     child.proc = subprocess.Popen(child.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=death_signal_preexec(me))
+    print(f"[launcher] started {child.name} (pid {child.proc.pid})", flush=True)
+
+
+def pump(child: Child) -> None:
     threading.Thread(target=_pump, args=(child,), daemon=True).start()
 
 
@@ -70,11 +84,12 @@ def stop_all(children: Sequence[Child], grace: float = 8.0) -> None:
             c.proc.wait()
 
 
-def wait_until_up(url: str, children: Sequence[Child], timeout: float = 60.0) -> bool:
-    """Poll `url` until it answers (any status), giving up if a child dies or time runs out."""
+def wait_until_up(url: str, children: Sequence[Child], timeout: float = 60.0,
+                  stop: threading.Event | None = None) -> bool:
+    """Poll `url` until it answers (any status), giving up if a child dies, time runs out or `stop` is set."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(c.proc and c.proc.poll() is not None for c in children):
+        if any(c.proc and c.proc.poll() is not None for c in children) or (stop is not None and stop.is_set()):
             return False
         try:
             requests.get(url, timeout=1)
@@ -86,10 +101,16 @@ def wait_until_up(url: str, children: Sequence[Child], timeout: float = 60.0) ->
 
 def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
     """Which children to start, and the URLs to announce."""
-    cfg = load_config(args.config)
-    s = cfg.settings
+    s = load_config(args.config).settings
     api_port = args.api_port or s.api_port
-    env = {"LINKPIX_API_PORT": str(api_port)}
+    web_port = getattr(args, "web_port", None) or s.web_port
+    env: dict[str, str] = {}
+    decided: list[str] = []  # "key=why" for the settings the launcher decides (the dashboard shows them)
+    for key, flag, given in (("api_port", "--api-port", args.api_port),
+                             ("web_port", "--web-port", getattr(args, "web_port", None))):
+        if given:  # otherwise each child reads the port from config.json / the environment itself
+            env[f"{ENV_PREFIX}{key.upper()}"] = str(given)
+            decided.append(f"{key}={flag}")
     children: list[Child] = []
     urls = {"api": f"http://127.0.0.1:{api_port}"}
     if args.demo:
@@ -97,8 +118,12 @@ def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
         children.append(Child("comfyui-simulator", [sys.executable, "-m", "linkpix.simulator",
                                                     "--port", str(sim_port), "--step-delay", "0.05"]))
         env["LINKPIX_COMFYUI_URL"] = f"http://127.0.0.1:{sim_port}"
-        env.setdefault("LINKPIX_WORKFLOW_PATH", os.environ.get("LINKPIX_WORKFLOW_PATH", "demo.json"))
+        decided.append("comfyui_url=--demo: the simulator")
+        if "LINKPIX_WORKFLOW_PATH" not in os.environ:
+            env["LINKPIX_WORKFLOW_PATH"] = "demo.json"
+            decided.append("workflow_path=--demo")
         urls["comfyui-simulator"] = env["LINKPIX_COMFYUI_URL"]
+    env[LAUNCHER_ENV] = ",".join(decided)
     children.append(Child("api", [sys.executable, "app.py", "--config", str(args.config)], env))
     dashboard = ROOT / "gradio_app.py"
     if not args.no_dashboard and dashboard.exists():
@@ -107,8 +132,53 @@ def plan(args: argparse.Namespace) -> tuple[list[Child], dict[str, str]]:
         dashboard_auth(s)  # network access without a dashboard login: refuse before starting anything
         children.append(Child("dashboard", [sys.executable, str(dashboard), "--config", str(args.config)],
                               env))
-        urls["dashboard"] = f"http://127.0.0.1:{s.web_port}"
+        urls["dashboard"] = f"http://127.0.0.1:{web_port}"
     return children, urls
+
+
+def port_problems(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """One sentence per port LinkPix needs that it cannot listen on, saying what changes it."""
+    wanted = [("api_port", args.api_port or settings.api_port, "--api-port")]
+    if not args.no_dashboard and (ROOT / "gradio_app.py").exists():
+        wanted.append(("web_port", getattr(args, "web_port", None) or settings.web_port, "--web-port"))
+    problems = []
+    for key, port, flag in wanted:
+        why = _cannot_listen(settings.bind_host, port)
+        if why:
+            problems.append(f"port {port} ({key}) on {settings.bind_host} {why}. Stop what uses it, or pick "
+                            f"another port: {flag} N, \"{key}\" in {Path(args.config).name}, or "
+                            f"{ENV_PREFIX}{key.upper()}=N.")
+    if len(wanted) == 2 and wanted[0][1] == wanted[1][1]:
+        problems.append(f"api_port and web_port are both {wanted[0][1]}: give the dashboard another port "
+                        "(--web-port N, or web_port in config.json).")
+    return problems
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is already in use (by an older LinkPix still running, or another program)"
+            if exc.errno == errno.EACCES:
+                return "needs privileges this user lacks (ports below 1024)"
+            return f"cannot be used ({exc.strerror})"
+    return None
+
+
+def comfyui_hint(settings: Settings, timeout: float = 2.0) -> str | None:
+    """Without --demo, a sentence when ComfyUI does not answer at the configured URL (None when it does)."""
+    url = settings.comfyui_url
+    try:
+        requests.get(url + "/system_stats", timeout=timeout)
+        return None
+    except requests.RequestException as exc:
+        kind = "no answer" if isinstance(exc, requests.Timeout) else "cannot connect"
+    return (f"ComfyUI is not reachable at {url} ({kind}). Images will fail with 503 until it is: start "
+            f"ComfyUI (with --listen if it runs on another machine) or set comfyui_url / "
+            f"{ENV_PREFIX}COMFYUI_URL. To try LinkPix without ComfyUI or a GPU: python3 start_server.py --demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,25 +187,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true",
                         help="also start the ComfyUI simulator on a free loopback port and use it")
     parser.add_argument("--config", default="config.json")
-    parser.add_argument("--api-port", type=int)
+    parser.add_argument("--api-port", type=int, help="port of the API (instead of api_port)")
+    parser.add_argument("--web-port", type=int, help="port of the dashboard (instead of web_port)")
     parser.add_argument("--no-dashboard", action="store_true", help="start the API only")
     args = parser.parse_args(argv)
     try:
         children, urls = plan(args)
+        settings = load_config(args.config).settings
     except ConfigError as exc:
         print(f"LinkPix cannot start: {exc.message}", file=sys.stderr)
         return 2
+    problems = port_problems(args, settings)
+    if problems:
+        for problem in problems:
+            print(f"LinkPix cannot start: {problem}", file=sys.stderr)
+        return 2
+    if not args.demo:
+        hint = comfyui_hint(settings)
+        if hint:
+            print(f"[launcher] {hint}", flush=True)
     stopping = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    for child in children:
-        start(child)
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _on_signal)
     try:
-        if wait_until_up(urls["api"] + "/health", children):
+        for child in children:
+            start(child)
+        for child in children:
+            pump(child)
+        if wait_until_up(urls["api"] + "/health", children, stop=stopping):
             print("LinkPix is up:", flush=True)
             for name, url in urls.items():
                 print(f"  {name:18} {url}", flush=True)

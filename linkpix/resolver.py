@@ -4,8 +4,9 @@ Every value is taken from the first of: the request > the workflow's settings
 (`workflows/settings/<name>.json`) > the user's preferences (`data/user_preferences.json`) > the value in
 the workflow file (or, for a placeholder, the default in `data/placeholders.json` / the YAML sidecar).
 
-The seed: given -> used; `random`/-1 -> a fresh one (reported back); absent -> derived from the request
-(prompt, styles, workflow, parameters, input images), so the same URL always gives the same image.
+The seed: given -> used; `random`/-1 -> a fresh one (reported back); absent -> derived from the values
+that land in the graph (final prompt, workflow, every parameter value whatever its source, input images),
+so the same URL always gives the same image, and so does a link that states a default explicitly.
 
 Everything derived from the files (parameter registry, styles, compiled templates) is cached against
 the store's file stamps, so a request costs a few `os.stat` calls plus one graph copy.
@@ -80,6 +81,7 @@ class Resolver:
         self._lock = threading.Lock()
         self._cache: dict[Any, tuple[Any, Any]] = {}  # kind/name -> (stamp, derived object)
         self._watching: LoadedConfig | None = None
+        self._last_fingerprint: tuple[object, object] | None = None
 
     # ----------------------------------------------------------------------------- file access
     def _cached(self, key: Any, stamp: Any, build: Callable[[], Any]) -> Any:
@@ -148,7 +150,7 @@ class Resolver:
                              f"{settings.max_prompt_chars} (max_prompt_chars)", {"parameter": "prompt"})
         registry = self.registry()
         prefs = self._preferences(req.user)
-        name = validate_workflow_name(req.workflow or prefs.get("workflow") or settings.workflow_path)
+        name = validate_workflow_name(req.workflow or prefs.get("workflow") or cfg.default_workflow)
         template = self.template(name)
         wf_settings = self._settings(cfg.workflows_dir, template.name)
 
@@ -192,8 +194,7 @@ class Resolver:
         self._check_size(values, settings.max_pixels)
         self._check_backend(template, values, from_request, registry)
 
-        used = {k: values[k] for k in from_request}  # as coerced: 300 and "0300" are one request
-        seed, is_random = self._seed(req, final_prompt, style_names, template.name, used)
+        seed, is_random = self._seed(req, final_prompt, template.name, values, uploads)
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
@@ -291,17 +292,21 @@ class Resolver:
                     raise not_available(pname, value, allowed)
 
     @staticmethod
-    def _seed(req: GenerationRequest, prompt: str, styles: tuple[str, ...], workflow: str,
-              used: Mapping[str, Any]) -> tuple[int, bool]:
-        """Given, fresh, or derived from what the request changed (parameters the workflow ignores
-        do not count, so `&frobnicate=1` keeps the picture)."""
+    def _seed(req: GenerationRequest, prompt: str, workflow: str, values: Mapping[str, Any],
+              uploads: tuple[InputImage, ...]) -> tuple[int, bool]:
+        """Given, fresh, or derived from the values that land in the graph, whatever their source: a
+        default stated in the link (`steps=8` when 8 is the default) or set in a settings file gives the
+        same seed, and so the same picture and cache entry, as leaving it out; a parameter the workflow
+        ignores (`&frobnicate=1`) is not among the values, so it keeps the picture too. The output format
+        is left out: png and webp of one link show one picture."""
         if req.seed is not None:
             return req.seed, False
         if req.random_seed:
             return secrets.randbelow(SEED_SPACE), True
-        basis = json.dumps({"prompt": req.prompt, "final": prompt, "styles": list(styles), "workflow": workflow,
-                            "params": {k: str(v) for k, v in sorted(used.items())},
-                            "images": [i.name for i in req.input_images]}, sort_keys=True, ensure_ascii=False)
+        landed = {k: v for k, v in values.items() if k not in ("seed", "img_format")}
+        basis = json.dumps({"prompt": prompt, "workflow": workflow, "values": landed,
+                            "images": [u.name for u in uploads]},  # content-addressed names
+                           sort_keys=True, ensure_ascii=False, default=str)
         return int.from_bytes(hashlib.sha256(basis.encode("utf-8")).digest()[:8], "big") % SEED_SPACE, False
 
     # ---------------------------------------------------------------------------- descriptions
@@ -326,17 +331,27 @@ class Resolver:
 
     def fingerprint(self) -> object:
         """Changes when anything that affects resolution changes: a file the resolver has read, the set
-        of workflow and settings files, or the configuration object. A few `os.stat` calls, no reads.
+        of workflow and settings files, or the configuration object. A few `os.stat` calls, no reads;
+        with inotify (see `storage/watch.py`) one `poll` while nothing changed: `config.json` is watched
+        too, so the configuration is looked at again only after it changed.
 
         object_info is left out on purpose: asking for it may mean a network call (ComfyUI down), and a
         backend that gains or loses a model does not change what an already answered URL maps to.
         """
+        stored = self._store.fingerprint()
+        last = self._last_fingerprint
+        if last is not None and last[0] is stored:  # the store's answer is the same object: nothing moved
+            return last[1]
         cfg = self._config()
         if cfg is not self._watching:  # a (re)loaded configuration may name other folders
             wdir = cfg.workflows_dir
             self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
+            self._store.watch_files((cfg.source, cfg.base_dir / ".env"))
             self._watching = cfg
-        return (self._store.fingerprint(), id(cfg))
+            stored = self._store.fingerprint()
+        fingerprint = (stored, id(cfg))
+        self._last_fingerprint = (stored, fingerprint)
+        return fingerprint
 
 
 # --------------------------------------------------------------------------------------- helpers

@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
+from linkpix.server import make_server
 from linkpix.web import create_app
-from linkpix.web.serving import create as create_server
 
 # Captured from a real ComfyUI 0.3.64 (see comfyui_captures/README.md): the truth the simulator and the
 # client are checked against. The repository carries them; nothing reads a folder outside it.
@@ -27,7 +27,7 @@ class ApiServer:
         self.app = create_app(project / "config.json", overrides=settings, use_env=False)
         self.services = self.app.extensions["linkpix"]
         threads = self.services.config.settings.threads
-        self.server = create_server(self.app, "127.0.0.1", 0, threads)
+        self.server = make_server(self.app, host="127.0.0.1", port=0, threads=threads)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self._closing = False
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import requests
@@ -42,7 +43,7 @@ def test_openapi_describes_every_route(api):
     for rule in api.app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<path:", "{").replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)  # <converter:name> -> {name}
         assert path in documented, f"{rule.rule} is missing from /openapi.json"
 
 

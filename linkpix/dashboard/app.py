@@ -14,6 +14,9 @@ CSS = """
 .lp-progress[data-state=done] .lp-progress-bar { background: #22a06b; }
 .lp-progress[data-state=error] .lp-progress-bar { background: #d93f3f; }
 .lp-progress-text { font-size: .9em; margin-top: 4px; color: var(--body-text-color-subdued); }
+/* A slider's range shrinks so its end labels fit: without this a narrow column cut "8192" to "819". */
+.slider_input_container input[type=range] { min-width: 0; flex: 1 1 auto; }
+.slider_input_container .min_value, .slider_input_container .max_value { flex: none; }
 """
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from ..config import ENV_PREFIX, Settings, load_config
+from ..config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
 from ..errors import ConfigError
 from ..storage.jsonstore import JsonStore
 
@@ -106,6 +106,47 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Settings an environment variable overrides (what the form shows may not be what runs)."""
     return {key: environ[ENV_PREFIX + key.upper()] for key in Settings.model_fields
             if ENV_PREFIX + key.upper() in environ}
+
+
+# Shown in the table of values in force, in this order (the rest of the keys are rarely changed).
+IN_FORCE = ("comfyui_url", "workflow_path", "api_port", "web_port", "network_access", "timeout", "image_format",
+            "max_pixels", "cache_max_mb", "cache_max_age_days", "error_images", "threads", "max_pending",
+            "job_workers", "dashboard_user", "dashboard_password", "api_keys", "signing_keys")
+_SECRET = frozenset({"dashboard_password", "api_keys", "signing_keys"})
+
+
+def settings_in_force(settings: Settings, config_doc: Mapping[str, Any], environ: Mapping[str, str],
+                      dotenv: Mapping[str, Any]) -> list[list[str]]:
+    """[setting, value, where it comes from] for the values the running LinkPix uses.
+
+    The sources, strongest first: the launcher (`start_server.py` sets the ComfyUI URL with --demo and
+    the ports with --api-port / --web-port, and names what it set in LINKPIX_SET_BY_LAUNCHER), the
+    environment, the `.env` file, config.json, the default. Secrets are shown as set or not, never as
+    their value.
+    """
+    launcher = dict(item.split("=", 1) for item in environ.get(LAUNCHER_ENV, "").split(",") if "=" in item)
+    rows = []
+    for key in IN_FORCE:
+        env_name = ENV_PREFIX + key.upper()
+        if key in launcher:
+            source = f"launcher ({launcher[key]})"
+        elif env_name in environ:
+            source = f"environment ({env_name})"
+        elif env_name in dotenv:
+            source = f".env ({env_name})"
+        elif key in config_doc:
+            source = "config.json"
+        else:
+            source = "default"
+        value = getattr(settings, key)
+        if key in _SECRET:
+            shown = "(set)" if value else "(not set)"
+        elif isinstance(value, bool):
+            shown = "on" if value else "off"
+        else:
+            shown = str(value)
+        rows.append([key, shown, source])
+    return rows
 
 
 def restart_note(changed: list[str]) -> str:

@@ -21,7 +21,7 @@ REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
 RECENT_COLUMNS = ["time", "request", "user", "status", "cache / error", "ms"]
 CACHE_COLUMNS = ["user", "images", "size"]
-GPU_COLUMNS = ["backend", "device", "type", "VRAM used", "VRAM total"]
+GPU_COLUMNS = ["backend", "device", "type", "memory", "used", "total"]
 BACKEND_COLUMNS = ["backend", "state", "queue", "LinkPix runs", "failed", "mean s", "last model", "last error", "URL"]
 
 
@@ -51,12 +51,17 @@ def health_markdown(health: dict[str, Any] | None, error: str | None) -> str:
     return "  \n".join(lines)
 
 
+def memory_kind(device: dict[str, Any]) -> str:
+    """ComfyUI reports a CPU device's memory in its `vram_*` fields, but it is the host's RAM."""
+    return "RAM" if str(device.get("type", "")).lower() == "cpu" else "VRAM"
+
+
 def gpu_rows(stats: dict[str, Any], backend: str = "") -> list[list[Any]]:
     rows = []
     for d in stats.get("devices", []) or []:
         total, free = d.get("vram_total") or 0, d.get("vram_free") or 0
-        rows.append([backend, d.get("name", "?"), d.get("type", "?"), cachefiles.human_bytes(max(total - free, 0)),
-                     cachefiles.human_bytes(total)])
+        rows.append([backend, d.get("name", "?"), d.get("type", "?"), memory_kind(d),
+                     cachefiles.human_bytes(max(total - free, 0)), cachefiles.human_bytes(total)])
     return rows
 
 
@@ -154,7 +159,7 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
         system = gr.Markdown(elem_id="lp-monitor-system")
     backends = gr.Dataframe(headers=BACKEND_COLUMNS, label="ComfyUI backends", interactive=False,
                             elem_id="lp-monitor-backends", value=[], column_count=len(BACKEND_COLUMNS))
-    gpus = gr.Dataframe(headers=GPU_COLUMNS, label="GPUs", interactive=False, elem_id="lp-monitor-gpus",
+    gpus = gr.Dataframe(headers=GPU_COLUMNS, label="Devices", interactive=False, elem_id="lp-monitor-gpus",
                         value=[], column_count=len(GPU_COLUMNS))
     with gr.Row():
         cache = gr.Dataframe(headers=CACHE_COLUMNS, label="Cache per user", interactive=False, scale=1,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from dotenv import dotenv_values
 
 from ..errors import LinkPixError
 from ..render.workflows import list_workflows
@@ -17,6 +18,7 @@ from .configedit import (
     parse_backends,
     restart_note,
     save_settings,
+    settings_in_force,
     validate,
 )
 from .context import DashboardContext
@@ -47,8 +49,29 @@ def overrides_note(ctx: DashboardContext) -> str:
         f"`{k}` = `{v}`" for k, v in found.items())
 
 
+IN_FORCE_COLUMNS = ["setting", "value in force", "from"]
+
+
+def in_force_rows(ctx: DashboardContext) -> list[list[str]]:
+    """What the running LinkPix uses and where each value comes from (see configedit.settings_in_force);
+    the ComfyUI URL as the API itself reports it."""
+    doc = ctx.store.get(ctx.config_path, default={})
+    env_file = ctx.config_path.parent / ".env"
+    dotenv = dotenv_values(env_file) if env_file.is_file() else {}
+    rows = settings_in_force(ctx.settings, doc if isinstance(doc, dict) else {}, ctx.environ, dotenv)
+    for row in rows:
+        if row[0] == "comfyui_url":
+            row[1] = ctx.comfyui_url()
+    return rows
+
+
 def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
     gr.Markdown("### Server")
+    in_force = gr.Dataframe(headers=IN_FORCE_COLUMNS, label="Values in force now, and where each comes from",
+                            interactive=False, value=[], column_count=len(IN_FORCE_COLUMNS),
+                            elem_id="lp-set-in-force")
+    gr.Markdown("The form below edits `config.json`. A value set by the environment, `.env` or the launcher "
+                "(`--demo`, `--api-port`, `--web-port`) wins over config.json while LinkPix runs.")
     env_note = gr.Markdown()
     with gr.Row():
         url = gr.Textbox(label="ComfyUI URL", scale=3, elem_id="lp-set-comfyui-url")
@@ -83,7 +106,7 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
         out = [values[k] for k in keys]
         out[1] = backends_text(values["comfyui_urls"])
         out[4] = gr.update(choices=names, value=values["workflow_path"])
-        return (*out, overrides_note(ctx))
+        return (*out, overrides_note(ctx), in_force_rows(ctx))
 
     def on_save(*values: Any) -> str:
         changes = dict(zip(keys, values, strict=True))
@@ -114,4 +137,4 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
 
     test.click(on_test, inputs=[url, backends], outputs=[test_result], api_visibility="private")
     save.click(on_save, inputs=fields, outputs=[result], api_visibility="private")
-    return [*fields, env_note], load
+    return [*fields, env_note, in_force], load

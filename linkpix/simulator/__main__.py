@@ -9,6 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
+from ..lifeline import follow_parent
 from .server import SimulatorServer
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-delay", type=float, default=0.0, help="seconds added to every run (model work)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    follow_parent()  # started by start_server.py --demo: stop when it is gone
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from ..storage.jsonstore import atomic_write_bytes
+from ..textdraw import draw_text, text_font
 
 LABEL = "SIMULATOR - not AI"
 
@@ -30,15 +31,8 @@ def seed_colour(seed: int) -> tuple[int, int, int]:
     return digest[0], digest[1], digest[2]
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=max(8, size))
-    except Exception:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
 def render_picture(width: int, height: int, seed: int, text: str, index: int = 0) -> Image.Image:
-    """The fake 'generated' image: seed colour, prompt text, and the simulator label."""
+    """The fake 'generated' image: seed colour, prompt text (any script), and the simulator label."""
     bg = seed_colour(seed)
     img = Image.new("RGB", (max(1, int(width)), max(1, int(height))), bg)
     lum = 0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]
@@ -46,15 +40,15 @@ def render_picture(width: int, height: int, seed: int, text: str, index: int = 0
     draw = ImageDraw.Draw(img)
     w, h = img.size
     size = max(8, min(w, h) // 16)
-    font = _font(size)
+    font = text_font(size)
     chars = max(8, int(w / (size * 0.6)))
-    body = "\n".join(textwrap.wrap(str(text), chars)[: max(1, (h // (size + 4)) - 2)])
-    draw.multiline_text((size // 2, size // 2), body, fill=ink, font=font, spacing=2)
+    lines = [part for raw in str(text).split("\n") for part in (textwrap.wrap(raw, chars) or [""])]
+    body = "\n".join(lines[: max(1, (h // (font.line_height + 2)) - 2)])
+    draw_text(draw, (size // 2, size // 2), body, font, ink, spacing=2)
     label = LABEL if index == 0 else f"{LABEL} #{index}"
-    label_font = _font(max(8, size))
     bar = size + 6
     draw.rectangle([0, h - bar, w, h], fill=(0, 0, 0))
-    draw.text((4, h - bar + 2), label, fill=(255, 255, 0), font=label_font)
+    draw_text(draw, (4, h - bar + 2), label, font, (255, 255, 0))
     # Keep the corner pixels the pure seed colour, so tests can read it back exactly.
     img.putpixel((w - 1, 0), bg)
     img.putpixel((0, 0), bg)

@@ -12,7 +12,9 @@ access goes through a `JsonStore`:
 - a file with a syntax error does not take the service down: the last good version keeps being served,
   the error (path, line, column) is logged once and listed by `problems()` for the dashboard;
 - `fingerprint()` stats every file the store has served plus the watched folders, so callers can memoise
-  anything derived from these files and drop the memo when any of them changes.
+  anything derived from these files and drop the memo when any of them changes. On Linux it stats them
+  again only after inotify reported a change in their folders (see `watch.py`), so the usual answer costs
+  one system call instead of one per file.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from ..errors import ConfigError
+from .watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +122,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 class JsonStore:
     """Cached, lock-protected access to shared JSON/YAML files (see the module docstring)."""
 
-    def __init__(self, lock_timeout: float = 10.0) -> None:
+    def __init__(self, lock_timeout: float = 10.0, watch: bool = True) -> None:
+        """`watch=False`: `fingerprint()` stats every file each time instead of asking inotify."""
         self._lock_timeout = lock_timeout
         self._guard = threading.Lock()
         self._entries: dict[Path, Entry] = {}
         self._problems: dict[Path, Problem] = {}
         self._watched_dirs: dict[Path, None] = {}
         self._thread_locks: dict[Path, threading.RLock] = {}
-        self._stat_list: tuple[tuple[int, int, int], tuple[str, ...]] = ((0, 0, 0), ())
+        self._watched_files: dict[Path, None] = {}
+        # (sizes of the four maps, the paths to stat: files then folders, the files, the folders)
+        self._stat_list: tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), (), ())
+        # Opened by the first fingerprint() call, so only a store that is asked (the API's) holds one.
+        self._watcher: DirWatcher | None = None
+        self._watch = watch
+        self._restat = threading.Lock()
+        self._last: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None  # generation, paths, fingerprint
 
     # ----------------------------------------------------------------------------------- reading
     def load(self, path: str | os.PathLike[str], default: Any = _MISSING) -> Entry:
@@ -253,6 +264,12 @@ class JsonStore:
         with self._guard:
             return self._problems.get(Path(path))
 
+    def watch_files(self, files: Iterable[str | os.PathLike[str]]) -> None:
+        """Include these files in `fingerprint()` although the store does not read them (config.json)."""
+        with self._guard:
+            for f in files:
+                self._watched_files.setdefault(Path(f), None)
+
     def watch_dirs(self, dirs: Iterable[str | os.PathLike[str]]) -> None:
         """Include these folders in `fingerprint()`: files added, removed or renamed in them count."""
         with self._guard:
@@ -267,15 +284,37 @@ class JsonStore:
         change the folder's mtime. The set of paths only grows (a file once served stays watched), so the
         sizes of the three maps tell when the list of paths must be rebuilt.
         """
-        sizes = (len(self._entries), len(self._problems), len(self._watched_dirs))
-        known, paths = self._stat_list
+        sizes = (len(self._entries), len(self._problems), len(self._watched_dirs), len(self._watched_files))
+        known, paths, files, folders = self._stat_list
         if sizes != known:
             with self._guard:
                 listed = list(self._entries) + [p for p in self._problems if p not in self._entries]
-                listed += list(self._watched_dirs)
-                paths = tuple(str(p) for p in listed)
-                self._stat_list = (sizes, paths)
-        return (paths, tuple(map(_stat, paths)))
+                listed += [p for p in self._watched_files if p not in listed]
+                files = tuple(str(p) for p in listed)
+                folders = tuple(str(d) for d in self._watched_dirs)
+                paths = files + folders
+                self._stat_list = (sizes, paths, files, folders)
+        watcher = self._watcher
+        if watcher is None and self._watch:
+            watcher = self._watcher = DirWatcher.open()
+            self._watch = watcher is not None  # no inotify here: do not ask again
+        if watcher is None:
+            return (paths, tuple(map(_stat, paths)))
+        generation = watcher.generation()
+        last = self._last
+        if last is not None and last[0] == generation and last[1] is paths:
+            return last[2]
+        with self._restat:  # one thread stats after a change; the others arriving meanwhile use its answer
+            last = self._last
+            if last is not None and last[0] == generation and last[1] is paths:
+                return last[2]
+            for file in files:  # before the stats: a change after them is an event for the next call
+                watcher.watch_file(file)
+            for folder in folders:
+                watcher.watch_folder(folder)
+            fingerprint = (paths, tuple(map(_stat, paths)))
+            self._last = (generation, paths, fingerprint)
+            return fingerprint
 
 
 class _Both:

@@ -13,7 +13,6 @@ from ..errors import ConfigError
 from . import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
 from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
-from .ratelimits import HitGate
 from .services import EXTENSION, Services, build_services
 
 JSON_ROUTES = r"^/(api/.*|health|ready|openapi\.json|generate|jobs.*|uploads|edit)$"
@@ -40,7 +39,8 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     register_error_handlers(app)
     fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)
     running = ops.install(app, svc)  # metrics, the last hour's figures, rate limits (web/ops.py)
-    hit_path = HitGate(HitPath(app.wsgi_app, svc.memo, svc.fingerprint), app.wsgi_app, running.limiter)
-    app.wsgi_app = RequestLog(hit_path, svc.recent_requests,  # type: ignore[method-assign]
-                              observe=running.observe_request)
+    hits = HitPath(app.wsgi_app, svc.memo, svc.fingerprint, lambda: svc.cache.record(hit=True))
+    app.wsgi_app = RequestLog(app.wsgi_app, svc.recent_requests, hits,  # type: ignore[method-assign]
+                              observe=running.observe_request,
+                              use_hits=lambda: not running.limiter.limits_hits)  # limited: through Flask
     return app

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import textwrap
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from ..textdraw import draw_text, text_font
 
 _BG = (96, 20, 24)
 _FG = (255, 236, 236)
@@ -18,15 +20,14 @@ def render_error_png(title: str, message: str, width: int = 512, height: int = 5
     img = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(img)
     size = max(12, width // 28)
-    big = ImageFont.load_default(size=size * 1.4)
-    small = ImageFont.load_default(size=size)
+    big, small = text_font(int(size * 1.4)), text_font(size)
     margin = size
-    draw.text((margin, margin), f"LinkPix: {title}", font=big, fill=_FG)
+    draw_text(draw, (margin, margin), f"LinkPix: {title}", big, _FG)
     chars = max(20, int((width - 2 * margin) / (size * 0.55)))
     lines = textwrap.wrap(message, width=chars)[: max(1, (height - 4 * margin) // int(size * 1.3))]
     y = margin * 3
     for line in lines:
-        draw.text((margin, y), line, font=small, fill=_FG)
+        draw_text(draw, (margin, y), line, small, _FG)
         y += int(size * 1.3)
     out = io.BytesIO()
     img.save(out, "PNG")

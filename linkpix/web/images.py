@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
 from ..comfy.transport import display_url
@@ -14,6 +15,7 @@ from ..request import parse_query, validate_user
 from ..resolver import RenderedJob
 from ..signing import verify
 from ..storage.cache import CachedImage
+from .conditional import not_modified, not_modified_headers
 from .memo import MemoEntry
 from .middleware import http_date
 from .ratelimits import admit_generation
@@ -28,7 +30,19 @@ from .requestinfo import (
 from .services import services
 from .uploads import link_inputs
 
+
+class AnyPath(PathConverter):
+    """`path`, but a prompt may hold any character, a newline (`%0A`) included: Werkzeug's `path` stops
+    at one (its `.` does not match `\\n`) and the link would answer 404. It replaces the app's `path`
+    converter, so the rule keeps its name (`/prompt/<path:text>`, which the metrics use as a label)."""
+
+    regex = r"[^/][\s\S]*?"
+
+
 bp = Blueprint("images", __name__)
+# Registered before the routes below (deferred functions run in the order recorded); this blueprint is
+# registered first, before any other rule with a `path` part.
+bp.record_once(lambda state: state.app.url_map.converters.update(path=AnyPath))
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Parameters that steer the response rather than the picture.
@@ -72,7 +86,7 @@ def prompt(text: str) -> Response:
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
       responses:
         200: {description: "the image (or JSON metadata with format=json)"}
-        304: {description: "not modified (If-None-Match)"}
+        304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         422: {description: "ComfyUI refused the rendered workflow"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
@@ -157,12 +171,12 @@ def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tupl
 
 def _memo_entry(image: CachedImage, job: RenderedJob) -> MemoEntry:
     headers = tuple((k, "hit" if k == "X-LinkPix-Cache" else v) for k, v in _image_headers(image, job, True))
-    return MemoEntry(image.path, image.etag, headers, image.size, image.user, image.key)
+    return MemoEntry(image.path, image.etag, headers, image.size, image.mtime, image.user, image.key)
 
 
 def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Response:
-    if request.if_none_match.contains_raw(image.etag):
-        return Response(status=304, headers=[h for h in headers if h[0] != "Content-Type"])
+    if not_modified(request.environ, image.etag, image.mtime):
+        return Response(status=304, headers=not_modified_headers(headers))
     resp = Response(wrap_file(request.environ, open(image.path, "rb")), headers=headers,
                     direct_passthrough=True)
     resp.content_length = image.size

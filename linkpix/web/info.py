@@ -110,7 +110,7 @@ def workflows() -> Response:
     """
     svc = services()
     return no_store(jsonify({"workflows": svc.resolver.workflow_names(),
-                              "default": svc.config.settings.workflow_path,
+                              "default": svc.config.default_workflow,
                               "edit_default": svc.config.settings.edit_workflow,
                               "needs": svc.resolver.workflow_needs()}))
 

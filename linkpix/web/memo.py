@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,22 @@ class MemoEntry:
     etag: str
     headers: tuple[tuple[str, str], ...]  # everything but Content-Length
     size: int
+    mtime: float
     user: str
     key: str
 
+    @cached_property
+    def response_headers(self) -> list[tuple[str, str]]:
+        """The headers of a 200 answer, made once (waitress only reads the list it is given)."""
+        return [*self.headers, ("Content-Length", str(self.size))]
+
+    @cached_property
+    def short_key(self) -> str:
+        return self.key[:12]
+
 
 class HitMemo:
-    """A bounded LRU map (raw URI, user) -> MemoEntry, valid for one fingerprint of the inputs."""
+    """A bounded map (raw URI, user) -> MemoEntry, valid for one fingerprint of the inputs."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max_entries
@@ -36,15 +47,16 @@ class HitMemo:
         self._lock = threading.Lock()
 
     def get(self, uri: str, user: str, fingerprint: Any) -> MemoEntry | None:
-        with self._lock:
-            if fingerprint != self._fingerprint:
-                self._entries.clear()
-                self._fingerprint = fingerprint
-                return None
-            entry = self._entries.get((uri, user))
-            if entry is not None:
-                self._entries.move_to_end((uri, user))
-            return entry
+        """The entry, if any, for this fingerprint. No lock while the fingerprint holds (a dict read is
+        atomic): this runs on every request. Entries leave in the order they came (not LRU): a popular
+        link that falls out costs one slow answer, which puts it back."""
+        if fingerprint is not self._fingerprint and fingerprint != self._fingerprint:
+            with self._lock:
+                if fingerprint != self._fingerprint:
+                    self._entries.clear()
+                    self._fingerprint = fingerprint
+            return None
+        return self._entries.get((uri, user))
 
     def put(self, uri: str, user: str, fingerprint: Any, entry: MemoEntry) -> None:
         with self._lock:
