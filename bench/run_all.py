@@ -3,13 +3,17 @@
 import big_body
 import edit_lut
 import fronts
+import frozen
 import hit_path
 import hits_under_load
 import miss_overhead
 import ops_overhead
+import pool
 import single_flight
 
 if __name__ == "__main__":
-    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, ops_overhead):
+    for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, ops_overhead,
+                  pool):
         bench.main()
         print()
+    frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

@@ -15,10 +15,11 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 from .ratelimit import parse_networks, parse_rates
@@ -30,6 +31,37 @@ ENV_PREFIX = "LINKPIX_"
 LAUNCHER_ENV = "LINKPIX_SET_BY_LAUNCHER"
 
 
+class BackendSpec(BaseModel):
+    """One ComfyUI backend of the pool: an entry of `comfyui_urls` (a URL alone means the defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Base URL of this ComfyUI.")
+    name: str = Field("", pattern=r"^[A-Za-z0-9_.:-]{0,64}$",
+                      description="How /health, logs and job metadata call it (default: host:port).")
+    weight: float = Field(1.0, gt=0, le=1000, description="Share of the work: weight 2 takes twice as much.")
+    max_queue: int = Field(0, ge=0, description="Queue length at which it counts as full for /ready (0 = never).")
+    tags: list[str] = Field(default_factory=list, description="Free labels, shown in /health.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @property
+    def label(self) -> str:
+        """The name, or host:port[/path] (never the password a URL may carry)."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 class Settings(BaseSettings):
     """Server configuration. Paths are relative to the folder that holds `config.json`."""
 
@@ -37,6 +69,12 @@ class Settings(BaseSettings):
                                       env_file_encoding="utf-8")
 
     comfyui_url: str = Field("http://127.0.0.1:8188", description="Base URL of the ComfyUI server.")
+    comfyui_urls: Annotated[list[BackendSpec], NoDecode] = Field(
+        default_factory=list, description="Several ComfyUI backends (replaces comfyui_url): URLs or "
+                                          "{url, name, weight, max_queue, tags} objects; comma-separated "
+                                          "in LINKPIX_COMFYUI_URLS.")
+    failover_retries: int = Field(1, ge=0, le=10, description="Times a run whose backend dies mid-run is "
+                                                              "submitted again on another backend.")
     workflow_path: str = Field("flux_schnell.json",
                                description="Default workflow: a file name inside workflows_dir (or a path "
                                            "to it, like workflows/flux_schnell.json).")
@@ -139,6 +177,30 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("comfyui_urls", mode="before")
+    @classmethod
+    def _backend_list(cls, value: Any) -> Any:
+        """A comma-separated string (the environment) or a JSON list; each item a URL or an object."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [u for u in text.split(",") if u.strip()]
+        if isinstance(value, list):
+            return [{"url": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("comfyui_urls")
+    @classmethod
+    def _distinct_backends(cls, value: list[BackendSpec]) -> list[BackendSpec]:
+        for what, values in (("name", [b.label for b in value]), ("URL", [b.url for b in value])):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"two backends have the {what} {twice[0]!r}")
+        return value
+
+    def backends(self) -> list[BackendSpec]:
+        """The pool: `comfyui_urls`, or the one backend of `comfyui_url`."""
+        return list(self.comfyui_urls) or [BackendSpec(url=self.comfyui_url)]
+
     @field_validator("rate_limits_user", "rate_limits_address")
     @classmethod
     def _rates(cls, value: dict[str, str]) -> dict[str, str]:
@@ -189,8 +251,8 @@ class Settings(BaseSettings):
     @property
     def backend_urls(self) -> list[str]:
         """Base URLs of every ComfyUI backend LinkPix uses (webhooks may never go to one): comfyui_url,
-        plus the pool's comfyui_urls when that setting exists."""
-        return [self.comfyui_url, *(getattr(self, "comfyui_urls", None) or ())]
+        plus the pool's comfyui_urls."""
+        return [self.comfyui_url, *(b.url for b in self.comfyui_urls)]
 
     @property
     def bind_host(self) -> str:
@@ -241,7 +303,8 @@ def _format_validation(err: ValidationError, source: Path) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "?"
         got = e.get("input")
         hint = f" (got {got!r})" if not isinstance(got, dict) else ""
-        parts.append(f"'{key}': {e['msg']}{hint}; set it in {source.name} or {ENV_PREFIX}{key.upper()}")
+        top = str(e["loc"][0]).upper() if e["loc"] else "?"
+        parts.append(f"'{key}': {e['msg']}{hint}; set it in {source.name} or {ENV_PREFIX}{top}")
     return "invalid configuration: " + " | ".join(parts)
 
 

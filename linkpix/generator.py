@@ -9,7 +9,13 @@ growing ComfyUI's queue without bound.
 The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
 the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
 in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
-`generate(..., prompt_id=...)` re-attaches to a prompt submitted before LinkPix restarted.
+`generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
+
+Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
+is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
+dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
+times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
+refused (422) or that failed in a node (502) is not retried anywhere.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .comfy import Event, OutputImage
-from .errors import ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
+from .comfy import ClientClosed, Event, OutputImage, PromptLost
+from .comfy.pool import NoBackend
+from .comfy.transport import BackendNotAnswering
+from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from .resolver import RenderedJob
 from .storage.cache import CachedImage, ImageCache, cache_key
 from .storage.encode import encode, image_size
@@ -37,9 +45,9 @@ RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, secon
 # and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
 SUBMITTED = "linkpix_submitted"
 _REPLAYED = frozenset({SUBMITTED, "execution_start"})
-# ComfyUI sends a prompt's events only to the client that submitted it, so a prompt re-attached after a
-# restart is followed by polling its queue position at this interval (seconds).
-REATTACH_POLL = 0.5
+# The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
+# seconds later only if the run somehow did not answer by then.
+AWAIT_MARGIN = 5.0
 
 
 class Cancelled(LinkPixError):
@@ -52,23 +60,33 @@ class Cancelled(LinkPixError):
 class Backend(Protocol):
     """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
 
-    base_url: str
+    name: str
 
     def submit(self, graph: dict[str, Any]) -> str: ...
 
-    def wait(self, prompt_id: str, timeout: float,
-             on_event: EventCallback | None = None) -> dict[str, Any]: ...
+    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
+             reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
 
-    def interrupt(self, prompt_id: str | None = None) -> None: ...
-
-    def delete_from_queue(self, ids: list[str]) -> None: ...
-
-    def queue_position(self, prompt_id: str) -> int | None: ...
+    def stop(self, prompt_id: str, reason: str) -> None: ...
 
     def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
                      subfolder: str = "") -> str: ...
+
+
+class BackendPool(Protocol):
+    """What the generator needs of the pool (the real one is `linkpix.comfy.pool.Pool`)."""
+
+    def choose(self, graph: dict[str, Any], exclude: Any = ()) -> Any: ...
+
+    def client(self, name: str) -> Any: ...
+
+    def can_run(self, graph: dict[str, Any], exclude: Any = ()) -> bool: ...
+
+    def reserve(self, client: Any) -> None: ...
+
+    def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
 
 
 @dataclass
@@ -164,13 +182,15 @@ class Ticket:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, backend: Callable[[], Backend], cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int], strip_metadata: Callable[[], bool] = lambda: False) -> None:
-        self._backend = backend  # asked once per run: a run keeps the ComfyUI it started on
+    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
+                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
+                 strip_metadata: Callable[[], bool] = lambda: False) -> None:
+        self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self._strip = strip_metadata
         self.cache = cache
         self._timeout = timeout
         self._max_pending = max_pending
+        self._failover_retries = failover_retries
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
@@ -200,10 +220,11 @@ class Generator:
             log.exception("reporting a run to the metrics failed")
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
-                 ticket: Ticket | None = None, prompt_id: str | None = None) -> Outcome:
-        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt
-        instead of submitting (re-attaching after a restart). With `ticket`, the caller may leave early;
-        it then gets `Cancelled`."""
+                 ticket: Ticket | None = None, prompt_id: str | None = None,
+                 backend: str | None = None) -> Outcome:
+        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
+        `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
+        may leave early; it then gets `Cancelled`."""
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -218,8 +239,8 @@ class Generator:
         try:
             flight.listen(on_event)
             if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id), name=f"flight-{key[:8]}",
-                                 daemon=True).start()
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend),
+                                 name=f"flight-{key[:8]}", daemon=True).start()
             if ticket is not None and not ticket._attach(self, flight, token):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
@@ -235,19 +256,27 @@ class Generator:
         return Outcome(stored, cache_hit=False, joined=not owner)
 
     def _await(self, flight: _Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._timeout() + 30.0  # the run enforces the real timeout; this only bounds waiting
+        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
         if ticket is None:
             try:
                 return flight.future.result(timeout=timeout)
             except TimeoutError:
-                raise GenerationTimeout(f"no result after {timeout:.0f} s") from None
+                raise self._overdue(flight, timeout) from None
         flight.future.add_done_callback(lambda _f: ticket._wake.set())
         ticket._wake.wait(timeout)
         if ticket.cancelled:
             raise Cancelled("this waiter left the run")
         if not flight.future.done():
-            raise GenerationTimeout(f"no result after {timeout:.0f} s")
+            raise self._overdue(flight, timeout)
         return flight.future.result()
+
+    @staticmethod
+    def _overdue(flight: _Flight, timeout: float) -> GenerationTimeout:
+        with flight.lock:
+            prompt_id, backend = flight.prompt_id, flight.backend
+        where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
+        return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
+                                 "in the background", {"prompt_id": prompt_id})
 
     def _leave(self, flight: _Flight, token: object, abort: bool) -> None:
         """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
@@ -265,13 +294,10 @@ class Generator:
 
     @staticmethod
     def _stop(flight: _Flight, prompt_id: str) -> None:
-        """Dequeue the prompt if pending, interrupt it if running (only this prompt)."""
+        """Dequeue the prompt if pending, interrupt it if running (only this prompt); durable, so a
+        ComfyUI that cannot be told now is told when it answers again."""
         assert flight.backend is not None
-        try:
-            flight.backend.delete_from_queue([prompt_id])
-            flight.backend.interrupt(prompt_id)
-        except LinkPixError as exc:
-            log.warning("could not stop prompt %s: %s", prompt_id, exc.message)
+        flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[_Flight, bool]:
         with self._lock:
@@ -283,40 +309,23 @@ class Generator:
             if len(self._flights) >= limit:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
-            flight = self._flights[key] = _Flight(key, backend=self._backend())
+            flight = self._flights[key] = _Flight(key)
             flight.waiters.add(token)
             self.runs_started += 1
             return flight, True
 
-    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None) -> None:
+    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None,
+             backend_name: str | None = None) -> None:
         started = time.monotonic()
-        reattached = prompt_id is not None
-        backend = flight.backend
-        assert backend is not None
+        deadline = started + self._timeout()
         try:
-            if prompt_id is None:
-                for upload in job.uploads:
-                    backend.upload_image(upload.data, upload.name, overwrite=True)
-                if flight.aborted:
-                    raise Cancelled("every waiter left before the prompt was submitted")
-                prompt_id = backend.submit(job.graph)
-            with flight.lock:
-                flight.prompt_id = prompt_id
-                aborted = flight.aborted
-            if aborted:  # the last waiter left while we were submitting
-                self._stop(flight, prompt_id)
-            flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.base_url}))
-            if reattached:
-                self._until_dequeued(prompt_id, started + self._timeout(), flight)
-            remaining = max(0.0, self._timeout() - (time.monotonic() - started))
-            entry = backend.wait(prompt_id, remaining, flight.emit)
-            outputs = backend.images(prompt_id, entry)
-            if not outputs:
-                raise ExecutionFailed("the workflow finished without producing an image; "
-                                      "does it end in a SaveImage or PreviewImage node?")
-            output = outputs[0]
-            meta = self._meta(job, output, backend.base_url, time.monotonic() - started)
-            flight.future.set_result((output, meta))
+            if prompt_id is not None:
+                backend = self._pool.client(backend_name or "")
+                self._pool.reserve(backend)
+                result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            else:
+                result = self._run(flight, job, deadline, started)
+            flight.future.set_result(result)
         except LinkPixError as exc:
             flight.future.set_exception(exc)
         except Exception as exc:  # unexpected: keep the waiters from hanging, keep the trace in the log
@@ -328,21 +337,92 @@ class Generator:
                     del self._flights[flight.key]
             self._report(flight, job, time.monotonic() - started)
 
-    def _until_dequeued(self, prompt_id: str, deadline: float, flight: _Flight) -> None:
-        """Wait until a re-attached prompt has left ComfyUI's queue (then `wait` reads its history)."""
-        while time.monotonic() < deadline and not flight.aborted:
+    def _run(self, flight: _Flight, job: RenderedJob, deadline: float,
+             started: float) -> tuple[OutputImage, dict[str, Any]]:
+        """Attempts on the pool's backends until one gives the image (see the module docstring)."""
+        tried: list[Backend] = []
+        failovers = 0
+        submitted: str | None = None
+        queued_somewhere = False
+        failure: BackendUnavailable | None = None
+        resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
+        while True:
+            if resume is not None:
+                backend, prompt_id = resume
+                self._pool.reserve(backend)
+            else:
+                prompt_id = None
+                try:
+                    backend = self._pool.choose(job.graph, exclude=tried)
+                except BackendUnavailable:
+                    if failure is None:
+                        raise
+                    if isinstance(failure, NoBackend) or queued_somewhere:
+                        raise failure from None  # the backend's own words say more than "no other one"
+                    raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
             try:
-                if flight.backend.queue_position(prompt_id) is None:  # type: ignore[union-attr]
-                    return
-            except LinkPixError:
-                return  # unreachable: let `wait` judge, with its own grace period
-            time.sleep(REATTACH_POLL)
+                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+            except ClientClosed:
+                raise  # LinkPix is shutting down (or dropped the backend): a run elsewhere would be orphaned
+            except BackendUnavailable as exc:
+                with flight.lock:
+                    submitted, aborted = flight.prompt_id, flight.aborted
+                queued_somewhere = queued_somewhere or submitted is not None
+                if aborted or time.monotonic() >= deadline:
+                    raise
+                if submitted is not None and failovers >= self._failover_retries():
+                    raise
+                failure, resume = exc, None
+                frozen = isinstance(exc, BackendNotAnswering)
+                if submitted is not None and frozen and not self._pool.can_run(job.graph, [*tried, backend]):
+                    resume = (backend, submitted)  # nowhere else to go: wait for it, until the timeout
+                    continue
+                tried.append(backend)
+                if submitted is not None:
+                    failovers += 1
+                    if not isinstance(exc, PromptLost):
+                        backend.stop(submitted, "its run failed over to another backend")
+                log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
+
+    def _attempt(self, flight: _Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
+                 prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
+        """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
+        reattached = prompt_id is not None and not resumed
+        with flight.lock:
+            flight.backend, flight.prompt_id = backend, prompt_id
+        began, error = time.monotonic(), None
+        try:
+            if prompt_id is None:
+                for upload in job.uploads:
+                    backend.upload_image(upload.data, upload.name, overwrite=True)
+                if flight.aborted:
+                    raise Cancelled("every waiter left before the prompt was submitted")
+                prompt_id = backend.submit(job.graph)
+                with flight.lock:
+                    flight.prompt_id = prompt_id
+                    aborted = flight.aborted
+                if aborted:  # the last waiter left while we were submitting
+                    self._stop(flight, prompt_id)
+            if not resumed:
+                flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
+            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
+                                 reattach=reattached, budget=deadline - started)
+            outputs = backend.images(prompt_id, entry)
+            if not outputs:
+                raise ExecutionFailed("the workflow finished without producing an image; "
+                                      "does it end in a SaveImage or PreviewImage node?")
+            return outputs[0], self._meta(job, outputs[0], backend.name, time.monotonic() - started)
+        except LinkPixError as exc:
+            error = exc
+            raise
+        finally:
+            self._pool.finished(backend, time.monotonic() - began, error)
 
     @staticmethod
-    def _meta(job: RenderedJob, output: OutputImage, backend_url: str, seconds: float) -> dict[str, Any]:
+    def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
         width, height = image_size(output.data)
         return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
                 "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-                "width": width, "height": height, "backend": backend_url,
+                "width": width, "height": height, "backend": backend,
                 "prompt_id": output.prompt_id, "comfy_filename": output.filename,
                 "generation_ms": round(seconds * 1000)}

@@ -72,10 +72,12 @@ class Resolver:
     """Turns requests into rendered jobs against the current files; see the module docstring."""
 
     def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
-                 object_info: Callable[[], dict | None]) -> None:
+                 object_info: Callable[[], dict | None],
+                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._config = config
         self._store = store
         self._object_info = object_info
+        self._check_graph = check_graph  # the pool's: a model file no backend has, naming who has what
         self._lock = threading.Lock()
         self._cache: dict[Any, tuple[Any, Any]] = {}  # kind/name -> (stamp, derived object)
         self._watching: LoadedConfig | None = None
@@ -196,6 +198,8 @@ class Resolver:
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
+        if self._check_graph is not None:
+            self._check_graph(graph)
         info = self._info()
         if info:
             check_models(graph, template.name, registry, info)

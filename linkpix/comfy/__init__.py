@@ -1,11 +1,13 @@
 """Talk to ComfyUI: `ComfyClient.run(graph, timeout)` returns the images a workflow produced.
 
-Modules: `client` (the client), `transport` (HTTP), `stream` (the websocket reader), `waiters`
-(per-prompt mailboxes), `events` (frame decoding), `failures` (error messages), `objectinfo`
-(reading /object_info).
+Modules: `client` (the client), `follow` (waiting for a prompt), `transport` (HTTP, timeouts), `health`
+(is it answering?), `keeper` (the background thread per backend), `stops` (the durable stop list),
+`stream` (the websocket reader), `waiters` (per-prompt mailboxes), `events` (frame decoding), `failures`
+(error messages), `objectinfo` (reading /object_info), `routing` (model files, merged object_info, the
+choice), `pool` (several backends: `Pool.choose(graph)`).
 """
 
-from linkpix.comfy.client import ComfyClient, PromptLost
+from linkpix.comfy.client import ClientClosed, ComfyClient, PromptLost
 from linkpix.comfy.events import Event, OutputImage
 
-__all__ = ["ComfyClient", "Event", "OutputImage", "PromptLost"]
+__all__ = ["ClientClosed", "ComfyClient", "Event", "OutputImage", "PromptLost"]

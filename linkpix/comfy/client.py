@@ -1,9 +1,9 @@
-"""`ComfyClient`: submit a workflow to one ComfyUI, follow it, and collect its images.
+"""`ComfyClient`: submit a workflow to one ComfyUI, follow it (`follow.py`), and collect its images.
 
-Completion is `executing {node: null}` for the prompt, and outputs always come from /history (reference
-§8.6): the socket says *when*, history says *what*. Whatever the socket misses (a drop, a restart, a
-newer server that stops sending the terminator) is made good by reading /history and /queue, which is
-the only truth that survives a reconnect.
+A frozen ComfyUI must never hold a caller for long: control calls have a short timeout, a backend known
+to be frozen refuses new work at once (`health.py`), and a prompt that must stop but could not be
+stopped (a timeout, a cancel, a submit whose answer never came) goes to the durable stop list, which the
+backend's keeper drains until ComfyUI confirms (`stops.py`, `keeper.py`).
 """
 
 from __future__ import annotations
@@ -15,46 +15,60 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
 
 from linkpix.comfy import objectinfo
-from linkpix.comfy.events import TERMINAL_EVENTS, Event, OutputImage
-from linkpix.comfy.failures import raise_for_history, workflow_rejected
+from linkpix.comfy.events import Event, OutputImage
+from linkpix.comfy.failures import workflow_rejected
+from linkpix.comfy.follow import ClientClosed, Follower, PromptLost
+from linkpix.comfy.health import Health
+from linkpix.comfy.keeper import Keeper
+from linkpix.comfy.stops import StopList
 from linkpix.comfy.stream import EventStream
-from linkpix.comfy.transport import Transport
-from linkpix.comfy.waiters import CLOSED, DISCONNECTED, RECONNECTED, Mailbox, Mailboxes
-from linkpix.errors import BackendUnavailable, BadRequest, GenerationTimeout, WorkflowRejected
+from linkpix.comfy.transport import CONTROL_TIMEOUT, Transport, display_url, never_sent
+from linkpix.comfy.waiters import DISCONNECTED, Mailboxes
+from linkpix.errors import BackendUnavailable, BadRequest, WorkflowRejected
 
 log = logging.getLogger(__name__)
 
-TERMINAL_GRACE = 1.0  # s to wait for `executing null` after execution_success/error/interrupted
-DISCONNECTED_POLL = 0.5  # s between /history polls while the socket is down
-RECONNECT_RECHECK = 1.0  # s after a reconnect for a second look at a prompt that was still queued
-SAFETY_POLL = 10.0  # s of silence after which /history is checked even with a healthy socket
-UNREACHABLE_GRACE = 5.0  # s ComfyUI may stay unreachable during a wait before we give up
-CANCEL_GRACE = 3.0  # s to let an interrupted prompt leave the queue after a timeout
-
 EventCallback = Callable[[Event], None]
 
-
-class PromptLost(BackendUnavailable):
-    """ComfyUI no longer knows a prompt it accepted: not queued, not in history (it restarted)."""
+__all__ = ["ClientClosed", "ComfyClient", "PromptLost"]
 
 
 class ComfyClient:
-    """One ComfyUI backend: HTTP through one session, events through one websocket. Thread-safe."""
+    """One ComfyUI backend: HTTP through one session, events through one websocket. Thread-safe.
+
+    `name` is how logs, errors and /health call the backend (default: its host and port, never its
+    password); `stops` is the durable stop list shared by the pool (default: one in memory).
+    """
 
     def __init__(self, base_url: str, *, connect_timeout: float = 2.0, read_timeout: float = 30.0,
-                 object_info_ttl: float = 60.0) -> None:
-        self._http = Transport(base_url, connect_timeout, read_timeout)
+                 control_timeout: float = CONTROL_TIMEOUT, object_info_ttl: float = 60.0,
+                 name: str | None = None, stops: StopList | None = None) -> None:
+        shown = display_url(str(base_url).strip())
+        self.name = name or default_name(shown)
+        self.health = Health(f"at {shown}" if name is None else f"{name} at {shown}")
+        self._http = Transport(base_url, connect_timeout, read_timeout, control_timeout, self.health)
         self.base_url = self._http.base_url
+        self.shown_url = self._http.shown_url
+        self.control_timeout = control_timeout
         self.client_id = str(uuid.uuid4())
+        self.connect_timeout = connect_timeout
         self._mailboxes = Mailboxes()
-        self._stream = EventStream(self.base_url, self.client_id, self._mailboxes, connect_timeout)
+        # A frozen backend keeps its websocket open and silent: waiters look at /history at once instead of
+        # at their next safety poll, so a run fails over (or times out) without waiting for it.
+        self.health.on_down = lambda: self._mailboxes.broadcast(DISCONNECTED)
+        self._stream = EventStream(self.base_url, self.client_id, self._mailboxes, connect_timeout,
+                                   self.health, self.shown_url)
+        self._follower = Follower(self)
         self._object_info_ttl = object_info_ttl
         self._object_info: tuple[float, dict[str, Any]] | None = None
         self._object_info_lock = threading.Lock()
+        self._own_stops = stops is None
+        self.stops = stops if stops is not None else StopList(None)
         self._closed = False
+        self.keeper = Keeper(self)
+        self.keeper.start()
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -65,10 +79,31 @@ class ComfyClient:
     def __repr__(self) -> str:
         return f"ComfyClient({self.base_url!r})"
 
+    @staticmethod
+    def shown(url: str) -> str:
+        """A URL as logs and messages show it: without user and password."""
+        return display_url(url)
+
+    @property
+    def transport(self) -> Transport:
+        return self._http
+
+    @property
+    def stream(self) -> EventStream:
+        return self._stream
+
+    @property
+    def mailboxes(self) -> Mailboxes:
+        return self._mailboxes
+
     @property
     def queue_remaining(self) -> int | None:
-        """ComfyUI's queue size (pending + running) from its last `status` message, if any yet."""
-        return self._stream.queue_remaining
+        """ComfyUI's queue size (pending + running): the newer of its last `status` message and the
+        keeper's last probe (None before either)."""
+        stream, keeper = self._stream, self.keeper
+        if stream.queue_remaining is None or (keeper.queue_remaining is not None and keeper.queue_at > stream.queue_at):
+            return keeper.queue_remaining
+        return stream.queue_remaining
 
     @property
     def server_features(self) -> dict[str, Any]:
@@ -80,13 +115,15 @@ class ComfyClient:
     def submit(self, graph: dict[str, Any], *, prompt_id: str | None = None, front: bool = False) -> str:
         """Queue an API-format graph and return its prompt id.
 
-        The id is chosen here, and the prompt's mailbox opened, before the POST: a prompt that is
-        fully cached can finish before the POST even returns.
+        The id is chosen here, as a canonical lowercase UUID (newer ComfyUI requires one), and the
+        prompt's mailbox opened, before the POST: a prompt that is fully cached can finish before the POST
+        even returns, and a POST whose answer never came can still be found and removed by its id.
         """
         self._check_open()
+        self._http.check_usable()
         if not isinstance(graph, dict):
             raise WorkflowRejected(f"a workflow must be a JSON object of nodes, not {type(graph).__name__}")
-        prompt_id = str(prompt_id) if prompt_id is not None else str(uuid.uuid4())
+        prompt_id = canonical_prompt_id(prompt_id)
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if front:
             body["front"] = True
@@ -98,8 +135,13 @@ class ComfyClient:
         if not self._stream.start():
             box.fresh = True  # posted while the socket is down: its events may never come
         try:
-            response = self._http.request("POST", "/prompt", data=payload,
-                                          headers={"Content-Type": "application/json"})
+            try:
+                response = self._http.request("POST", "/prompt", data=payload, control=True,
+                                              headers={"Content-Type": "application/json"})
+            except BackendUnavailable as exc:
+                if not never_sent(exc):  # ComfyUI may queue it yet: have it removed when it answers
+                    self.stop(prompt_id, "its submit got no answer", unconfirmed=True, now=False)
+                raise
             if response.status_code == 400:
                 try:
                     answer: Any = response.json()
@@ -117,42 +159,36 @@ class ComfyClient:
             raise
         if isinstance(answer, dict) and answer.get("node_errors"):
             log.warning("ComfyUI at %s queued prompt %s but dropped outputs that failed validation: %s",
-                        self.base_url, prompt_id, workflow_rejected(answer, 200).message)
+                        self.shown_url, prompt_id, workflow_rejected(answer, 200).message)
         queued_id = answer.get("prompt_id") if isinstance(answer, dict) else None
         if queued_id is not None and str(queued_id) != prompt_id:  # a server that ignores our id
-            log.warning("ComfyUI at %s renamed prompt %s to %s", self.base_url, prompt_id, queued_id)
+            log.warning("ComfyUI at %s renamed prompt %s to %s", self.shown_url, prompt_id, queued_id)
             self._mailboxes.discard(prompt_id)
             prompt_id = str(queued_id)
             self._mailboxes.open(prompt_id).fresh = True  # its first events went to the old id
         return prompt_id
 
-    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None) -> dict[str, Any]:
+    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
+             reattach: bool = False, budget: float | None = None) -> dict[str, Any]:
         """Wait for a prompt to finish and return its history entry.
 
         Raises ExecutionFailed / Interrupted as the history records, BackendUnavailable if ComfyUI
-        lost the prompt or stayed unreachable, GenerationTimeout after `timeout` seconds (the prompt is
-        then interrupted or removed from the queue).
+        lost the prompt (PromptLost) or stayed unreachable for a few seconds, GenerationTimeout after
+        `timeout` seconds (the prompt is then stopped, or left in the stop list: `Follower.give_up`).
+        `reattach`: the prompt was submitted by another client (a LinkPix before a restart); its events
+        are followed under that client's id, so its progress is seen. `budget`: the run's whole timeout,
+        for the message, when this wait has only what is left of it.
         """
-        return self._wait(prompt_id, time.monotonic() + timeout, timeout, on_event)
+        self._check_open()
+        return self._follower.wait(prompt_id, time.monotonic() + timeout, budget or timeout, on_event, reattach)
 
     def run(self, graph: dict[str, Any], timeout: float,
             on_event: EventCallback | None = None) -> list[OutputImage]:
         """Submit, wait, and fetch the images: SaveImage ("output") ones, else PreviewImage ("temp")."""
         deadline = time.monotonic() + timeout
         prompt_id = self.submit(graph)
-        return self.images(prompt_id, self._wait(prompt_id, deadline, timeout, on_event))
-
-    def _wait(self, prompt_id: str, deadline: float, timeout: float,
-              on_event: EventCallback | None) -> dict[str, Any]:
         self._check_open()
-        self._stream.start()
-        box = self._mailboxes.claim(prompt_id)
-        try:
-            entry = self._follow(box, deadline, timeout, on_event)
-        finally:
-            self._mailboxes.release(box)
-        raise_for_history(entry, prompt_id)
-        return entry
+        return self.images(prompt_id, self._follower.wait(prompt_id, deadline, timeout, on_event))
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]:
         """Download the images a history entry lists, in node order then image order."""
@@ -176,125 +212,40 @@ class ComfyClient:
                            prompt_id=prompt_id,
                            content_type=response.headers.get("Content-Type", "application/octet-stream"))
 
-    def _follow(self, box: Mailbox, deadline: float, timeout: float,
-                on_event: EventCallback | None) -> dict[str, Any]:
-        """Read the prompt's events until its history entry exists; the heart of `wait`.
+    def stop(self, prompt_id: str, reason: str, *, unconfirmed: bool = False, now: bool = True) -> None:
+        """Make sure `prompt_id` leaves ComfyUI (dequeued if pending, interrupted if running).
 
-        /history is read when the socket says the prompt is over, after a reconnect, shortly after a
-        terminal event not followed by `executing null`, often while the socket is down, and now and
-        then anyway (SAFETY_POLL), so no completion depends on a single message arriving.
+        Recorded in the durable stop list first; with `now`, one quick try follows at once unless the
+        backend is known to be frozen. The keeper retries until ComfyUI confirms, so this never waits
+        long and never forgets. `unconfirmed`: the submit got no answer, ComfyUI may queue it later.
         """
-        prompt_id = box.prompt_id
-        now = time.monotonic()
-        next_check = now if box.fresh or not self._stream.connected else now + SAFETY_POLL
-        unreachable_since: float | None = None
-        hurry = False  # the prompt is known to be over: poll briskly
-        recheck = False  # just reconnected: look once more soon, in case a restart raced with us
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return self._give_up(prompt_id, timeout)
-            event = box.get(min(deadline, next_check) - now)
-            if event is not None and not event.type.startswith("_") and on_event is not None:
-                _notify(on_event, event)
-            if event is None or event.type == RECONNECTED or event.is_completion:
-                hurry = hurry or (event is not None and event.is_completion)
-                recheck = event is not None and event.type == RECONNECTED
-                try:
-                    entry = self._reconcile(prompt_id)
-                    unreachable_since = None
-                except PromptLost:
-                    raise
-                except BackendUnavailable:
-                    unreachable_since = unreachable_since or time.monotonic()
-                    if time.monotonic() - unreachable_since > UNREACHABLE_GRACE:
-                        raise
-                    entry = None
-                if entry is not None:
-                    return entry
-                brisk = hurry or unreachable_since is not None or not self._stream.connected
-                pace = DISCONNECTED_POLL if brisk else RECONNECT_RECHECK if recheck else SAFETY_POLL
-                next_check = time.monotonic() + pace
-            elif event.type == CLOSED:
-                raise BackendUnavailable(f"the client for ComfyUI at {self.base_url} was closed while "
-                                         f"waiting for prompt {prompt_id}")
-            elif event.type == DISCONNECTED:
-                next_check = min(next_check, now + DISCONNECTED_POLL)
-            elif event.type in TERMINAL_EVENTS:  # `executing null` should follow; poll if it does not
-                hurry = True
-                next_check = min(next_check, now + TERMINAL_GRACE)
-
-    def _history_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        answer = self._http.json("GET", f"/history/{quote(prompt_id, safe='')}")
-        entry = answer.get(prompt_id) if isinstance(answer, dict) else None
-        return entry if isinstance(entry, dict) else None
-
-    def _reconcile(self, prompt_id: str) -> dict[str, Any] | None:
-        """The history entry if the prompt finished, None if it is still queued; raise if it vanished.
-
-        History is read again after the queue so that a prompt finishing between the two reads is
-        not mistaken for a lost one (ComfyUI moves it from queue to history atomically).
-        """
-        entry = self._history_entry(prompt_id)
-        if entry is not None:
-            return entry
-        if self.queue_position(prompt_id) is not None:
-            return None
-        entry = self._history_entry(prompt_id)
-        if entry is not None:
-            return entry
-        raise PromptLost(f"ComfyUI at {self.base_url} lost prompt {prompt_id} (did it restart?)",
-                         {"url": self.base_url, "prompt_id": prompt_id})
-
-    def _give_up(self, prompt_id: str, timeout: float) -> dict[str, Any]:
-        """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise.
-
-        A prompt that finished by itself just as time ran out is not stopped: its entry is returned
-        and judged like any other.
-        """
-        end = time.monotonic() + CANCEL_GRACE
-        acted, outcome = False, "it could not be stopped"
-        try:
-            while time.monotonic() < end:
-                queue = self.queue()
-                if prompt_id in queue["running"]:
-                    if outcome != "it was interrupted":
-                        self.interrupt(prompt_id)
-                    acted, outcome = True, "it was interrupted"
-                elif prompt_id in queue["pending"]:
-                    self.delete_from_queue([prompt_id])
-                    acted, outcome = True, "it was removed from the queue"
-                else:
-                    break
-                time.sleep(0.05)
-            else:
-                outcome = "it was asked to stop but is still in the queue"
-            entry = None if acted else self._history_entry(prompt_id)
-        except BackendUnavailable as exc:
-            entry, outcome = None, f"stopping it failed: {exc.message}"
-        if entry is not None:
-            return entry
-        raise GenerationTimeout(f"ComfyUI at {self.base_url} did not finish prompt {prompt_id} within "
-                                f"{timeout:g} s; {outcome}", {"prompt_id": prompt_id})
+        self.stops.add(self.base_url, prompt_id, reason, unconfirmed=unconfirmed)
+        if now and not self.health.frozen and not self._closed:
+            try:
+                self.delete_from_queue([prompt_id])
+                self.interrupt(prompt_id)
+            except BackendUnavailable as exc:
+                log.info("could not stop prompt %s yet (%s); it stays in the stop list", prompt_id, exc.message)
+        self.keeper.wake()
 
     # --- queue control ------------------------------------------------------------------------
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt `prompt_id` if it is the running prompt; with no id, whatever is running."""
         body = {"prompt_id": prompt_id} if prompt_id is not None else {}
-        response = self._http.post_json("/interrupt", body)
+        response = self._http.post_json("/interrupt", body, control=True)
         if response.status_code != 200:
             raise self._http.unexpected(response)
 
     def delete_from_queue(self, ids: Iterable[str]) -> None:
         """Remove pending prompts (running ones need `interrupt`); unknown ids are ignored."""
-        response = self._http.post_json("/queue", {"delete": [str(i) for i in ids]})
+        response = self._http.post_json("/queue", {"delete": [str(i) for i in ids]}, control=True)
         if response.status_code != 200:
             raise self._http.unexpected(response)
 
     def queue(self) -> dict[str, list[str]]:
         """`{"running": [ids], "pending": [ids]}`, pending sorted in run order (the server's is a heap)."""
-        answer = self._http.json("GET", "/queue")
+        answer = self._http.json("GET", "/queue", control=True)
         answer = answer if isinstance(answer, dict) else {}
 
         def items(key: str) -> list[list[Any]]:
@@ -342,24 +293,38 @@ class ComfyClient:
 
     def system_stats(self) -> dict[str, Any]:
         """ComfyUI's versions and devices (GET /system_stats)."""
-        return self._http.json("GET", "/system_stats")
+        return self._http.json("GET", "/system_stats", control=True)
 
     def ping(self) -> bool:
         """Whether ComfyUI answers at all; never raises."""
         try:
-            response = self._http.request("GET", "/prompt")
+            response = self._http.request("GET", "/prompt", control=True)
         except BackendUnavailable:
             return False
         return response.status_code == 200
 
     def object_info(self, refresh: bool = False) -> dict[str, Any]:
-        """GET /object_info, cached for `object_info_ttl` seconds (0.5 MB, computed live by ComfyUI)."""
+        """GET /object_info, cached for `object_info_ttl` seconds (0.5 MB, computed live by ComfyUI).
+
+        While the backend is known to be frozen, a cached answer is returned however old it is.
+        """
         with self._object_info_lock:
             cached = self._object_info
+            if cached is not None and self.health.frozen:
+                return cached[1]
             if refresh or cached is None or time.monotonic() - cached[0] > self._object_info_ttl:
                 info = self._http.json("GET", "/object_info")
                 cached = self._object_info = (time.monotonic(), info if isinstance(info, dict) else {})
             return cached[1]
+
+    def cached_object_info(self) -> dict[str, Any] | None:
+        """The last object_info answer, without asking ComfyUI (None before the first)."""
+        cached = self._object_info
+        return cached[1] if cached is not None else None
+
+    def object_info_stale(self) -> bool:
+        cached = self._object_info
+        return cached is None or time.monotonic() - cached[0] > self._object_info_ttl
 
     def checkpoints(self) -> list[Any]:
         return objectinfo.named_choices(self.object_info(), "checkpoints")
@@ -381,21 +346,32 @@ class ComfyClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendUnavailable(f"the client for ComfyUI at {self.base_url} is closed")
+            raise ClientClosed(f"the client for ComfyUI at {self.shown_url} is closed")
 
     def close(self) -> None:
-        """Stop the reader thread, close the socket and the HTTP session. Idempotent."""
+        """Stop the keeper and the reader threads, close the sockets and the HTTP session. Idempotent."""
         self._closed = True
+        self.keeper.close()
         self._stream.close()
+        self._follower.close()
         self._http.close()
+        if self._own_stops:
+            self.stops.close()
 
 
-def _notify(on_event: EventCallback, event: Event) -> None:
-    """Call the caller's callback; its failure is logged, never allowed to lose the run."""
+def default_name(shown_url: str) -> str:
+    """`host:port[/path]` of a URL already stripped of credentials: a readable, stable backend name."""
+    return shown_url.split("://", 1)[-1]
+
+
+def canonical_prompt_id(prompt_id: str | None) -> str:
+    """A new prompt id, or the given one as a canonical lowercase UUID (BadRequest if it is none)."""
+    if prompt_id is None:
+        return str(uuid.uuid4())
     try:
-        on_event(event)
-    except Exception:
-        log.exception("on_event callback failed for %s event", event.type)
+        return str(uuid.UUID(str(prompt_id)))
+    except ValueError:
+        raise BadRequest(f"prompt id {prompt_id!r} is not a UUID") from None
 
 
 def _number(value: Any) -> float:

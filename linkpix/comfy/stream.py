@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import websocket
@@ -19,6 +20,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_ev
 from tenacity.wait import wait_exponential_jitter
 
 from linkpix.comfy.events import PROMPT_EVENTS, Event, decode_binary_frame, parse_text_frame
+from linkpix.comfy.health import Health
 from linkpix.comfy.waiters import CLOSED, DISCONNECTED, RECONNECTED, Mailboxes
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,12 @@ FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": 
 class EventStream:
     """Reads ComfyUI's websocket on a daemon thread and delivers events to `mailboxes`."""
 
-    def __init__(self, base_url: str, client_id: str, mailboxes: Mailboxes, connect_timeout: float) -> None:
+    def __init__(self, base_url: str, client_id: str, mailboxes: Mailboxes, connect_timeout: float,
+                 health: Health | None = None, shown_url: str | None = None) -> None:
         scheme, rest = base_url.split("://", 1)
         self.ws_url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={client_id}"
-        self.base_url = base_url
+        self.base_url = shown_url or base_url  # for logs: never a password
+        self._health = health
         self._mailboxes = mailboxes
         self._connect_timeout = connect_timeout
         self._closed = threading.Event()
@@ -45,6 +49,7 @@ class EventStream:
         self._failures = 0  # consecutive failed connection attempts
         self._attempted = False  # a first connection attempt has finished (either way)
         self.queue_remaining: int | None = None
+        self.queue_at = 0.0  # monotonic time of `queue_remaining`
         self.server_features: dict[str, Any] = {}
 
     @property
@@ -68,8 +73,9 @@ class EventStream:
                                 timeout=2 * self._connect_timeout + 0.5)
             return self._connected
 
-    def close(self) -> None:
-        """Stop the reader thread and close the socket; waiters are told with a CLOSED signal."""
+    def close(self, broadcast: bool = True) -> None:
+        """Stop the reader thread and close the socket; waiters are told with a CLOSED signal (unless
+        this is a second socket of the client, whose waiters go on with the first)."""
         self._closed.set()
         with self._cond:
             ws = self._ws
@@ -79,7 +85,8 @@ class EventStream:
             _shutdown(ws)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self._connect_timeout + 2.0)
-        self._mailboxes.broadcast(CLOSED)
+        if broadcast:
+            self._mailboxes.broadcast(CLOSED)
 
     # --- reader thread ---------------------------------------------------------------------
 
@@ -100,6 +107,8 @@ class EventStream:
         with self._cond:
             self._ws, self._connected, self._failures, self._attempted = ws, True, 0, True
             self._cond.notify_all()
+        if self._health is not None:
+            self._health.answered()
         if self._closed.is_set():
             _shutdown(ws)
             return False
@@ -196,7 +205,7 @@ class EventStream:
             status = event.data.get("status")
             exec_info = status.get("exec_info") if isinstance(status, dict) else None
             if isinstance(exec_info, dict) and isinstance(exec_info.get("queue_remaining"), int):
-                self.queue_remaining = exec_info["queue_remaining"]
+                self.queue_remaining, self.queue_at = exec_info["queue_remaining"], time.monotonic()
         elif event.type == "feature_flags":
             self.server_features = dict(event.data)
         elif event.type in PROMPT_EVENTS:

@@ -21,10 +21,10 @@ from ..errors import ConfigError
 from ..storage.jsonstore import JsonStore
 
 # The keys the Settings form edits, in display order. Everything else in config.json is kept as it is.
-EDITABLE = ("comfyui_url", "timeout", "image_format", "workflow_path", "max_pixels", "cache_max_mb",
-            "cache_max_age_days", "error_images", "network_access")
+EDITABLE = ("comfyui_url", "comfyui_urls", "timeout", "image_format", "workflow_path", "max_pixels",
+            "cache_max_mb", "cache_max_age_days", "error_images", "network_access")
 # The running API reads these at start only; saving them is fine, but they apply after a restart.
-# (comfyui_url and the cache limits apply live: the API swaps its ComfyUI client and cache limits on reload.)
+# (The backends and the cache limits apply live: the API's pool adds and retires backends on reload.)
 RESTART_KEYS = frozenset({"network_access", "api_port", "web_port", "threads", "job_workers"})
 
 
@@ -50,16 +50,56 @@ def save_settings(store: JsonStore, path: Path, changes: Mapping[str, Any]) -> l
         if not isinstance(current, dict):
             raise ConfigError(f"{path.name} must hold a JSON object of settings; fix it by hand first")
         new = {**current, **changes}
-        after = validate(new)
+        after = validate(new).model_dump(mode="json")
         for key in changes:
-            value = getattr(after, key)
-            new[key] = value  # the normalised value (a URL without its trailing /)
+            value = after[key]
+            new[key] = value  # the normalised value (a URL without its trailing /), as JSON
             if current.get(key, Settings.model_fields[key].get_default(call_default_factory=True)) != value:
                 changed.append(key)
         return new if changed else current
 
     store.update(path, merge, default={})
     return changed
+
+
+BACKEND_OPTIONS = ("name", "weight", "max_queue", "tags")
+
+
+def backends_text(backends: list[Any]) -> str:
+    """`comfyui_urls` as the Settings form shows it: one backend per line, `URL name=gpu1 weight=2 ...`."""
+    lines = []
+    for entry in backends or []:
+        entry = entry if isinstance(entry, Mapping) else {"url": str(entry)}
+        parts = [str(entry.get("url", ""))]
+        for key in BACKEND_OPTIONS:
+            value = entry.get(key)
+            if key == "tags" and value:
+                parts.append(f"tags={','.join(value)}")
+            elif key == "name" and value:
+                parts.append(f"name={value}")
+            elif key in ("weight", "max_queue") and value not in (None, 1, 1.0, 0):
+                parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+        lines.append(" ".join(parts))
+    return "\n".join(lines)
+
+
+def parse_backends(text: str) -> list[dict[str, Any]]:
+    """The form's lines back into `comfyui_urls` entries; ConfigError naming the line that is wrong
+    (values are then checked by the Settings model like any other)."""
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        entry: dict[str, Any] = {"url": words[0]}
+        for word in words[1:]:
+            key, sep, value = word.partition("=")
+            if not sep or key not in BACKEND_OPTIONS:
+                raise ConfigError(f"backends, line {number}: {word!r} is not one of "
+                                  f"{', '.join(k + '=...' for k in BACKEND_OPTIONS)}")
+            entry[key] = [t for t in value.split(",") if t] if key == "tags" else value
+        out.append(entry)
+    return out
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:

@@ -1,7 +1,9 @@
-"""The Monitor tab: ComfyUI's health and queue, system stats, recent requests, cache per user, jobs.
+"""The Monitor tab: each ComfyUI backend's health and queue, system stats, recent requests, cache per user,
+jobs.
 
 It refreshes itself every few seconds (gr.Timer) while the page is open. Every figure is read, never
-changed: the API's /health and /jobs, ComfyUI's /system_stats, and the cache folder on disk.
+changed: the API's /health (one row per backend, GPUs included) and /jobs, ComfyUI's /system_stats, and
+the cache folder on disk.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
 RECENT_COLUMNS = ["time", "request", "user", "status", "cache / error", "ms"]
 CACHE_COLUMNS = ["user", "images", "size"]
-GPU_COLUMNS = ["device", "type", "memory", "used", "total"]
+GPU_COLUMNS = ["backend", "device", "type", "memory", "used", "total"]
+BACKEND_COLUMNS = ["backend", "state", "queue", "LinkPix runs", "failed", "mean s", "last model", "last error", "URL"]
 
 
 def _clock(ts: Any) -> str:
@@ -34,12 +37,15 @@ def health_markdown(health: dict[str, Any] | None, error: str | None) -> str:
         return f"**LinkPix API: DOWN**: {error}"
     cache = health.get("cache", {})
     lines = []
+    backends = health.get("backends") or []
+    several = f" ({health.get('backends_up', 0)} of {len(backends)} backends)" if len(backends) > 1 else ""
     if health.get("comfyui") == "reachable":
-        lines.append(f"**ComfyUI: up** `{health.get('comfyui_url')}` — version {health.get('comfyui_version') or '?'}")
+        lines.append(f"**ComfyUI: up**{several} `{health.get('comfyui_url')}` — version "
+                     f"{health.get('comfyui_version') or '?'}")
         lines.append(f"**ComfyUI queue:** {health.get('queue_running', 0)} running, "
                      f"{health.get('queue_pending', 0)} waiting")
     else:
-        lines.append(f"**ComfyUI: DOWN** `{health.get('comfyui_url')}`: {health.get('error', '')}")
+        lines.append(f"**ComfyUI: DOWN**{several} `{health.get('comfyui_url')}`: {health.get('error', '')}")
     lines.append(f"**LinkPix:** {health.get('pending_generations', 0)} generations in progress · cache "
                  f"{cache.get('hits', 0)} hits / {cache.get('misses', 0)} misses since the API started")
     return "  \n".join(lines)
@@ -50,12 +56,32 @@ def memory_kind(device: dict[str, Any]) -> str:
     return "RAM" if str(device.get("type", "")).lower() == "cpu" else "VRAM"
 
 
-def gpu_rows(stats: dict[str, Any]) -> list[list[Any]]:
+def gpu_rows(stats: dict[str, Any], backend: str = "") -> list[list[Any]]:
     rows = []
     for d in stats.get("devices", []) or []:
         total, free = d.get("vram_total") or 0, d.get("vram_free") or 0
-        rows.append([d.get("name", "?"), d.get("type", "?"), memory_kind(d),
+        rows.append([backend, d.get("name", "?"), d.get("type", "?"), memory_kind(d),
                      cachefiles.human_bytes(max(total - free, 0)), cachefiles.human_bytes(total)])
+    return rows
+
+
+def backend_rows(health: dict[str, Any] | None) -> list[list[Any]]:
+    """One row per ComfyUI backend of the pool, as /health reports it."""
+    rows = []
+    for b in (health or {}).get("backends") or []:
+        state = b.get("state", "?") + (" (leaving)" if b.get("retiring") else "")
+        rows.append([b.get("name"), state, b.get("queue") if b.get("queue") is not None else "",
+                     b.get("runs", 0), b.get("failures", 0),
+                     b.get("mean_run_seconds") if b.get("mean_run_seconds") is not None else "",
+                     b.get("last_model") or "", (b.get("last_error") or "")[:120], b.get("url")])
+    return rows
+
+
+def all_gpu_rows(health: dict[str, Any] | None) -> list[list[Any]]:
+    """Every backend's devices (from /health, which has them from each backend's /system_stats)."""
+    rows = []
+    for b in (health or {}).get("backends") or []:
+        rows.extend(gpu_rows({"devices": b.get("devices") or []}, str(b.get("name"))))
     return rows
 
 
@@ -119,7 +145,8 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
     except ApiError:
         recent = []
     root = ctx.config.output_dir
-    return (health_markdown(health, error), system_markdown(stats, stats_error), gpu_rows(stats or {}),
+    gpus = all_gpu_rows(health) if health and health.get("backends") else gpu_rows(stats or {})
+    return (health_markdown(health, error), system_markdown(stats, stats_error), backend_rows(health), gpus,
             recent_rows(recent), cache_rows(root), job_rows(jobs),
             f"Updated {time.strftime('%H:%M:%S')} · refreshes every {every:g} s")
 
@@ -130,6 +157,8 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")
+    backends = gr.Dataframe(headers=BACKEND_COLUMNS, label="ComfyUI backends", interactive=False,
+                            elem_id="lp-monitor-backends", value=[], column_count=len(BACKEND_COLUMNS))
     gpus = gr.Dataframe(headers=GPU_COLUMNS, label="Devices", interactive=False, elem_id="lp-monitor-gpus",
                         value=[], column_count=len(GPU_COLUMNS))
     with gr.Row():
@@ -141,7 +170,7 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
                         column_count=len(JOB_COLUMNS), elem_id="lp-monitor-jobs")
     gr.Markdown("Recent requests: the API's newest image links, job submissions and cancellations, "
                 "with their status, cache hit or miss (or error) and time taken.")
-    outputs = [health, system, gpus, recent, cache, jobs, updated]
+    outputs = [health, system, backends, gpus, recent, cache, jobs, updated]
     timer = gr.Timer(timer_seconds)
     timer.tick(lambda: snapshot(ctx, timer_seconds), outputs=outputs, api_visibility="private",
                show_progress="hidden")

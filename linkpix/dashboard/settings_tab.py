@@ -1,6 +1,6 @@
-"""The Settings tab's server configuration: ComfyUI URL (with a connection test), timeouts, image
-format, cache limits, network access. Saved to config.json through the store after validation; the
-API notices the change on its next request."""
+"""The Settings tab's server configuration: ComfyUI URL or several backends (with a connection test),
+timeouts, image format, cache limits, network access. Saved to config.json through the store after
+validation; the API notices the change on its next request."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from dotenv import dotenv_values
 
 from ..errors import LinkPixError
 from ..render.workflows import list_workflows
-from .configedit import check_connection, env_overrides, restart_note, save_settings, settings_in_force, validate
+from .configedit import (
+    backends_text,
+    check_connection,
+    env_overrides,
+    parse_backends,
+    restart_note,
+    save_settings,
+    settings_in_force,
+    validate,
+)
 from .context import DashboardContext
 
 NETWORK_WARNING = ("⚠️ **Network access** makes LinkPix and this dashboard listen on all interfaces: anyone "
@@ -67,6 +76,10 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
     with gr.Row():
         url = gr.Textbox(label="ComfyUI URL", scale=3, elem_id="lp-set-comfyui-url")
         test = gr.Button("Test connection", scale=1, elem_id="lp-test-connection")
+    backends = gr.Textbox(label="Several ComfyUI backends (one per line; replaces the URL above): URL "
+                                "[name=gpu1] [weight=2] [max_queue=8] [tags=sdxl,fast]", lines=3,
+                          placeholder="http://192.168.1.20:8188 name=gpu1\nhttp://192.168.1.21:8188 name=gpu2",
+                          elem_id="lp-set-backends")
     test_result = gr.Markdown(elem_id="lp-test-result")
     with gr.Row():
         timeout = gr.Number(label="Timeout (s) per generation", minimum=1, elem_id="lp-set-timeout")
@@ -83,25 +96,27 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
     save = gr.Button("Save settings", variant="primary", elem_id="lp-save-settings")
     result = gr.Markdown(elem_id="lp-settings-result")
 
-    fields = [url, timeout, fmt, workflow, max_pixels, cache_mb, cache_days, error_images, network]
-    keys = ["comfyui_url", "timeout", "image_format", "workflow_path", "max_pixels", "cache_max_mb",
-            "cache_max_age_days", "error_images", "network_access"]
+    fields = [url, backends, timeout, fmt, workflow, max_pixels, cache_mb, cache_days, error_images, network]
+    keys = ["comfyui_url", "comfyui_urls", "timeout", "image_format", "workflow_path", "max_pixels",
+            "cache_max_mb", "cache_max_age_days", "error_images", "network_access"]
 
     def load() -> tuple[Any, ...]:
         values = current_values(ctx)
         names = list_workflows(ctx.config.workflows_dir)
         out = [values[k] for k in keys]
-        out[3] = gr.update(choices=names, value=values["workflow_path"])
+        out[1] = backends_text(values["comfyui_urls"])
+        out[4] = gr.update(choices=names, value=values["workflow_path"])
         return (*out, overrides_note(ctx), in_force_rows(ctx))
 
     def on_save(*values: Any) -> str:
         changes = dict(zip(keys, values, strict=True))
         if changes["max_pixels"] is not None:
             changes["max_pixels"] = int(changes["max_pixels"])
-        missing = [k for k, v in changes.items() if v is None or v == ""]
+        missing = [k for k, v in changes.items() if (v is None or v == "") and k != "comfyui_urls"]
         if missing:
             return f"Not saved: {', '.join(missing)} must have a value."
         try:
+            changes["comfyui_urls"] = parse_backends(changes["comfyui_urls"])
             changed = save_settings(ctx.store, ctx.config_path, changes)
         except LinkPixError as exc:
             return f"Not saved: {exc.message}"
@@ -109,10 +124,17 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
             return "Nothing changed."
         return f"Saved {', '.join(changed)}. {restart_note(changed)}"
 
-    def on_test(value: str) -> str:
-        ok, text = check_connection(value)
-        return text if ok else f"**Failed:** {text}"
+    def on_test(value: str, several: str) -> str:
+        try:
+            urls = [b["url"] for b in parse_backends(several)] or [value]
+        except LinkPixError as exc:
+            return f"**Failed:** {exc.message}"
+        lines = []
+        for each in urls:
+            ok, text = check_connection(each)
+            lines.append(text if ok else f"**Failed:** {text}")
+        return "  \n".join(lines)
 
-    test.click(on_test, inputs=[url], outputs=[test_result], api_visibility="private")
+    test.click(on_test, inputs=[url, backends], outputs=[test_result], api_visibility="private")
     save.click(on_save, inputs=fields, outputs=[result], api_visibility="private")
     return [*fields, env_note, in_force], load

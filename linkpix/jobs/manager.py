@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..comfy import Event, PromptLost
+from ..comfy.pool import NoBackend
 from ..config import Settings
 from ..errors import ExecutionFailed, LinkPixError, QueueFull
 from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
@@ -50,6 +51,7 @@ from .webhooks import Schedule, Targets, WebhookSender, iso_time
 log = logging.getLogger(__name__)
 
 PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
 
 
 class Conflict(LinkPixError):
@@ -63,7 +65,8 @@ class JobManager:
     """Owns the job pool, the live progress of running jobs, and webhook delivery."""
 
     def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
-                 settings: Callable[[], Settings], queue_position: Callable[[str], int | None],
+                 settings: Callable[[], Settings],
+                 queue_position: Callable[[str, str | None], int | None],
                  webhook_targets: Callable[[], Targets] | None = None) -> None:
         self.store = store
         self._targets = webhook_targets or (lambda: Targets(tuple(settings().webhook_allow)))
@@ -90,7 +93,7 @@ class JobManager:
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
-             queue_position: Callable[[str], int | None],
+             queue_position: Callable[[str, str | None], int | None],
              webhook_targets: Callable[[], Targets] | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
@@ -165,7 +168,7 @@ class JobManager:
         body["queue_position"] = None
         if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
             try:
-                body["queue_position"] = self._queue_position(job.prompt_id)
+                body["queue_position"] = self._queue_position(job.prompt_id, job.backend)
             except LinkPixError:
                 pass  # ComfyUI unreachable: the position is unknown, the job is still there
         return body
@@ -238,7 +241,9 @@ class JobManager:
         self._end(job_id, SUCCEEDED, None)
 
     def _generate(self, job: Job, index: int, spec: RenderedJob, prompt_id: str | None) -> Outcome:
-        """One image through the generator; waits (cancellably) while the generator is at capacity."""
+        """One image through the generator; waits (cancellably) while the generator is at capacity, and
+        while no ComfyUI backend can take it (for up to `timeout` seconds: a job outlives a short outage)."""
+        waiting_since = time.monotonic()
         while True:
             ticket = Ticket()
             with self._lock:
@@ -251,9 +256,14 @@ class JobManager:
                                       "total": None, "node": None, "running": running}
             try:
                 return self.generator.generate(spec, job.user, self._listener(job.id, index), ticket=ticket,
-                                               prompt_id=prompt_id)
+                                               prompt_id=prompt_id, backend=job.backend if prompt_id else None)
             except QueueFull as exc:
                 if self._stop.wait(min(exc.retry_after, 2.0)):
+                    raise Cancelled("shutting down") from None
+            except NoBackend:
+                if time.monotonic() - waiting_since >= self._settings().timeout or ticket.cancelled:
+                    raise
+                if self._stop.wait(NO_BACKEND_RETRY):
                     raise Cancelled("shutting down") from None
 
     def _listener(self, job_id: str, index: int) -> Callable[[Event], None]:

@@ -72,10 +72,18 @@ class NodeContext:
     def wait_step(self) -> None:
         """One sampler step's worth of time; with faults.hang, wait until interrupted."""
         faults = self.run.sim.faults
-        while faults.hang:
-            self.check()
+        while faults.hang or faults.frozen.is_set():
+            if not faults.frozen.is_set():
+                self.check()
             time.sleep(0.01)
         self.sleep(float(faults.step_delay or 0.0))
+
+    def work(self, seconds: float) -> None:
+        """`seconds` of work that an interrupt stops (checked every 20 ms, like sampler steps)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.check()
+            time.sleep(min(0.02, max(0.0, end - time.monotonic())))
 
     def sleep(self, delay: float) -> None:
         """Sleep without noticing interrupts (like real work), but stop if the simulator goes away."""
@@ -84,6 +92,8 @@ class NodeContext:
             if self.run.abandoned:
                 raise Abandoned()
             time.sleep(min(0.02, max(0.0, end - time.monotonic())))
+        while self.run.sim.faults.frozen.is_set() and not self.run.abandoned:
+            time.sleep(0.01)
 
     def progress(self, value: int, total: int, preview: tuple[str, bytes] | None) -> None:
         self.check()
@@ -117,6 +127,7 @@ class PromptRun:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self.nodes: dict[str, dict[str, Any]] = {}
         self.abandoned = False
+        self.delayed = False  # the run's `run_delay` has been spent (by its first executed node)
         self._lock = threading.Lock()
 
     def add_message(self, event: str, data: dict[str, Any], broadcast: bool) -> None:
@@ -344,6 +355,9 @@ class Executor:
         if self.sim.faults.fail_class is not None and class_type == self.sim.faults.fail_class:
             raise RuntimeError(f"Simulated failure of {class_type} (LinkPix simulator fault injection)")
         ctx.sleep(float(getattr(self.sim.faults, "node_delay", 0.0) or 0.0))
+        if not ctx.run.delayed:
+            ctx.run.delayed = True
+            ctx.work(float(self.sim.faults.run_delay or 0.0))
         outputs, ui = self.runner.run(ctx, class_type, inputs, info)
         if ctx.run.abandoned:
             raise Abandoned()

@@ -93,8 +93,10 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
                        "required_frontend_version": "1.27.10", "installed_templates_version": "0.1.95",
                        "required_templates_version": "0.1.95", "python_version": sys.version,
                        "pytorch_version": "none (LinkPix simulator)", "embedded_python": False,
-                       "argv": ["linkpix-simulator", "--listen", sim.host, "--port", str(sim.port)]},
-            "devices": [{"name": "LinkPix simulator (not AI)", "type": "cpu", "index": None,
+                       "argv": ["linkpix-simulator", "--listen", sim.host, "--port", str(sim.port)]
+                       + (["--name", sim.name] if sim.name else [])},
+            "devices": [{"name": f"{sim.name + ': ' if sim.name else ''}LinkPix simulator (not AI)",
+                         "type": "cpu", "index": None,
                          "vram_total": total, "vram_free": free, "torch_vram_total": total,
                          "torch_vram_free": free}]})
 

@@ -2,7 +2,13 @@
 
 The server owns one event loop in its own thread. A `Life` holds everything ComfyUI forgets when it
 restarts (queue, history, node cache, counter, websockets); `restart()` replaces it, `pause()`/`resume()`
-only stop and restart listening on the same port so clients see "connection refused" meanwhile.
+only stop and restart listening on the same port so clients see "connection refused" meanwhile, and
+`freeze()`/`thaw()` stop the whole server as `kill -STOP` / `kill -CONT` would: connections are still
+accepted (by the kernel), nothing is answered, and whatever arrived meanwhile is handled after the thaw.
+
+Pools of simulators are told apart by `name` (in /system_stats) and by their model lists (`checkpoints`,
+`unets`, `loras`: what /object_info and /models list); `run_delay` adds seconds to every run that
+executes nodes, like a model's real work.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ class Faults:
     def __init__(self, server: SimulatorServer, step_delay: float) -> None:
         self._server = server
         self.step_delay: float = float(step_delay)
+        self.run_delay: float = 0.0  # seconds of (interruptible) work added to every run that executes nodes
         self.fail_class: str | None = None
         self.hang: bool = False
+        self.frozen = threading.Event()  # set by SimulatorServer.freeze(): node work stands still too
         # Extension: seconds of uninterruptible work added to every node that really runs (a slow
         # ImageBlur, say), so interrupts landing at node boundaries can be tested.
         self.node_delay: float = 0.0
@@ -83,8 +91,11 @@ class SimulatorServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, root: Path | None = None,
                  step_delay: float = 0.0, models: dict[str, list[str]] | None = None,
-                 preview_method: str = "auto", profile: str = DEFAULT_PROFILE) -> None:
+                 preview_method: str = "auto", *, name: str = "", checkpoints: list[str] | None = None,
+                 unets: list[str] | None = None, loras: list[str] | None = None,
+                 run_delay: float = 0.0, profile: str = DEFAULT_PROFILE) -> None:
         self.host = host
+        self.name = name
         self.profile: Profile = get_profile(profile)  # which ComfyUI it plays (profiles.py)
         self.port = int(port)
         self._own_root = root is None
@@ -92,8 +103,15 @@ class SimulatorServer:
         self.dirs = {"input": self.root / "input", "output": self.root / "output", "temp": self.root / "temp"}
         self.preview_method = preview_method
         self.faults = Faults(self, step_delay)
+        self.faults.run_delay = float(run_delay)
         self.stats = Stats()
-        self._models = models
+        models = dict(models or {})
+        for folder, files in (("checkpoints", checkpoints), ("diffusion_models", unets), ("loras", loras)):
+            if files is not None:
+                models[folder] = list(files)
+        self._models = models or None
+        self._thawed = threading.Event()
+        self._thawed.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -193,6 +211,19 @@ class SimulatorServer:
         if self._runner is None:
             self._call(self._listen())
 
+    def freeze(self) -> None:
+        """Stop answering anything, as `kill -STOP` on ComfyUI would (see the module docstring)."""
+        if self._loop is None or self.faults.frozen.is_set():
+            return
+        self._thawed.clear()
+        self.faults.frozen.set()
+        self._loop.call_soon_threadsafe(self._thawed.wait)
+
+    def thaw(self) -> None:
+        """Carry on after freeze(), handling what arrived meanwhile."""
+        self.faults.frozen.clear()
+        self._thawed.set()
+
     def restart(self) -> None:
         """Like ComfyUI restarting: drop sockets, queue, history, cache and counter; same port."""
         self._call(self._restart())
@@ -208,6 +239,7 @@ class SimulatorServer:
 
     def stop(self) -> None:
         """Close everything and join the thread; safe to call twice."""
+        self.thaw()
         with self._lock:
             if self._thread is None:
                 return

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from ..comfy import ComfyClient
 from ..config import ConfigHolder
 from ..errors import ConfigError
 from . import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
@@ -16,13 +15,12 @@ from .errors import register_error_handlers
 from .middleware import HitPath, RequestLog
 from .services import EXTENSION, Services, build_services
 
-JSON_ROUTES = r"^/(api/.*|health|openapi\.json|generate|jobs.*|uploads|edit)$"
+JSON_ROUTES = r"^/(api/.*|health|ready|openapi\.json|generate|jobs.*|uploads|edit)$"
 
 
 def create_app(config_path: str | os.PathLike[str] = "config.json", *,
-               overrides: dict[str, Any] | None = None, use_env: bool = True,
-               client: ComfyClient | None = None) -> Flask:
-    """Build the API. Tests pass `overrides` and `use_env=False`; `client` shares a ComfyUI client."""
+               overrides: dict[str, Any] | None = None, use_env: bool = True) -> Flask:
+    """Build the API. Tests pass `overrides` and `use_env=False`."""
     holder = ConfigHolder(config_path, overrides, use_env)
     settings = holder.get().settings
     if settings.threads < settings.max_pending + 8:
@@ -31,7 +29,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
                           f"stuck behind pending generations")
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    svc: Services = build_services(holder, client)
+    svc: Services = build_services(holder)
     app.extensions[EXTENSION] = svc
     guards.install(app)  # before the blueprints: routing options apply as each rule is added
     if settings.cors_origins:

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
+from ..comfy.transport import display_url
 from ..errors import BadRequest, Unauthorized
 from ..generator import Outcome
 from ..request import parse_query, validate_user
@@ -175,6 +176,9 @@ def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tupl
                ("Cache-Control", "no-store" if job.seed_is_random else IMMUTABLE),
                ("X-LinkPix-Cache", "hit" if hit else "miss"), ("X-LinkPix-Seed", str(job.seed)),
                ("X-LinkPix-Workflow", job.workflow), ("X-LinkPix-Image-Url", image.url)]
+    backend = str(image.meta.get("backend") or "")
+    if backend:  # a name; images stored before names existed recorded a URL: never show its password
+        headers.append(("X-LinkPix-Backend", display_url(backend) if "://" in backend else backend))
     if job.ignored:
         shown = job.ignored[:MAX_IGNORED_SHOWN]
         more = len(job.ignored) - len(shown)

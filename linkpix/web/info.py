@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
-from ..errors import BadRequest, LinkPixError
+from ..errors import BackendUnavailable, BadRequest
 from .auth import identify, require
 from .errors import no_store
 from .services import services
@@ -19,40 +19,79 @@ bp = Blueprint("info", __name__)
 
 @bp.get("/health")
 def health() -> Response:
-    """ComfyUI reachability, its queue, and the cache figures.
+    """ComfyUI reachability per backend, their queues, and the cache figures.
     ---
     get:
-      summary: Health of LinkPix and of the ComfyUI it uses
-      description: "With network_access on, the ComfyUI URL and the cache's users are shown only to a
-        caller with an API key."
+      summary: Health of LinkPix and of each ComfyUI backend it uses (never waits on a frozen one)
+      description: "With network_access on, the ComfyUI URLs, errors and the cache's users are shown only to
+        a caller with an API key."
       responses:
         200:
-          description: "ComfyUI is reachable"
+          description: "at least one ComfyUI backend answers"
           content: {application/json: {schema: Health}}
         503:
-          description: "ComfyUI is unreachable (error says why)"
+          description: "no ComfyUI backend answers (the body says why, per backend)"
           content: {application/json: {schema: Health}}
     """
-    svc = services()
-    body: dict[str, Any] = {"comfyui_url": svc.client.base_url, "cache": svc.cache.stats(),
-                            "pending_generations": svc.generator.pending}
-    if svc.config.settings.network_access and not identify().keyed:
+    body, status = health_body()
+    if services().config.settings.network_access and not identify().keyed:
         # Open to the network: who uses the cache, and where ComfyUI is, are for key holders only.
-        body.pop("comfyui_url")
-        body["cache"].pop("users", None)
-    try:
-        stats = svc.client.system_stats()
-        queue = svc.client.queue()
-        body.update(status="ok", comfyui="reachable",
-                    comfyui_version=stats.get("system", {}).get("comfyui_version"),
-                    queue_running=len(queue.get("running", [])),
-                    queue_pending=len(queue.get("pending", [])))
-        status = 200
-    except LinkPixError as exc:
-        body.update(status="degraded", comfyui="unreachable", error=exc.message)
-        status = 503
+        body = _redacted(body)
     resp = jsonify(body)
     resp.status_code = status
+    return no_store(resp)
+
+
+def health_body() -> tuple[dict[str, Any], int]:
+    """The whole /health document and its status, built in one place (what a caller may see of it is
+    decided by the route). Read from what the pool's keepers last learnt: it never waits on ComfyUI."""
+    svc = services()
+    svc.config_holder.get()  # a changed config.json is applied (backends, cache limits) before reporting
+    pool = svc.pool.health()
+    rows = pool["backends"]
+    live = [r for r in rows if not r["retiring"]]
+    up = [r for r in live if r["state"] == "up"]
+    first = (up or live or rows)[0]
+    body: dict[str, Any] = {"status": "ok" if up else "degraded",
+                            "comfyui": "reachable" if up else "unreachable",
+                            "comfyui_url": first["url"], "comfyui_version": first["version"],
+                            "queue_running": sum(1 for r in up if r["queue"]),
+                            "queue_pending": sum(max(0, (r["queue"] or 0) - 1) for r in up),
+                            "backends_up": len(up), "backends": rows,
+                            "cache": svc.cache.stats(), "pending_generations": svc.generator.pending}
+    if not up:
+        body["error"] = "; ".join(f"{r['name']}: {r['last_error'] or r['state']}" for r in live)
+    return body, 200 if up else 503
+
+
+def _redacted(body: dict[str, Any]) -> dict[str, Any]:
+    """/health without ComfyUI's addresses (errors name them too) and without the cache's users."""
+    body = {k: v for k, v in body.items() if k not in ("comfyui_url", "error")}
+    body["cache"] = {k: v for k, v in body["cache"].items() if k != "users"}
+    body["backends"] = [{k: v for k, v in row.items() if k not in ("url", "last_error")}
+                        for row in body["backends"]]
+    return body
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    """Whether a load balancer should send work here.
+    ---
+    get:
+      summary: Readiness for load balancers (never waits on a frozen ComfyUI)
+      responses:
+        200:
+          description: "some ComfyUI backend answers and its queue is not full"
+          content: {application/json: {schema: Ready}}
+        503:
+          description: "no backend answers, or every backend's queue is at its max_queue (Retry-After)"
+          content: {application/json: {schema: Ready}}
+    """
+    ok, reason = services().pool.ready()
+    resp = jsonify({"ready": ok, "reason": reason})
+    resp.status_code = 200 if ok else 503
+    if not ok:
+        resp.headers["Retry-After"] = "5"
     return no_store(resp)
 
 
@@ -133,12 +172,14 @@ def models() -> Response:
     """Model files, samplers and schedulers that ComfyUI offers, from its object_info.
     ---
     get:
-      summary: Checkpoints, UNETs, LoRAs, VAEs, samplers, schedulers
+      summary: Checkpoints, UNETs, LoRAs, VAEs, samplers, schedulers (of every backend together)
       responses:
         200:
           description: "lists by kind (checkpoints, unets, vaes, loras, samplers, schedulers, clips, input_images)"
           content: {application/json: {schema: ModelLists}}
         503: {description: "ComfyUI is unreachable"}
     """
-    info = services().client.object_info()
+    info = services().pool.object_info()
+    if info is None:
+        raise BackendUnavailable("no ComfyUI backend has answered yet, so its models are unknown; see /health")
     return no_store(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))

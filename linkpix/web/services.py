@@ -1,9 +1,9 @@
 """The objects one running API owns, built once by the app factory and handed to the blueprints.
 
 Nothing here is a module-level global: tests build as many independent apps as they like, each with its
-own configuration, ComfyUI client and cache. Settings the dashboard may change while the API runs
-(the ComfyUI URL, the cache limits) are applied live: the client is looked up per run, and the cache
-takes its limits from every configuration reload.
+own configuration, ComfyUI pool and cache. Settings the dashboard may change while the API runs
+(the ComfyUI backends, the cache limits) are applied live: the pool adds and retires backends on every
+configuration reload (each run keeps the backend it started on), and the cache takes its new limits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 from flask import Flask, current_app
 
 from ..comfy import ComfyClient
-from ..comfy.holder import ClientHolder
+from ..comfy.pool import Pool
+from ..comfy.stops import FILE_NAME as STOPS_FILE
+from ..comfy.stops import StopList
 from ..config import ConfigHolder, LoadedConfig, Settings
 from ..edit.editor import Editor
 from ..generator import Generator
@@ -35,7 +37,7 @@ class Services:
     config_holder: ConfigHolder
     store: JsonStore
     resolver: Resolver
-    clients: ClientHolder
+    pool: Pool
     cache: ImageCache
     generator: Generator
     memo: HitMemo
@@ -55,15 +57,16 @@ class Services:
 
     @property
     def client(self) -> ComfyClient:
-        """The ComfyUI client for the URL configured now."""
-        return self.clients.current()
+        """The first configured backend's client (for code that speaks to one ComfyUI; runs use the pool)."""
+        return self.pool.members()[0].client
 
     def close(self) -> None:
         for closer in self.closers:
             closer()
         if self.jobs is not None:
             self.jobs.close()
-        self.clients.close()
+        self.pool.close()
+        self.pool.stops.close()
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything that could change which image a URL maps to changes: the
@@ -71,41 +74,32 @@ class Services:
         return self.resolver.fingerprint()
 
 
-def build_services(holder: ConfigHolder, client: ComfyClient | None = None) -> Services:
+def build_services(holder: ConfigHolder) -> Services:
     cfg = holder.get()
     s = cfg.settings
     settings = lambda: holder.get().settings  # noqa: E731 - read at each use, so reloads apply
-    clients = ClientHolder(lambda: settings().comfyui_url, lambda: settings().timeout, client)
+    pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
+    holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, lambda: _object_info_or_none(clients.current()))
+    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
     cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
-    generator = Generator(clients.current, cache, lambda: settings().timeout, lambda: settings().max_pending,
-                          strip_metadata=lambda: settings().strips_metadata)
+    generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
+                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata)
     own_ports: set[int] = set()
     jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
-                           lambda prompt_id: clients.current().queue_position(prompt_id),
+                           lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id),
                            webhook_targets=lambda: webhook_targets(settings(), own_ports))
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    svc = Services(holder, store, resolver, clients, cache, generator, HitMemo(), jobs, editor,
-                   own_ports=own_ports)
-    return svc
+    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports)
 
 
 def webhook_targets(settings: Settings, own_ports: set[int]) -> Targets:
     """Without the Services object: the job manager resumes webhooks while it is being built."""
     return Targets(tuple(settings.webhook_allow), tuple(settings.backend_urls),
                    tuple(sorted(own_ports | {settings.api_port, settings.web_port})))
-
-
-def _object_info_or_none(client: ComfyClient) -> dict[str, Any] | None:
-    """object_info for validation, or None when ComfyUI is down (it will refuse bad values itself)."""
-    try:
-        return client.object_info()
-    except Exception:
-        return None
 
 
 def services(app: Flask | None = None) -> Services:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...comfy import Event
+from ...comfy.pool import ModelMissing
 from ...errors import ExecutionFailed, Interrupted, LinkPixError, WorkflowRejected
 from ...generator import SUBMITTED, Cancelled, Generator, Ticket
 from ...resolver import RenderedJob
@@ -280,6 +281,8 @@ def rejection_body(error: LinkPixError) -> tuple[dict[str, Any], int]:
         comfy_error = error.error if isinstance(error.error, dict) else {
             "type": "invalid_prompt", "message": error.message, "details": "", "extra_info": {}}
         return {"error": comfy_error, "node_errors": error.node_errors}, 400
+    if isinstance(error, ModelMissing):  # no backend of the pool has a model: what ComfyUI would answer
+        return error.comfyui_body, 400
     return {"error": {"type": error.code, "message": error.message, "details": "", "extra_info": {}},
             "node_errors": {}}, error.status
 

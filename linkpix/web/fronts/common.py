@@ -35,7 +35,7 @@ def backend_info(svc: Services | None = None) -> dict[str, Any] | None:
     """ComfyUI's object_info as the fronts present it (None when no backend answers)."""
     svc = svc or services()
     try:
-        return svc.client.object_info()
+        return svc.pool.object_info()  # every backend's together; never waits on a frozen one
     except LinkPixError:
         return None
 
