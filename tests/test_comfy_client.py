@@ -1,4 +1,5 @@
-"""ComfyClient against the ComfyUI simulator over real sockets: runs, failures, drops, restarts, threads."""
+"""ComfyClient against the ComfyUI simulator over real sockets: runs, failures, drops, restarts, threads;
+each test against both simulator profiles (ComfyUI 0.3.64 and today's)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from linkpix.errors import (
     Interrupted,
     WorkflowRejected,
 )
+from linkpix.simulator import SimulatorServer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,6 +49,18 @@ def png_bytes(color: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(params=["0.3.64", "current"])
+def simulator(request: pytest.FixtureRequest, tmp_path) -> Iterator[SimulatorServer]:
+    """Every test here runs against the ComfyUI of the captures and against today's (simulator profiles)."""
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.0,
+                          profile=request.param)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
 
 
 @pytest.fixture

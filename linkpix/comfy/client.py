@@ -19,6 +19,7 @@ from typing import Any
 from linkpix.comfy import objectinfo
 from linkpix.comfy.events import Event, OutputImage
 from linkpix.comfy.failures import workflow_rejected
+from linkpix.comfy.features import ServerFeatures
 from linkpix.comfy.follow import ClientClosed, Follower, PromptLost
 from linkpix.comfy.health import Health
 from linkpix.comfy.keeper import Keeper
@@ -52,6 +53,7 @@ class ComfyClient:
         self.base_url = self._http.base_url
         self.shown_url = self._http.shown_url
         self.control_timeout = control_timeout
+        self.features = ServerFeatures(self._http)  # what this server has beyond 0.3.64 (jobs routes...)
         self.client_id = str(uuid.uuid4())
         self.connect_timeout = connect_timeout
         self._mailboxes = Mailboxes()
@@ -222,8 +224,11 @@ class ComfyClient:
         self.stops.add(self.base_url, prompt_id, reason, unconfirmed=unconfirmed)
         if now and not self.health.frozen and not self._closed:
             try:
-                self.delete_from_queue([prompt_id])
-                self.interrupt(prompt_id)
+                if self.features.jobs_api():
+                    self.features.cancel(prompt_id)
+                else:
+                    self.delete_from_queue([prompt_id])
+                    self.interrupt(prompt_id)
             except BackendUnavailable as exc:
                 log.info("could not stop prompt %s yet (%s); it stays in the stop list", prompt_id, exc.message)
         self.keeper.wake()
@@ -243,8 +248,24 @@ class ComfyClient:
         if response.status_code != 200:
             raise self._http.unexpected(response)
 
+    def stop_listed(self, running: Iterable[str], pending: Iterable[str]) -> None:
+        """Stop prompts `queue()` listed: each cancelled where the server has the jobs routes, else the
+        pending ones dequeued and the running ones interrupted (by id: only if still the one running)."""
+        running, pending = list(running), list(pending)
+        if self.features.jobs_api():
+            for prompt_id in running + pending:
+                self.features.cancel(prompt_id)
+            return
+        if pending:
+            self.delete_from_queue(pending)
+        for prompt_id in running:
+            self.interrupt(prompt_id)
+
     def queue(self) -> dict[str, list[str]]:
-        """`{"running": [ids], "pending": [ids]}`, pending sorted in run order (the server's is a heap)."""
+        """`{"running": [ids], "pending": [ids]}`, pending sorted in run order (the server's is a heap).
+        From the job list where the server has one (it carries no graphs), else from /queue."""
+        if self.features.jobs_api():
+            return self.features.queue()
         answer = self._http.json("GET", "/queue", control=True)
         answer = answer if isinstance(answer, dict) else {}
 

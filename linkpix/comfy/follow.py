@@ -2,8 +2,8 @@
 
 Completion is `executing {node: null}` for the prompt, and outputs always come from /history (reference
 §8.6): the socket says *when*, history says *what*. Whatever the socket misses (a drop, a restart, a
-newer server that stops sending the terminator) is made good by reading /history and /queue, which is
-the only truth that survives a reconnect.
+newer server that stops sending the terminator) is made good by reading /history and /queue (the prompt's
+job, on servers with the jobs routes: features.py), which is the only truth that survives a reconnect.
 
 A prompt re-attached after a LinkPix restart was submitted under the old process's client id, and
 ComfyUI sends its events only to that id; the old socket died with the old process, so a socket under the
@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from linkpix.comfy.events import TERMINAL_EVENTS, Event
 from linkpix.comfy.failures import raise_for_history
+from linkpix.comfy.features import FINISHED, PENDING, RUNNING
 from linkpix.comfy.stream import EventStream
 from linkpix.comfy.waiters import CLOSED, DISCONNECTED, RECONNECTED, Mailbox
 from linkpix.errors import BackendUnavailable, GenerationTimeout
@@ -81,8 +82,15 @@ class Follower:
     # --- following a prompt submitted under another client id -------------------------------------
     def _owner_of(self, prompt_id: str) -> str | None:
         """The client id another LinkPix submitted `prompt_id` under, if ComfyUI still queues it."""
+        client = self._client
         try:
-            answer = self._client.transport.json("GET", "/queue", control=True)
+            if client.features.jobs_api():  # one job, not every queued graph
+                job = client.features.job(prompt_id) or {}
+                workflow = job.get("workflow") if isinstance(job.get("workflow"), dict) else {}
+                extra = workflow.get("extra_data") if isinstance(workflow.get("extra_data"), dict) else {}
+                owner = extra.get("client_id") if job.get("status") in (RUNNING, PENDING) else None
+                return str(owner) if owner and str(owner) != client.client_id else None
+            answer = client.transport.json("GET", "/queue", control=True)
         except BackendUnavailable:
             return None
         for key in ("queue_running", "queue_pending"):
@@ -181,7 +189,7 @@ class Follower:
         entry = self.history_entry(prompt_id)
         if entry is not None:
             return entry
-        if self._client.queue_position(prompt_id) is not None:
+        if self._still_there(prompt_id):
             return None
         entry = self.history_entry(prompt_id)
         if entry is not None:
@@ -189,6 +197,15 @@ class Follower:
         url = self._client.shown_url
         raise PromptLost(f"ComfyUI at {url} lost prompt {prompt_id} (did it restart?)",
                          {"url": url, "prompt_id": prompt_id})
+
+    def _still_there(self, prompt_id: str) -> bool:
+        """Whether ComfyUI still queues or runs the prompt: its job where the server has the jobs routes
+        (a finished job whose history we just missed counts: history is read again), else /queue."""
+        client = self._client
+        if client.features.jobs_api():
+            job = client.features.job(prompt_id)
+            return job is not None and job.get("status") not in FINISHED
+        return client.queue_position(prompt_id) is not None
 
     def give_up(self, prompt_id: str, timeout: float) -> dict[str, Any]:
         """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise.
@@ -207,10 +224,10 @@ class Follower:
                 queue = client.queue()
                 if prompt_id in queue["running"]:
                     if not acted:
-                        client.interrupt(prompt_id)
+                        client.stop_listed([prompt_id], [])
                     acted, outcome = True, "it was interrupted"
                 elif prompt_id in queue["pending"]:
-                    client.delete_from_queue([prompt_id])
+                    client.stop_listed([], [prompt_id])
                     acted, outcome = True, "it was removed from the queue"
                 else:
                     client.stops.done(client.base_url, prompt_id)

@@ -104,6 +104,8 @@ class Keeper:
             self._stats_at = now
             try:
                 self.system_stats = self._client.system_stats()
+                system = self.system_stats.get("system") if isinstance(self.system_stats, dict) else None
+                self._client.features.note_version((system or {}).get("comfyui_version"))
             except LinkPixError as exc:
                 log.debug("system_stats of %s: %s", self._client.shown_url, exc.message)
         if self._client.object_info_stale() and (self._info_thread is None or not self._info_thread.is_alive()):
@@ -128,12 +130,8 @@ class Keeper:
             return False
         queue = client.queue()
         running, pending = set(queue["running"]), set(queue["pending"])
-        listed = [e.prompt_id for e in entries if e.prompt_id in pending]
-        if listed:
-            client.delete_from_queue(listed)
-        for entry in entries:
-            if entry.prompt_id in running:
-                client.interrupt(entry.prompt_id)
+        client.stop_listed([e.prompt_id for e in entries if e.prompt_id in running],
+                           [e.prompt_id for e in entries if e.prompt_id in pending])
         now = time.time()
         left = False
         for entry in entries:

@@ -326,7 +326,8 @@ class Pool:
                 "failures": member.failures,
                 "mean_run_seconds": round(member.run_seconds / good, 2) if good > 0 else None,
                 "last_error": member.last_error or health["last_error"],
-                "version": system.get("comfyui_version"), "devices": devices, "weight": member.spec.weight,
+                "version": system.get("comfyui_version"), "jobs_api": client.features.known()["jobs_api"],
+                "devices": devices, "weight": member.spec.weight,
                 "max_queue": member.spec.max_queue, "tags": list(member.spec.tags),
                 "stops_pending": client.stops.count(client.base_url),
                 "retiring": member.retiring_since is not None}

@@ -16,7 +16,8 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import wshub
@@ -34,6 +35,8 @@ class Stats:
     prompts_received: int = 0
     prompts_executed: int = 0
     nodes_executed: int = 0
+    # "METHOD /route/{template}" -> requests answered: which routes a client used (tests read it)
+    requests: Counter[str] = field(default_factory=Counter)
 
 
 class InterruptProcessingException(Exception):

@@ -237,7 +237,13 @@ def build_app(sim: SimulatorServer, life: Life) -> web.Application:
     if sim.profile.jobs_api:
         jobsapi.add_routes(routes, life)
 
-    app = web.Application(middlewares=[origin_only_middleware], client_max_size=104857600)
+    @web.middleware
+    async def count_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        sim.stats.requests[f"{request.method} {resource.canonical if resource else request.path}"] += 1
+        return await handler(request)
+
+    app = web.Application(middlewares=[count_requests, origin_only_middleware], client_max_size=104857600)
     api_routes = web.RouteTableDef()
     for route in routes:
         if isinstance(route, web.RouteDef):
