@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BadRequest
-from ..generator import EventCallback, Generator, Outcome, Ticket
+from ..flight import EventCallback, Ticket
+from ..generator import Generator, Outcome
 from ..request import GenerationRequest, InputImage
 from ..resolver import RenderedJob, Resolver
 from ..storage.cache import CachedImage, ImageCache
