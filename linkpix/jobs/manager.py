@@ -354,7 +354,7 @@ class JobManager:
     def _image_base64(self, user: str, url: str) -> str | None:
         try:
             image = self.cache.lookup_file(user, url.rsplit("/", 1)[-1])
-            return base64.b64encode(image.path.read_bytes()).decode()
+            return base64.b64encode(image.read()).decode()
         except (LinkPixError, OSError):
             return None  # evicted meanwhile; the URL is still reported
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(png|jpeg|webp)$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A temporary file younger than this may be another replica's write in progress (a shared folder).
+STALE_TEMP_SECONDS = 3600.0
 
 
 def cache_key(graph: Mapping[str, Any], output_format: str, uploads: Iterable[bytes] = ()) -> str:
@@ -75,6 +77,15 @@ class CachedImage:
     @property
     def url(self) -> str:
         return f"/images/{self.user}/{self.filename}"
+
+    @property
+    def local(self) -> bool:
+        """A file on this machine's file system (S3 images are not: they are read or redirected to)."""
+        return True
+
+    def read(self) -> bytes:
+        """The image's bytes, wherever it is stored."""
+        return self.path.read_bytes()
 
 
 class ImageCache:
@@ -207,7 +218,8 @@ class ImageCache:
                 self._account(path, st.st_size, st.st_mtime)
             elif remove_temp and path.name.endswith(".tmp"):
                 with _suppress_oserror():
-                    path.unlink()  # left behind by a crash mid-write
+                    if time.time() - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink()  # left behind by a crash mid-write (a young one may be another replica's)
 
     # -- figures -----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | 
 
 
 def image_base64(image: CachedImage) -> str:
-    return base64.b64encode(image.path.read_bytes()).decode("ascii")
+    return base64.b64encode(image.read()).decode("ascii")
 
 
 def absolute_url(image: CachedImage) -> str:
