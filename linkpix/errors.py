@@ -141,3 +141,10 @@ class SharedUnavailable(LinkPixError):
 
     status = 503
     code = "redis_unavailable"
+
+
+class StorageUnavailable(LinkPixError):
+    """The shared image storage (an S3-compatible server) does not answer."""
+
+    status = 503
+    code = "storage_unavailable"

@@ -168,6 +168,21 @@ class JobStore:
         with self._lock:
             self._db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
 
+    def insert_within(self, job: Job, per_user: int | None, total: int | None) -> str | None:
+        """Insert unless the user's or the total count of unfinished jobs is at its cap: then "user" or
+        "total" (and nothing is written). One lock: two submits cannot both take the last place."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            active = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+            mine = self._db.execute(active + " AND user = ?", (job.user,)).fetchone()[0]
+            if per_user is not None and mine >= per_user:
+                return "user"
+            if total is not None and self._db.execute(active).fetchone()[0] >= total:
+                return "total"
+        self.insert(job)
+        return None
+
     def update(self, job_id: str, *, only_active: bool = True, **changes: Any) -> bool:
         """Set columns of a job; with `only_active` (default) a finished job is left alone."""
         sets, args = [], []

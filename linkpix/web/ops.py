@@ -48,7 +48,7 @@ def install(app: Flask, svc: Services) -> Ops:
     """Build the app's metrics, history and limiter, and hook them up; call after `guards.install`."""
     metrics = Metrics(lambda: _snapshot(svc))
     history = History(lambda: _totals(svc, metrics))
-    ops = Ops(metrics, history, RateLimiter(make_storage()))
+    ops = Ops(metrics, history, RateLimiter(make_storage(svc.config.settings.redis_url)))  # Redis: shared
 
     def _apply(cfg: LoadedConfig) -> None:
         s = cfg.settings
