@@ -86,6 +86,9 @@ class RedisJobQueue:
         """Stop reading and renewing; held entries stay pending for another replica (or our restart)."""
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for thread in self._threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(BLOCK_MS / 1000 + 1.5)  # the reader is at most one blocking read away
 
     # -- producing -----------------------------------------------------------------------------------
     def put(self, job_id: str) -> None:
@@ -117,6 +120,13 @@ class RedisJobQueue:
 
     # -- consuming -----------------------------------------------------------------------------------
     def _read_loop(self) -> None:
+        try:
+            self._read()
+        except Exception:
+            if not self._stop.is_set():
+                raise
+
+    def _read(self) -> None:
         while not self._stop.is_set():
             if not self._slots.acquire(timeout=0.5):
                 continue

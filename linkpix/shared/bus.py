@@ -36,6 +36,7 @@ class Bus:
         self._handlers.setdefault(self.channel(topic), []).append(handler)
 
     def start(self, wait: float = 2.0) -> Bus:
+        self._shared.closers.append(lambda: self._thread.join(2.5))  # before the connection closes
         self._thread.start()
         self._ready.wait(wait)  # subscribed (or Redis is down: the listener goes on trying)
         return self
@@ -56,9 +57,11 @@ class Bus:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._dispatch(message)
-            except REDIS_ERRORS as exc:
+            except Exception as exc:
                 if self._shared.closed:
-                    return
+                    return  # the connection was closed under the listener: shutting down
+                if not isinstance(exc, REDIS_ERRORS):
+                    raise
                 log.debug("the replica bus lost Redis (%s); resubscribing", exc)
                 self._shared.failed(exc, "listening")
                 if self._wait(1.0):

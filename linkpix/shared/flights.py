@@ -53,7 +53,9 @@ class Claim:
                 log.warning("the claim on run %s lapsed before it ended (this replica was too slow to renew it); "
                             "another replica may run it too", self.key[:12])
                 return
-            except REDIS_ERRORS as exc:
+            except Exception as exc:  # Redis errors; a closed connection while shutting down
+                if shared.closed:
+                    return
                 log.warning("could not renew the claim on run %s: %s", self.key[:12], exc)
 
     def done(self, outcome: dict[str, Any]) -> None:
