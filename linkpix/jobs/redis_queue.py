@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "linkpix"
 CANCEL_TOPIC = "cancel"
-BLOCK_MS = 1000
+BLOCK_MS = 500
 
 # Renew the entries this consumer still owns (and only those: one another replica claimed stays its own).
 _RENEW = """
