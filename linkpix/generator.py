@@ -391,11 +391,11 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started)
-            except LinkPixError as exc:
+                data = encode(output.data, job.output_format, strip=self._strip())
+                flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
+            except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
                 raise
-            data = encode(output.data, job.output_format, strip=self._strip())
-            flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             claim.done({"ok": True, "user": user, "file": flight.stored.filename})
             return output, meta
         finally:
