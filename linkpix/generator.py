@@ -11,15 +11,15 @@ the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the
 in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
 `generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
 
-With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
-the replica that gets the claim runs it and stores the image before announcing it; a flight on another
-replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
-
 Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
 is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
 dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
 times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
 refused (422) or that failed in a node (502) is not retried anywhere.
+
+With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
+the replica that gets the claim runs it and stores the image before announcing it; a flight on another
+replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
 """
 
 from __future__ import annotations
@@ -28,14 +28,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .comfy import ClientClosed, Event, OutputImage, PromptLost
 from .comfy.pool import NoBackend
 from .comfy.transport import BackendNotAnswering
 from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
+from .flight import (
+    SUBMITTED,
+    Backend,
+    BackendPool,
+    Cancelled,
+    EventCallback,
+    Flight,
+    RemoteFailure,
+    Ticket,
+    own_meta,
+)
 from .resolver import RenderedJob
 from .storage.cache import CachedImage, ImageCache, cache_key
 from .storage.encode import encode, image_size
@@ -45,55 +55,11 @@ if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[Event], None]
 RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
 
-# LinkPix's own event, sent to a run's listeners once ComfyUI accepted the prompt: data has prompt_id
-# and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
-SUBMITTED = "linkpix_submitted"
-_REPLAYED = frozenset({SUBMITTED, "execution_start"})
 # The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
 # seconds later only if the run somehow did not answer by then.
 AWAIT_MARGIN = 5.0
-
-
-class Cancelled(LinkPixError):
-    """This waiter left the run (its job was cancelled); the run itself may go on for others."""
-
-    status = 409
-    code = "cancelled"
-
-
-class Backend(Protocol):
-    """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
-
-    name: str
-
-    def submit(self, graph: dict[str, Any]) -> str: ...
-
-    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
-             reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
-
-    def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
-
-    def stop(self, prompt_id: str, reason: str) -> None: ...
-
-    def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
-                     subfolder: str = "") -> str: ...
-
-
-class BackendPool(Protocol):
-    """What the generator needs of the pool (the real one is `linkpix.comfy.pool.Pool`)."""
-
-    def choose(self, graph: dict[str, Any], exclude: Any = ()) -> Any: ...
-
-    def client(self, name: str) -> Any: ...
-
-    def can_run(self, graph: dict[str, Any], exclude: Any = ()) -> bool: ...
-
-    def reserve(self, client: Any) -> None: ...
-
-    def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
 
 
 @dataclass
@@ -103,105 +69,6 @@ class Outcome:
     image: CachedImage
     cache_hit: bool
     joined: bool = False
-
-
-@dataclass
-class _Flight:
-    key: str
-    future: Future[tuple[OutputImage, dict[str, Any]]] = field(default_factory=Future)
-    listeners: list[EventCallback] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waiters: set[object] = field(default_factory=set)  # one token per generate() call still waiting
-    replay: list[Event] = field(default_factory=list)
-    prompt_id: str | None = None
-    aborted: bool = False
-    backend: Backend | None = None  # the ComfyUI this run uses, fixed when the run starts
-    stored: CachedImage | None = None  # with replicas: the image as the run's replica stored it
-    remote: bool = False  # another replica ran it; this flight only waited for its notice
-
-    def listen(self, callback: EventCallback | None) -> None:
-        if callback is None:
-            return
-        with self.lock:
-            self.listeners.append(callback)
-            replay = list(self.replay)
-        for event in replay:
-            _call(callback, event)
-
-    def unlisten(self, callback: EventCallback | None) -> None:
-        with self.lock:
-            if callback in self.listeners:
-                self.listeners.remove(callback)
-
-    def emit(self, event: Event) -> None:
-        with self.lock:
-            listeners = list(self.listeners)
-            if event.type in _REPLAYED:
-                self.replay.append(event)
-        for callback in listeners:
-            _call(callback, event)
-
-
-class RemoteFailure(LinkPixError):
-    """The error another replica's run ended with, as it announced it (same status, code and message)."""
-
-    def __init__(self, outcome: dict[str, Any]) -> None:
-        super().__init__(str(outcome.get("message") or "another replica's run failed"), outcome.get("details"))
-        self.status = int(outcome.get("status") or 502)
-        self.code = str(outcome.get("error") or "execution_failed")
-        if self.code == "queue_full":
-            self.retry_after = 5
-
-
-def _own_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """A stored image's metadata without the fields `ImageCache.put` writes itself."""
-    return {k: v for k, v in meta.items() if k not in ("created", "bytes", "format", "key", "user")}
-
-
-def _call(callback: EventCallback, event: Event) -> None:
-    try:
-        callback(event)
-    except Exception:  # a listener's bug must not break the run others wait on
-        log.exception("progress listener failed")
-
-
-class Ticket:
-    """One waiter's handle on its run, for the jobs API: `cancel()` leaves the run (stopping it in
-    ComfyUI if nobody else waits on it), `detach()` leaves it without stopping it (shutdown)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._left = False
-        self._target: tuple[Generator, _Flight, object] | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self._left
-
-    def cancel(self) -> None:
-        self._leave(abort=True)
-
-    def detach(self) -> None:
-        self._leave(abort=False)
-
-    def _leave(self, abort: bool) -> None:
-        with self._lock:
-            if self._left:
-                return
-            self._left = True
-            target = self._target
-        self._wake.set()
-        if target is not None:
-            generator, flight, token = target
-            generator._leave(flight, token, abort)
-
-    def _attach(self, generator: Generator, flight: _Flight, token: object) -> bool:
-        """Bind to a run; False if the ticket was already cancelled (the caller then leaves)."""
-        with self._lock:
-            self._wake.clear()
-            self._target = (generator, flight, token)
-            return not self._left
 
 
 class Generator:
@@ -218,7 +85,7 @@ class Generator:
         self._timeout = timeout
         self._max_pending = max_pending
         self._failover_retries = failover_retries
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
@@ -234,7 +101,7 @@ class Generator:
         with self._lock:
             return len(self._flights)
 
-    def _report(self, flight: _Flight, job: RenderedJob, seconds: float) -> None:
+    def _report(self, flight: Flight, job: RenderedJob, seconds: float) -> None:
         """Tell `on_run` how a run ended: workflow, backend, seconds, and `ok` or the error's code."""
         if self.on_run is None or not flight.future.done():
             return
@@ -278,13 +145,13 @@ class Generator:
                 flight.waiters.discard(token)
         stored = self.cache.get(user, key)
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
-            stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), _own_meta(meta))
+            stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:
             data = encode(output.data, job.output_format, strip=self._strip())
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
 
-    def _await(self, flight: _Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
+    def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
         timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
         if ticket is None:
             try:
@@ -300,14 +167,14 @@ class Generator:
         return flight.future.result()
 
     @staticmethod
-    def _overdue(flight: _Flight, timeout: float) -> GenerationTimeout:
+    def _overdue(flight: Flight, timeout: float) -> GenerationTimeout:
         with flight.lock:
             prompt_id, backend = flight.prompt_id, flight.backend
         where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
         return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
                                  "in the background", {"prompt_id": prompt_id})
 
-    def _leave(self, flight: _Flight, token: object, abort: bool) -> None:
+    def _leave(self, flight: Flight, token: object, abort: bool) -> None:
         """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
         with self._lock:
             flight.waiters.discard(token)
@@ -322,13 +189,13 @@ class Generator:
             self._stop(flight, prompt_id)
 
     @staticmethod
-    def _stop(flight: _Flight, prompt_id: str) -> None:
+    def _stop(flight: Flight, prompt_id: str) -> None:
         """Dequeue the prompt if pending, interrupt it if running (only this prompt); durable, so a
         ComfyUI that cannot be told now is told when it answers again."""
         assert flight.backend is not None
         flight.backend.stop(prompt_id, "every request waiting on it left")
 
-    def _join(self, key: str, token: object) -> tuple[_Flight, bool]:
+    def _join(self, key: str, token: object) -> tuple[Flight, bool]:
         limit = self._max_pending()
         # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
         shared_full = (self._shared is not None and key not in self._flights
@@ -341,12 +208,12 @@ class Generator:
             if len(self._flights) >= limit or shared_full:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
-            flight = self._flights[key] = _Flight(key)
+            flight = self._flights[key] = Flight(key)
             flight.waiters.add(token)
             self.runs_started += 1
             return flight, True
 
-    def _fly(self, flight: _Flight, job: RenderedJob, prompt_id: str | None = None,
+    def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
              backend_name: str | None = None, user: str = "default") -> None:
         started = time.monotonic()
         deadline = started + self._timeout()
@@ -372,7 +239,7 @@ class Generator:
             if not flight.remote:
                 self._report(flight, job, time.monotonic() - started)
 
-    def _fly_shared(self, flight: _Flight, job: RenderedJob, user: str, deadline: float,
+    def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
                     started: float) -> tuple[Any, dict[str, Any]]:
         """Claim the key across replicas and run it, or wait for the replica that claimed it."""
         assert self._shared is not None
@@ -401,7 +268,7 @@ class Generator:
         finally:
             claim.release()
 
-    def _remote_result(self, flight: _Flight, outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def _remote_result(self, flight: Flight, outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """What another replica's run gave: its error, or the image it stored in the shared cache."""
         if not outcome.get("ok"):
             raise RemoteFailure(outcome)
@@ -410,9 +277,9 @@ class Generator:
         except LinkPixError:
             raise ExecutionFailed("another replica made this picture but it is not in the shared cache; is "
                                   "output_dir (or the S3 bucket) really shared by every replica?") from None
-        return None, _own_meta(flight.stored.meta)
+        return None, own_meta(flight.stored.meta)
 
-    def _run(self, flight: _Flight, job: RenderedJob, deadline: float,
+    def _run(self, flight: Flight, job: RenderedJob, deadline: float,
              started: float) -> tuple[OutputImage, dict[str, Any]]:
         """Attempts on the pool's backends until one gives the image (see the module docstring)."""
         tried: list[Backend] = []
@@ -459,7 +326,7 @@ class Generator:
                         backend.stop(submitted, "its run failed over to another backend")
                 log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
 
-    def _attempt(self, flight: _Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
+    def _attempt(self, flight: Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
                  prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
         """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
         reattached = prompt_id is not None and not resumed

@@ -70,13 +70,14 @@ def pump(child: Child) -> None:
 
 
 def stop_all(children: Sequence[Child], grace: float = 8.0) -> None:
-    for c in children:
-        if c.proc and c.proc.poll() is None:
-            c.proc.send_signal(signal.SIGTERM)
+    """Stop the children in the reverse order of their start, each before the next: the API goes before
+    the simulator it talks to, so its last lines are not about a ComfyUI that vanished under it."""
     deadline = time.monotonic() + grace
-    for c in children:
+    for c in reversed(children):
         if c.proc is None:
             continue
+        if c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
         try:
             c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -144,8 +144,11 @@ def logging_off_thread(level: str | None = None, stream: TextIO | None = None) -
     saved = logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.basicConfig(level=level or os.environ.get("LINKPIX_LOG_LEVEL", "INFO"),
-                        handlers=[_DeferredQueueHandler(records)], force=True)
+    feeder = _DeferredQueueHandler(records)
+    # What the feeder merges into a record (arguments, a traceback) is the message alone: the writer adds
+    # time, level and logger once. basicConfig would otherwise give it "LEVEL:name:" as a second prefix.
+    feeder.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level or os.environ.get("LINKPIX_LOG_LEVEL", "INFO"), handlers=[feeder], force=True)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise
     listener.start()
     try:

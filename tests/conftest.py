@@ -16,7 +16,7 @@ __all__ = ["CAPTURES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a running LinkPix leaves in data/ and workflows/: never part of a test's starting state.
-RUNTIME_FILES = shutil.ignore_patterns("*.lock", "jobs.sqlite3*", "uploads", "originals")
+RUNTIME_FILES = shutil.ignore_patterns("*.lock", "*.sqlite3*", "uploads", "originals", "fronts")
 
 
 @pytest.fixture

@@ -148,7 +148,36 @@ def test_jobs_with_images_and_masks_and_an_async_edit(server):
     out = opened(server.get(done["images"][0]["url"]).content)
     assert out.size == (500, 400)
     notes = edit(server, encoded(src), "a dog", workflow="sd15_inpaint", mask=small_mask, format="json")
-    assert notes.status_code == 200 and "resized" in notes.json()["notes"][0]
+    assert notes.status_code == 200 and notes.json()["notes"] == ["the mask was resized to the photo's 256x192"]
+
+
+def test_an_inpainting_edit_comes_back_at_full_resolution_changing_only_the_masked_area(server):
+    src = photo(256, 192).resize((1600, 1200))  # the model works at about 0.6 MP: 1600x1200 is downscaled
+    mask = mask_png((1600, 1200), (400, 300, 1200, 900))
+    r = edit(server, encoded(src, "JPEG", quality=95), "a dog", workflow="sd15_inpaint", mask=mask,
+             method="direct")
+    assert r.status_code == 200, r.text
+    assert r.headers["X-LinkPix-Edit-Method"] == "direct" and "X-LinkPix-Notes" not in r.headers
+    out = np.asarray(opened(r.content).convert("RGB")).astype(int)
+    ref = np.asarray(opened(encoded(src, "JPEG", quality=95)).convert("RGB")).astype(int)
+    assert out.shape == ref.shape == (1200, 1600, 3)  # full resolution, not the model's
+    outside = np.ones(ref.shape[:2], bool)
+    outside[280:920, 380:1220] = False  # the mask and its softened edge
+    assert np.abs(out - ref)[outside].mean() < 1.5  # the original, through one more JPEG encode
+    assert np.abs(out - ref)[400:800, 500:1100].mean() > 20  # the model's change, upscaled into place
+    # the same edit with a mask of another size: resized to the photo, and said so
+    smaller = edit(server, encoded(src), "a dog", workflow="sd15_inpaint", mask=mask_png((160, 120), (40, 30, 120, 90)),
+                   format="json")
+    assert smaller.status_code == 200 and smaller.json()["notes"] == ["the mask was resized to the photo's 1600x1200"]
+    assert (smaller.json()["width"], smaller.json()["height"]) == (1600, 1200)
+    # and as a job: the mask is kept with the photo, so the job finishes at full resolution too
+    queued = server.post("/edit?async=1", files={"image": ("p", encoded(src)), "mask": ("m", mask)},
+                         data={"prompt": "a dog", "workflow": "sd15_inpaint", "method": "direct"})
+    assert queued.status_code == 202, queued.text
+    done = server.wait_for(queued.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    as_job = np.asarray(opened(server.get(done["images"][0]["url"]).content).convert("RGB")).astype(int)
+    assert as_job.shape == (1200, 1600, 3) and np.abs(as_job - ref)[outside].mean() < 1.5
 
 
 def test_a_24_megapixel_photo_comes_back_at_24_megapixels_with_orientation_and_icc(server):

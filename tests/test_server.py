@@ -65,3 +65,22 @@ def test_every_answered_request_is_logged_when_the_api_is_stopped(project, simul
     assert "Traceback" not in text
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_a_record_with_an_object_argument_or_a_traceback_is_one_line_with_one_prefix():
+    import io
+    import logging
+
+    from linkpix.server import logging_off_thread
+
+    out = io.StringIO()
+    with logging_off_thread("INFO", out):
+        logging.getLogger("linkpix.comfy.stream").warning("cannot open the websocket (%s)", OSError(111, "refused"))
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("linkpix.test").exception("failed with %r", {"a": 1})
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("WARNING linkpix.comfy.stream: cannot open the websocket ([Errno 111] refused)")
+    assert "WARNING:" not in out.getvalue() and "ERROR:" not in out.getvalue()
+    assert lines[1].endswith("ERROR linkpix.test: failed with {'a': 1}") and "ValueError: boom" in lines[-1]

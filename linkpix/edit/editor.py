@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BadRequest
-from ..generator import EventCallback, Generator, Outcome, Ticket
+from ..flight import EventCallback, Ticket
+from ..generator import Generator, Outcome
 from ..request import GenerationRequest, InputImage
 from ..resolver import RenderedJob, Resolver
 from ..storage.cache import CachedImage, ImageCache
@@ -59,26 +60,42 @@ class Editor:
         template = self.resolver.template(req.workflow or "")
         if not template.needs()["image"]:
             raise self.resolver.lacks_input(template.name, "image")
-        prep = pipeline.prepare(source.data, resize.profile_for(template.graph))
-        return dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png"), prep
+        prep = pipeline.prepare(source.data, resize.profile_for(template.graph),
+                                req.mask.data if req.mask is not None else None)
+        mask = _png_input(prep.small_mask_png) if prep.small_mask_png is not None else None
+        small = dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png", mask=mask)
+        return small, prep
 
-    def key(self, job: RenderedJob, source: InputImage, method: str, fmt: str | None) -> str:
+    def resolve(self, req: GenerationRequest, source: InputImage) -> tuple[RenderedJob, pipeline.Prepared]:
+        """Prepare and resolve; a mask of another size than the photo is resized to it, and the job says so."""
+        small, prep = self.prepare(req, source)
+        job = self.resolver.resolve(small)
+        if prep.mask is not None and prep.mask_resized:
+            width, height = prep.mask.size
+            job = dataclasses.replace(job, notes=(*job.notes, f"the mask was resized to the photo's {width}x{height}"))
+        return job, prep
+
+    def key(self, job: RenderedJob, source: InputImage, method: str, fmt: str | None,
+            mask: InputImage | None = None) -> str:
         h = hashlib.sha256(self.generator.key_for(job).encode())
         h.update(b"\0edit\0" + hashlib.sha256(source.data).digest())
+        if mask is not None:  # the full-resolution mask decides which pixels of the photo change
+            h.update(b"\0mask\0" + hashlib.sha256(mask.data).digest())
         h.update(f"\0{method}\0{fmt or ''}".encode())
         return h.hexdigest()[:32]
 
     def run(self, req: GenerationRequest, source: InputImage, method: str, fmt: str | None, *,
             on_event: EventCallback | None = None, ticket: Ticket | None = None) -> EditOutcome:
         """The whole edit: prepare, resolve, generate (single-flight, cached), finish, store."""
-        req, prep = self.prepare(req, source)
-        job = self.resolver.resolve(req)
-        return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket)
+        job, prep = self.resolve(req, source)
+        return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket,
+                             mask=req.mask)
 
     def complete(self, job: RenderedJob, prep: pipeline.Prepared, source: InputImage, method: str,
                  fmt: str | None, user: str, *, on_event: EventCallback | None = None,
-                 ticket: Ticket | None = None, outcome: Outcome | None = None) -> EditOutcome:
-        key = self.key(job, source, method, fmt)
+                 ticket: Ticket | None = None, outcome: Outcome | None = None,
+                 mask: InputImage | None = None) -> EditOutcome:
+        key = self.key(job, source, method, fmt, mask)
         if outcome is None:
             outcome = self.generator.generate(job, user, on_event, ticket=ticket)
         if fmt != pipeline.CUBE and not job.seed_is_random:
@@ -100,12 +117,16 @@ class Editor:
 
     # -- jobs ----------------------------------------------------------------------------------------
     @staticmethod
-    def job_spec(job: RenderedJob, source: InputImage, method: str, fmt: str | None) -> RenderedJob:
-        """A rendered job that the job manager finishes as an edit (the source is kept as an upload)."""
+    def job_spec(job: RenderedJob, source: InputImage, method: str, fmt: str | None,
+                 mask: InputImage | None = None) -> RenderedJob:
+        """A rendered job that the job manager finishes as an edit (the source and mask are kept as uploads)."""
         if fmt == pipeline.CUBE:
             raise BadRequest("format=cube is answered directly; ask for it without async or webhook_url",
                              {"parameter": "format"})
-        return dataclasses.replace(job, edit={"source": source.name, "method": method, "format": fmt})
+        edit = {"source": source.name, "method": method, "format": fmt}
+        if mask is not None:
+            edit["mask"] = mask.name
+        return dataclasses.replace(job, edit=edit)
 
     def finish_job(self, spec: RenderedJob, outcome: Outcome, user: str) -> Outcome:
         """The job manager's hook: turn the model output of an edit job into the full-resolution result."""
@@ -115,9 +136,10 @@ class Editor:
         if uploads is None:
             raise BadRequest("edit jobs need the upload store")
         source = uploads.get(spec.edit["source"], "image")
+        mask = uploads.get(spec.edit["mask"], "mask") if spec.edit.get("mask") else None
         template = self.resolver.template(spec.workflow)
-        prep = pipeline.prepare(source.data, resize.profile_for(template.graph))
+        prep = pipeline.prepare(source.data, resize.profile_for(template.graph), mask.data if mask else None)
         done = self.complete(spec, prep, source, spec.edit["method"], spec.edit.get("format"), user,
-                             outcome=outcome)
+                             outcome=outcome, mask=mask)
         assert done.image is not None
         return Outcome(done.image, cache_hit=done.cache_hit and outcome.cache_hit, joined=outcome.joined)

@@ -104,6 +104,19 @@ def upright(photo: Photo) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def upright_exif(exif: bytes | None) -> bytes | None:
+    """The EXIF block for pixels that were already turned upright: everything kept but the orientation,
+    which would otherwise turn them a second time."""
+    if not exif:
+        return None
+    tags = Image.Exif()
+    tags.load(exif)
+    if tags.get(0x0112, 1) == 1:
+        return exif
+    tags[0x0112] = 1
+    return tags.tobytes()
+
+
 def output_format(source: str, requested: str | None) -> str:
     """The requested format, else the source's (a GIF comes back as PNG)."""
     if requested:
@@ -147,7 +160,8 @@ def _png(img: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _sized_mask(mask_data: bytes, size: tuple[int, int]) -> tuple[Image.Image, bool]:
+def sized_mask(mask_data: bytes, size: tuple[int, int]) -> tuple[Image.Image, bool]:
+    """The mask as upright grey levels (white = change) at `size` -> (mask, whether it had to be resized)."""
     with Image.open(io.BytesIO(mask_data)) as m:
         level = mask_levels(ImageOps.exif_transpose(m))
     if level.size == size:
@@ -166,7 +180,7 @@ def image_size(data: bytes) -> tuple[int, int]:
 def mask_file(mask_data: bytes, size: tuple[int, int]) -> tuple[bytes, bool]:
     """A mask for LoadImageMask at `size`: grey levels in R, G and B, and alpha = 255 - level, so the
     `red` channel and the `alpha` channel (ComfyUI inverts it) both mean white = change. -> (PNG, resized)."""
-    level, resized = _sized_mask(mask_data, size)
+    level, resized = sized_mask(mask_data, size)
     rgba = Image.merge("RGBA", (level, level, level, ImageOps.invert(level)))
     return _png(rgba), resized
 
@@ -176,7 +190,7 @@ def with_alpha_mask(image_data: bytes, mask_data: bytes) -> tuple[bytes, bool]:
     output reads. -> (PNG, whether the mask had to be resized to the image)."""
     with Image.open(io.BytesIO(image_data)) as img:
         rgb = ImageOps.exif_transpose(img).convert("RGB")
-    level, resized = _sized_mask(mask_data, rgb.size)
+    level, resized = sized_mask(mask_data, rgb.size)
     rgba = rgb.convert("RGBA")
     rgba.putalpha(ImageOps.invert(level))
     return _png(rgba), resized

@@ -9,6 +9,10 @@ by `method`:
 - `direct`: the model's output as it is (spatial edits);
 - `auto`: `lut` when the fit says the edit was a colour change, else `direct`.
 
+With a mask (inpainting, or a local grade), only the masked area changes, and still at full resolution:
+the model's output (upscaled) or the graded photo is blended into the upright original through the mask,
+softened by about one working-size pixel so the seam does not show; every other pixel is the original's.
+
 `format=cube` returns the table itself as a `.cube` file. Nothing here knows about HTTP or ComfyUI.
 """
 
@@ -18,7 +22,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ..errors import BadRequest
 from . import fit as fitting
@@ -43,6 +47,9 @@ class Prepared:
     small: Image.Image
     small_png: bytes
     profile: resize.Profile
+    mask: Image.Image | None = None  # "L", upright, at the source's upright size; white = change
+    small_mask_png: bytes | None = None  # the mask at the working size, for the model
+    mask_resized: bool = False  # the mask given was not the photo's size
 
 
 @dataclass
@@ -59,13 +66,21 @@ class EditResult:
         return "text/plain; charset=utf-8" if self.fmt == CUBE else f"image/{self.fmt}"
 
 
-def prepare(data: bytes, profile: resize.Profile) -> Prepared:
+def prepare(data: bytes, profile: resize.Profile, mask_data: bytes | None = None) -> Prepared:
     source = photo.open_photo(data)
     upright = photo.upright(source)
     small = resize.downscale(upright, resize.working_size(*upright.size, profile))
+    prep = Prepared(source, small, _png(small), profile)
+    if mask_data is not None:
+        prep.mask, prep.mask_resized = photo.sized_mask(mask_data, upright.size)
+        prep.small_mask_png = _png(prep.mask.resize(small.size, Image.Resampling.BILINEAR))
+    return prep
+
+
+def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    small.save(buf, "PNG", compress_level=1)
-    return Prepared(source, small, buf.getvalue(), profile)
+    img.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def finish(prep: Prepared, output_png: bytes, method: str, fmt: str | None) -> EditResult:
@@ -94,6 +109,9 @@ def table_and_fit(small: Image.Image, output: Image.Image) -> tuple[np.ndarray, 
 
 def _full(prep: Prepared, table: np.ndarray, fit: fitting.Fit, fmt: str | None) -> EditResult:
     src = prep.source
+    if prep.mask is not None:
+        base = photo.upright(src)
+        return _masked(prep, base, lut.apply(base, table), "lut", fit, fmt)
     graded = lut.apply(src.image, table)
     out_fmt = photo.output_format(src.format, fmt)
     data = photo.save(graded, out_fmt, src.exif, src.icc)
@@ -101,6 +119,21 @@ def _full(prep: Prepared, table: np.ndarray, fit: fitting.Fit, fmt: str | None) 
 
 
 def _direct(prep: Prepared, output: Image.Image, fmt: str | None, fit: fitting.Fit | None) -> EditResult:
+    if prep.mask is not None:
+        base = photo.upright(prep.source)
+        return _masked(prep, base, output.resize(base.size, Image.Resampling.LANCZOS), "direct", fit, fmt)
     out_fmt = photo.output_format(prep.source.format, fmt)
     data = photo.save(output, out_fmt, None, prep.source.icc)  # upright already: no EXIF orientation
     return EditResult(data, out_fmt, "direct", fit, *output.size)
+
+
+def _masked(prep: Prepared, base: Image.Image, changed: Image.Image, method: str, fit: fitting.Fit | None,
+            fmt: str | None) -> EditResult:
+    """`changed` inside the mask, the upright original outside it, at the original's size."""
+    assert prep.mask is not None
+    soft = prep.mask.filter(ImageFilter.GaussianBlur(max(1.0, base.width / prep.small.width)))
+    blended = Image.composite(changed, base, soft)
+    src = prep.source
+    out_fmt = photo.output_format(src.format, fmt)
+    data = photo.save(blended, out_fmt, photo.upright_exif(src.exif), src.icc)
+    return EditResult(data, out_fmt, method, fit, *blended.size)

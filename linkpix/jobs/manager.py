@@ -31,7 +31,8 @@ from ..comfy import Event, PromptLost
 from ..comfy.pool import NoBackend
 from ..config import Settings
 from ..errors import ExecutionFailed, LinkPixError, QueueFull
-from ..generator import SUBMITTED, Cancelled, Generator, Outcome, Ticket
+from ..flight import SUBMITTED, Cancelled, Ticket
+from ..generator import Generator, Outcome
 from ..resolver import RenderedJob
 from ..storage.cache import ImageCache
 from ..storage.uploads import UploadStore

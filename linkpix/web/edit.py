@@ -138,9 +138,11 @@ def _submit(fields: dict[str, Any], req: Any, image: InputImage, method: str, fm
     editor = services().editor
     assert editor is not None
     webhook, secret = _webhook(fields, services().webhook_targets())
-    small_req, _prep = editor.prepare(req, image)
-    spec = editor.job_spec(services().resolver.resolve(small_req), image, method, fmt)
+    job, _prep = editor.resolve(req, image)
+    spec = editor.job_spec(job, image, method, fmt, req.mask)
     upload_store().keep(image)
+    if req.mask is not None:
+        upload_store().keep(req.mask)
     job = _manager().submit(req.user, [spec], webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
                     "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from ...errors import BadRequest, LinkPixError, Unauthorized
-from ...generator import Cancelled
+from ...flight import Cancelled
 from ...request import parse_json
 from ...resolver import RenderedJob
 from ...storage.cache import CachedImage

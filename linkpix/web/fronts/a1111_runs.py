@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...comfy import Event
-from ...generator import Cancelled, Ticket
+from ...flight import Cancelled, Ticket
 
 
 @dataclass

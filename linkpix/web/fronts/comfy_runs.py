@@ -24,7 +24,8 @@ from typing import Any
 from ...comfy import Event
 from ...comfy.pool import ModelMissing
 from ...errors import ExecutionFailed, Interrupted, LinkPixError, WorkflowRejected
-from ...generator import SUBMITTED, Cancelled, Generator, Ticket
+from ...flight import SUBMITTED, Cancelled, Ticket
+from ...generator import Generator
 from ...resolver import RenderedJob
 from ...storage.cache import CachedImage
 from .comfy_ws import SocketHub

@@ -19,7 +19,8 @@ from typing import Any
 from flask import request
 
 from ...errors import BadRequest, LinkPixError, NotFound, Unauthorized
-from ...generator import EventCallback, Outcome, Ticket
+from ...flight import EventCallback, Ticket
+from ...generator import Outcome
 from ...request import SEED_MAX, GenerationRequest, validate_user
 from ...resolver import RenderedJob
 from ...storage.cache import CachedImage
