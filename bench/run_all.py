@@ -9,11 +9,12 @@ import hits_under_load
 import miss_overhead
 import ops_overhead
 import pool
+import replicas
 import single_flight
 
 if __name__ == "__main__":
     for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, ops_overhead,
-                  pool):
+                  pool, replicas):  # replicas: apt-get install redis-server
         bench.main()
         print()
     frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

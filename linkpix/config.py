@@ -169,6 +169,25 @@ class Settings(BaseSettings):
                                         description="Workflow for /sdapi/v1/img2img and /v1/images/edits "
                                                     "with a mask (it must take an image and a mask); "
                                                     "/v1/images/edits without one uses edit_workflow.")
+    # Several replicas (issue 14): coordination through Redis, images on shared storage (linkpix/shared/).
+    redis_url: str = Field("", description="Redis (or Valkey) shared by every replica, e.g. "
+                                           "redis://127.0.0.1:6379/0; empty: everything stays in this process.")
+    replica_name: str = Field("", pattern=r"^[A-Za-z0-9_.:-]{0,64}$",
+                              description="This replica's name in /health, logs and a job's replica field "
+                                          "(default host:api_port).")
+    replica_lease: float = Field(15.0, ge=1, le=600, description="Seconds a claim (a run, a job) of a replica "
+                                                                 "that died lasts before another takes it over.")
+    storage: Literal["disk", "s3"] = Field("disk", description="Where cached images live: disk (output_dir, a "
+                                                               "shared folder for replicas) or s3.")
+    s3_bucket: str = Field("", description="Bucket of the image cache with storage s3.")
+    s3_endpoint: str = Field("", description="URL of an S3-compatible server (empty: Amazon S3).")
+    s3_region: str = Field("us-east-1", description="Region of the bucket.")
+    s3_access_key: str = Field("", description="Access key (empty: boto3's usual sources, e.g. AWS_ACCESS_KEY_ID).")
+    s3_secret_key: str = Field("", description="Secret key (prefer LINKPIX_S3_SECRET_KEY in .env).")
+    s3_prefix: str = Field("", description="Prefix of every object name in the bucket (e.g. linkpix/).")
+    s3_redirect: bool = Field(False, description="Answer a cached picture with a redirect to a presigned URL "
+                                                 "instead of streaming it through LinkPix.")
+    s3_url_seconds: int = Field(3600, ge=60, le=604800, description="Lifetime of a presigned URL (s3_redirect).")
 
     @field_validator("comfyui_url")
     @classmethod
@@ -200,6 +219,21 @@ class Settings(BaseSettings):
     def backends(self) -> list[BackendSpec]:
         """The pool: `comfyui_urls`, or the one backend of `comfyui_url`."""
         return list(self.comfyui_urls) or [BackendSpec(url=self.comfyui_url)]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_for_s3(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("storage") == "s3" and not value.strip():
+            raise ValueError("storage is s3: name the bucket (s3_bucket)")
+        return value.strip()
 
     @field_validator("rate_limits_user", "rate_limits_address")
     @classmethod

@@ -133,3 +133,18 @@ class ImageTooLarge(LinkPixError):
 
     status = 413
     code = "image_too_large"
+
+
+class SharedUnavailable(LinkPixError):
+    """Redis, which several replicas share their work through, does not answer: new work is refused
+    (cached pictures are still served, they need no Redis)."""
+
+    status = 503
+    code = "redis_unavailable"
+
+
+class StorageUnavailable(LinkPixError):
+    """The shared image storage (an S3-compatible server) does not answer."""
+
+    status = 503
+    code = "storage_unavailable"

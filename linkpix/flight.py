@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .comfy import Event, OutputImage
 from .errors import LinkPixError
+from .storage.cache import CachedImage
 
 if TYPE_CHECKING:
     from .generator import Generator
@@ -79,6 +80,8 @@ class Flight:
     prompt_id: str | None = None
     aborted: bool = False
     backend: Backend | None = None  # the ComfyUI this run uses, fixed when the run starts
+    stored: CachedImage | None = None  # with replicas: the image as the run's replica stored it
+    remote: bool = False  # another replica ran it; this flight only waited for its notice
 
     def listen(self, callback: EventCallback | None) -> None:
         if callback is None:
@@ -101,6 +104,20 @@ class Flight:
                 self.replay.append(event)
         for callback in listeners:
             _call(callback, event)
+
+
+class RemoteFailure(LinkPixError):
+    """The error another replica's run ended with, as it announced it (same status, code and message)."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__(str(outcome.get("message") or "another replica's run failed"), outcome.get("details"))
+        self.status = int(outcome.get("status") or 502)
+        self.code = str(outcome.get("error") or "execution_failed")
+
+
+def own_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A stored image's metadata without the fields `ImageCache.put` writes itself."""
+    return {k: v for k, v in meta.items() if k not in ("created", "bytes", "format", "key", "user")}
 
 
 def _call(callback: EventCallback, event: Event) -> None:

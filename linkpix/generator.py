@@ -16,6 +16,10 @@ is a loop in the run, not in each caller: a backend unreachable at submit -> the
 dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
 times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
 refused (422) or that failed in a node (502) is not retried anywhere.
+
+With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
+the replica that gets the claim runs it and stores the image before announcing it; a flight on another
+replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
 """
 
 from __future__ import annotations
@@ -25,16 +29,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .comfy import ClientClosed, Event, OutputImage, PromptLost
 from .comfy.pool import NoBackend
 from .comfy.transport import BackendNotAnswering
 from .errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
-from .flight import SUBMITTED, Backend, BackendPool, Cancelled, EventCallback, Flight, Ticket
+from .flight import (
+    SUBMITTED,
+    Backend,
+    BackendPool,
+    Cancelled,
+    EventCallback,
+    Flight,
+    RemoteFailure,
+    Ticket,
+    own_meta,
+)
 from .resolver import RenderedJob
 from .storage.cache import CachedImage, ImageCache, cache_key
 from .storage.encode import encode, image_size
+
+if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
+    from .shared.flights import SharedFlights
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +76,9 @@ class Generator:
 
     def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
                  max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
-                 strip_metadata: Callable[[], bool] = lambda: False) -> None:
+                 strip_metadata: Callable[[], bool] = lambda: False,
+                 shared: SharedFlights | None = None) -> None:
+        self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self._strip = strip_metadata
         self.cache = cache
@@ -114,7 +133,7 @@ class Generator:
         try:
             flight.listen(on_event)
             if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend),
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
                                  name=f"flight-{key[:8]}", daemon=True).start()
             if ticket is not None and not ticket._attach(self, flight, token):
                 self._leave(flight, token, abort=True)
@@ -125,10 +144,12 @@ class Generator:
             with self._lock:
                 flight.waiters.discard(token)
         stored = self.cache.get(user, key)
-        if stored is None:
+        if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
+            stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
+        elif stored is None:
             data = encode(output.data, job.output_format, strip=self._strip())
             stored = self.cache.put(user, key, job.output_format, data, meta)
-        return Outcome(stored, cache_hit=False, joined=not owner)
+        return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
         timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
@@ -175,13 +196,16 @@ class Generator:
         flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[Flight, bool]:
+        limit = self._max_pending()
+        # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
+        shared_full = (self._shared is not None and key not in self._flights
+                       and self._shared.pending() >= limit and not self._shared.claimed(key))
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
                 flight.waiters.add(token)
                 return flight, False
-            limit = self._max_pending()
-            if len(self._flights) >= limit:
+            if len(self._flights) >= limit or shared_full:
                 raise QueueFull(f"{limit} generations are already pending; try again shortly",
                                 retry_after=5)
             flight = self._flights[key] = Flight(key)
@@ -190,7 +214,7 @@ class Generator:
             return flight, True
 
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
-             backend_name: str | None = None) -> None:
+             backend_name: str | None = None, user: str = "default") -> None:
         started = time.monotonic()
         deadline = started + self._timeout()
         try:
@@ -198,6 +222,8 @@ class Generator:
                 backend = self._pool.client(backend_name or "")
                 self._pool.reserve(backend)
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            elif self._shared is not None:
+                result = self._fly_shared(flight, job, user, deadline, started)
             else:
                 result = self._run(flight, job, deadline, started)
             flight.future.set_result(result)
@@ -210,7 +236,48 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
-            self._report(flight, job, time.monotonic() - started)
+            if not flight.remote:
+                self._report(flight, job, time.monotonic() - started)
+
+    def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
+                    started: float) -> tuple[Any, dict[str, Any]]:
+        """Claim the key across replicas and run it, or wait for the replica that claimed it."""
+        assert self._shared is not None
+        while True:
+            claim = self._shared.claim(flight.key)
+            if claim is not None:
+                break
+            flight.remote = True
+            outcome = self._shared.wait(flight.key, deadline, lambda: flight.aborted)
+            if flight.aborted:
+                raise Cancelled("every waiter left before the other replica's run ended")
+            if outcome is not None:
+                return self._remote_result(flight, outcome)
+            log.info("the replica running %s stopped without a result; claiming it here", flight.key[:12])
+        flight.remote = False
+        try:
+            try:
+                output, meta = self._run(flight, job, deadline, started)
+                data = encode(output.data, job.output_format, strip=self._strip())
+                flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
+            except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
+                claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
+                raise
+            claim.done({"ok": True, "user": user, "file": flight.stored.filename})
+            return output, meta
+        finally:
+            claim.release()
+
+    def _remote_result(self, flight: Flight, outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """What another replica's run gave: its error, or the image it stored in the shared cache."""
+        if not outcome.get("ok"):
+            raise RemoteFailure(outcome)
+        try:
+            flight.stored = self.cache.lookup_file(str(outcome.get("user")), str(outcome.get("file")))
+        except LinkPixError:
+            raise ExecutionFailed("another replica made this picture but it is not in the shared cache; is "
+                                  "output_dir (or the S3 bucket) really shared by every replica?") from None
+        return None, own_meta(flight.stored.meta)
 
     def _run(self, flight: Flight, job: RenderedJob, deadline: float,
              started: float) -> tuple[OutputImage, dict[str, Any]]:

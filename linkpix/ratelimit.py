@@ -29,7 +29,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from .errors import QueueFull
+from .errors import QueueFull, SharedUnavailable
 
 CLASSES = ("links", "jobs", "uploads", "hits")
 SCOPES = ("user", "address")
@@ -61,9 +61,12 @@ def parse_rates(value: Mapping[str, str]) -> dict[str, list[RateLimitItem]]:
 
 
 def make_storage(url: str = "memory://") -> Storage:
-    """Where the counters live: this process's memory. With Redis configured (several replicas sharing
-    the limits) this becomes `storage_from_string("redis://...")`, and nothing else changes."""
-    return storage_from_string(url)
+    """Where the counters live: this process's memory, or with `redis_url` (several replicas sharing the
+    limits) `limits`' Redis storage, and nothing else changes."""
+    if not url:
+        return storage_from_string("memory://")
+    # Short timeouts, as for every Redis call: a Redis that hangs must not hold a request.
+    return storage_from_string(url, socket_timeout=3, socket_connect_timeout=2)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,18 @@ class RateLimiter:
         verdict = Verdict(True, cls, cost)
         if not applicable:
             return verdict
+        try:
+            return self._count(verdict, applicable, cls, cost, who)
+        except Exception as exc:  # the shared storage (Redis) does not answer; memory never raises
+            if self.storage.__class__.__name__.startswith("Memory"):
+                raise
+            if cls == "hits":  # cached pictures are served while Redis is down
+                return Verdict(True, cls, cost)
+            raise SharedUnavailable(f"the rate limits are kept in Redis, which does not answer ({exc}); new "
+                                    "work is refused for now, cached pictures are still served") from None
+
+    def _count(self, verdict: Verdict, applicable: list[tuple[Policy, str]], cls: str, cost: int,
+               who: str) -> Verdict:
         refused = [(p, key) for p, key in applicable if not self._strategy.test(p.item, cls, key, cost=cost)]
         if not refused:
             refused = [(p, key) for p, key in applicable if not self._strategy.hit(p.item, cls, key, cost=cost)]

@@ -104,7 +104,7 @@ class Editor:
                 return EditOutcome(job, stored.meta.get("edit_method", method), stored.meta.get("edit_fit"),
                                    outcome.image, stored, cache_hit=True)
         started = time.monotonic()
-        result = pipeline.finish(prep, outcome.image.path.read_bytes(), method, fmt)
+        result = pipeline.finish(prep, outcome.image.read(), method, fmt)
         fit = result.fit.to_dict() if result.fit else None
         log.info("edit %s: %s at %dx%d, fit %s, %.0f ms", key[:12], result.method, result.width, result.height,
                  fit, (time.monotonic() - started) * 1000)

@@ -64,6 +64,10 @@ class JobEvents:
         """The job's kept milestones numbered above `seq`, in order."""
         return self._store.events_after(job_id, seq) if self._store is not None else []
 
+    def last_progress(self, job_id: str) -> dict[str, Any] | None:
+        """The newest progress of a job another replica runs (None here: every job runs in this process)."""
+        return None
+
     def publish(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         seq = None
         if self._store is not None and kind in MILESTONES:
@@ -71,6 +75,10 @@ class JobEvents:
                 seq = self._store.add_event(job_id, kind, data)
             except RuntimeError:  # the store closed under us (shutting down): live readers still hear it
                 seq = None
+        self.fan_out(job_id, kind, data, seq)
+
+    def fan_out(self, job_id: str, kind: str, data: dict[str, Any], seq: int | None) -> None:
+        """Hand one event to this process's readers of the job."""
         with self._lock:
             subs = list(self._subscribers.get(job_id, []))
         for q in subs:

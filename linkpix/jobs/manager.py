@@ -10,6 +10,9 @@ with a message saying ComfyUI lost them) - none stays "running" forever.
 A job counts as `queued` until ComfyUI starts executing its prompt, so "queued" and ComfyUI's queue
 position mean the same thing to a client. Cancelling leaves the shared run through a `Ticket`: ComfyUI is
 told to dequeue or interrupt the prompt only when no other request waits on it.
+
+With Redis (several replicas) `shared_manager.SharedJobManager` keeps all of this and changes where jobs
+wait and who runs them (the hooks `_dispatch`, `_after_run`, `_webhook_settled`).
 """
 
 from __future__ import annotations
@@ -68,15 +71,17 @@ class JobManager:
     def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
                  settings: Callable[[], Settings],
                  queue_position: Callable[[str, str | None], int | None],
-                 webhook_targets: Callable[[], Targets] | None = None) -> None:
+                 webhook_targets: Callable[[], Targets] | None = None, *, events: JobEvents | None = None,
+                 replica: str | None = None) -> None:
         self.store = store
+        self.replica = replica  # shown in a job's `replica` field
         self._targets = webhook_targets or (lambda: Targets(tuple(settings().webhook_allow)))
         self.uploads = uploads
         self.generator = generator
         self.cache = cache
         self._settings = settings
         self._queue_position = queue_position
-        self.events = JobEvents(store)
+        self.events = events or JobEvents(store)
         # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
         self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
         s = settings()
@@ -85,6 +90,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}
         self._cancelling: set[str] = set()
+        self._lost: set[str] = set()  # taken over by another replica: let go, never end them here
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self._stop = threading.Event()
         self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
@@ -95,10 +101,10 @@ class JobManager:
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
              queue_position: Callable[[str, str | None], int | None],
-             webhook_targets: Callable[[], Targets] | None = None) -> JobManager:
+             webhook_targets: Callable[[], Targets] | None = None, replica: str | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
-                      generator, cache, settings, queue_position, webhook_targets)
+                      generator, cache, settings, queue_position, webhook_targets, replica=replica)
         manager.recover()
         manager.pruner = Pruner(manager.store, manager.uploads, lambda: settings().jobs_keep_days,
                                 manager._stop).start()
@@ -139,17 +145,20 @@ class JobManager:
                   image_count=len(rendered), spec=[rendered_to_dict(r) for r in rendered],
                   webhook=dict(webhook, state="waiting", attempts=[]) if webhook else None,
                   webhook_secret=secret or None, base_url=base_url)
-        with self._lock:
-            if self.store.count_active(user) >= s.jobs_max_queued_per_user:
-                raise QueueFull(f"user {user!r} already has {s.jobs_max_queued_per_user} unfinished jobs; "
-                                "wait for one to finish", retry_after=10)
-            if self.store.count_active() >= s.jobs_max_queued:
-                raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly",
-                                retry_after=10)
-            self.store.insert(job)
+        with self._lock:  # a Redis store counts the caps over every replica, in the inserting transaction
+            full = self.store.insert_within(job, s.jobs_max_queued_per_user, s.jobs_max_queued)
+        if full == "user":
+            raise QueueFull(f"user {user!r} already has {s.jobs_max_queued_per_user} unfinished jobs; "
+                            "wait for one to finish", retry_after=10)
+        if full == "total":
+            raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly", retry_after=10)
         self.events.publish(job.id, "queued", self.describe(job, with_queue=False))
-        self._pool.submit(self._run, job.id, False)
+        self._dispatch(job.id)
         return job
+
+    def _dispatch(self, job_id: str) -> None:
+        """Hand an accepted job to whoever runs it: here, this process's pool."""
+        self._pool.submit(self._run, job_id, False)
 
     def recover(self) -> None:
         """Start-up: re-attach jobs that reached ComfyUI, re-queue the others, resume webhooks."""
@@ -165,6 +174,8 @@ class JobManager:
         body = job.public()
         with self._lock:
             live = {k: v for k, v in self._live.get(job.id, {}).items() if k != "running"}
+        if not live and job.state == RUNNING:  # perhaps running on another replica: its newest notice
+            live = self.events.last_progress(job.id) or {}
         body["progress"] = live or None
         body["queue_position"] = None
         if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
@@ -194,9 +205,11 @@ class JobManager:
     # -- running -----------------------------------------------------------------------------------
     def _run(self, job_id: str, reattach: bool) -> None:
         try:
+            if self.replica is not None:
+                self.store.update(job_id, replica=self.replica)
             self._run_job(job_id, reattach)
         except Exception:
-            if not self.closed:
+            if not self.closed and not self._is_lost(job_id):
                 log.exception("job %s failed unexpectedly", job_id)
                 self._end(job_id, FAILED, ExecutionFailed("internal error while running the job; see the log"))
         finally:
@@ -204,6 +217,20 @@ class JobManager:
                 self._tickets.pop(job_id, None)
                 self._cancelling.discard(job_id)
                 self._live.pop(job_id, None)
+                lost = job_id in self._lost
+                self._lost.discard(job_id)
+            if not self.closed and not lost:
+                self._after_run(job_id)
+
+    def _after_run(self, job_id: str) -> None:
+        """A job's run is over here (ended, or cancelled): nothing to do for this process's pool."""
+
+    def _webhook_settled(self, job_id: str) -> None:
+        """A job's webhook was delivered or given up."""
+
+    def _is_lost(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._lost
 
     def _run_job(self, job_id: str, reattach: bool) -> None:
         if self.closed:
@@ -222,7 +249,7 @@ class JobManager:
             except Cancelled:
                 return  # cancel() has recorded it, or we are shutting down
             except LinkPixError as exc:
-                if self.closed:
+                if self.closed or self._is_lost(job_id):
                     return
                 if prompt_id is not None and isinstance(exc, PromptLost):
                     exc.message = f"LinkPix restarted while this job ran, and {exc.message}"
@@ -324,13 +351,14 @@ class JobManager:
 
     def _end(self, job_id: str, state: str, error: LinkPixError | None) -> None:
         changes: dict[str, Any] = {"error": error.to_dict() if error is not None else None}
+        hook = self.store.get(job_id).webhook
+        if hook:  # in the same write as the end: a replica dying in between cannot lose the webhook
+            changes["webhook"] = dict(hook, state="pending")
         if not self.store.finish(job_id, state, **changes):
             return  # it had already ended (cancelled meanwhile)
         job = self.store.get(job_id)
         self.events.publish(job_id, state, self.describe(job, with_queue=False))
         if job.webhook:
-            job.webhook = dict(job.webhook, state="pending")
-            self.store.set_webhook(job_id, job.webhook)
             self._send_webhook(job)
 
     # -- webhooks ----------------------------------------------------------------------------------
@@ -355,7 +383,7 @@ class JobManager:
     def _image_base64(self, user: str, url: str) -> str | None:
         try:
             image = self.cache.lookup_file(user, url.rsplit("/", 1)[-1])
-            return base64.b64encode(image.path.read_bytes()).decode()
+            return base64.b64encode(image.read()).decode()
         except (LinkPixError, OSError):
             return None  # evicted meanwhile; the URL is still reported
 
@@ -377,6 +405,7 @@ class JobManager:
                     return
                 current = self.store.get(job_id).webhook or {}
                 self.store.set_webhook(job_id, dict(current, state="delivered" if delivered else "failed"))
+            self._webhook_settled(job_id)
 
         self.webhooks.send(job.webhook["url"], self.webhook_payload(job), job.webhook_secret,
                            on_attempt, on_done)

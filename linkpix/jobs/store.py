@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     webhook TEXT,
     webhook_secret TEXT,
-    base_url TEXT NOT NULL DEFAULT ''
+    base_url TEXT NOT NULL DEFAULT '',
+    replica TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, created);
@@ -83,6 +84,7 @@ class Job:
     webhook: dict[str, Any] | None = None
     webhook_secret: str | None = None
     base_url: str = ""
+    replica: str | None = None  # the LinkPix replica running it (or that ran it last)
 
     @property
     def finished_state(self) -> bool:
@@ -100,7 +102,7 @@ class Job:
                 "prompt_id": self.prompt_id or (self.prompt_ids[-1] if self.prompt_ids else None),
                 "prompt_ids": self.prompt_ids, "backend": self.backend, "image_count": self.image_count,
                 "prompt": first.get("prompt"), "workflow": first.get("workflow"),
-                "images": self.images, "error": self.error, "webhook": webhook}
+                "images": self.images, "error": self.error, "webhook": webhook, "replica": self.replica}
 
 
 def rendered_to_dict(job: RenderedJob) -> dict[str, Any]:
@@ -132,6 +134,9 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "replica" not in columns:  # a database from before replicas existed
+                self._db.execute("ALTER TABLE jobs ADD COLUMN replica TEXT")
         self._closed = False
 
     def close(self) -> None:
@@ -162,6 +167,21 @@ class JobStore:
         marks = ", ".join(f":{k}" for k in values)
         with self._lock:
             self._db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+
+    def insert_within(self, job: Job, per_user: int | None, total: int | None) -> str | None:
+        """Insert unless the user's or the total count of unfinished jobs is at its cap: then "user" or
+        "total" (and nothing is written). One lock: two submits cannot both take the last place."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            active = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+            mine = self._db.execute(active + " AND user = ?", (job.user,)).fetchone()[0]
+            if per_user is not None and mine >= per_user:
+                return "user"
+            if total is not None and self._db.execute(active).fetchone()[0] >= total:
+                return "total"
+        self.insert(job)
+        return None
 
     def update(self, job_id: str, *, only_active: bool = True, **changes: Any) -> bool:
         """Set columns of a job; with `only_active` (default) a finished job is left alone."""

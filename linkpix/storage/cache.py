@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(png|jpeg|webp)$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# In a folder replicas share, a temporary file younger than this may be another replica's write.
+SHARED_TEMP_GRACE = 3600.0
 
 
 def cache_key(graph: Mapping[str, Any], output_format: str, uploads: Iterable[bytes] = ()) -> str:
@@ -76,13 +78,25 @@ class CachedImage:
     def url(self) -> str:
         return f"/images/{self.user}/{self.filename}"
 
+    @property
+    def local(self) -> bool:
+        """A file on this machine's file system (S3 images are not: they are read or redirected to)."""
+        return True
+
+    def read(self) -> bytes:
+        """The image's bytes, wherever it is stored."""
+        return self.path.read_bytes()
+
 
 class ImageCache:
     """`get`/`put` by (user, key); keeps running totals so eviction never rescans on the hot path."""
 
-    def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0, tidy: bool = True) -> None:
+    def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0, tidy: bool = True,
+                 temp_grace: float = 0.0) -> None:
         """`tidy=False` for a second process (the dashboard): it must not remove the API's `.tmp` files,
-        which may be writes in progress."""
+        which may be writes in progress. `temp_grace`: in a folder several replicas share, only temporary
+        files older than this are leftovers (a younger one may be another replica's write)."""
+        self._temp_grace = temp_grace
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -207,7 +221,8 @@ class ImageCache:
                 self._account(path, st.st_size, st.st_mtime)
             elif remove_temp and path.name.endswith(".tmp"):
                 with _suppress_oserror():
-                    path.unlink()  # left behind by a crash mid-write
+                    if time.time() - path.stat().st_mtime >= self._temp_grace:
+                        path.unlink()  # left behind by a crash mid-write
 
     # -- figures -----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -276,6 +276,11 @@ class JsonStore:
             for d in dirs:
                 self._watched_dirs.setdefault(Path(d), None)
 
+    def invalidate(self) -> None:
+        """Another machine changed a shared file (a replica said so through Redis; inotify does not see
+        changes made on other machines): the next `fingerprint()` stats every file again."""
+        self._last = None
+
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever a file this store has served, or a watched folder's listing, changes.
 

@@ -163,7 +163,7 @@ def _response(done: EditOutcome) -> Response:
     assert image is not None
     headers.update({"ETag": image.etag, "X-LinkPix-Cache": "hit" if done.cache_hit else "miss",
                     "X-LinkPix-Image-Url": image.url})
-    return Response(image.path.read_bytes(), mimetype=image.content_type, headers=headers)
+    return Response(image.read(), mimetype=image.content_type, headers=headers)
 
 
 def _describe(done: EditOutcome) -> dict[str, Any]:

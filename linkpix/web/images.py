@@ -127,7 +127,7 @@ def prompt(text: str) -> Response:
     if json_mode:
         return _json_response(outcome, job)
     headers = _image_headers(outcome.image, job, outcome.cache_hit)
-    if not job.seed_is_random:
+    if not job.seed_is_random and outcome.image.local:  # the memo answers with a local file
         svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
     return _file_response(outcome.image, headers)
 
@@ -196,6 +196,15 @@ def _memo_entry(image: CachedImage, job: RenderedJob) -> MemoEntry:
 def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Response:
     if not_modified(request.environ, image.etag, image.mtime):
         return Response(status=304, headers=not_modified_headers(headers))
+    if not image.local:  # S3 (storage/s3.py): a redirect to a presigned URL, or the bytes streamed
+        if services().config.settings.s3_redirect:
+            kept = [(k, v) for k, v in headers if k.startswith("X-LinkPix-")]
+            resp = Response(status=302, headers=[*kept, ("Location", image.presigned_url()),  # type: ignore[attr-defined]
+                                                 ("Cache-Control", "private, max-age=60")])
+            return resp
+        resp = Response(image.chunks(), headers=headers, direct_passthrough=True)  # type: ignore[attr-defined]
+        resp.content_length = image.size
+        return resp
     resp = Response(wrap_file(request.environ, open(image.path, "rb")), headers=headers,
                     direct_passthrough=True)
     resp.content_length = image.size

@@ -61,6 +61,11 @@ def health_body() -> tuple[dict[str, Any], int]:
                             "cache": svc.cache.stats(), "pending_generations": svc.generator.pending}
     if not up:
         body["error"] = "; ".join(f"{r['name']}: {r['last_error'] or r['state']}" for r in live)
+    body["replica"] = svc.replica_name
+    if svc.replica is not None:  # several replicas: the Redis they share (new work needs it; hits do not)
+        body["redis"] = svc.replica.health()
+        if body["redis"]["state"] != "up":
+            body["status"] = "degraded"
     return body, 200 if up else 503
 
 
@@ -70,6 +75,8 @@ def _redacted(body: dict[str, Any]) -> dict[str, Any]:
     body["cache"] = {k: v for k, v in body["cache"].items() if k != "users"}
     body["backends"] = [{k: v for k, v in row.items() if k not in ("url", "last_error")}
                         for row in body["backends"]]
+    if "redis" in body:
+        body["redis"] = {k: v for k, v in body["redis"].items() if k not in ("url", "error")}
     return body
 
 

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client.exposition import choose_encoder
 
 from ..config import LoadedConfig
+from ..errors import LinkPixError
 from ..history import History, Sampler, Totals
 from ..metrics import Metrics, Snapshot
 from ..ratelimit import RateLimiter, make_storage, parse_networks
@@ -48,7 +49,7 @@ def install(app: Flask, svc: Services) -> Ops:
     """Build the app's metrics, history and limiter, and hook them up; call after `guards.install`."""
     metrics = Metrics(lambda: _snapshot(svc))
     history = History(lambda: _totals(svc, metrics))
-    ops = Ops(metrics, history, RateLimiter(make_storage()))
+    ops = Ops(metrics, history, RateLimiter(make_storage(svc.config.settings.redis_url)))  # Redis: shared
 
     def _apply(cfg: LoadedConfig) -> None:
         s = cfg.settings
@@ -76,12 +77,18 @@ def _remember_route(_error: BaseException | None) -> None:
 def _snapshot(svc: Services) -> Snapshot:
     cache = svc.cache.stats()
     cache.pop("users", None)
-    jobs = svc.jobs.store.count_by_state() if svc.jobs is not None and not svc.jobs.closed else None
+    try:
+        jobs = svc.jobs.store.count_by_state() if svc.jobs is not None and not svc.jobs.closed else None
+    except LinkPixError:  # the jobs are in Redis, which does not answer: the other figures still count
+        jobs = None
     return Snapshot(cache=cache, in_flight=svc.generator.pending, jobs=jobs)
 
 
 def _totals(svc: Services, metrics: Metrics) -> Totals:
-    waiting = svc.jobs.store.count_waiting() if svc.jobs is not None and not svc.jobs.closed else 0
+    try:
+        waiting = svc.jobs.store.count_waiting() if svc.jobs is not None and not svc.jobs.closed else 0
+    except LinkPixError:  # Redis does not answer
+        waiting = 0
     return Totals(requests=metrics.total_requests, hits=svc.cache.hits, misses=svc.cache.misses,
                   runs=metrics.run_count, run_seconds=metrics.run_seconds_sum,
                   queue=svc.generator.pending + waiting)

@@ -4,6 +4,9 @@ Nothing here is a module-level global: tests build as many independent apps as t
 own configuration, ComfyUI pool and cache. Settings the dashboard may change while the API runs
 (the ComfyUI backends, the cache limits) are applied live: the pool adds and retires backends on every
 configuration reload (each run keeps the backend it started on), and the cache takes its new limits.
+
+With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/shared/`, the jobs' `redis_*`
+modules), and with `storage: s3` the cache is a bucket (`storage/s3.py`); neither is imported otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -25,9 +28,12 @@ from ..generator import Generator
 from ..jobs.manager import JobManager
 from ..jobs.targets import Targets
 from ..resolver import Resolver
-from ..storage.cache import ImageCache
+from ..storage.cache import SHARED_TEMP_GRACE, ImageCache
 from ..storage.jsonstore import JsonStore
 from .memo import HitMemo
+
+if TYPE_CHECKING:
+    from ..shared.replica import Replica
 
 EXTENSION = "linkpix"
 
@@ -46,6 +52,8 @@ class Services:
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     closers: list[Callable[[], None]] = field(default_factory=list)  # run by close(): the fronts' sockets
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
+    replica: Replica | None = None  # with redis_url: what this replica shares with the others
+    replica_name: str = ""
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
@@ -67,6 +75,8 @@ class Services:
             self.jobs.close()
         self.pool.close()
         self.pool.stops.close()
+        if self.replica is not None:
+            self.replica.close()
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything that could change which image a URL maps to changes: the
@@ -82,18 +92,52 @@ def build_services(holder: ConfigHolder) -> Services:
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
     resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
-    cache = ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400)
+    cache = _image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
+    replica = None
+    if s.redis_url:
+        from ..shared.replica import open_replica
+
+        replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
-                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata)
+                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
+                          shared=replica.flights if replica is not None else None)
     own_ports: set[int] = set()
-    jobs = JobManager.open(cfg.data_dir, generator, cache, settings,
-                           lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id),
-                           webhook_targets=lambda: webhook_targets(settings(), own_ports))
+    position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
+    targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
+    if replica is not None:
+        from ..jobs.shared_manager import SharedJobManager
+
+        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
+                                                        settings, position, webhook_targets=targets)
+        replica.start(resolver.fingerprint, store.invalidate)
+    else:
+        jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
+                               replica=s.replica_name or default_replica_name(s.api_port))
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports)
+    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
+                    replica=replica, replica_name=jobs.replica or "")
+
+
+def _image_cache(cfg: LoadedConfig) -> Any:
+    """The disk cache (output_dir, which replicas share as a folder), or a bucket with `storage: s3`."""
+    s = cfg.settings
+    if s.storage == "s3":
+        from ..storage.s3 import S3ImageCache
+
+        return S3ImageCache(s.s3_bucket, s.s3_endpoint, s.s3_region, s.s3_access_key, s.s3_secret_key,
+                            s.s3_prefix, s.s3_url_seconds)
+    return ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400,
+                      temp_grace=SHARED_TEMP_GRACE if s.redis_url else 0.0)
+
+
+def default_replica_name(port: int) -> str:
+    """host:api_port, as a replica names itself when `replica_name` is not set."""
+    import socket
+
+    return f"{socket.gethostname()}:{port}"
 
 
 def webhook_targets(settings: Settings, own_ports: set[int]) -> Targets:

@@ -282,6 +282,9 @@ def view() -> Response:
     user = g.front_user
     if kind == "output":
         image = services().cache.lookup_file(user, filename)
+        if not image.local:  # S3: the bytes, not a file
+            return Response(image.read(), mimetype=image.content_type,
+                            headers={"Content-Disposition": f'filename="{filename}"'})
         path, mime = image.path, image.content_type
     elif kind == "input":
         name = filename if not query.get("subfolder") else f"{query['subfolder'].strip('/')}/{filename}"

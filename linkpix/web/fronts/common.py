@@ -134,7 +134,7 @@ def empty_response(status: int = 200) -> Response:
 
 
 def image_base64(image: CachedImage) -> str:
-    return base64.b64encode(image.path.read_bytes()).decode("ascii")
+    return base64.b64encode(image.read()).decode("ascii")
 
 
 def absolute_url(image: CachedImage) -> str:
