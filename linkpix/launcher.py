@@ -81,6 +81,7 @@ def stop_all(children: Sequence[Child], grace: float = 8.0) -> None:
         try:
             c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"[launcher] {c.name} did not stop within {grace:.0f} s of SIGTERM; killing it", flush=True)
             c.proc.kill()
             c.proc.wait()
 

@@ -207,6 +207,12 @@ def test_without_demo_an_unreachable_comfyui_is_said_at_start(project):
         hint = next(line for line in lines if "not reachable" in line)
         assert config["comfyui_url"] in hint and "--demo" in hint
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        try:
+            rest, _ = proc.communicate(timeout=20)  # reading on, so a full pipe can never hold the launcher
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the launcher did not stop within 20 s of Ctrl+C; its last output:\n"
+                                 + proc.communicate()[0][-3000:]) from None
+        assert proc.returncode == 0, rest
     finally:
         _kill_all(proc, pids)

@@ -50,7 +50,7 @@ from .store import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from .webhooks import Schedule, Targets, WebhookSender, iso_time
+from .webhooks import Schedule, Targets, WebhookSender, job_payload
 
 log = logging.getLogger(__name__)
 
@@ -368,17 +368,7 @@ class JobManager:
             self.store.set_webhook(job_id, dict(job.webhook, state="skipped"))
 
     def webhook_payload(self, job: Job) -> dict[str, Any]:
-        include = bool(job.webhook and job.webhook.get("include_base64"))
-        images = []
-        for image in job.images:
-            item = {"url": image["url"], "href": job.base_url.rstrip("/") + image["url"],
-                    "seed": image["seed"], "width": image["width"], "height": image["height"]}
-            if include:
-                item["base64"] = self._image_base64(job.user, image["url"])
-            images.append(item)
-        return {"type": f"job.{job.state}", "timestamp": iso_time(job.finished),  # Standard Webhooks' fields
-                "status": job.state, "job_id": job.id, "prompt_id": job.prompt_ids[-1] if job.prompt_ids else None,
-                "prompt_ids": job.prompt_ids, "images": images, "error": job.error}
+        return job_payload(job, self._image_base64)
 
     def _image_base64(self, user: str, url: str) -> str | None:
         try:

@@ -40,10 +40,11 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 from tenacity.wait import wait_exponential
 
 from ..errors import BadRequest
+from .store import Job
 from .targets import PinnedAdapter, Targets, check_url
 
-__all__ = ["SIGNATURE_HEADER", "Schedule", "Targets", "WebhookSender", "check_secret", "check_url", "iso_time", "sign",
-           "standard_signature", "verify"]
+__all__ = ["SIGNATURE_HEADER", "Schedule", "Targets", "WebhookSender", "check_secret", "check_url", "iso_time",
+           "job_payload", "sign", "standard_signature", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,24 @@ def iso_time(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_payload(job: Job, image_base64: Callable[[str, str], str | None]) -> dict[str, Any]:
+    """The body of a finished job's webhook: its state, images (with base64 when asked) and error.
+
+    `type` and `timestamp` are the fields Standard Webhooks recommends; the rest is the job's own shape.
+    """
+    include = bool(job.webhook and job.webhook.get("include_base64"))
+    images = []
+    for image in job.images:
+        item = {"url": image["url"], "href": job.base_url.rstrip("/") + image["url"],
+                "seed": image["seed"], "width": image["width"], "height": image["height"]}
+        if include:
+            item["base64"] = image_base64(job.user, image["url"])
+        images.append(item)
+    return {"type": f"job.{job.state}", "timestamp": iso_time(job.finished),
+            "status": job.state, "job_id": job.id, "prompt_id": job.prompt_ids[-1] if job.prompt_ids else None,
+            "prompt_ids": job.prompt_ids, "images": images, "error": job.error}
 
 
 def secret_key(secret: str) -> bytes:
