@@ -221,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             start(child)
         for child in children:
             pump(child)
-        if wait_until_up(urls["api"] + "/health", children, stop=stopping):
+        # Announce only once every child answers: the dashboard takes seconds longer than the API.
+        probes = [url + ("/health" if name == "api" else "/") for name, url in urls.items()]
+        if all(wait_until_up(probe, children, stop=stopping) for probe in probes):
             print("LinkPix is up:", flush=True)
             for name, url in urls.items():
                 print(f"  {name:18} {url}", flush=True)

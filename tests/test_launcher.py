@@ -216,3 +216,21 @@ def test_without_demo_an_unreachable_comfyui_is_said_at_start(project):
         assert proc.returncode == 0, rest
     finally:
         _kill_all(proc, pids)
+
+
+def test_every_announced_address_answers_when_up_is_said(project):
+    """The dashboard starts seconds after the API: "LinkPix is up" waits for it, so its link works at once."""
+    api_port, web_port = free_port(), free_port()
+    proc = _launch(project, "--demo", "--api-port", str(api_port), "--web-port", str(web_port))
+    pids: list[int] = []
+    try:
+        lines = read_until(proc, "try:", timeout=120)
+        pids = list(_children(lines).values())
+        assert set(_children(lines)) == {"comfyui-simulator", "api", "dashboard"}
+        r = requests.get(f"http://127.0.0.1:{web_port}/", timeout=10)
+        assert r.status_code == 200 and "<html" in r.text.lower()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, rest
+    finally:
+        _kill_all(proc, pids)
