@@ -3,7 +3,10 @@ presigned URL, the same names and metadata as on disk, and two replicas sharing 
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 from replica_support import S3_BUCKET, S3Server, redis_server, s3_server
 from test_jobs_support import JobsServer as ApiServer
 
@@ -97,3 +101,44 @@ def test_two_replicas_share_one_bucket_and_one_run(project, tmp_path, s3_server,
         a.close()
         b.close()
         sim.stop()
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (96, 64), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_an_upload_to_one_replica_is_used_by_another_that_shares_no_folder(project, tmp_path, simulator, s3_server,
+                                                                            prefix, redis_server):
+    """Replicas on Redis and a bucket, each with its own data/: uploads travel through the bucket."""
+    other = tmp_path / "other-project"
+    shutil.copytree(project, other)
+    settings = {"redis_url": redis_server.url, "jobs_keep_days": 1.0, **s3_server.settings(prefix)}
+    a = ApiServer(project, simulator.url, replica_name="a", **settings)
+    b = ApiServer(other, simulator.url, replica_name="b", **settings)
+    try:
+        upload = a.post("/uploads", data=_png((200, 40, 40)), headers={"Content-Type": "image/png"})
+        assert upload.status_code == 201, upload.text
+        image_id = upload.json()["id"]
+        assert not list((project / "data").glob("uploads/linkpix_*"))  # nothing on the replica's disk
+        client = s3_server.client()
+        assert client.head_object(Bucket=S3_BUCKET, Key=f"{prefix}!uploads/{image_id}")["ContentLength"] > 0
+        link = b.get(f"/prompt/a%20red%20card?workflow=sd15_img2img&width=64&height=64&image={image_id}")
+        assert link.status_code == 200, link.text
+        job = b.wait_for(b.submit(prompt="a red card", workflow="sd15_img2img", images=[image_id]))
+        assert job["status"] == "succeeded", job
+        missing = b.get("/prompt/x?workflow=sd15_img2img&image=linkpix_" + "0" * 16 + ".png")
+        assert missing.status_code == 400 and "upload it first" in missing.json()["message"]
+        # Clearing the image cache keeps the inputs.
+        assert a.services.cache.clear() >= 1
+        assert client.head_object(Bucket=S3_BUCKET, Key=f"{prefix}!uploads/{image_id}")
+        # Retention: nothing is old yet; two days on, the job and both inputs (one never used) go.
+        b.post("/uploads", data=_png((10, 10, 240)))
+        pruner = a.services.jobs.pruner
+        assert pruner.prune() == {"jobs": 0, "uploads": 0}
+        assert pruner.prune(now=time.time() + 2 * 86400) == {"jobs": 1, "uploads": 2}
+        assert "Contents" not in client.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{prefix}!uploads/")
+    finally:
+        a.close()
+        b.close()

@@ -22,7 +22,7 @@ from ..generator import Generator, Outcome
 from ..request import GenerationRequest, InputImage
 from ..resolver import RenderedJob, Resolver
 from ..storage.cache import CachedImage, ImageCache
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads
 from . import pipeline, resize
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Editor:
     """Runs edits through a resolver and a generator; stores results in the image cache."""
 
     def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache,
-                 uploads: Callable[[], UploadStore | None]) -> None:
+                 uploads: Callable[[], Uploads | None]) -> None:
         self.resolver = resolver
         self.generator = generator
         self.cache = cache

@@ -35,7 +35,7 @@ from ..flight import SUBMITTED, Cancelled, Ticket
 from ..generator import Generator, Outcome
 from ..resolver import RenderedJob
 from ..storage.cache import ImageCache
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads, UploadStore
 from .events import JobEvents, sse_stream, thumbnail
 from .retention import Pruner
 from .store import (
@@ -68,7 +68,7 @@ class Conflict(LinkPixError):
 class JobManager:
     """Owns the job pool, the live progress of running jobs, and webhook delivery."""
 
-    def __init__(self, store: JobStore, uploads: UploadStore, generator: Generator, cache: ImageCache,
+    def __init__(self, store: JobStore, uploads: Uploads, generator: Generator, cache: ImageCache,
                  settings: Callable[[], Settings],
                  queue_position: Callable[[str, str | None], int | None],
                  webhook_targets: Callable[[], Targets] | None = None, *, events: JobEvents | None = None,
@@ -101,9 +101,10 @@ class JobManager:
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
              queue_position: Callable[[str, str | None], int | None],
-             webhook_targets: Callable[[], Targets] | None = None, replica: str | None = None) -> JobManager:
+             webhook_targets: Callable[[], Targets] | None = None, replica: str | None = None,
+             uploads: Uploads | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
-        manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), UploadStore(Path(data_dir) / "uploads"),
+        manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads or UploadStore(Path(data_dir) / "uploads"),
                       generator, cache, settings, queue_position, webhook_targets, replica=replica)
         manager.recover()
         manager.pruner = Pruner(manager.store, manager.uploads, lambda: settings().jobs_keep_days,

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ INTERVAL = 3600.0  # s between two prunings
 
 
 class Pruner:
-    """Prunes one job store and its upload folder; `prune()` runs once, `start()` every hour."""
+    """Prunes one job store and its uploads; `prune()` runs once, `start()` every hour."""
 
-    def __init__(self, store: JobStore, uploads: UploadStore, keep_days: Callable[[], float],
+    def __init__(self, store: JobStore, uploads: Uploads, keep_days: Callable[[], float],
                  stop: threading.Event, interval: float = INTERVAL) -> None:
         self._store = store
         self._uploads = uploads
@@ -58,15 +58,9 @@ class Pruner:
         jobs = self._store.prune(cutoff)
         needed = self._store.referenced_uploads()
         uploads = 0
-        for path in self._uploads.root.glob("linkpix_*"):
-            if path.name in needed:
-                continue
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    uploads += 1
-            except FileNotFoundError:
-                continue
+        for name, used in list(self._uploads.entries()):
+            if name not in needed and used < cutoff and self._uploads.delete(name):
+                uploads += 1
         if jobs or uploads:
             log.info("pruned %d finished jobs and %d unused uploads older than %g days", jobs, uploads, days)
         return {"jobs": jobs, "uploads": uploads}

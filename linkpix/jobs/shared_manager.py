@@ -19,7 +19,7 @@ from ..generator import Generator
 from ..shared.bus import Bus
 from ..shared.connection import Shared
 from ..storage.cache import ImageCache
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads, UploadStore
 from .manager import JobManager
 from .redis_events import RedisJobEvents
 from .redis_queue import RedisJobQueue
@@ -35,11 +35,13 @@ class SharedJobManager(JobManager):
     @classmethod
     def open_shared(cls, shared: Shared, bus: Bus, data_dir: Path, generator: Generator, cache: ImageCache,
                     settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
-                    webhook_targets: Callable[[], Targets] | None = None) -> SharedJobManager:
-        """Uploads stay in the data folder, which the replicas share. The queue starts reading at once
-        (this replica's own unfinished jobs from before a restart first)."""
+                    webhook_targets: Callable[[], Targets] | None = None,
+                    uploads: Uploads | None = None) -> SharedJobManager:
+        """Uploads are in the bucket with `storage: s3`, else in the data folder, which the replicas then
+        share. The queue starts reading at once (this replica's own unfinished jobs from before a restart
+        first)."""
         store = RedisJobStore(shared)
-        manager = cls(store, UploadStore(Path(data_dir) / "uploads"), generator, cache,  # type: ignore[arg-type]
+        manager = cls(store, uploads or UploadStore(Path(data_dir) / "uploads"), generator, cache,  # type: ignore[arg-type]
                       settings, queue_position, webhook_targets, events=RedisJobEvents(store, bus),
                       replica=shared.name)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,

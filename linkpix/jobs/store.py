@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..resolver import RenderedJob
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
@@ -106,14 +106,14 @@ class Job:
 
 
 def rendered_to_dict(job: RenderedJob) -> dict[str, Any]:
-    """A RenderedJob as JSON; input images by name only (their bytes are in the UploadStore)."""
+    """A RenderedJob as JSON; input images by name only (their bytes are in the upload store)."""
     out = asdict(job)
     out["uploads"] = [u.name for u in job.uploads]
     out["ignored"] = list(job.ignored)
     return out
 
 
-def rendered_from_dict(data: dict[str, Any], uploads: UploadStore) -> RenderedJob:
+def rendered_from_dict(data: dict[str, Any], uploads: Uploads) -> RenderedJob:
     values = dict(data)
     values["uploads"] = tuple(uploads.get(name) for name in data.get("uploads", []))
     values["ignored"] = tuple(data.get("ignored", []))

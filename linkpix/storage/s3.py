@@ -7,8 +7,9 @@ sidecar, which carries the size and time the response needs. A hit is streamed t
 `s3_redirect`, answered by a redirect to a presigned URL so the bytes never pass through LinkPix.
 
 The bucket keeps what it is given: `cache_max_mb` and `cache_max_age_days` are not enforced here (give the
-bucket a lifecycle rule that expires objects instead); the figures in /health are counted by listing the
-bucket at most once a minute.
+bucket a lifecycle rule that expires objects instead, limited to the cache's names so that it spares the
+input images under `!uploads/`); the figures in /health are counted by listing the bucket at most once a
+minute.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BadRequest, NotFound, StorageUnavailable
 from .cache import CONTENT_TYPES, CachedImage
+from .s3uploads import FOLDER, S3UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ class S3ImageCache:
         self._s3 = boto3.session.Session().client(
             "s3", endpoint_url=endpoint or None, region_name=region or None, config=config,
             aws_access_key_id=access_key or None, aws_secret_access_key=secret_key or None)
+
+    def upload_store(self) -> S3UploadStore:
+        """The input images of this deployment, in the same bucket and through the same client."""
+        return S3UploadStore(self._s3, self.bucket, self.prefix, self._unavailable)
 
     def _name(self, user: str, filename: str) -> str:
         return f"{self.prefix}{user}/{filename}"
@@ -199,7 +205,8 @@ class S3ImageCache:
         prefix = self.prefix + (f"{user}/" if user is not None else "")
         removed = 0
         try:
-            names = [o["Key"] for o in self._objects(prefix)]
+            uploads = self.prefix + FOLDER  # input images are not cached images: clearing keeps them
+            names = [o["Key"] for o in self._objects(prefix) if not o["Key"].startswith(uploads)]
             for start in range(0, len(names), 1000):
                 batch = names[start:start + 1000]
                 self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": n} for n in batch]})

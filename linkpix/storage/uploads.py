@@ -2,17 +2,32 @@
 what jobs, links and edits name by id.
 
 A job must survive a restart, so its input images are kept here by name rather than inside the job row.
+With `storage: s3` they are kept in the bucket instead (`s3uploads.py`, the same interface), so replicas
+without a shared folder see each other's uploads.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import BadRequest
 from ..request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
 from .jsonstore import atomic_write_bytes
+
+
+class Uploads(Protocol):
+    """What jobs, links, edits and retention need of an upload store (this folder, or `s3uploads.py`)."""
+
+    def put(self, data: bytes, max_bytes: int = ...) -> InputImage: ...
+    def keep(self, image: InputImage) -> None: ...
+    def get(self, upload_id: str, parameter: str = ...) -> InputImage: ...
+    def exists(self, upload_id: str) -> bool: ...
+    def entries(self) -> Iterator[tuple[str, float]]: ...
+    def delete(self, upload_id: str) -> bool: ...
 
 
 class UploadStore:
@@ -40,19 +55,41 @@ class UploadStore:
             _used(path)
 
     def get(self, upload_id: str, parameter: str = "images") -> InputImage:
-        if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
-                or not upload_id.startswith("linkpix_"):
-            raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": parameter})
+        check_id(upload_id, parameter)
         try:
             data = (self.root / upload_id).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
-            raise BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads",
-                             {"parameter": parameter}) from None
+            raise missing(upload_id, parameter) from None
         _used(self.root / upload_id)
         return InputImage(upload_id, data)
 
     def exists(self, upload_id: str) -> bool:
         return (self.root / upload_id).is_file()
+
+    def entries(self) -> Iterator[tuple[str, float]]:
+        """Every upload id with the time of its last use (for retention)."""
+        for path in self.root.glob("linkpix_*"):
+            try:
+                yield path.name, path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+
+    def delete(self, upload_id: str) -> bool:
+        try:
+            (self.root / upload_id).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def check_id(upload_id: object, parameter: str) -> None:
+    if not isinstance(upload_id, str) or "/" in upload_id or "\\" in upload_id \
+            or not upload_id.startswith("linkpix_"):
+        raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": parameter})
+
+
+def missing(upload_id: str, parameter: str) -> BadRequest:
+    return BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads", {"parameter": parameter})
 
 
 USED_RESOLUTION = 3600.0  # s: a file's time is refreshed at most this often (one write per hour of use)

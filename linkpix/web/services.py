@@ -104,17 +104,18 @@ def build_services(holder: ConfigHolder) -> Services:
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
                           shared=replica.flights if replica is not None else None)
     own_ports: set[int] = set()
+    uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
     position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from ..jobs.shared_manager import SharedJobManager
 
         jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
-                                                        settings, position, webhook_targets=targets)
+                                                        settings, position, webhook_targets=targets, uploads=uploads)
         replica.start(resolver.fingerprint, store.invalidate)
     else:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
-                               replica=s.replica_name or default_replica_name(s.api_port))
+                               replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,

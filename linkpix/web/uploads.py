@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..errors import BadRequest
 from ..request import GenerationRequest, InputImage, parse_images
-from ..storage.uploads import UploadStore
+from ..storage.uploads import Uploads
 from .auth import caller
 from .errors import no_store
 from .services import services
@@ -30,7 +30,7 @@ def max_upload_bytes() -> int:
     return int(services().config.settings.max_upload_mb * 1024 * 1024)
 
 
-def upload_store() -> UploadStore:
+def upload_store() -> Uploads:
     jobs = services().jobs
     if jobs is None:
         raise BadRequest("uploads are kept by the jobs API, which is not enabled")

@@ -291,8 +291,9 @@ def view() -> Response:
         upload = comfy_front().files.get(user, name) or comfy_front().files.get(user, name.replace("+", " "))
         if upload is None:
             raise NotFound(f"no input file {name!r}")
-        path = comfy_front().files.store.root / upload.name
         mime = "image/" + ("jpeg" if upload.name.endswith(".jpg") else upload.name.rsplit(".", 1)[1])
+        return Response(upload.data, mimetype=mime,  # from the folder or the bucket, whichever holds uploads
+                        headers={"Content-Disposition": f'filename="{filename}"'})
     else:
         raise NotFound(f"no {kind} file {filename!r}")
     resp = Response(wrap_file(request.environ, open(path, "rb")), mimetype=mime, direct_passthrough=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...errors import BadRequest
 from ...request import InputImage
-from ...storage.uploads import UploadStore
+from ...storage.uploads import Uploads
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
 
@@ -24,7 +24,7 @@ _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
 class InputFiles:
     """user -> {client's file name -> upload id}; the bytes live in the upload store."""
 
-    def __init__(self, store: UploadStore) -> None:
+    def __init__(self, store: Uploads) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._names: dict[str, dict[str, str]] = {}
