@@ -18,6 +18,10 @@ from PIL import Image
 from replica_support import S3_BUCKET, S3Server, redis_server, s3_server
 from test_jobs_support import JobsServer as ApiServer
 
+from linkpix.dashboard import cachefiles
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.maintenance_tab import ALL, clear_summary
+from linkpix.dashboard.monitor import cache_rows
 from linkpix.simulator import SimulatorServer
 
 __all__ = ["redis_server", "s3_server"]
@@ -142,3 +146,17 @@ def test_an_upload_to_one_replica_is_used_by_another_that_shares_no_folder(proje
     finally:
         a.close()
         b.close()
+
+
+def test_the_dashboard_sees_and_clears_the_images_in_the_bucket(s3_api, s3_server, prefix, project):
+    """The dashboard is another process: with storage s3 its cache figures and Clear work on the bucket."""
+    assert s3_api.get(LINK).status_code == 200
+    config = json.loads((project / "config.json").read_text())
+    (project / "config.json").write_text(json.dumps({**config, **s3_server.settings(prefix)}))
+    ctx = DashboardContext.open(project / "config.json")
+    assert [row[:2] for row in cache_rows(ctx.image_cache())] == [["default", 1]]
+    assert "**1 image**" in clear_summary(ctx, ALL)
+    assert cachefiles.clear(ctx.image_cache(), "default") == 1
+    left = s3_server.client().list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix)
+    assert "Contents" not in left
+    assert s3_api.get(LINK).headers["X-LinkPix-Cache"] == "miss"  # the API sees it gone

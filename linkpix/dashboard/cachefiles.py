@@ -9,32 +9,34 @@ path forgets a memoised file that can no longer be opened.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..request import validate_user
 from ..storage.cache import ImageCache
 
 
-def _cache(root: Path) -> ImageCache:
-    return ImageCache(root, tidy=False)
+def _cache(where: Path | Any) -> Any:
+    """A folder of the disk cache, or an open cache (the bucket's, from `DashboardContext.image_cache`)."""
+    return ImageCache(where, tidy=False) if isinstance(where, Path) else where
 
 
-def per_user(root: Path) -> dict[str, dict[str, int]]:
+def per_user(where: Path | Any) -> dict[str, dict[str, int]]:
     """user -> {"images": n, "bytes": total}."""
-    return dict(sorted(_cache(root).stats()["users"].items()))
+    return dict(sorted(_cache(where).stats()["users"].items()))
 
 
-def summary(root: Path, user: str | None = None) -> tuple[int, int]:
+def summary(where: Path | Any, user: str | None = None) -> tuple[int, int]:
     """(images, bytes) that clearing `user` (None: everyone) would remove."""
-    stats = _cache(root).stats()
+    stats = _cache(where).stats()
     if user is None:
         return stats["images"], stats["bytes"]
     row = stats["users"].get(validate_user(user), {"images": 0, "bytes": 0})
     return row["images"], row["bytes"]
 
 
-def clear(root: Path, user: str | None = None) -> int:
+def clear(where: Path | Any, user: str | None = None) -> int:
     """Remove finished entries of one user (or all); returns how many images were removed."""
-    return _cache(root).clear(validate_user(user) if user is not None else None)
+    return _cache(where).clear(validate_user(user) if user is not None else None)
 
 
 def human_bytes(n: float) -> str:

@@ -19,6 +19,7 @@ from ..config import ConfigHolder, LoadedConfig, Settings
 from ..errors import ConfigError
 from ..render.placeholders import Registry
 from ..storage.jsonstore import JsonStore
+from ..storage.opening import open_image_cache
 from .apiclient import ApiClient, ApiError
 from .links import api_url
 
@@ -48,6 +49,7 @@ class DashboardContext:
     store: JsonStore = field(default_factory=JsonStore)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     _object_info: tuple[float, str, dict[str, Any]] | None = None
+    _cache: tuple[int, Any] | None = None
 
     @classmethod
     def open(cls, config_path: str | os.PathLike[str]) -> DashboardContext:
@@ -73,6 +75,17 @@ class DashboardContext:
         keys = list(self.settings.admin_keys) + list(self.settings.api_keys)
         key = keys[0] if keys and self.settings.network_access else None
         return ApiClient(self.api_url, key, timeout)
+
+    def image_cache(self) -> Any:
+        """The API's image cache as this process may see it: its folder (opened afresh by each use, never
+        tidied from here), or the bucket with `storage: s3` (one client, made again when the configuration
+        changes)."""
+        config, generation = self.config, self.holder.generation
+        if config.settings.storage != "s3":
+            return config.output_dir
+        if self._cache is None or self._cache[0] != generation:
+            self._cache = (generation, open_image_cache(config, tidy=False))
+        return self._cache[1]
 
     # ------------------------------------------------------------------------------ shared files
     @property

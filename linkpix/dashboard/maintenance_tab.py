@@ -40,7 +40,7 @@ def save_placeholders(ctx: DashboardContext, text: str, expected: Any) -> str:
 def clear_summary(ctx: DashboardContext, choice: str | None) -> str:
     user = None if choice in (None, "", ALL) else choice
     try:
-        count, size = cachefiles.summary(ctx.config.output_dir, user)
+        count, size = cachefiles.summary(ctx.image_cache(), user)
     except LinkPixError as exc:
         return f"⚠️ {exc.message}"
     whose = "all users" if user is None else f"user `{user}`"
@@ -75,7 +75,7 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
         return json.dumps(doc, indent=2, ensure_ascii=False), doc
 
     def users(selected: str = ALL) -> Any:
-        names = [ALL, *cachefiles.per_user(ctx.config.output_dir)]
+        names = [ALL, *cachefiles.per_user(ctx.image_cache())]
         return gr.update(choices=names, value=selected if selected in names else ALL)
 
     def on_save(text: str, expected: Any) -> tuple[Any, ...]:
@@ -88,7 +88,7 @@ def build(ctx: DashboardContext) -> tuple[list[Any], Any]:
     def on_clear(choice: str) -> tuple[Any, ...]:
         user = None if choice in (None, "", ALL) else choice
         try:
-            removed = cachefiles.clear(ctx.config.output_dir, user)
+            removed = cachefiles.clear(ctx.image_cache(), user)
         except LinkPixError as exc:
             return f"{exc.message}", gr.skip(), gr.skip()
         return (f"Removed {removed} image{'s' if removed != 1 else ''}.", users(),

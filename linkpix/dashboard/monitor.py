@@ -144,7 +144,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
         recent = api.recent_requests() if health is not None else []
     except ApiError:
         recent = []
-    root = ctx.config.output_dir
+    root = ctx.image_cache()
     gpus = all_gpu_rows(health) if health and health.get("backends") else gpu_rows(stats or {})
     return (health_markdown(health, error), system_markdown(stats, stats_error), backend_rows(health), gpus,
             recent_rows(recent), cache_rows(root), job_rows(jobs),

@@ -28,8 +28,9 @@ from ..generator import Generator
 from ..jobs.manager import JobManager
 from ..jobs.targets import Targets
 from ..resolver import Resolver
-from ..storage.cache import SHARED_TEMP_GRACE, ImageCache
+from ..storage.cache import ImageCache
 from ..storage.jsonstore import JsonStore
+from ..storage.opening import open_image_cache
 from .memo import HitMemo
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def build_services(holder: ConfigHolder) -> Services:
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
     resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
-    cache = _image_cache(cfg)
+    cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
     replica = None
@@ -120,18 +121,6 @@ def build_services(holder: ConfigHolder) -> Services:
     jobs.finish_edit = editor.finish_job
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
                     replica=replica, replica_name=jobs.replica or "")
-
-
-def _image_cache(cfg: LoadedConfig) -> Any:
-    """The disk cache (output_dir, which replicas share as a folder), or a bucket with `storage: s3`."""
-    s = cfg.settings
-    if s.storage == "s3":
-        from ..storage.s3 import S3ImageCache
-
-        return S3ImageCache(s.s3_bucket, s.s3_endpoint, s.s3_region, s.s3_access_key, s.s3_secret_key,
-                            s.s3_prefix, s.s3_url_seconds)
-    return ImageCache(cfg.output_dir, int(s.cache_max_mb * 1024 * 1024), s.cache_max_age_days * 86400,
-                      temp_grace=SHARED_TEMP_GRACE if s.redis_url else 0.0)
 
 
 def default_replica_name(port: int) -> str:
