@@ -86,8 +86,19 @@ def stop_all(children: Sequence[Child], grace: float = 8.0) -> None:
             c.proc.wait()
 
 
+class StopRequest:
+    """Set by the signal handler. Not a `threading.Event`: its `set()` takes a lock, and a handler that runs
+    while the main thread is inside `Event.wait()` holding that same lock deadlocks the launcher for good
+    (seen under load: Ctrl+C or SIGHUP ignored, the children left running)."""
+
+    requested = False
+
+    def is_set(self) -> bool:
+        return self.requested
+
+
 def wait_until_up(url: str, children: Sequence[Child], timeout: float = 60.0,
-                  stop: threading.Event | None = None) -> bool:
+                  stop: StopRequest | None = None) -> bool:
     """Poll `url` until it answers (any status), giving up if a child dies, time runs out or `stop` is set."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -208,10 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = comfyui_hint(settings)
         if hint:
             print(f"[launcher] {hint}", flush=True)
-    stopping = threading.Event()
+    stopping = StopRequest()
 
     def _on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
+        stopping.requested = True
 
     for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if signum is not None:
@@ -233,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_all(children)
 
 
-def _supervise(children: Sequence[Child], stopping: threading.Event) -> int:
-    while not stopping.wait(0.3):
+def _supervise(children: Sequence[Child], stopping: StopRequest) -> int:
+    while not stopping.is_set():
+        time.sleep(0.3)  # a signal interrupts the sleep; its handler only sets a flag
         for child in children:
             code = child.proc.poll() if child.proc else None
             if code is not None:
