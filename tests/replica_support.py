@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from test_jobs_support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 S3_KEY, S3_SECRET, S3_BUCKET = "linkpix-test", "linkpix-test-secret", "linkpix"
@@ -33,16 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -82,7 +72,7 @@ class RedisServer:
             except redis.RedisError:
                 return False
 
-        wait_for(up, 10, "redis-server to answer")
+        wait_until(up, 10, "redis-server to answer")
         client.close()
         return self
 
@@ -138,7 +128,7 @@ class S3Server:
                 *(f"-{flag}={port}" for flag, port in ports.items())]
         self.proc = subprocess.Popen(argv, cwd=self.folder, stdout=open(self.folder / "weed.log", "wb"),
                                      stderr=subprocess.STDOUT)
-        wait_for(self._bucket_ready, 60, "the S3 server and its bucket")
+        wait_until(self._bucket_ready, 60, "the S3 server and its bucket")
         return self
 
     def client(self) -> Any:
@@ -197,7 +187,7 @@ class ReplicaProcess:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(project / "config.json"),
                                       "--port", str(self.port)], cwd=ROOT, env=env,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        wait_for(self._up, 30, f"replica {name} to answer")
+        wait_until(self._up, 30, f"replica {name} to answer")
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:

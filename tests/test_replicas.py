@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from replica_support import ROOT, RedisServer, ReplicaProcess, redis_server, wait_for, write_config
-from test_jobs_support import JobsServer, Receiver, read_events
+from replica_support import ROOT, RedisServer, ReplicaProcess, redis_server, write_config
+from test_jobs_support import JobsServer, Receiver, read_events, wait_until
 
 from linkpix.simulator import SimulatorServer
 from linkpix.storage.jsonstore import JsonStore
@@ -91,10 +91,10 @@ def test_a_cancel_on_one_replica_stops_the_job_running_on_another(replicas, slow
     a, b = replicas.start("a"), replicas.start("b")
     a.services.jobs.queue.close()
     job_id = a.submit(prompt="cancel me from afar")
-    wait_for(lambda: b.job(job_id)["prompt_id"], 10, "the job to reach ComfyUI on b")
+    wait_until(lambda: b.job(job_id)["prompt_id"], 10, "the job to reach ComfyUI on b")
     assert a.delete(f"/jobs/{job_id}").json()["status"] == "cancelled"
     # The run would last 5 s more: an empty queue within 3 s means b interrupted it.
-    wait_for(lambda: not requests.get(slow_sim.url + "/queue", timeout=5).json()["queue_running"], 3,
+    wait_until(lambda: not requests.get(slow_sim.url + "/queue", timeout=5).json()["queue_running"], 3,
              "ComfyUI to stop the run")
     assert b.job(job_id)["status"] == "cancelled"
 
@@ -107,7 +107,7 @@ def test_limits_count_across_replicas(replicas, slow_sim):
                        rate_limits_address={"links": "3/minute"})
     first = threading.Thread(target=a.get, args=("/prompt/first%20of%20one?width=64&height=64",))
     first.start()
-    wait_for(lambda: slow_sim.prompts_received == 1, 10, "the first run to start")
+    wait_until(lambda: slow_sim.prompts_received == 1, 10, "the first run to start")
     pending = b.get("/prompt/another%20one?width=64&height=64")  # b runs nothing, but a does: the cap is shared
     assert pending.status_code == 429 and "pending" in pending.json()["message"]
     b.submit(prompt="a job", user="carol")
@@ -134,11 +134,11 @@ def test_redis_down_refuses_new_work_and_serves_cached_pictures(replicas, redis_
     assert "Redis" in miss.json()["message"] and "cached pictures are still served" in miss.json()["message"]
     job = a.post("/generate", json={"prompt": "a job during the outage"})
     assert job.status_code == 503 and job.json()["error"] == "redis_unavailable"
-    health = wait_for(lambda: (lambda h: h if h["redis"]["state"] == "down" else None)(a.get("/health").json()),
+    health = wait_until(lambda: (lambda h: h if h["redis"]["state"] == "down" else None)(a.get("/health").json()),
                       5, "/health to report Redis down")
     assert health["replica"] == "a" and health["status"] == "degraded" and health["redis"]["error"]
     redis_server.start()  # back on the same port: new work is taken again
-    wait_for(lambda: a.get("/health").json()["redis"]["state"] == "up", 10, "Redis to be seen again")
+    wait_until(lambda: a.get("/health").json()["redis"]["state"] == "up", 10, "Redis to be seen again")
     assert a.get("/prompt/new%20after%20the%20outage?width=64&height=64").status_code == 200
 
 
@@ -146,10 +146,10 @@ def test_a_style_written_on_one_machine_reaches_every_replica(replicas, project)
     a, b = replicas.start("a"), replicas.start("b")
     assert "neon" not in b.get("/api/styles").json()
     JsonStore().update(project / "data" / "styles.json", lambda styles: {**styles, "neon": {"pre": "neon"}})
-    wait_for(lambda: "neon" in b.get("/api/styles").json() and "neon" in a.get("/api/styles").json(), 10,
+    wait_until(lambda: "neon" in b.get("/api/styles").json() and "neon" in a.get("/api/styles").json(), 10,
              "both replicas to read the new style")
     # Each replica saw the change and said so; the others re-read (inotify alone misses other machines).
-    wait_for(lambda: a.services.replica.files.heard and b.services.replica.files.heard, 10, "the announcements")
+    wait_until(lambda: a.services.replica.files.heard and b.services.replica.files.heard, 10, "the announcements")
 
 
 def test_a_dead_replicas_job_is_finished_by_another_with_one_webhook(project, slow_sim, redis_server):
@@ -164,14 +164,14 @@ def test_a_dead_replicas_job_is_finished_by_another_with_one_webhook(project, sl
                                                           "webhook_url": receiver.url}, timeout=10)
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
-        wait_for(lambda: requests.get(f"{doomed.url}/jobs/{job_id}", timeout=5).json()["prompt_id"], 10,
+        wait_until(lambda: requests.get(f"{doomed.url}/jobs/{job_id}", timeout=5).json()["prompt_id"], 10,
                  "the job to reach ComfyUI")
         doomed.kill()
         survivor = JobsServer(project, None, replica_name="survivor")
         job = survivor.wait_for(job_id, timeout=30)
         assert job["status"] == "succeeded" and job["replica"] == "survivor"
         assert slow_sim.prompts_received == 1  # re-attached to its prompt, not run again
-        wait_for(lambda: receiver.calls, 10, "the webhook")
+        wait_until(lambda: receiver.calls, 10, "the webhook")
         time.sleep(0.5)  # a second delivery, if there were one, would arrive now
         assert [p["job_id"] for p in receiver.payloads()] == [job_id]
         assert survivor.job(job_id)["webhook"]["state"] == "delivered"
@@ -198,7 +198,7 @@ def test_a_replica_killed_mid_run_leaves_its_link_to_the_others(project, slow_si
                 pass  # its replica is killed under it: that is the point
 
         threading.Thread(target=ask_the_doomed, daemon=True).start()
-        wait_for(lambda: slow_sim.prompts_received == 1, 10, "the run to start on the doomed replica")
+        wait_until(lambda: slow_sim.prompts_received == 1, 10, "the run to start on the doomed replica")
         other = JobsServer(project, None, replica_name="other")
         waiting = ThreadPoolExecutor(1).submit(other.get, link)
         time.sleep(0.3)

@@ -88,7 +88,23 @@ class CachedImage:
         return self.path.read_bytes()
 
 
-class ImageCache:
+class HitCounts:
+    """Hits and misses, recorded by whoever answered a request (the cache cannot tell a lookup that ends
+    in a run from one that is served); shown in /health. Both caches, on disk and on a bucket, count alike."""
+
+    _lock: threading.Lock
+    hits: int
+    misses: int
+
+    def record(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+
+class ImageCache(HitCounts):
     """`get`/`put` by (user, key); keeps running totals so eviction never rescans on the hot path."""
 
     def __init__(self, root: Path, max_bytes: int = 0, max_age_s: float = 0.0, tidy: bool = True,
@@ -116,13 +132,6 @@ class ImageCache:
             if found is not None:
                 return found
         return None
-
-    def record(self, hit: bool) -> None:
-        with self._lock:
-            if hit:
-                self.hits += 1
-            else:
-                self.misses += 1
 
     def lookup_file(self, user: str, filename: str) -> CachedImage:
         """A stored image by its public name, for GET /images/<user>/<file>; 404 when absent."""

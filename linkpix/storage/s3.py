@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import BadRequest, NotFound, StorageUnavailable
-from .cache import CONTENT_TYPES, CachedImage
+from .cache import CONTENT_TYPES, CachedImage, HitCounts
 from .s3uploads import FOLDER, S3UploadStore
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class S3Image(CachedImage):
         return self.store.presign(self.object_name, self.content_type)
 
 
-class S3ImageCache:
+class S3ImageCache(HitCounts):
     """`ImageCache`'s interface (`get`, `put`, `lookup_file`, `record`, `stats`, `clear`) on a bucket."""
 
     def __init__(self, bucket: str, endpoint: str = "", region: str = "us-east-1", access_key: str = "",
@@ -116,13 +116,6 @@ class S3ImageCache:
         if meta is None or meta.get("format") != fmt:
             raise NotFound(f"no image {user}/{filename}")
         return self._image(user, key, meta)
-
-    def record(self, hit: bool) -> None:
-        with self._lock:
-            if hit:
-                self.hits += 1
-            else:
-                self.misses += 1
 
     def _sidecar(self, user: str, key: str) -> dict[str, Any] | None:
         try:
