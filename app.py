@@ -4,8 +4,8 @@ import argparse
 import errno
 
 from linkpix.errors import ConfigError
-from linkpix.lifeline import follow_parent
-from linkpix.server import logging_off_thread, serve
+from linkpix.run.api import logging_off_thread, serve
+from linkpix.run.lifeline import follow_parent
 from linkpix.web import create_app
 
 

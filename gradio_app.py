@@ -10,7 +10,7 @@ import sys
 from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.server import serve_forever
 from linkpix.errors import ConfigError
-from linkpix.lifeline import follow_parent
+from linkpix.run.lifeline import follow_parent
 
 
 def main() -> int:

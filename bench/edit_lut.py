@@ -29,7 +29,7 @@ import requests
 from common import ROOT, linkpix_api, make_project, median, simulator
 from PIL import Image
 
-from linkpix.edit import fit, lut, pipeline, resize
+from linkpix.edit import finish, fit, lut, resize
 from linkpix.simulator import grades
 
 GRADES = ("warm", "cool", "black and white", "teal and orange", "faded film", "high contrast")
@@ -133,12 +133,12 @@ def quality() -> None:
     for name, img in photo_like((3000, 2000)):
         data = io.BytesIO()
         img.save(data, "PNG", compress_level=1)
-        prep = pipeline.prepare(data.getvalue(), resize.KONTEXT)
+        prep = finish.prepare(data.getvalue(), resize.KONTEXT)
         for grade in GRADES:
             model = grades.edit(prep.small, grade, 1)  # what the simulated model returns, mark included
             out = io.BytesIO()
             model.save(out, "PNG")
-            result = pipeline.finish(prep, out.getvalue(), "auto", "png")
+            result = finish.finish(prep, out.getvalue(), "auto", "png")
             ours = np.asarray(Image.open(io.BytesIO(result.data)).convert("RGB"))
             truth = grades.apply_grade(np.asarray(img), grade)
             step = 3  # a regular 1/9 sample of the 6 MP picture
@@ -148,7 +148,7 @@ def quality() -> None:
             model = grades.edit(prep.small, prompt, 1)
             out = io.BytesIO()
             model.save(out, "PNG")
-            spatial_choices.append((name, prompt, pipeline.finish(prep, out.getvalue(), "auto", "png").method))
+            spatial_choices.append((name, prompt, finish.finish(prep, out.getvalue(), "auto", "png").method))
     print("quality, 6 MP photo-like images, LinkPix's result vs the grade applied at full resolution (CIEDE2000):")
     for grade in GRADES:
         mine = [r for r in rows if r[1] == grade]

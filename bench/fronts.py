@@ -24,8 +24,8 @@ import websocket
 from common import ROOT, free_port, make_project, median, percentile, process, simulator
 
 from linkpix.config import load_config
-from linkpix.request import parse_query
-from linkpix.resolver import Resolver
+from linkpix.pipeline.request import parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 TEXT = "a lighthouse at dusk"

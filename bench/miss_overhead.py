@@ -15,8 +15,8 @@ import websocket
 from common import linkpix_api, make_project, median, percentile, simulator
 
 from linkpix.config import load_config
-from linkpix.request import parse_query
-from linkpix.resolver import Resolver
+from linkpix.pipeline.request import parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 

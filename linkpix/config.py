@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
-from .ratelimit import parse_networks, parse_rates
+from linkpix.errors import ConfigError
+from linkpix.ops.ratelimit import parse_networks, parse_rates
 
 log = logging.getLogger(__name__)
 

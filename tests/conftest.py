@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jobs_support import JobsServer
 from support import CAPTURES, ApiServer
-from test_jobs_support import JobsServer
 
 from linkpix.simulator import SimulatorServer
 

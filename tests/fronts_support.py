@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 class FrontServer(ApiServer):
-    """ApiServer with the channel class `linkpix.server.serve` uses, so /ws can upgrade."""
+    """ApiServer with the channel class `linkpix.run.api.serve` uses, so /ws can upgrade."""
 
     def __init__(self, project: Path, comfyui_url: str | None, **overrides: Any) -> None:
         super().__init__(project, comfyui_url, **overrides)

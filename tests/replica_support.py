@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from test_jobs_support import wait_until
+from jobs_support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 S3_KEY, S3_SECRET, S3_BUCKET = "linkpix-test", "linkpix-test-secret", "linkpix"

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from linkpix.server import make_server
+from linkpix.run.api import make_server
 from linkpix.web import create_app
 
 # Captured from a real ComfyUI 0.3.64 (see comfyui_captures/README.md): the truth the simulator and the

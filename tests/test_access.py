@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from jobs_support import JobsServer, wait_until
 from support import ApiServer
-from test_jobs_support import JobsServer, wait_until
 
 KEYS = {"k-alice": "alice", "k-bob": "bob", "k-root": "root"}
 ALICE, BOB, ROOT = ({"X-API-Key": k} for k in KEYS)

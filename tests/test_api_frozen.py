@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from jobs_support import JobsServer, wait_until
 from pool_support import prompts_in
-from test_jobs_support import JobsServer, wait_until
 
 from linkpix.simulator import SimulatorServer
 

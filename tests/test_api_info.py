@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from linkpix.signing import sign
+from linkpix.web.signing import sign
 
 
 def test_health_reports_comfyui_and_cache(api, simulator):

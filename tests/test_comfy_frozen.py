@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from jobs_support import wait_until
 from test_comfy_client import in_thread, sampling_started, small_graph, txt2img_graph
-from test_jobs_support import wait_until
 
 from linkpix.comfy import ComfyClient, Event
 from linkpix.comfy.stops import StopList

@@ -15,7 +15,7 @@ from browser import browser_page, screenshot
 from linkpix.config import ConfigHolder
 from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.server import Running, start
-from linkpix.launcher import free_port
+from linkpix.run.launcher import free_port
 
 pytestmark = [pytest.mark.browser,  # gradio's Dataframe on pandas 3 warns about its own pandas calls
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

@@ -12,7 +12,7 @@ from support import CAPTURES
 from linkpix.config import LAUNCHER_ENV, load_config
 from linkpix.dashboard.configedit import settings_in_force
 from linkpix.dashboard.monitor import GPU_COLUMNS, gpu_rows
-from linkpix.launcher import plan
+from linkpix.run.launcher import plan
 
 
 def test_a_cpu_device_shows_ram_and_a_gpu_shows_vram():

@@ -13,7 +13,7 @@ from browser import browser_page, screenshot
 from linkpix.config import LAUNCHER_ENV, ConfigHolder
 from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.server import start
-from linkpix.launcher import free_port
+from linkpix.run.launcher import free_port
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from linkpix.errors import ConfigError
-from linkpix.launcher import free_port, plan
+from linkpix.run.launcher import free_port, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from linkpix.config import ConfigHolder
 from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.lockout import MAX_FAILURES
 from linkpix.dashboard.server import Running, start
-from linkpix.launcher import free_port
+from linkpix.run.launcher import free_port
 
 
 @pytest.fixture

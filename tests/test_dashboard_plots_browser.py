@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from browser import browser_page, screenshot
-from test_jobs_support import wait_until
+from jobs_support import wait_until
 
 from linkpix.config import ConfigHolder
 from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.plots import frames
 from linkpix.dashboard.server import Running, start
-from linkpix.launcher import free_port
+from linkpix.run.launcher import free_port
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from linkpix.config import load_config
+from linkpix.pipeline.request import GenerationRequest, make_input_image
+from linkpix.pipeline.resolver import RenderedJob, Resolver
 from linkpix.render.placeholders import Registry
 from linkpix.render.workflows import WorkflowTemplate
-from linkpix.request import GenerationRequest, make_input_image
-from linkpix.resolver import RenderedJob, Resolver
 from linkpix.simulator import SimulatorServer
 from linkpix.storage.jsonstore import JsonStore
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pillow_lut
 import pytest
+from jobs_support import JobsServer
 from PIL import Image
-from test_jobs_support import JobsServer
 
 from linkpix.simulator.grades import apply_grade
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from linkpix.edit import fit, lut, photo, pipeline, resize
+from linkpix.edit import finish, fit, lut, resize
 from linkpix.errors import BadRequest, ImageTooLarge
+from linkpix.imaging import photo
 
 
 def photo_like(w: int = 320, h: int = 240, seed: int = 0) -> np.ndarray:
@@ -84,11 +85,11 @@ def test_cube_file_reapplies_to_the_same_result_with_another_reader(tmp_path):
 def test_fit_tells_a_colour_edit_from_a_spatial_one():
     src = Image.fromarray(SRC)
     warm = np.clip(SRC * [1.1, 1.0, 0.85], 0, 255).astype(np.uint8)
-    table, f = pipeline.table_and_fit(src, Image.fromarray(warm))
+    table, f = finish.table_and_fit(src, Image.fromarray(warm))
     assert f.colour_edit and f.mean < 1.0 and fit.choose(f) == "lut"
     spatial = SRC.copy()
     spatial[60:180, 100:220] = SRC[0:120, 0:120]  # something moved
-    _, f2 = pipeline.table_and_fit(src, Image.fromarray(spatial))
+    _, f2 = finish.table_and_fit(src, Image.fromarray(spatial))
     assert not f2.colour_edit and fit.choose(f2) == "direct", f2
 
 
@@ -151,10 +152,10 @@ def test_full_resolution_lut_keeps_orientation_icc_and_format():
     icc = b"\0\0\0\x10fake-icc-profile"
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=95, exif=exif.tobytes(), icc_profile=icc)
-    prep = pipeline.prepare(buf.getvalue(), resize.Profile("t", 320 * 240, 8))
+    prep = finish.prepare(buf.getvalue(), resize.Profile("t", 320 * 240, 8))
     assert prep.small.size == (240, 320)  # the model sees it upright
     warm = np.clip(np.asarray(prep.small) * [1.1, 1.0, 0.85], 0, 255).astype(np.uint8)
-    result = pipeline.finish(prep, png(Image.fromarray(warm)), "auto", None)
+    result = finish.finish(prep, png(Image.fromarray(warm)), "auto", None)
     assert result.method == "lut" and result.fmt == "jpeg" and (result.width, result.height) == (1280, 960)
     with Image.open(io.BytesIO(result.data)) as out:
         assert out.format == "JPEG" and out.size == (1280, 960)
@@ -162,9 +163,9 @@ def test_full_resolution_lut_keeps_orientation_icc_and_format():
         mean = np.asarray(out).reshape(-1, 3).mean(axis=0)
     source_mean = np.asarray(img).reshape(-1, 3).mean(axis=0)
     assert mean[0] > source_mean[0] + 5 and mean[2] < source_mean[2] - 5  # warmer
-    cube = pipeline.finish(prep, png(Image.fromarray(warm)), "auto", "cube")
+    cube = finish.finish(prep, png(Image.fromarray(warm)), "auto", "cube")
     assert cube.fmt == "cube" and cube.data.startswith(b"TITLE")
-    direct = pipeline.finish(prep, png(Image.fromarray(warm)), "direct", "png")
+    direct = finish.finish(prep, png(Image.fromarray(warm)), "direct", "png")
     assert direct.method == "direct" and (direct.width, direct.height) == (240, 320) and direct.fit is None
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkpix.errors import BadRequest
-from linkpix.request import parse_json, parse_query
+from linkpix.pipeline.request import parse_json, parse_query
 from linkpix.web import create_app
 
 # All of Unicode's code points, surrogates (category Cs) included: JSON can carry them as "\ud800".

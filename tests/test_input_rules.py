@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from linkpix.errors import BadRequest
-from linkpix.request import parse_json, parse_query
+from linkpix.pipeline.request import parse_json, parse_query
 
 
 def _post(server, path: str, raw: str, **headers: str) -> requests.Response:
@@ -83,7 +83,7 @@ def test_json_api_messages(jobs, simulator):
 
 
 def test_free_text_parameters_have_the_prompts_limit(project, simulator):
-    from test_jobs_support import JobsServer
+    from jobs_support import JobsServer
 
     server = JobsServer(project, simulator.url, max_prompt_chars=100)
     try:

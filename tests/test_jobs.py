@@ -13,8 +13,8 @@ import io
 from pathlib import Path
 
 import requests
+from jobs_support import JobsServer, read_events, wait_until
 from PIL import Image
-from test_jobs_support import JobsServer, read_events, wait_until
 
 from linkpix.simulator import SimulatorServer
 

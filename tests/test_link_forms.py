@@ -13,8 +13,8 @@ from support import ApiServer
 
 from linkpix.config import load_config
 from linkpix.errors import ConfigError
-from linkpix.request import parse_query
-from linkpix.resolver import Resolver
+from linkpix.pipeline.request import parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 

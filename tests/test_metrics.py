@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from jobs_support import Receiver, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support import ApiServer
-from test_jobs_support import Receiver, wait_until
 
 PROMPT_RULE = "/prompt/<path:text>"
 

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from jobs_support import JobsServer, wait_until
 from pool_support import Sims, pool_api, posts_to, prompts_in, write_workflow
-from test_jobs_support import JobsServer, wait_until
 
 from linkpix.comfy import routing
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 from fronts_support import FrontServer
+from jobs_support import JobsServer, wait_until
 from PIL import Image
-from test_jobs_support import JobsServer, wait_until
 
-from linkpix.ratelimit import address_key, client_address, parse_networks
+from linkpix.ops.ratelimit import address_key, client_address, parse_networks
 
 IMG = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from jobs_support import JobsServer, Receiver, read_events, wait_until
 from replica_support import ROOT, RedisServer, ReplicaProcess, redis_server, write_config
-from test_jobs_support import JobsServer, Receiver, read_events, wait_until
 
 from linkpix.simulator import SimulatorServer
 from linkpix.storage.jsonstore import JsonStore
@@ -215,7 +215,7 @@ def test_the_embedded_default_imports_no_redis_and_no_s3(project):
     code = ("import sys; from linkpix.web import create_app; "
             f"app = create_app({str(project / 'config.json')!r}, overrides={{'workflow_path': 'demo.json'}}, "
             "use_env=False); "
-            "print(json.dumps([m for m in ('redis', 'boto3', 'linkpix.shared') if m in sys.modules])); "
+            "print(json.dumps([m for m in ('redis', 'boto3', 'linkpix.replicas') if m in sys.modules])); "
             "app.extensions['linkpix'].close()")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from jobs_support import JobsServer as ApiServer
 from PIL import Image
 from replica_support import S3_BUCKET, S3Server, redis_server, s3_server
-from test_jobs_support import JobsServer as ApiServer
 
 from linkpix.dashboard import cachefiles
 from linkpix.dashboard.context import DashboardContext

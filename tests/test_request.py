@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from linkpix.errors import BadRequest
-from linkpix.request import (
+from linkpix.pipeline.request import (
     GenerationRequest,
     make_input_image,
     parse_json,

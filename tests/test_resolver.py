@@ -13,8 +13,8 @@ from test_request import PNG
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.request import GenerationRequest, make_input_image, parse_query
-from linkpix.resolver import Resolver
+from linkpix.pipeline.request import GenerationRequest, make_input_image, parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent

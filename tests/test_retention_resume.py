@@ -9,8 +9,8 @@ import os
 import time
 
 import requests
+from jobs_support import JobsServer, wait_until
 from PIL import Image
-from test_jobs_support import JobsServer, wait_until
 
 DAY = 86400
 

@@ -71,7 +71,7 @@ def test_a_record_with_an_object_argument_or_a_traceback_is_one_line_with_one_pr
     import io
     import logging
 
-    from linkpix.server import logging_off_thread
+    from linkpix.run.api import logging_off_thread
 
     out = io.StringIO()
     with logging_off_thread("INFO", out):

@@ -18,7 +18,7 @@ import pytest
 import requests
 import websocket
 from PIL import Image
-from test_simulator_support import Recorder, png, post_prompt, run, upload, wait_history, workflow
+from simulator_support import Recorder, png, post_prompt, run, upload, wait_history, workflow
 
 from linkpix.simulator import SimulatorServer
 from linkpix.simulator.images import seed_colour

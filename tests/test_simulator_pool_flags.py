@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import requests
-from test_jobs_support import free_port, wait_until
+from jobs_support import free_port, wait_until
 
 from linkpix.simulator import SimulatorServer
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from test_simulator_support import Recorder, post_prompt, wait_history
+from simulator_support import Recorder, post_prompt, wait_history
 
 from linkpix.simulator import SimulatorServer
 

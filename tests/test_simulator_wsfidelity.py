@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from test_simulator_support import (
+from simulator_support import (
     CAPTURES,
     Recorder,
     assert_same_shape,

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from jobs_support import JobsServer, Receiver, wait_until
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from test_jobs_support import JobsServer, Receiver, wait_until
 
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, standard_signature, verify
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from support import ApiServer
 
-from linkpix.storage.encode import encode, strip_png_text
+from linkpix.imaging.encode import encode, strip_png_text
 
 # What a writer may have put in: ComfyUI's text chunks, and the metadata blocks JPEG and WebP can carry.
 # (Other keys of Pillow's `info` are format framing: JFIF density, WebP loop and timestamps.)

@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image, ImageChops
 
+from linkpix.imaging.textdraw import NOT_A_CHARACTER, main_font_file, text_font
 from linkpix.simulator.images import render_picture
-from linkpix.textdraw import NOT_A_CHARACTER, main_font_file, text_font
 from linkpix.web.errorimage import render_error_png
 
 LATIN = "café ü"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from test_jobs_support import JobsServer, Receiver, free_port
+from jobs_support import JobsServer, Receiver, free_port
 
 from linkpix.errors import BadRequest
 from linkpix.jobs.targets import PinnedAdapter, Targets, check_url

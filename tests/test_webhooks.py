@@ -9,7 +9,7 @@ import hmac
 from collections.abc import Iterator
 
 import pytest
-from test_jobs_support import JobsServer, Receiver, free_port, wait_until
+from jobs_support import JobsServer, Receiver, free_port, wait_until
 
 from linkpix.errors import BadRequest
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, Targets, check_url, verify

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkpix.config import load_config
+from linkpix.pipeline.request import parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.render.placeholders import Registry
 from linkpix.render.workflows import WorkflowTemplate
-from linkpix.request import parse_query
-from linkpix.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import requests
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest
-from linkpix.request import GenerationRequest, make_input_image, parse_query
-from linkpix.resolver import RenderedJob, Resolver
+from linkpix.pipeline.request import GenerationRequest, make_input_image, parse_query
+from linkpix.pipeline.resolver import RenderedJob, Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent

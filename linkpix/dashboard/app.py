@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import edit_tab, generate, maintenance_tab, monitor, overview, settings_tab, styles_tab, workflows_tab
-from .context import DashboardContext
+from linkpix.dashboard import (
+    edit_tab,
+    generate,
+    maintenance_tab,
+    monitor,
+    overview,
+    settings_tab,
+    styles_tab,
+    workflows_tab,
+)
+from linkpix.dashboard.context import DashboardContext
 
 CSS = """
 .lp-progress { width: 100%; height: 14px; background: var(--neutral-200); border-radius: 7px; overflow: hidden; }

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..request import validate_user
-from ..storage.cache import ImageCache
+from linkpix.pipeline.request import validate_user
+from linkpix.storage.cache import ImageCache
 
 
 def _cache(where: Path | Any) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 
 import requests
 
-from ..config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
-from ..errors import ConfigError
-from ..storage.jsonstore import JsonStore
+from linkpix.config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
+from linkpix.errors import ConfigError
+from linkpix.storage.jsonstore import JsonStore
 
 # The keys the Settings form edits, in display order. Everything else in config.json is kept as it is.
 EDITABLE = ("comfyui_url", "comfyui_urls", "timeout", "image_format", "workflow_path", "max_pixels",

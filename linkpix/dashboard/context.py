@@ -15,13 +15,13 @@ from typing import Any
 
 import requests
 
-from ..config import ConfigHolder, LoadedConfig, Settings
-from ..errors import ConfigError
-from ..render.placeholders import Registry
-from ..storage.jsonstore import JsonStore
-from ..storage.opening import open_image_cache
-from .apiclient import ApiClient, ApiError
-from .links import api_url
+from linkpix.config import ConfigHolder, LoadedConfig, Settings
+from linkpix.dashboard.apiclient import ApiClient, ApiError
+from linkpix.dashboard.links import api_url
+from linkpix.errors import ConfigError
+from linkpix.render.placeholders import Registry
+from linkpix.storage.jsonstore import JsonStore
+from linkpix.storage.opening import open_image_cache
 
 OBJECT_INFO_TTL = 60.0  # s an object_info answer is reused (it is large, and models change rarely)
 

@@ -15,8 +15,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageOps
 
-from .apiclient import ApiError
-from .context import DashboardContext
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
 
 PREVIEW = 1200
 METHODS = ("auto", "lut", "direct")

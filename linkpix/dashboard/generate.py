@@ -15,12 +15,12 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from ..errors import LinkPixError
-from .apiclient import ApiError
-from .context import DashboardContext
-from .genjob import Update, follow, job_body
-from .paramcontrols import ControlSpec, control_specs, request_params
-from .stylesedit import user_defaults
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.genjob import Update, follow, job_body
+from linkpix.dashboard.paramcontrols import ControlSpec, control_specs, request_params
+from linkpix.dashboard.stylesedit import user_defaults
+from linkpix.errors import LinkPixError
 
 
 def progress_html(fraction: float, text: str, state: str = "running") -> str:

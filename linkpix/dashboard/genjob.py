@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .apiclient import ApiClient, ApiError, Event
-from .links import reproduce_link
+from linkpix.dashboard.apiclient import ApiClient, ApiError, Event
+from linkpix.dashboard.links import reproduce_link
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..comfy.objectinfo import combo_choices
-from ..render.detect import link_of
-from ..render.placeholders import split_text
+from linkpix.comfy.objectinfo import combo_choices
+from linkpix.render.detect import link_of
+from linkpix.render.placeholders import split_text
 
 MAX_REPORTED = 12
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import BadRequest, LinkPixError
-from ..render.placeholders import Registry
-from . import cachefiles
-from .context import DashboardContext
-from .workflowedit import parse_json_text
+from linkpix.dashboard import cachefiles
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.workflowedit import parse_json_text
+from linkpix.errors import BadRequest, LinkPixError
+from linkpix.render.placeholders import Registry
 
 ALL = "(all users)"
 

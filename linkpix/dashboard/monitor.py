@@ -13,9 +13,9 @@ from typing import Any
 
 import gradio as gr
 
-from . import cachefiles, plots
-from .apiclient import ApiError
-from .context import DashboardContext
+from linkpix.dashboard import cachefiles, plots
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
 
 REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]

@@ -7,10 +7,10 @@ from typing import Any
 
 import gradio as gr
 
-from .apiclient import ApiError
-from .context import DashboardContext
-from .links import example_link, lan_urls, markdown_image
-from .stylesedit import user_defaults
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.links import example_link, lan_urls, markdown_image
+from linkpix.dashboard.stylesedit import user_defaults
 
 
 def status_markdown(ctx: DashboardContext) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..comfy.objectinfo import CHOICE_SOURCES
-from ..render.placeholders import Registry
+from linkpix.comfy.objectinfo import CHOICE_SOURCES
+from linkpix.render.placeholders import Registry
 
 # Set by the Generate tab's own fields, never by a per-parameter control.
 OWN_FIELDS = frozenset({"prompt", "seed", "img_format"})

@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .apiclient import ApiError
-from .context import DashboardContext
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
 
 # (field of a point, plot title, y axis title, scale applied to the value, top of the y axis)
 PLOTS = (

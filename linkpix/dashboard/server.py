@@ -17,9 +17,9 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from .app import CSS, build_app
-from .context import DashboardContext, dashboard_auth
-from .lockout import LoginLockout
+from linkpix.dashboard.app import CSS, build_app
+from linkpix.dashboard.context import DashboardContext, dashboard_auth
+from linkpix.dashboard.lockout import LoginLockout
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,7 @@ from typing import Any
 import gradio as gr
 from dotenv import dotenv_values
 
-from ..errors import LinkPixError
-from ..render.workflows import list_workflows
-from .configedit import (
+from linkpix.dashboard.configedit import (
     backends_text,
     check_connection,
     env_overrides,
@@ -21,7 +19,9 @@ from .configedit import (
     settings_in_force,
     validate,
 )
-from .context import DashboardContext
+from linkpix.dashboard.context import DashboardContext
+from linkpix.errors import LinkPixError
+from linkpix.render.workflows import list_workflows
 
 NETWORK_WARNING = ("⚠️ **Network access** makes LinkPix and this dashboard listen on all interfaces: anyone "
                    "who can reach this machine can use them. The dashboard then asks for a login "

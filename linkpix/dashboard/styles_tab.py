@@ -10,10 +10,8 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import LinkPixError
-from ..render.styles import NONE
-from .context import DashboardContext
-from .stylesedit import (
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.stylesedit import (
     delete_style,
     list_styles,
     preview_style,
@@ -21,6 +19,8 @@ from .stylesedit import (
     set_user_default,
     user_defaults,
 )
+from linkpix.errors import LinkPixError
+from linkpix.render.styles import NONE
 
 NEW = "(new style)"
 SAMPLE_PROMPT = "a red fox in the snow"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, ConfigError
-from ..render.styles import NONE, Style, apply_styles, combine_negative, load_styles
-from ..request import STYLE_NAME_RE, validate_user
-from ..storage.jsonstore import JsonStore
+from linkpix.errors import BadRequest, ConfigError
+from linkpix.pipeline.request import STYLE_NAME_RE, validate_user
+from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles
+from linkpix.storage.jsonstore import JsonStore
 
 
 def check_style_name(name: str) -> str:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, ConfigError, LinkPixError
-from ..render.placeholders import Registry
-from ..render.uiformat import is_ui_format, ui_to_api
-from ..render.workflows import (
+from linkpix.dashboard.graphcheck import graph_problems
+from linkpix.errors import BadRequest, ConfigError, LinkPixError
+from linkpix.pipeline.request import validate_workflow_name
+from linkpix.render.placeholders import Registry
+from linkpix.render.uiformat import is_ui_format, ui_to_api
+from linkpix.render.workflows import (
     ORIGINALS_DIR,
     WorkflowTemplate,
     check_api_graph,
@@ -26,9 +28,7 @@ from ..render.workflows import (
     settings_path,
     sidecar_path,
 )
-from ..request import validate_workflow_name
-from ..storage.jsonstore import JsonStore
-from .graphcheck import graph_problems
+from linkpix.storage.jsonstore import JsonStore
 
 
 @dataclass(frozen=True)

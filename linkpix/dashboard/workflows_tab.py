@@ -10,11 +10,11 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import BadRequest, LinkPixError
-from ..render.workflows import list_workflows
-from . import workflowedit as we
-from .apiclient import ApiError
-from .context import DashboardContext
+from linkpix.dashboard import workflowedit as we
+from linkpix.dashboard.apiclient import ApiError
+from linkpix.dashboard.context import DashboardContext
+from linkpix.errors import BadRequest, LinkPixError
+from linkpix.render.workflows import list_workflows
 
 
 def object_info_or_none(ctx: DashboardContext) -> tuple[dict[str, Any] | None, str]:

@@ -2,7 +2,7 @@
 
 `POST /edit` and an edit job both come here. The request is parsed and resolved exactly like `/prompt`
 (the downscaled source is its input image, bound to the workflow's LoadImage), the generator runs it with
-single-flight and caches the model's output, and `pipeline.finish` turns that output into the result at
+single-flight and caches the model's output, and `finish.finish` turns that output into the result at
 the source's resolution. The result is cached under its own key: the model run's key plus the source's
 bytes, the method and the format, so the same edit asked again costs a decode and a lookup.
 """
@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import BadRequest
-from ..flight import EventCallback, Ticket
-from ..generator import Generator, Outcome
-from ..request import GenerationRequest, InputImage
-from ..resolver import RenderedJob, Resolver
-from ..storage.cache import CachedImage, ImageCache
-from ..storage.uploads import Uploads
-from . import pipeline, resize
+from linkpix.edit import finish, resize
+from linkpix.errors import BadRequest
+from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.pipeline.generator import Generator, Outcome
+from linkpix.pipeline.request import GenerationRequest, InputImage
+from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.storage.cache import CachedImage, ImageCache
+from linkpix.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,18 @@ class Editor:
         self.cache = cache
         self._uploads = uploads
 
-    def prepare(self, req: GenerationRequest, source: InputImage) -> tuple[GenerationRequest, pipeline.Prepared]:
+    def prepare(self, req: GenerationRequest, source: InputImage) -> tuple[GenerationRequest, finish.Prepared]:
         """Decode and downscale the source for the request's workflow; the request now carries the small copy."""
         template = self.resolver.template(req.workflow or "")
         if not template.needs()["image"]:
             raise self.resolver.lacks_input(template.name, "image")
-        prep = pipeline.prepare(source.data, resize.profile_for(template.graph),
+        prep = finish.prepare(source.data, resize.profile_for(template.graph),
                                 req.mask.data if req.mask is not None else None)
         mask = _png_input(prep.small_mask_png) if prep.small_mask_png is not None else None
         small = dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png", mask=mask)
         return small, prep
 
-    def resolve(self, req: GenerationRequest, source: InputImage) -> tuple[RenderedJob, pipeline.Prepared]:
+    def resolve(self, req: GenerationRequest, source: InputImage) -> tuple[RenderedJob, finish.Prepared]:
         """Prepare and resolve; a mask of another size than the photo is resized to it, and the job says so."""
         small, prep = self.prepare(req, source)
         job = self.resolver.resolve(small)
@@ -91,24 +91,24 @@ class Editor:
         return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket,
                              mask=req.mask)
 
-    def complete(self, job: RenderedJob, prep: pipeline.Prepared, source: InputImage, method: str,
+    def complete(self, job: RenderedJob, prep: finish.Prepared, source: InputImage, method: str,
                  fmt: str | None, user: str, *, on_event: EventCallback | None = None,
                  ticket: Ticket | None = None, outcome: Outcome | None = None,
                  mask: InputImage | None = None) -> EditOutcome:
         key = self.key(job, source, method, fmt, mask)
         if outcome is None:
             outcome = self.generator.generate(job, user, on_event, ticket=ticket)
-        if fmt != pipeline.CUBE and not job.seed_is_random:
+        if fmt != finish.CUBE and not job.seed_is_random:
             stored = self.cache.get(user, key)
             if stored is not None:
                 return EditOutcome(job, stored.meta.get("edit_method", method), stored.meta.get("edit_fit"),
                                    outcome.image, stored, cache_hit=True)
         started = time.monotonic()
-        result = pipeline.finish(prep, outcome.image.read(), method, fmt)
+        result = finish.finish(prep, outcome.image.read(), method, fmt)
         fit = result.fit.to_dict() if result.fit else None
         log.info("edit %s: %s at %dx%d, fit %s, %.0f ms", key[:12], result.method, result.width, result.height,
                  fit, (time.monotonic() - started) * 1000)
-        if result.fmt == pipeline.CUBE:
+        if result.fmt == finish.CUBE:
             return EditOutcome(job, result.method, fit, outcome.image, None, result.data)
         meta = dict(outcome.image.meta, width=result.width, height=result.height, edit_method=result.method,
                     edit_fit=fit, model_output=outcome.image.url)
@@ -120,7 +120,7 @@ class Editor:
     def job_spec(job: RenderedJob, source: InputImage, method: str, fmt: str | None,
                  mask: InputImage | None = None) -> RenderedJob:
         """A rendered job that the job manager finishes as an edit (the source and mask are kept as uploads)."""
-        if fmt == pipeline.CUBE:
+        if fmt == finish.CUBE:
             raise BadRequest("format=cube is answered directly; ask for it without async or webhook_url",
                              {"parameter": "format"})
         edit = {"source": source.name, "method": method, "format": fmt}
@@ -138,7 +138,7 @@ class Editor:
         source = uploads.get(spec.edit["source"], "image")
         mask = uploads.get(spec.edit["mask"], "mask") if spec.edit.get("mask") else None
         template = self.resolver.template(spec.workflow)
-        prep = pipeline.prepare(source.data, resize.profile_for(template.graph), mask.data if mask else None)
+        prep = finish.prepare(source.data, resize.profile_for(template.graph), mask.data if mask else None)
         done = self.complete(spec, prep, source, spec.edit["method"], spec.edit.get("format"), user,
                              outcome=outcome, mask=mask)
         assert done.image is not None

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from . import lut
+from linkpix.edit import lut
 
 MEAN_THRESHOLD = 3.0  # ΔE: above it the edit is spatial
 MISS_DELTA_E = 10.0  # ΔE: a pixel the table clearly gets wrong

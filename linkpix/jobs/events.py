@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .store import QUEUED, RUNNING, TERMINAL, Job, JobStore
+from linkpix.jobs.store import QUEUED, RUNNING, TERMINAL, Job, JobStore
 
 SUBSCRIBER_BACKLOG = 256  # events kept for a slow reader (progress is dropped first, never the end)
 PREVIEW_SIZE = 256  # px, longest side of a preview sent on the event stream

@@ -27,18 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..comfy import Event, PromptLost
-from ..comfy.pool import NoBackend
-from ..config import Settings
-from ..errors import ExecutionFailed, LinkPixError, QueueFull
-from ..flight import SUBMITTED, Cancelled, Ticket
-from ..generator import Generator, Outcome
-from ..resolver import RenderedJob
-from ..storage.cache import ImageCache
-from ..storage.uploads import Uploads, UploadStore
-from .events import JobEvents, sse_stream, thumbnail
-from .retention import Pruner
-from .store import (
+from linkpix.comfy import Event, PromptLost
+from linkpix.comfy.pool import NoBackend
+from linkpix.config import Settings
+from linkpix.errors import ExecutionFailed, LinkPixError, QueueFull
+from linkpix.jobs.events import JobEvents, sse_stream, thumbnail
+from linkpix.jobs.retention import Pruner
+from linkpix.jobs.store import (
     CANCELLED,
     FAILED,
     QUEUED,
@@ -50,7 +45,12 @@ from .store import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from .webhooks import Schedule, Targets, WebhookSender, job_payload
+from linkpix.jobs.webhooks import Schedule, Targets, WebhookSender, job_payload
+from linkpix.pipeline.flight import SUBMITTED, Cancelled, Ticket
+from linkpix.pipeline.generator import Generator, Outcome
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.cache import ImageCache
+from linkpix.storage.uploads import Uploads, UploadStore
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import logging
 import threading
 from typing import Any
 
-from ..errors import SharedUnavailable
-from ..shared.bus import Bus
-from ..shared.connection import REDIS_ERRORS
-from .events import MILESTONES, JobEvents
-from .redis_store import RedisJobStore
-from .store import TERMINAL
+from linkpix.errors import SharedUnavailable
+from linkpix.jobs.events import MILESTONES, JobEvents
+from linkpix.jobs.redis_store import RedisJobStore
+from linkpix.jobs.store import TERMINAL
+from linkpix.replicas.bus import Bus
+from linkpix.replicas.connection import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

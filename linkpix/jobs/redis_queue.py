@@ -26,8 +26,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ..shared.bus import Bus
-from ..shared.connection import REDIS_ERRORS, Shared
+from linkpix.replicas.bus import Bus
+from linkpix.replicas.connection import REDIS_ERRORS, RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ Runner = Callable[[str, bool], None]  # job id, claimed from a dead replica (or 
 
 
 class RedisJobQueue:
-    def __init__(self, shared: Shared, bus: Bus, workers: int, run: Runner,
+    def __init__(self, shared: RedisLink, bus: Bus, workers: int, run: Runner,
                  on_cancel: Callable[[str], None], on_lost: Callable[[str], None]) -> None:
         self.shared = shared
         self.bus = bus

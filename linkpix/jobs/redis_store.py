@@ -20,16 +20,16 @@ from typing import Any, TypeVar
 
 from redis.client import Pipeline
 
-from ..errors import NotFound
-from ..shared.connection import REDIS_ERRORS, Shared
-from .store import ACTIVE, STATES, TERMINAL, Job
+from linkpix.errors import NotFound
+from linkpix.jobs.store import ACTIVE, STATES, TERMINAL, Job
+from linkpix.replicas.connection import REDIS_ERRORS, RedisLink
 
 T = TypeVar("T")
 BATCH = 200
 
 
 def _redis(fn: Callable[..., T]) -> Callable[..., T]:
-    """A Redis error becomes the 503 that names Redis (see `Shared.failed`)."""
+    """A Redis error becomes the 503 that names Redis (see `RedisLink.failed`)."""
 
     @functools.wraps(fn)
     def wrapper(self: RedisJobStore, *args: Any, **kwargs: Any) -> T:
@@ -44,7 +44,7 @@ def _redis(fn: Callable[..., T]) -> Callable[..., T]:
 class RedisJobStore:
     """`JobStore` for several replicas (see the module docstring)."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: RedisLink) -> None:
         self.shared = shared
         self.r = shared.redis
         self.path = shared.url
@@ -53,7 +53,7 @@ class RedisJobStore:
         return self.shared.key(*parts)
 
     def close(self) -> None:
-        """The connection belongs to the replica's `Shared`; nothing to close here."""
+        """The connection belongs to the replica's `RedisLink`; nothing to close here."""
 
     # -- writing ---------------------------------------------------------------------------------
     @_redis

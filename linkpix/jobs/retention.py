@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..storage.uploads import Uploads
-from .store import JobStore
+from linkpix.jobs.store import JobStore
+from linkpix.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound
-from ..resolver import RenderedJob
-from ..storage.uploads import Uploads
+from linkpix.errors import NotFound
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.uploads import Uploads
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)

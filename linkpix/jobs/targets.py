@@ -30,7 +30,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection
 
-from ..errors import BadRequest
+from linkpix.errors import BadRequest
 
 # Cloud metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba) are never a webhook target.
 METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"))

@@ -39,9 +39,9 @@ import requests
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
 from tenacity.wait import wait_exponential
 
-from ..errors import BadRequest
-from .store import Job
-from .targets import PinnedAdapter, Targets, check_url
+from linkpix.errors import BadRequest
+from linkpix.jobs.store import Job
+from linkpix.jobs.targets import PinnedAdapter, Targets, check_url
 
 __all__ = ["SIGNATURE_HEADER", "Schedule", "Targets", "WebhookSender", "check_secret", "check_url", "iso_time",
            "job_payload", "sign", "standard_signature", "verify"]

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..comfy.objectinfo import ObjectInfo, choices
-from ..errors import BadRequest, ConfigError
+from linkpix.comfy.objectinfo import ObjectInfo, choices
+from linkpix.errors import BadRequest, ConfigError
 
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 # ComfyUI's own tokens in SaveImage prefixes: skipped whole, so "%date:x%_%Node.seed%" holds no "%_%".

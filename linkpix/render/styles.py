@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadRequest, ConfigError
+from linkpix.errors import BadRequest, ConfigError
 
 NONE = "none"
 

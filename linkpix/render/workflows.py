@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, ConfigError
-from ..request import validate_workflow_name
-from ..storage.jsonstore import JsonStore, atomic_write_bytes
-from .detect import detect, link_of, mask_from_alpha
-from .placeholders import Ref, Registry, split_text
-from .uiformat import is_ui_format, ui_to_api
+from linkpix.errors import BadRequest, ConfigError
+from linkpix.pipeline.request import validate_workflow_name
+from linkpix.render.detect import detect, link_of, mask_from_alpha
+from linkpix.render.placeholders import Ref, Registry, split_text
+from linkpix.render.uiformat import is_ui_format, ui_to_api
+from linkpix.storage.jsonstore import JsonStore, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
 Protocol truth: tests/comfyui_captures/ (PROTOCOL.md and the captures from a real ComfyUI 0.3.64).
 """
 
-from .images import seed_colour
-from .server import Faults, SimulatorServer
+from linkpix.simulator.images import seed_colour
+from linkpix.simulator.server import Faults, SimulatorServer
 
 __all__ = ["Faults", "SimulatorServer", "seed_colour"]

@@ -10,10 +10,10 @@ import signal
 import threading
 from pathlib import Path
 
-from ..lifeline import follow_parent
-from .profiles import DEFAULT as DEFAULT_PROFILE
-from .profiles import PROFILES
-from .server import SimulatorServer
+from linkpix.run.lifeline import follow_parent
+from linkpix.simulator.profiles import DEFAULT as DEFAULT_PROFILE
+from linkpix.simulator.profiles import PROFILES
+from linkpix.simulator.server import SimulatorServer
 
 
 def _names(value: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from .values import Images, Latent, Token
+from linkpix.simulator.values import Images, Latent, Token
 
 # comfy_extras/nodes_flux.py PREFERED_KONTEXT_RESOLUTIONS (width, height)
 KONTEXT_SIZES = (

@@ -20,14 +20,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import wshub
-from .graph import DependencyCycleError, ExecutionList, is_link, signatures
-from .nodes import NodeRunner
-from .profiles import with_assets
-from .validation import annotated_filepath, full_type_name
+from linkpix.simulator import wshub
+from linkpix.simulator.graph import DependencyCycleError, ExecutionList, is_link, signatures
+from linkpix.simulator.nodes import NodeRunner
+from linkpix.simulator.profiles import with_assets
+from linkpix.simulator.validation import annotated_filepath, full_type_name
 
 if TYPE_CHECKING:
-    from .server import Life, SimulatorServer
+    from linkpix.simulator.server import Life, SimulatorServer
 
 
 @dataclass

@@ -20,12 +20,12 @@ from aiohttp import web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ..storage.jsonstore import atomic_write_bytes
-from .profiles import OLD_FORCED_DOWNLOAD, is_dangerous
-from .validation import annotated_filepath
+from linkpix.simulator.profiles import OLD_FORCED_DOWNLOAD, is_dangerous
+from linkpix.simulator.validation import annotated_filepath
+from linkpix.storage.jsonstore import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from .server import SimulatorServer
+    from linkpix.simulator.server import SimulatorServer
 
 def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
     dirs = {k: str(v) for k, v in sim.dirs.items()}

@@ -19,8 +19,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from ..storage.jsonstore import atomic_write_bytes
-from ..textdraw import draw_text, text_font
+from linkpix.imaging.textdraw import draw_text, text_font
+from linkpix.storage.jsonstore import atomic_write_bytes
 
 LABEL = "SIMULATOR - not AI"
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .profiles import valid_job_id
+from linkpix.simulator.profiles import valid_job_id
 
 if TYPE_CHECKING:
-    from .server import Life
+    from linkpix.simulator.server import Life
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
-from . import grades
-from . import images as im
-from .editnodes import EditNodes
-from .validation import annotated_filepath
-from .values import Images, Latent, Token
+from linkpix.simulator import grades
+from linkpix.simulator import images as im
+from linkpix.simulator.editnodes import EditNodes
+from linkpix.simulator.validation import annotated_filepath
+from linkpix.simulator.values import Images, Latent, Token
 
 SAMPLERS = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
 TEXT_KEYS = ("text", "text_g", "t5xxl", "clip_l", "prompt", "text_l")

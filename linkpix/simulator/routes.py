@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import files, jobsapi
-from .profiles import INVALID_PROMPT_ID, valid_job_id
-from .wshub import SERVER_FEATURES
+from linkpix.simulator import files, jobsapi
+from linkpix.simulator.profiles import INVALID_PROMPT_ID, valid_job_id
+from linkpix.simulator.wshub import SERVER_FEATURES
 
 if TYPE_CHECKING:
-    from .server import Life, SimulatorServer
+    from linkpix.simulator.server import Life, SimulatorServer
 
 VERSION_SUFFIX = "-linkpix-simulator"
 

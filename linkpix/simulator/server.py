@@ -24,14 +24,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .catalogue import DATA_DIR, Catalogue
-from .executor import Executor, Stats
-from .jobqueue import PromptQueue
-from .profiles import DEFAULT as DEFAULT_PROFILE
-from .profiles import Profile, get_profile
-from .routes import build_app
-from .validation import Validator
-from .wshub import WebSocketHub
+from linkpix.simulator.catalogue import DATA_DIR, Catalogue
+from linkpix.simulator.executor import Executor, Stats
+from linkpix.simulator.jobqueue import PromptQueue
+from linkpix.simulator.profiles import DEFAULT as DEFAULT_PROFILE
+from linkpix.simulator.profiles import Profile, get_profile
+from linkpix.simulator.routes import build_app
+from linkpix.simulator.validation import Validator
+from linkpix.simulator.wshub import WebSocketHub
 
 log = logging.getLogger("linkpix.simulator")
 

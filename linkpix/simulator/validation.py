@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .catalogue import Catalogue
+from linkpix.simulator.catalogue import Catalogue
 
 # Nodes whose VALIDATE_INPUTS names these inputs (so list/min/max checks are skipped for them).
 CUSTOM_VALIDATED: dict[str, tuple[str, ...]] = {"LoadImage": ("image",), "LoadImageMask": ("image",)}

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, NotFound
-from .jsonstore import atomic_write_bytes
+from linkpix.errors import BadRequest, NotFound
+from linkpix.storage.jsonstore import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

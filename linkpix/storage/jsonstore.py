@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from ..errors import ConfigError
-from .watch import DirWatcher
+from linkpix.errors import ConfigError
+from linkpix.storage.watch import DirWatcher
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .cache import SHARED_TEMP_GRACE, ImageCache
+from linkpix.storage.cache import SHARED_TEMP_GRACE, ImageCache
 
 if TYPE_CHECKING:
-    from ..config import LoadedConfig
+    from linkpix.config import LoadedConfig
 
 
 def open_image_cache(cfg: LoadedConfig, *, tidy: bool = True) -> Any:
     """`tidy=False` for the dashboard, which must not remove the API's writes in progress."""
     s = cfg.settings
     if s.storage == "s3":
-        from .s3 import S3ImageCache  # boto3 is imported only by deployments that use it
+        from linkpix.storage.s3 import S3ImageCache  # boto3 is imported only by deployments that use it
 
         return S3ImageCache(s.s3_bucket, s.s3_endpoint, s.s3_region, s.s3_access_key, s.s3_secret_key,
                             s.s3_prefix, s.s3_url_seconds)

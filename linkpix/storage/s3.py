@@ -28,9 +28,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import BadRequest, NotFound, StorageUnavailable
-from .cache import CONTENT_TYPES, CachedImage, HitCounts
-from .s3uploads import FOLDER, S3UploadStore
+from linkpix.errors import BadRequest, NotFound, StorageUnavailable
+from linkpix.storage.cache import CONTENT_TYPES, CachedImage, HitCounts
+from linkpix.storage.s3uploads import FOLDER, S3UploadStore
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
-from .uploads import USED_RESOLUTION, check_id, missing
+from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.storage.uploads import USED_RESOLUTION, check_id, missing
 
 FOLDER = "!uploads/"
 _MISSING = ("NoSuchKey", "404", "NotFound")

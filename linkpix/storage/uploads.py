@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import BadRequest
-from ..request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
-from .jsonstore import atomic_write_bytes
+from linkpix.errors import BadRequest
+from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.storage.jsonstore import atomic_write_bytes
 
 
 class Uploads(Protocol):

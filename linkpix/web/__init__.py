@@ -8,12 +8,12 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from ..config import ConfigHolder
-from ..errors import ConfigError
-from . import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
-from .errors import register_error_handlers
-from .middleware import HitPath, RequestLog
-from .services import EXTENSION, Services, build_services
+from linkpix.config import ConfigHolder
+from linkpix.errors import ConfigError
+from linkpix.web import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
+from linkpix.web.errors import register_error_handlers
+from linkpix.web.middleware import HitPath, RequestLog
+from linkpix.web.services import EXTENSION, Services, build_services
 
 JSON_ROUTES = r"^/(api/.*|health|ready|openapi\.json|generate|jobs.*|uploads|edit)$"
 

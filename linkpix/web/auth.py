@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from flask import request
 
-from ..errors import NotFound, Unauthorized
-from ..request import validate_user
-from .services import services
+from linkpix.errors import NotFound, Unauthorized
+from linkpix.pipeline.request import validate_user
+from linkpix.web.services import services
 
 ANONYMOUS = "default"
 _ENVIRON_KEY = "linkpix.caller"

@@ -12,15 +12,15 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..edit.editor import EditOutcome
-from ..edit.pipeline import CUBE, parse_method
-from ..errors import BadRequest, UnsupportedMediaType
-from ..request import InputImage, make_input_image, parse_format, parse_json
-from .auth import require
-from .errors import no_store
-from .jobs import _manager, _webhook
-from .services import services
-from .uploads import max_upload_bytes, one_image, upload_store
+from linkpix.edit.editor import EditOutcome
+from linkpix.edit.finish import CUBE, parse_method
+from linkpix.errors import BadRequest, UnsupportedMediaType
+from linkpix.pipeline.request import InputImage, make_input_image, parse_format, parse_json
+from linkpix.web.auth import require
+from linkpix.web.errors import no_store
+from linkpix.web.jobs import _manager, _webhook
+from linkpix.web.services import services
+from linkpix.web.uploads import max_upload_bytes, one_image, upload_store
 
 bp = Blueprint("edit", __name__)
 

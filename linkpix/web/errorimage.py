@@ -7,7 +7,7 @@ import textwrap
 
 from PIL import Image, ImageDraw
 
-from ..textdraw import draw_text, text_font
+from linkpix.imaging.textdraw import draw_text, text_font
 
 _BG = (96, 20, 24)
 _FG = (255, 236, 236)

@@ -13,9 +13,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import LinkPixError, QueueFull
-from .errorimage import render_error_png
-from .requestinfo import accepts_only_images, query_params
+from linkpix.errors import LinkPixError, QueueFull
+from linkpix.web.errorimage import render_error_png
+from linkpix.web.requestinfo import accepts_only_images, query_params
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Any
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
-from ..config import LoadedConfig, Settings
-from ..errors import BadRequest, PayloadTooLarge
-from ..request import USER_NAME_RE, single_values
-from .auth import identify
-from .requestinfo import user_from_environ
-from .services import services
+from linkpix.config import LoadedConfig, Settings
+from linkpix.errors import BadRequest, PayloadTooLarge
+from linkpix.pipeline.request import USER_NAME_RE, single_values
+from linkpix.web.auth import identify
+from linkpix.web.requestinfo import user_from_environ
+from linkpix.web.services import services
 
 MIB = 1024 * 1024
 # A JSON body of this API is three or four levels deep (a ComfyUI graph five or six); far deeper is an

@@ -8,18 +8,17 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
-from ..comfy.transport import display_url
-from ..errors import BadRequest, Unauthorized
-from ..generator import Outcome
-from ..request import parse_query, validate_user
-from ..resolver import RenderedJob
-from ..signing import verify
-from ..storage.cache import CachedImage
-from .conditional import not_modified, not_modified_headers
-from .memo import MemoEntry
-from .middleware import http_date
-from .ratelimits import admit_generation
-from .requestinfo import (
+from linkpix.comfy.transport import display_url
+from linkpix.errors import BadRequest, Unauthorized
+from linkpix.pipeline.generator import Outcome
+from linkpix.pipeline.request import parse_query, validate_user
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.cache import CachedImage
+from linkpix.web.conditional import not_modified, not_modified_headers
+from linkpix.web.memo import MemoEntry
+from linkpix.web.middleware import http_date
+from linkpix.web.ratelimits import admit_generation
+from linkpix.web.requestinfo import (
     prompt_from_environ,
     query_params,
     raw_path_and_query,
@@ -27,8 +26,9 @@ from .requestinfo import (
     user_from_environ,
     wants_json,
 )
-from .services import services
-from .uploads import link_inputs
+from linkpix.web.services import services
+from linkpix.web.signing import verify
+from linkpix.web.uploads import link_inputs
 
 
 class AnyPath(PathConverter):
@@ -167,7 +167,7 @@ def _check_signature(env: dict[str, Any]) -> None:
         return
     if settings.require_signature or "sig=" in query:
         raise Unauthorized("this link needs a valid signature (sig parameter); "
-                           "sign it with: python -m linkpix.signing KEY URL")
+                           "sign it with: python -m linkpix.web.signing KEY URL")
 
 
 def _image_headers(image: CachedImage, job: RenderedJob, hit: bool) -> list[tuple[str, str]]:

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..comfy.objectinfo import CHOICE_SOURCES, named_choices
-from ..errors import BackendUnavailable, BadRequest
-from .auth import identify, require
-from .errors import no_store
-from .services import services
+from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices
+from linkpix.errors import BackendUnavailable, BadRequest
+from linkpix.web.auth import identify, require
+from linkpix.web.errors import no_store
+from linkpix.web.services import services
 
 bp = Blueprint("info", __name__)
 

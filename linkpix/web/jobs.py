@@ -13,17 +13,17 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
-from ..jobs.manager import JobManager
-from ..jobs.store import STATES, TERMINAL, Job
-from ..jobs.webhooks import Targets, check_secret, check_url
-from ..render.placeholders import whole_number
-from ..request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
-from ..resolver import RenderedJob
-from .auth import require, visible_job_owner
-from .errors import no_store
-from .services import services
-from .uploads import input_images, one_image
+from linkpix.errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
+from linkpix.jobs.manager import JobManager
+from linkpix.jobs.store import STATES, TERMINAL, Job
+from linkpix.jobs.webhooks import Targets, check_secret, check_url
+from linkpix.pipeline.request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.render.placeholders import whole_number
+from linkpix.web.auth import require, visible_job_owner
+from linkpix.web.errors import no_store
+from linkpix.web.services import services
+from linkpix.web.uploads import input_images, one_image
 
 bp = Blueprint("jobs", __name__)
 

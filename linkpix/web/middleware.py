@@ -17,11 +17,11 @@ from typing import Any
 
 from werkzeug.wsgi import ClosingIterator
 
-from .conditional import not_modified, not_modified_headers
-from .memo import HitMemo
-from .requestinfo import raw_uri, user_from_environ, wants_json
+from linkpix.web.conditional import not_modified, not_modified_headers
+from linkpix.web.memo import HitMemo
+from linkpix.web.requestinfo import raw_uri, user_from_environ, wants_json
 
-log = logging.getLogger("linkpix.access")  # linkpix.server.ACCESS_LOGGER
+log = logging.getLogger("linkpix.access")  # linkpix.run.api.ACCESS_LOGGER
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -17,8 +17,8 @@ from apispec.yaml_utils import load_operations_from_docstring
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from .. import __version__
-from .apischemas import ERROR_SCHEMA_OF, components
+from linkpix import __version__
+from linkpix.web.apischemas import ERROR_SCHEMA_OF, components
 
 bp = Blueprint("openapi", __name__)
 

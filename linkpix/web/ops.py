@@ -14,15 +14,15 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client.exposition import choose_encoder
 
-from ..config import LoadedConfig
-from ..errors import LinkPixError
-from ..history import History, Sampler, Totals
-from ..metrics import Metrics, Snapshot
-from ..ratelimit import RateLimiter, make_storage, parse_networks
-from . import ratelimits
-from .auth import require
-from .errors import no_store
-from .services import Services
+from linkpix.config import LoadedConfig
+from linkpix.errors import LinkPixError
+from linkpix.ops.metrics import Metrics, Snapshot
+from linkpix.ops.minutes import History, Sampler, Totals
+from linkpix.ops.ratelimit import RateLimiter, make_storage, parse_networks
+from linkpix.web import ratelimits
+from linkpix.web.auth import require
+from linkpix.web.errors import no_store
+from linkpix.web.services import Services
 
 bp = Blueprint("ops", __name__)
 

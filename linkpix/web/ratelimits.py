@@ -21,17 +21,17 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
-from ..ratelimit import RateLimiter, client_address
-from ..request import USER_NAME_RE
-from ..resolver import RenderedJob
-from .auth import ANONYMOUS, identify
-from .requestinfo import user_from_environ
-from .services import services
+from linkpix.ops.ratelimit import RateLimiter, client_address
+from linkpix.pipeline.request import USER_NAME_RE
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.web.auth import ANONYMOUS, identify
+from linkpix.web.requestinfo import user_from_environ
+from linkpix.web.services import services
 
 log = logging.getLogger(__name__)
 
 OPS = "linkpix.ops"
-VERDICT = "linkpix.ratelimit"  # environ: the verdict whose fields the response carries
+VERDICT = "linkpix.ops.ratelimit"  # environ: the verdict whose fields the response carries
 # Routes whose class does not depend on what they are asked for.
 ENDPOINT_CLASSES = {"jobs.generate": "jobs", "edit.edit": "jobs", "uploads.upload": "uploads",
                     "images.stored_image": "hits"}

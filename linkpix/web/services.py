@@ -18,23 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from ..comfy import ComfyClient
-from ..comfy.pool import Pool
-from ..comfy.stops import FILE_NAME as STOPS_FILE
-from ..comfy.stops import StopList
-from ..config import ConfigHolder, LoadedConfig, Settings
-from ..edit.editor import Editor
-from ..generator import Generator
-from ..jobs.manager import JobManager
-from ..jobs.targets import Targets
-from ..resolver import Resolver
-from ..storage.cache import ImageCache
-from ..storage.jsonstore import JsonStore
-from ..storage.opening import open_image_cache
-from .memo import HitMemo
+from linkpix.comfy import ComfyClient
+from linkpix.comfy.pool import Pool
+from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
+from linkpix.comfy.stops import StopList
+from linkpix.config import ConfigHolder, LoadedConfig, Settings
+from linkpix.edit.editor import Editor
+from linkpix.jobs.manager import JobManager
+from linkpix.jobs.targets import Targets
+from linkpix.pipeline.generator import Generator
+from linkpix.pipeline.resolver import Resolver
+from linkpix.storage.cache import ImageCache
+from linkpix.storage.jsonstore import JsonStore
+from linkpix.storage.opening import open_image_cache
+from linkpix.web.memo import HitMemo
 
 if TYPE_CHECKING:
-    from ..shared.replica import Replica
+    from linkpix.replicas.replica import Replica
 
 EXTENSION = "linkpix"
 
@@ -98,7 +98,7 @@ def build_services(holder: ConfigHolder) -> Services:
                                                   new.settings.cache_max_age_days * 86400))
     replica = None
     if s.redis_url:
-        from ..shared.replica import open_replica
+        from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
@@ -109,7 +109,7 @@ def build_services(holder: ConfigHolder) -> Services:
     position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
-        from ..jobs.shared_manager import SharedJobManager
+        from linkpix.jobs.replicated_manager import SharedJobManager
 
         jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
                                                         settings, position, webhook_targets=targets, uploads=uploads)

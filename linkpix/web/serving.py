@@ -18,9 +18,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-from ..errors import BadRequest, HeadersTooLarge, LinkPixError, PayloadTooLarge
-from .guards import body_limit
-from .services import services
+from linkpix.errors import BadRequest, HeadersTooLarge, LinkPixError, PayloadTooLarge
+from linkpix.web.guards import body_limit
+from linkpix.web.services import services
 
 log = logging.getLogger("linkpix.access")
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import BadRequest
-from ..request import GenerationRequest, InputImage, parse_images
-from ..storage.uploads import Uploads
-from .auth import caller
-from .errors import no_store
-from .services import services
+from linkpix.errors import BadRequest
+from linkpix.pipeline.request import GenerationRequest, InputImage, parse_images
+from linkpix.storage.uploads import Uploads
+from linkpix.web.auth import caller
+from linkpix.web.errors import no_store
+from linkpix.web.services import services
 
 bp = Blueprint("uploads", __name__)
 

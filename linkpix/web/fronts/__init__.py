@@ -12,17 +12,21 @@ from typing import Any
 
 from flask import Flask
 
-from ...errors import BackendUnavailable
-from ...storage.uploads import UploadStore
-from ..services import Services
-from . import a1111, a1111_options, comfy, comfy_info, openai  # noqa: F401 - *_options/_info add routes
-from .a1111_runs import A1111Runs
-from .comfy_files import InputFiles
-from .comfy_runs import ComfyFront
-from .comfy_ws import SocketHub
-from .common import backend_info
-from .paths import FrontPaths
-from .state import EXTENSION, FrontState
+from linkpix.errors import BackendUnavailable
+from linkpix.storage.uploads import UploadStore
+from linkpix.web.fronts import openai  # noqa: F401 - adds routes
+from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
+from linkpix.web.fronts.a1111 import routes as a1111
+from linkpix.web.fronts.a1111.runs import A1111Runs
+from linkpix.web.fronts.comfy import info as comfy_info  # noqa: F401 - adds routes
+from linkpix.web.fronts.comfy import routes as comfy
+from linkpix.web.fronts.comfy.files import InputFiles
+from linkpix.web.fronts.comfy.runs import ComfyFront
+from linkpix.web.fronts.comfy.ws import SocketHub
+from linkpix.web.fronts.common import backend_info
+from linkpix.web.fronts.paths import FrontPaths
+from linkpix.web.fronts.state import EXTENSION, FrontState
+from linkpix.web.services import Services
 
 JSON_ROUTES = r"^/(sdapi/v1/.*|v1/.*)$"
 

@@ -18,13 +18,13 @@ from typing import Any
 
 from flask import Response, request
 
-from ...errors import BadRequest, LinkPixError, NotFound, Unauthorized
-from ...flight import EventCallback, Ticket
-from ...generator import Outcome
-from ...request import SEED_MAX, GenerationRequest, validate_user
-from ...resolver import RenderedJob
-from ...storage.cache import CachedImage
-from ..services import Services, services
+from linkpix.errors import BadRequest, LinkPixError, NotFound, Unauthorized
+from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.pipeline.generator import Outcome
+from linkpix.pipeline.request import SEED_MAX, GenerationRequest, validate_user
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.cache import CachedImage
+from linkpix.web.services import Services, services
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ...errors import BadRequest, LinkPixError, NotFound, QueueFull
-from ...request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
-from ..ratelimits import admit, admit_generations
-from ..services import services
-from ..uploads import max_upload_bytes
-from .common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
+from linkpix.pipeline.request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+from linkpix.web.ratelimits import admit, admit_generations
+from linkpix.web.services import services
+from linkpix.web.uploads import max_upload_bytes
 
 bp = Blueprint("openai", __name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .common import FRONT_KEY
+from linkpix.web.fronts.common import FRONT_KEY
 
 # First path segments of ComfyUI's routes (`prompt` only as the exact path: /prompt/<text> is the link).
 ROUTES = frozenset({"queue", "interrupt", "free", "history", "view", "upload", "object_info", "system_stats",

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 
-from .a1111_runs import A1111Runs
+from linkpix.web.fronts.a1111.runs import A1111Runs
 
 EXTENSION = "linkpix.fronts"
 

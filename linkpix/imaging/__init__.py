@@ -1,0 +1,1 @@
+"""linkpix/imaging"""

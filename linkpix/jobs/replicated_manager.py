@@ -1,0 +1,118 @@
+"""The job manager of several replicas: the same engine, with jobs, queue and events in Redis.
+
+Any replica accepts a job (the caps counted over all of them), any replica runs it (the shared queue
+hands it to one with a free worker), a dead replica's jobs are taken over after their lease (re-attached
+to their ComfyUI prompt when they had one), and `GET /jobs/<id>/events` on any replica streams a job
+running on another. A cancel is announced to the replica running the job, which leaves its run. A job is
+acknowledged in the queue only when it has ended and its webhook is settled, so a webhook goes out once
+even when the replica that ended the job dies before delivering it (the one that claims it delivers it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from linkpix.config import Settings
+from linkpix.errors import LinkPixError, NotFound
+from linkpix.jobs.manager import JobManager
+from linkpix.jobs.redis_events import RedisJobEvents
+from linkpix.jobs.redis_queue import RedisJobQueue
+from linkpix.jobs.redis_store import RedisJobStore
+from linkpix.jobs.retention import Pruner
+from linkpix.jobs.store import FAILED, TERMINAL, Job
+from linkpix.jobs.webhooks import Targets
+from linkpix.pipeline.generator import Generator
+from linkpix.replicas.bus import Bus
+from linkpix.replicas.connection import RedisLink
+from linkpix.storage.cache import ImageCache
+from linkpix.storage.uploads import Uploads, UploadStore
+
+
+class SharedJobManager(JobManager):
+    queue: RedisJobQueue
+
+    @classmethod
+    def open_shared(cls, shared: RedisLink, bus: Bus, data_dir: Path, generator: Generator, cache: ImageCache,
+                    settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
+                    webhook_targets: Callable[[], Targets] | None = None,
+                    uploads: Uploads | None = None) -> SharedJobManager:
+        """Uploads are in the bucket with `storage: s3`, else in the data folder, which the replicas then
+        share. The queue starts reading at once (this replica's own unfinished jobs from before a restart
+        first)."""
+        store = RedisJobStore(shared)
+        manager = cls(store, uploads or UploadStore(Path(data_dir) / "uploads"), generator, cache,  # type: ignore[arg-type]
+                      settings, queue_position, webhook_targets, events=RedisJobEvents(store, bus),
+                      replica=shared.name)
+        manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
+                                      manager._cancel_here, manager._let_go).start()
+        manager.pruner = Pruner(store, manager.uploads, lambda: settings().jobs_keep_days,  # type: ignore[arg-type]
+                                manager._stop).start()
+        return manager
+
+    def close(self) -> None:
+        if not self.closed:
+            self.queue.close()
+        super().close()
+
+    def recover(self) -> None:
+        """Nothing to do at start-up: the queue hands back this replica's unfinished jobs."""
+
+    def _dispatch(self, job_id: str) -> None:
+        try:
+            self.queue.put(job_id)
+        except LinkPixError:
+            self.store.finish(job_id, FAILED, error={"error": "redis_unavailable", "details": None,
+                                                     "message": "Redis failed while the job was being queued"})
+            raise
+
+    def cancel(self, job_id: str) -> Job:
+        job = super().cancel(job_id)
+        self.queue.announce_cancel(job_id)  # the replica running it leaves its run too
+        return job
+
+    def _cancel_here(self, job_id: str) -> None:
+        """Another replica cancelled this job: if it runs here, leave its run."""
+        with self._lock:
+            ticket = self._tickets.get(job_id)
+            if ticket is not None:
+                self._cancelling.add(job_id)
+        if ticket is not None:
+            ticket.cancel()
+
+    def _let_go(self, job_id: str) -> None:
+        """Another replica took this job over (its lease lapsed here): stop waiting on it, stop nothing."""
+        with self._lock:
+            self._lost.add(job_id)
+            ticket = self._tickets.get(job_id)
+        if ticket is not None:
+            ticket.detach()
+
+    def _run_entry(self, job_id: str, claimed: bool) -> None:
+        """The queue handed this replica a job (`claimed`: from a replica that stopped renewing it, or
+        from this one before a restart): run it, re-attach it, or settle what is left of it."""
+        try:
+            job = self.store.get(job_id)
+        except NotFound:
+            self.queue.done(job_id)  # pruned meanwhile
+            return
+        except LinkPixError:
+            return  # Redis is down: the entry stays pending and comes back
+        if job.state in TERMINAL:
+            if job.webhook and job.webhook.get("state") == "pending":
+                self._send_webhook(job)  # the replica that ended it died before delivering it
+            else:
+                self.queue.done(job_id)
+            return
+        self._run(job_id, claimed and bool(job.prompt_id))
+
+    def _after_run(self, job_id: str) -> None:
+        try:
+            job = self.store.get(job_id)
+        except LinkPixError:
+            return  # the entry stays pending; whoever claims it settles it
+        if job.state in TERMINAL and not (job.webhook and job.webhook.get("state") == "pending"):
+            self.queue.done(job_id)
+
+    def _webhook_settled(self, job_id: str) -> None:
+        self.queue.done(job_id)

@@ -1,0 +1,166 @@
+"""One run that several waiters share (a "flight"), and one waiter's handle on it (a `Ticket`).
+
+The generator (`generator.py`) owns the flights and decides when a run starts, fails over or stops; this
+module only holds what a run and its waiters share: the future its result arrives on, the progress
+listeners (with the events a late joiner must still see replayed), and the waiters still waiting — so
+that the last waiter to leave, and only the last, stops the run in ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from linkpix.comfy import Event, OutputImage
+from linkpix.errors import LinkPixError
+from linkpix.storage.cache import CachedImage
+
+if TYPE_CHECKING:
+    from linkpix.pipeline.generator import Generator
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[Event], None]
+
+# LinkPix's own event, sent to a run's listeners once ComfyUI accepted the prompt: data has prompt_id
+# and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
+SUBMITTED = "linkpix_submitted"
+_REPLAYED = frozenset({SUBMITTED, "execution_start"})
+class Cancelled(LinkPixError):
+    """This waiter left the run (its job was cancelled); the run itself may go on for others."""
+
+    status = 409
+    code = "cancelled"
+
+
+class Backend(Protocol):
+    """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
+
+    name: str
+
+    def submit(self, graph: dict[str, Any]) -> str: ...
+
+    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
+             reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
+
+    def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
+
+    def stop(self, prompt_id: str, reason: str) -> None: ...
+
+    def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
+                     subfolder: str = "") -> str: ...
+
+
+class BackendPool(Protocol):
+    """What the generator needs of the pool (the real one is `linkpix.comfy.pool.Pool`)."""
+
+    def choose(self, graph: dict[str, Any], exclude: Any = ()) -> Any: ...
+
+    def client(self, name: str) -> Any: ...
+
+    def can_run(self, graph: dict[str, Any], exclude: Any = ()) -> bool: ...
+
+    def reserve(self, client: Any) -> None: ...
+
+    def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
+
+
+@dataclass
+class Flight:
+    key: str
+    future: Future[tuple[OutputImage, dict[str, Any]]] = field(default_factory=Future)
+    listeners: list[EventCallback] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiters: set[object] = field(default_factory=set)  # one token per generate() call still waiting
+    replay: list[Event] = field(default_factory=list)
+    prompt_id: str | None = None
+    aborted: bool = False
+    backend: Backend | None = None  # the ComfyUI this run uses, fixed when the run starts
+    stored: CachedImage | None = None  # with replicas: the image as the run's replica stored it
+    remote: bool = False  # another replica ran it; this flight only waited for its notice
+
+    def listen(self, callback: EventCallback | None) -> None:
+        if callback is None:
+            return
+        with self.lock:
+            self.listeners.append(callback)
+            replay = list(self.replay)
+        for event in replay:
+            _call(callback, event)
+
+    def unlisten(self, callback: EventCallback | None) -> None:
+        with self.lock:
+            if callback in self.listeners:
+                self.listeners.remove(callback)
+
+    def emit(self, event: Event) -> None:
+        with self.lock:
+            listeners = list(self.listeners)
+            if event.type in _REPLAYED:
+                self.replay.append(event)
+        for callback in listeners:
+            _call(callback, event)
+
+
+class RemoteFailure(LinkPixError):
+    """The error another replica's run ended with, as it announced it (same status, code and message)."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__(str(outcome.get("message") or "another replica's run failed"), outcome.get("details"))
+        self.status = int(outcome.get("status") or 502)
+        self.code = str(outcome.get("error") or "execution_failed")
+
+
+def own_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A stored image's metadata without the fields `ImageCache.put` writes itself."""
+    return {k: v for k, v in meta.items() if k not in ("created", "bytes", "format", "key", "user")}
+
+
+def _call(callback: EventCallback, event: Event) -> None:
+    try:
+        callback(event)
+    except Exception:  # a listener's bug must not break the run others wait on
+        log.exception("progress listener failed")
+
+
+class Ticket:
+    """One waiter's handle on its run, for the jobs API: `cancel()` leaves the run (stopping it in
+    ComfyUI if nobody else waits on it), `detach()` leaves it without stopping it (shutdown)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._left = False
+        self._target: tuple[Generator, Flight, object] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._left
+
+    def cancel(self) -> None:
+        self._leave(abort=True)
+
+    def detach(self) -> None:
+        self._leave(abort=False)
+
+    def _leave(self, abort: bool) -> None:
+        with self._lock:
+            if self._left:
+                return
+            self._left = True
+            target = self._target
+        self._wake.set()
+        if target is not None:
+            generator, flight, token = target
+            generator._leave(flight, token, abort)
+
+    def _attach(self, generator: Generator, flight: Flight, token: object) -> bool:
+        """Bind to a run; False if the ticket was already cancelled (the caller then leaves)."""
+        with self._lock:
+            self._wake.clear()
+            self._target = (generator, flight, token)
+            return not self._left

@@ -1,0 +1,370 @@
+"""Stages 4 and 5 together: run a rendered job in ComfyUI once, store the image, share the run.
+
+Single-flight: concurrent requests for the same cache key join one run (a "flight") instead of queueing
+identical work in ComfyUI; each joiner receives the same bytes and the run's progress events. The run
+happens on a worker thread owned by the flight, so a client that disconnects never cancels a run that
+others wait on, and the number of flights is capped so a flood of distinct links answers 429 instead of
+growing ComfyUI's queue without bound.
+
+The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
+the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
+in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
+`generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
+
+Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
+is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
+dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
+times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
+refused (422) or that failed in a node (502) is not retried anywhere.
+
+With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
+the replica that gets the claim runs it and stores the image before announcing it; a flight on another
+replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
+from linkpix.comfy.pool import NoBackend
+from linkpix.comfy.transport import BackendNotAnswering
+from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
+from linkpix.imaging.encode import encode, image_size
+from linkpix.pipeline.flight import (
+    SUBMITTED,
+    Backend,
+    BackendPool,
+    Cancelled,
+    EventCallback,
+    Flight,
+    RemoteFailure,
+    Ticket,
+    own_meta,
+)
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.cache import CachedImage, ImageCache, cache_key
+
+if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
+    from linkpix.replicas.flights import SharedFlights
+
+log = logging.getLogger(__name__)
+
+RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
+
+# The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
+# seconds later only if the run somehow did not answer by then.
+AWAIT_MARGIN = 5.0
+
+
+@dataclass
+class Outcome:
+    """What one request got: the stored image, and whether it came from the cache or a shared run."""
+
+    image: CachedImage
+    cache_hit: bool
+    joined: bool = False
+
+
+class Generator:
+    """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
+
+    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
+                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
+                 strip_metadata: Callable[[], bool] = lambda: False,
+                 shared: SharedFlights | None = None) -> None:
+        self._shared = shared  # None: embedded, single-flight within this process only
+        self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
+        self._strip = strip_metadata
+        self.cache = cache
+        self._timeout = timeout
+        self._max_pending = max_pending
+        self._failover_retries = failover_retries
+        self._flights: dict[str, Flight] = {}
+        self._lock = threading.Lock()
+        self.runs_started = 0
+        self.on_run: RunObserver | None = None  # the metrics: told how each run ended
+
+    def key_for(self, job: RenderedJob) -> str:
+        # Stripped and unstripped images are different files: turning strip_metadata on must not serve
+        # an image cached before it with the workflow inside.
+        fmt = job.output_format + ("+stripped" if self._strip() else "")
+        return cache_key(job.graph, fmt, (u.data for u in job.uploads))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._flights)
+
+    def _report(self, flight: Flight, job: RenderedJob, seconds: float) -> None:
+        """Tell `on_run` how a run ended: workflow, backend, seconds, and `ok` or the error's code."""
+        if self.on_run is None or not flight.future.done():
+            return
+        error = flight.future.exception()
+        backend = flight.backend
+        name = str(getattr(backend, "name", None) or getattr(backend, "base_url", None) or "none")
+        try:
+            self.on_run(job.workflow, name, seconds, "ok" if error is None else getattr(error, "code", "error"))
+        except Exception:
+            log.exception("reporting a run to the metrics failed")
+
+    def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
+                 ticket: Ticket | None = None, prompt_id: str | None = None,
+                 backend: str | None = None) -> Outcome:
+        """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
+        `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
+        may leave early; it then gets `Cancelled`."""
+        key = self.key_for(job)
+        if ticket is not None and ticket.cancelled:
+            raise Cancelled("cancelled before the run started")
+        if not job.seed_is_random:
+            cached = self.cache.get(user, key)
+            if cached is not None:
+                self.cache.record(hit=True)
+                return Outcome(cached, cache_hit=True)
+        self.cache.record(hit=False)
+        token = object()
+        flight, owner = self._join(key, token)
+        try:
+            flight.listen(on_event)
+            if owner:
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
+                                 name=f"flight-{key[:8]}", daemon=True).start()
+            if ticket is not None and not ticket._attach(self, flight, token):
+                self._leave(flight, token, abort=True)
+                raise Cancelled("cancelled before the run started")
+            output, meta = self._await(flight, ticket)
+        finally:
+            flight.unlisten(on_event)
+            with self._lock:
+                flight.waiters.discard(token)
+        stored = self.cache.get(user, key)
+        if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
+            stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
+        elif stored is None:
+            data = encode(output.data, job.output_format, strip=self._strip())
+            stored = self.cache.put(user, key, job.output_format, data, meta)
+        return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
+
+    def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
+        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
+        if ticket is None:
+            try:
+                return flight.future.result(timeout=timeout)
+            except TimeoutError:
+                raise self._overdue(flight, timeout) from None
+        flight.future.add_done_callback(lambda _f: ticket._wake.set())
+        ticket._wake.wait(timeout)
+        if ticket.cancelled:
+            raise Cancelled("this waiter left the run")
+        if not flight.future.done():
+            raise self._overdue(flight, timeout)
+        return flight.future.result()
+
+    @staticmethod
+    def _overdue(flight: Flight, timeout: float) -> GenerationTimeout:
+        with flight.lock:
+            prompt_id, backend = flight.prompt_id, flight.backend
+        where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
+        return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
+                                 "in the background", {"prompt_id": prompt_id})
+
+    def _leave(self, flight: Flight, token: object, abort: bool) -> None:
+        """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
+        with self._lock:
+            flight.waiters.discard(token)
+            if not abort or flight.waiters or flight.future.done():
+                return
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]  # new identical requests must not join a doomed run
+        with flight.lock:
+            flight.aborted = True
+            prompt_id = flight.prompt_id
+        if prompt_id is not None:
+            self._stop(flight, prompt_id)
+
+    @staticmethod
+    def _stop(flight: Flight, prompt_id: str) -> None:
+        """Dequeue the prompt if pending, interrupt it if running (only this prompt); durable, so a
+        ComfyUI that cannot be told now is told when it answers again."""
+        assert flight.backend is not None
+        flight.backend.stop(prompt_id, "every request waiting on it left")
+
+    def _join(self, key: str, token: object) -> tuple[Flight, bool]:
+        limit = self._max_pending()
+        # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
+        shared_full = (self._shared is not None and key not in self._flights
+                       and self._shared.pending() >= limit and not self._shared.claimed(key))
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                flight.waiters.add(token)
+                return flight, False
+            if len(self._flights) >= limit or shared_full:
+                raise QueueFull(f"{limit} generations are already pending; try again shortly",
+                                retry_after=5)
+            flight = self._flights[key] = Flight(key)
+            flight.waiters.add(token)
+            self.runs_started += 1
+            return flight, True
+
+    def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
+             backend_name: str | None = None, user: str = "default") -> None:
+        started = time.monotonic()
+        deadline = started + self._timeout()
+        try:
+            if prompt_id is not None:
+                backend = self._pool.client(backend_name or "")
+                self._pool.reserve(backend)
+                result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            elif self._shared is not None:
+                result = self._fly_shared(flight, job, user, deadline, started)
+            else:
+                result = self._run(flight, job, deadline, started)
+            flight.future.set_result(result)
+        except LinkPixError as exc:
+            flight.future.set_exception(exc)
+        except Exception as exc:  # unexpected: keep the waiters from hanging, keep the trace in the log
+            log.exception("generation failed unexpectedly")
+            flight.future.set_exception(ExecutionFailed(f"internal error while generating: {exc}"))
+        finally:
+            with self._lock:
+                if self._flights.get(flight.key) is flight:
+                    del self._flights[flight.key]
+            if not flight.remote:
+                self._report(flight, job, time.monotonic() - started)
+
+    def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
+                    started: float) -> tuple[Any, dict[str, Any]]:
+        """Claim the key across replicas and run it, or wait for the replica that claimed it."""
+        assert self._shared is not None
+        while True:
+            claim = self._shared.claim(flight.key)
+            if claim is not None:
+                break
+            flight.remote = True
+            outcome = self._shared.wait(flight.key, deadline, lambda: flight.aborted)
+            if flight.aborted:
+                raise Cancelled("every waiter left before the other replica's run ended")
+            if outcome is not None:
+                return self._remote_result(flight, outcome)
+            log.info("the replica running %s stopped without a result; claiming it here", flight.key[:12])
+        flight.remote = False
+        try:
+            try:
+                output, meta = self._run(flight, job, deadline, started)
+                data = encode(output.data, job.output_format, strip=self._strip())
+                flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
+            except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
+                claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
+                raise
+            claim.done({"ok": True, "user": user, "file": flight.stored.filename})
+            return output, meta
+        finally:
+            claim.release()
+
+    def _remote_result(self, flight: Flight, outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """What another replica's run gave: its error, or the image it stored in the shared cache."""
+        if not outcome.get("ok"):
+            raise RemoteFailure(outcome)
+        try:
+            flight.stored = self.cache.lookup_file(str(outcome.get("user")), str(outcome.get("file")))
+        except LinkPixError:
+            raise ExecutionFailed("another replica made this picture but it is not in the shared cache; is "
+                                  "output_dir (or the S3 bucket) really shared by every replica?") from None
+        return None, own_meta(flight.stored.meta)
+
+    def _run(self, flight: Flight, job: RenderedJob, deadline: float,
+             started: float) -> tuple[OutputImage, dict[str, Any]]:
+        """Attempts on the pool's backends until one gives the image (see the module docstring)."""
+        tried: list[Backend] = []
+        failovers = 0
+        submitted: str | None = None
+        queued_somewhere = False
+        failure: BackendUnavailable | None = None
+        resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
+        while True:
+            if resume is not None:
+                backend, prompt_id = resume
+                self._pool.reserve(backend)
+            else:
+                prompt_id = None
+                try:
+                    backend = self._pool.choose(job.graph, exclude=tried)
+                except BackendUnavailable:
+                    if failure is None:
+                        raise
+                    if isinstance(failure, NoBackend) or queued_somewhere:
+                        raise failure from None  # the backend's own words say more than "no other one"
+                    raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
+            try:
+                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+            except ClientClosed:
+                raise  # LinkPix is shutting down (or dropped the backend): a run elsewhere would be orphaned
+            except BackendUnavailable as exc:
+                with flight.lock:
+                    submitted, aborted = flight.prompt_id, flight.aborted
+                queued_somewhere = queued_somewhere or submitted is not None
+                if aborted or time.monotonic() >= deadline:
+                    raise
+                if submitted is not None and failovers >= self._failover_retries():
+                    raise
+                failure, resume = exc, None
+                frozen = isinstance(exc, BackendNotAnswering)
+                if submitted is not None and frozen and not self._pool.can_run(job.graph, [*tried, backend]):
+                    resume = (backend, submitted)  # nowhere else to go: wait for it, until the timeout
+                    continue
+                tried.append(backend)
+                if submitted is not None:
+                    failovers += 1
+                    if not isinstance(exc, PromptLost):
+                        backend.stop(submitted, "its run failed over to another backend")
+                log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
+
+    def _attempt(self, flight: Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
+                 prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
+        """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
+        reattached = prompt_id is not None and not resumed
+        with flight.lock:
+            flight.backend, flight.prompt_id = backend, prompt_id
+        began, error = time.monotonic(), None
+        try:
+            if prompt_id is None:
+                for upload in job.uploads:
+                    backend.upload_image(upload.data, upload.name, overwrite=True)
+                if flight.aborted:
+                    raise Cancelled("every waiter left before the prompt was submitted")
+                prompt_id = backend.submit(job.graph)
+                with flight.lock:
+                    flight.prompt_id = prompt_id
+                    aborted = flight.aborted
+                if aborted:  # the last waiter left while we were submitting
+                    self._stop(flight, prompt_id)
+            if not resumed:
+                flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
+            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
+                                 reattach=reattached, budget=deadline - started)
+            outputs = backend.images(prompt_id, entry)
+            if not outputs:
+                raise ExecutionFailed("the workflow finished without producing an image; "
+                                      "does it end in a SaveImage or PreviewImage node?")
+            return outputs[0], self._meta(job, outputs[0], backend.name, time.monotonic() - started)
+        except LinkPixError as exc:
+            error = exc
+            raise
+        finally:
+            self._pool.finished(backend, time.monotonic() - began, error)
+
+    @staticmethod
+    def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
+        width, height = image_size(output.data)
+        return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
+                "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
+                "width": width, "height": height, "backend": backend,
+                "prompt_id": output.prompt_id, "comfy_filename": output.filename,
+                "generation_ms": round(seconds * 1000)}

@@ -1,0 +1,311 @@
+"""Stage 1: a URL (path + query) or a JSON body becomes one typed `GenerationRequest`.
+
+This module checks what can be checked without the shared files: the shape of every field, names
+(user, workflow, styles) against their syntax, the seed policy, the output format and the input images.
+Checks that need the current files (does this style exist, is 5000 a valid width for this parameter,
+does the backend have that model) happen in `resolver.py`, against the files as they are at that moment.
+Values of workflow parameters stay raw here (strings from a URL, typed values from JSON); the resolver
+converts them with the definitions in `data/placeholders.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from linkpix.errors import BadRequest, ImageTooLarge
+from linkpix.imaging.photo import EXTENSIONS, check_image
+from linkpix.render.placeholders import whole_number
+
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+STYLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
+OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+MAX_INPUT_IMAGES = 4
+MAX_STYLES = 8
+# The default of `max_upload_mb`; the routes pass the configured limit (`settings.max_upload_mb`).
+MAX_INPUT_IMAGE_BYTES = 64 * 1024 * 1024
+
+# Pollinations.ai query parameters that mean nothing here; links written for it keep working.
+DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
+# Keys with a meaning of their own (not workflow parameters).
+_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user"})
+# URL spellings of canonical parameter names. Other aliases (SillyTavern's `scale`...) are defined in
+# data/placeholders.json and mapped by the resolver, so that adding one needs no code change.
+_URL_ALIASES = {"negative": "negative_prompt", "neg": "negative_prompt"}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image to upload to ComfyUI before the run; `name` is content-addressed, so identical
+    uploads share one file and the name can go into the cache key."""
+
+    name: str
+    data: bytes
+
+    def __repr__(self) -> str:  # never dump megabytes into a log line
+        return f"InputImage(name={self.name!r}, {len(self.data)} bytes)"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything a client asked for, validated for shape, not yet merged with defaults."""
+
+    prompt: str
+    user: str = "default"
+    workflow: str | None = None  # None -> user's preference -> settings.workflow_path
+    styles: tuple[str, ...] | None = None  # None -> user's default style
+    params: Mapping[str, Any] = field(default_factory=dict)  # parameter name -> raw value
+    seed: int | None = None  # None -> derived from the request
+    random_seed: bool = False
+    output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
+    input_images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
+
+    def __post_init__(self) -> None:
+        # Read-only view: a request is a value; nobody downstream may change what the client asked.
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+def validate_user(name: str) -> str:
+    """Return `name` if it is a valid user name (it becomes a folder under cache/), else BadRequest."""
+    if not isinstance(name, str) or not USER_NAME_RE.match(name):
+        raise BadRequest(f"invalid user name {name!r}: use 1-64 letters, digits, '-' or '_'",
+                         {"parameter": "user"})
+    return name
+
+
+def validate_workflow_name(name: str) -> str:
+    """Syntax of a workflow file name: no folders, no traversal, only [A-Za-z0-9_.-].
+
+    Existence is checked by the resolver. A name without `.json` gets it appended (`sd15` = `sd15.json`).
+    """
+    if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name) or ".." in name:
+        raise BadRequest(f"invalid workflow name {name!r}: a file name from the workflows folder, "
+                         "using only letters, digits, '.', '-' and '_'", {"parameter": "workflow"})
+    return name if name.endswith(".json") else name + ".json"
+
+
+def parse_styles(value: Any) -> tuple[str, ...] | None:
+    """`"a,b"` or `["a", "b"]` -> ("a", "b"); empty -> None (use the default style)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise BadRequest("style must be a name, a comma-separated list of names, or a list of names",
+                         {"parameter": "style"})
+    names = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))  # a style applies once
+    if len(names) > MAX_STYLES:
+        raise BadRequest(f"at most {MAX_STYLES} styles at once (got {len(names)})", {"parameter": "style"})
+    for s in names:
+        if not STYLE_NAME_RE.match(s):
+            raise BadRequest(f"invalid style name {s!r}", {"parameter": "style"})
+    return names or None
+
+
+def parse_seed(value: Any) -> tuple[int | None, bool]:
+    """-> (seed, random). `random` or -1 ask for a fresh seed; absent/empty -> derived later."""
+    if value is None or value == "":
+        return None, False
+    if isinstance(value, str) and value.strip().lower() == "random":
+        return None, True
+    number = whole_number(value)
+    if number is None:
+        raise BadRequest(f"seed must be an integer from 0 to {SEED_MAX}, or 'random' (got {value!r})",
+                         {"parameter": "seed"})
+    if number == -1:
+        return None, True
+    if not 0 <= number <= SEED_MAX:
+        raise BadRequest(f"seed must be between 0 and {SEED_MAX}, or 'random' / -1 (got {number})",
+                         {"parameter": "seed"})
+    return number, False
+
+
+def parse_format(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    fmt = OUTPUT_FORMATS.get(str(value).strip().lower())
+    if fmt is None:
+        raise BadRequest(f"unknown image format {value!r}: use png, jpeg or webp", {"parameter": "format"})
+    return fmt
+
+
+def check_text(value: str, name: str) -> str:
+    """Free text that may travel on to ComfyUI, a file or a database: no NUL, no lone surrogate.
+
+    A lone surrogate (JSON `"\\ud800"`) is not Unicode text: it cannot be encoded as UTF-8, so it would
+    fail later, deep in the seed derivation or the job store, as a 500.
+    """
+    if "\x00" in value:
+        raise BadRequest(f"{_label(name)} contains a NUL character", {"parameter": name})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{_label(name)} contains a lone surrogate ({value[exc.start]!r} at character "
+                         f"{exc.start + 1}), which is not valid Unicode text", {"parameter": name}) from None
+    return value
+
+
+def _label(name: str) -> str:
+    return "the prompt" if name == "prompt" else name
+
+
+# How to send a prompt, in the words of each form of request.
+PROMPT_HINTS = {"url": "put the text in the URL, e.g. /prompt/a%20red%20fox",
+                "json": 'send the text in the "prompt" field, e.g. {"prompt": "a red fox"}'}
+
+
+def _prompt(text: Any, form: str) -> str:
+    if text is None:
+        raise BadRequest(f"the prompt is missing: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
+    if not isinstance(text, str):
+        raise BadRequest(f"prompt must be text (got {type(text).__name__})", {"parameter": "prompt"})
+    if not text.strip():
+        raise BadRequest(f"the prompt is empty: {PROMPT_HINTS[form]}", {"parameter": "prompt"})
+    return check_text(text, "prompt")
+
+
+def _put_param(params: dict[str, Any], key: str, value: Any) -> None:
+    name = _URL_ALIASES.get(key, key)
+    if not PARAM_NAME_RE.match(name):
+        raise BadRequest(f"invalid parameter name {key!r}", {"parameter": key})
+    if name in params and params[name] != value:
+        raise BadRequest(f"parameter {name!r} is given twice with different values", {"parameter": name})
+    if isinstance(value, str):
+        check_text(value, name)
+    params[name] = value
+
+
+def _user(explicit: Any, caller: str) -> str:
+    """The caller's (authenticated) user wins; a `user` field is honoured only for the anonymous caller."""
+    if caller != "default" or explicit in (None, ""):
+        return validate_user(caller)
+    if not isinstance(explicit, str):
+        raise BadRequest("user must be a name", {"parameter": "user"})
+    return validate_user(explicit)
+
+
+def single_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A query string's (name, value) pairs as a dict; a name given twice is a 400 naming it.
+
+    `width=512&width=768` has no right reading: taking the first (or the last) silently would give the
+    client a picture it did not ask for.
+    """
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise BadRequest(f"query parameter {name!r} is given more than once; give it once",
+                             {"parameter": name})
+        out[name] = value
+    return out
+
+
+def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationRequest:
+    """A `/prompt/<text>?k=v...` request. Unknown keys stay in `params` (the resolver reports the ones
+    the workflow does not use); Pollinations-only keys are dropped."""
+    params: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in DROPPED_PARAMS or key in _RESERVED:
+            continue
+        _put_param(params, key, value)
+    return _request(query, text, user, params, form="url")
+
+
+def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, Any],
+             images: tuple[InputImage, ...] = (), form: str = "json") -> GenerationRequest:
+    """The fields both forms share (prompt, user, workflow, styles, seed, format), checked once."""
+    workflow = fields.get("workflow") or None
+    if workflow is not None and not isinstance(workflow, str):
+        raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
+    seed, random_seed = parse_seed(fields.get("seed"))
+    return GenerationRequest(
+        prompt=_prompt(text, form),
+        user=_user(fields.get("user"), user),
+        workflow=validate_workflow_name(workflow) if workflow else None,
+        styles=parse_styles(fields.get("style", fields.get("styles"))),
+        params=params,
+        seed=seed,
+        random_seed=random_seed,
+        output_format=parse_format(fields.get("format")),
+        input_images=images,
+    )
+
+
+_JSON_FIELDS = frozenset({"prompt", "params", "images", "image", "mask"}) | _RESERVED
+
+
+def parse_json(body: Mapping[str, Any], user: str,
+               max_image_bytes: int = MAX_INPUT_IMAGE_BYTES) -> GenerationRequest:
+    """The JSON API: the same fields as the query, plus `params` (a dict), `images` (base64 strings
+    or data: URLs) and `mask`. Workflow parameters may also be given at the top level (`"width": 768`)."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("the request body must be a JSON object")
+    params: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in _JSON_FIELDS or key in DROPPED_PARAMS:
+            continue
+        _put_param(params, key, value)
+    extra = body.get("params") or {}
+    if not isinstance(extra, Mapping):
+        raise BadRequest("params must be an object of parameter -> value", {"parameter": "params"})
+    for key, value in extra.items():
+        _put_param(params, str(key), value)
+    for value in params.values():
+        if isinstance(value, dict | list):
+            raise BadRequest("parameter values must be text, numbers or booleans")
+    images = body.get("images")
+    if images is None and body.get("image") is not None:
+        images = [body["image"]]
+    req = _request(body, body.get("prompt"), user, params, parse_images(images, max_image_bytes))
+    if body.get("mask") not in (None, ""):
+        mask = parse_images([body["mask"]], max_image_bytes, "mask")[0]
+        req = GenerationRequest(**{**req.__dict__, "mask": mask})
+    return req
+
+
+def make_input_image(data: bytes, index: int = 0, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                     parameter: str = "images") -> InputImage:
+    """Content-addressed InputImage from raw bytes: 400 unless they decode completely as PNG, JPEG, WebP
+    or GIF, 413 over `max_bytes` or past Pillow's decompression-bomb limit."""
+    what = "the mask" if parameter == "mask" else f"image {index + 1}"
+    ext = EXTENSIONS[check_image(data, max_bytes, what, parameter)]
+    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
+
+
+def parse_images(images: Any, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
+                 parameter: str = "images") -> tuple[InputImage, ...]:
+    """Base64 strings (optionally `data:image/...;base64,` URLs) -> InputImages."""
+    if images in (None, [], ""):
+        return ()
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list):
+        raise BadRequest(f"{parameter} must be a list of base64 strings", {"parameter": parameter})
+    if len(images) > MAX_INPUT_IMAGES:
+        raise BadRequest(f"at most {MAX_INPUT_IMAGES} input images", {"parameter": parameter})
+    out = []
+    for i, item in enumerate(images):
+        if not isinstance(item, str):
+            raise BadRequest(f"image {i + 1} must be a base64 string", {"parameter": parameter})
+        payload = item.split(",", 1)[1] if item.startswith("data:") and "," in item else item
+        if len(payload) > max_bytes * 4 // 3 + 8:
+            raise ImageTooLarge(f"image {i + 1} is larger than {max_bytes / 2**20:g} MiB (max_upload_mb)",
+                                {"parameter": parameter})
+        try:
+            data = base64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"image {i + 1} is not valid base64", {"parameter": parameter}) from None
+        out.append(make_input_image(data, i, max_bytes, parameter))
+    return tuple(out)

@@ -1,0 +1,401 @@
+"""Stage 2: merge a GenerationRequest with the shared files into one RenderedJob, by one rule.
+
+Every value is taken from the first of: the request > the workflow's settings
+(`workflows/settings/<name>.json`) > the user's preferences (`data/user_preferences.json`) > the value in
+the workflow file (or, for a placeholder, the default in `data/placeholders.json` / the YAML sidecar).
+
+The seed: given -> used; `random`/-1 -> a fresh one (reported back); absent -> derived from the values
+that land in the graph (final prompt, workflow, every parameter value whatever its source, input images),
+so the same URL always gives the same image, and so does a link that states a default explicitly.
+
+Everything derived from the files (parameter registry, styles, compiled templates) is cached against
+the store's file stamps, so a request costs a few `os.stat` calls plus one graph copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from linkpix.comfy.objectinfo import combo_choices, input_spec
+from linkpix.config import LoadedConfig
+from linkpix.errors import BadRequest, ConfigError, LinkPixError
+from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
+from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, remote_combo
+from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
+from linkpix.render.placeholders import Registry, not_available
+from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
+from linkpix.render.uiformat import is_ui_format
+from linkpix.render.workflows import (
+    SETTINGS_DIR,
+    WorkflowTemplate,
+    list_workflows,
+    settings_path,
+    sidecar_path,
+    workflow_path,
+)
+from linkpix.storage.jsonstore import JsonStore
+
+SEED_SPACE = 2**32  # derived and random seeds: valid for every sampler and custom node we know
+PLACEHOLDERS_FILE = "placeholders.json"
+STYLES_FILE = "styles.json"
+PREFERENCES_FILE = "user_preferences.json"
+# Names with a meaning outside the workflow graph: never reported as "ignored" for that reason alone.
+_SPECIAL = frozenset({"prompt", "seed", "img_format"})
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """Everything the generator needs to run one request, and everything the API reports back."""
+
+    graph: dict[str, Any]  # the API-format graph to POST to ComfyUI
+    workflow: str  # workflow file name
+    prompt: str  # final positive prompt (after styles)
+    negative: str
+    seed: int
+    seed_is_random: bool
+    params: dict[str, Any]  # every resolved parameter value (for metadata / X- headers)
+    output_format: str
+    uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
+    ignored: tuple[str, ...]  # request params the chosen workflow does not accept
+    notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
+    edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
+
+
+class Resolver:
+    """Turns requests into rendered jobs against the current files; see the module docstring."""
+
+    def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
+                 object_info: Callable[[], dict | None],
+                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._config = config
+        self._store = store
+        self._object_info = object_info
+        self._check_graph = check_graph  # the pool's: a model file no backend has, naming who has what
+        self._lock = threading.Lock()
+        self._cache: dict[Any, tuple[Any, Any]] = {}  # kind/name -> (stamp, derived object)
+        self._watching: LoadedConfig | None = None
+        self._last_fingerprint: tuple[object, object] | None = None
+
+    # ----------------------------------------------------------------------------- file access
+    def _cached(self, key: Any, stamp: Any, build: Callable[[], Any]) -> Any:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = build()
+        with self._lock:
+            self._cache[key] = (stamp, value)
+        return value
+
+    def _info(self) -> dict | None:
+        try:
+            return self._object_info()
+        except LinkPixError:
+            return None  # ComfyUI unreachable: skip the checks that need it, ComfyUI will judge later
+
+    def registry(self) -> Registry:
+        path = self._config().data_dir / PLACEHOLDERS_FILE
+        entry = self._store.load(path)
+        return self._cached(("registry", path), entry.stamp, lambda: Registry(entry.value, str(path)))
+
+    def _styles(self) -> dict[str, Style]:
+        path = self._config().data_dir / STYLES_FILE
+        entry = self._store.load(path, default={})
+        return self._cached(("styles", path), entry.stamp, lambda: load_styles(entry.value, str(path)))
+
+    def _preferences(self, user: str) -> Mapping[str, Any]:
+        path = self._config().data_dir / PREFERENCES_FILE
+        prefs = self._store.get(path, default={})
+        mine = prefs.get(user) if isinstance(prefs, Mapping) else None
+        return mine if isinstance(mine, Mapping) else {}
+
+    def _settings(self, workflows_dir: Path, name: str) -> Mapping[str, Any]:
+        path = settings_path(workflows_dir, name)
+        doc = self._store.get(path, default={})
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{path}: workflow settings must be an object of parameter -> value")
+        return doc
+
+    def template(self, name: str) -> WorkflowTemplate:
+        """The compiled template of workflow `name` (BadRequest listing the workflows if unknown)."""
+        cfg = self._config()
+        path = workflow_path(cfg.workflows_dir, name)
+        registry = self.registry()
+        doc = self._store.load(path)
+        side = sidecar_path(path)
+        side_entry = self._store.load(side) if side is not None else None
+        ui = is_ui_format(doc.value)
+        info = self._info() if ui else None
+        stamp = (doc.stamp, side, side_entry.stamp if side_entry else None, id(registry),
+                 id(info) if ui else None)
+        return self._cached(("template", path), stamp, lambda: WorkflowTemplate(
+            path.name, doc.value, registry, side_entry.value if side_entry else None, info))
+
+    # --------------------------------------------------------------------------------- resolve
+    def resolve(self, req: GenerationRequest) -> RenderedJob:
+        """Apply the precedence rule, styles, limits and the seed policy; render the graph."""
+        cfg = self._config()
+        settings = cfg.settings
+        prompt = req.prompt
+        if not prompt.strip():
+            raise BadRequest("the prompt is empty", {"parameter": "prompt"})
+        if len(prompt) > settings.max_prompt_chars:
+            raise BadRequest(f"the prompt has {len(prompt)} characters; the limit is "
+                             f"{settings.max_prompt_chars} (max_prompt_chars)", {"parameter": "prompt"})
+        registry = self.registry()
+        prefs = self._preferences(req.user)
+        name = validate_workflow_name(req.workflow or prefs.get("workflow") or cfg.default_workflow)
+        template = self.template(name)
+        wf_settings = self._settings(cfg.workflows_dir, template.name)
+
+        style_names = (req.styles or _styles_of(wf_settings, "workflow settings")
+                       or _styles_of(prefs, "preferences") or (NONE,))
+        chosen = resolve_names(style_names, self._styles())
+        check_style_length(chosen, settings.max_prompt_chars)
+        final_prompt, style_negative = apply_styles(prompt, chosen)
+
+        requested = _canonical(registry, req.params)
+        check_text_length(requested, settings.max_prompt_chars)
+        layers = (("request", requested),
+                  (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
+                  (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
+        values: dict[str, Any] = {}
+        from_request: set[str] = set()
+        for pname, binding in template.params.items():
+            if pname in ("prompt", "seed"):
+                continue
+            values[pname] = binding.default
+            for where, layer in layers:
+                if pname in layer:
+                    values[pname] = _coerce(registry, pname, layer[pname], where, settings.max_pixels)
+                    if where == "request":
+                        from_request.add(pname)
+                    break
+
+        output_format = req.output_format or _first(registry, "img_format", layers) or settings.image_format
+        if "img_format" in template.params:
+            values["img_format"] = output_format
+        negative = _first(registry, "negative_prompt", layers)
+        if negative is None:
+            negative = template.params["negative_prompt"].default if "negative_prompt" in template.params else ""
+        negative = combine_negative(negative or "", style_negative)
+        if "negative_prompt" in template.params:
+            values["negative_prompt"] = negative
+
+        ignored = [k for k in requested if k not in template.params and k not in _SPECIAL]
+        uploads, notes = self._inputs(req, template, values, requested)
+
+        self._check_size(values, settings.max_pixels)
+        self._check_backend(template, values, from_request, registry)
+
+        seed, is_random = self._seed(req, final_prompt, template.name, values, uploads)
+        if "seed" in template.params:
+            values["seed"] = seed
+        graph = template.render({**values, "prompt": final_prompt})
+        if self._check_graph is not None:
+            self._check_graph(graph)
+        info = self._info()
+        if info:
+            check_models(graph, template.name, registry, info)
+        params = {k: v for k, v in values.items() if k != "negative_prompt"}
+        params.update(seed=seed, style=",".join(style_names), workflow=template.name)
+        return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
+                           seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
+                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+
+    def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
+                requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
+        """Bind the input image to the workflow's image input and the mask to its mask input (a
+        LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
+        if not req.input_images and req.mask is None:
+            return (), ()
+        needs = template.needs()
+        if not needs["image"]:
+            raise self.lacks_input(template.name, "image")
+        if not req.input_images:
+            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
+        images, notes, mask = list(req.input_images), [], req.mask
+        if mask is not None:
+            if needs["mask"] is None:
+                raise self.lacks_input(template.name, "mask")
+            size = image_size(images[0].data)
+            if needs["mask"] == "alpha":
+                data, resized = with_alpha_mask(images[0].data, mask.data)
+                images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+            else:
+                data, resized = mask_file(mask.data, size)
+                mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                images.append(mask)
+                values["mask"] = mask.name
+            if resized:
+                notes.append(f"the mask was resized to the image's {size[0]}x{size[1]}")
+        if "image" not in requested:
+            values["image"] = images[0].name
+        return tuple(images), tuple(notes)
+
+    def lacks_input(self, workflow: str, what: str) -> BadRequest:
+        """The 400 for a workflow without an image (or mask) input, naming the workflows that have one."""
+        description = ("image input (LoadImage or %image%)" if what == "image"
+                       else "mask input (LoadImageMask, %mask%, or LoadImage's mask)")
+        takes = self.workflows_taking(what)
+        return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
+                          f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
+                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
+
+    def workflow_needs(self) -> dict[str, dict[str, Any]]:
+        """Workflow name -> what it takes besides text ({"image": bool, "mask": "file"|"alpha"|None})."""
+        out = {}
+        for name in self.workflow_names():
+            try:
+                out[name] = self.template(name).needs()
+            except LinkPixError:
+                continue  # a broken file is reported where it is used
+        return out
+
+    def workflows_taking(self, what: str) -> list[str]:
+        """Workflow names whose graph takes an image (`what="image"`) or a mask."""
+        return [name for name, needs in self.workflow_needs().items() if needs[what]]
+
+    @staticmethod
+    def _check_size(values: Mapping[str, Any], max_pixels: int) -> None:
+        w, h = values.get("width"), values.get("height")
+        if isinstance(w, int) and isinstance(h, int) and w * h > max_pixels:
+            raise BadRequest(f"{w}x{h} is {w * h} pixels; the limit is {max_pixels} (max_pixels)",
+                             {"parameter": "width", "max_pixels": max_pixels})
+
+    def _check_backend(self, template: WorkflowTemplate, values: Mapping[str, Any], names: set[str],
+                       registry: Registry) -> None:
+        """A model/sampler/LoRA the backend lacks is the client's mistake: say what it has."""
+        if not names:
+            return
+        info = self._info()
+        if not info:
+            return
+        for pname in sorted(names):
+            value = values.get(pname)
+            for slot in template.params[pname].slots:
+                if slot.param != pname:
+                    continue
+                spec = input_spec(info, slot.class_type, slot.input)
+                allowed = combo_choices(spec)
+                if spec is None and slot.class_type not in info:
+                    allowed = registry.backend_choices(pname, info)
+                elif remote_combo(spec):
+                    allowed = None  # a remote combo: ComfyUI fetches the list itself
+                if allowed is not None and value not in allowed:
+                    raise not_available(pname, value, allowed)
+
+    @staticmethod
+    def _seed(req: GenerationRequest, prompt: str, workflow: str, values: Mapping[str, Any],
+              uploads: tuple[InputImage, ...]) -> tuple[int, bool]:
+        """Given, fresh, or derived from the values that land in the graph, whatever their source: a
+        default stated in the link (`steps=8` when 8 is the default) or set in a settings file gives the
+        same seed, and so the same picture and cache entry, as leaving it out; a parameter the workflow
+        ignores (`&frobnicate=1`) is not among the values, so it keeps the picture too. The output format
+        is left out: png and webp of one link show one picture."""
+        if req.seed is not None:
+            return req.seed, False
+        if req.random_seed:
+            return secrets.randbelow(SEED_SPACE), True
+        landed = {k: v for k, v in values.items() if k not in ("seed", "img_format")}
+        basis = json.dumps({"prompt": prompt, "workflow": workflow, "values": landed,
+                            "images": [u.name for u in uploads]},  # content-addressed names
+                           sort_keys=True, ensure_ascii=False, default=str)
+        return int.from_bytes(hashlib.sha256(basis.encode("utf-8")).digest()[:8], "big") % SEED_SPACE, False
+
+    # ---------------------------------------------------------------------------- descriptions
+    def workflow_names(self) -> list[str]:
+        return list_workflows(self._config().workflows_dir)
+
+    def describe_workflow(self, name: str) -> dict:
+        """Parameters, types, defaults, targets and sources of one workflow, plus its settings."""
+        template = self.template(name)
+        out = template.describe()
+        out["settings"] = dict(self._settings(self._config().workflows_dir, template.name))
+        side = sidecar_path(self._config().workflows_dir / template.name)
+        out["sidecar"] = side.name if side else None
+        return out
+
+    def styles(self) -> dict[str, dict]:
+        return {name: style.to_dict() for name, style in self._styles().items()}
+
+    def problems(self) -> list[str]:
+        """Shared files that currently fail to parse (the last good version is being served)."""
+        return [str(p) for p in self._store.problems()]
+
+    def fingerprint(self) -> object:
+        """Changes when anything that affects resolution changes: a file the resolver has read, the set
+        of workflow and settings files, or the configuration object. A few `os.stat` calls, no reads;
+        with inotify (see `storage/watch.py`) one `poll` while nothing changed: `config.json` is watched
+        too, so the configuration is looked at again only after it changed.
+
+        object_info is left out on purpose: asking for it may mean a network call (ComfyUI down), and a
+        backend that gains or loses a model does not change what an already answered URL maps to.
+        """
+        stored = self._store.fingerprint()
+        last = self._last_fingerprint
+        if last is not None and last[0] is stored:  # the store's answer is the same object: nothing moved
+            return last[1]
+        cfg = self._config()
+        if cfg is not self._watching:  # a (re)loaded configuration may name other folders
+            wdir = cfg.workflows_dir
+            self._store.watch_dirs((wdir, wdir / SETTINGS_DIR, cfg.data_dir))
+            self._store.watch_files((cfg.source, cfg.base_dir / ".env"))
+            self._watching = cfg
+            stored = self._store.fingerprint()
+        fingerprint = (stored, id(cfg))
+        self._last_fingerprint = (stored, fingerprint)
+        return fingerprint
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _styles_of(doc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
+    value = doc.get("style", doc.get("styles"))
+    try:
+        return parse_styles(value)
+    except BadRequest as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def _params_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Settings and preferences hold parameters at the top level or under "params"."""
+    nested = doc.get("params")
+    flat = {k: v for k, v in doc.items() if k not in ("params", "style", "styles", "workflow", "seed")}
+    if isinstance(nested, Mapping):
+        flat.update(nested)
+    return flat
+
+
+def _canonical(registry: Registry, params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for raw, value in params.items():
+        name = registry.canonical(raw)
+        if name in out and out[name] != value:
+            raise BadRequest(f"{name} is given twice (as {raw!r} and another alias)", {"parameter": name})
+        out[name] = value
+    return out
+
+
+def _coerce(registry: Registry, name: str, value: Any, where: str, max_pixels: int | None = None) -> Any:
+    try:
+        return registry.coerce(name, value)
+    except BadRequest as exc:
+        if where == "request":
+            if name in ("width", "height") and max_pixels:
+                exc.message += f"; width x height may be at most {max_pixels} pixels (max_pixels)"
+                exc.args = (exc.message,)
+            raise
+        raise ConfigError(f"{where}: {exc.message}", exc.details) from None
+
+
+def _first(registry: Registry, name: str, layers: tuple[tuple[str, Mapping[str, Any]], ...]) -> Any:
+    for where, layer in layers:
+        if name in layer:
+            return _coerce(registry, name, layer[name], where)
+    return None

@@ -1,0 +1,137 @@
+"""The A1111 front's options (the checkpoint remembered per user) and the lists its clients ask for.
+
+The lists are built from the backend's object_info (`common.backend_info`), so a client never picks a
+model, sampler or VAE the backend lacks. Routes are added to the A1111 blueprint, so its key check and
+error shape apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify, request
+
+from linkpix.errors import BadRequest, LinkPixError
+from linkpix.web.fronts.a1111 import names
+from linkpix.web.fronts.a1111.routes import bp, options_of, options_path
+from linkpix.web.fronts.common import backend_info
+from linkpix.web.services import services
+
+REMEMBERED = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
+
+
+@bp.get("/sdapi/v1/options")
+def get_options() -> Response:
+    """A1111 options (the caller's checkpoint, VAE, clip skip).
+    ---
+    get:
+      summary: "A1111 options: sd_model_checkpoint (this user's), sd_vae, CLIP_stop_at_last_layers, samples_format"
+      responses:
+        200:
+          description: options
+          content: {application/json: {schema: A1111Options}}
+    """
+    mine = options_of(g.front_user)
+    model = mine.get("sd_model_checkpoint") or _default_model()
+    return jsonify({"sd_model_checkpoint": model, "sd_checkpoint_hash": None,
+                    "sd_vae": mine.get("sd_vae", "Automatic"),
+                    "CLIP_stop_at_last_layers": mine.get("CLIP_stop_at_last_layers", 1),
+                    "samples_format": "png", "sd_model_checkpoint_hash": None,
+                    "show_progress_every_n_steps": 1, "live_previews_enable": True})
+
+
+@bp.post("/sdapi/v1/options")
+def set_options() -> Response:
+    """Set A1111 options: the checkpoint is remembered for this user only.
+    ---
+    post:
+      summary: "Remember sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers for the caller"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: A1111OptionsBody}
+      responses:
+        200:
+          description: "null, as A1111 answers"
+          content: {application/json: {schema: {nullable: true}}}
+        400: {description: "a checkpoint the backend does not have (the message lists them)"}
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("send the options as a JSON object")
+    info = backend_info()
+    changes = {k: body[k] for k in REMEMBERED if k in body}
+    if "sd_model_checkpoint" in changes:
+        name = names.checkpoint_named(changes["sd_model_checkpoint"], info)
+        known = names.checkpoints(info)
+        if known and name not in known:
+            raise BadRequest(f"model {changes['sd_model_checkpoint']!r} not found; the backend has: "
+                             f"{', '.join(known)}", {"parameter": "sd_model_checkpoint", "allowed": known})
+        changes["sd_model_checkpoint"] = name
+    if changes:
+        user = g.front_user
+
+        def apply(doc: Any) -> dict[str, Any]:
+            doc = doc if isinstance(doc, dict) else {}
+            doc[user] = {**(doc.get(user) if isinstance(doc.get(user), dict) else {}), **changes}
+            return doc
+
+        services().store.update(options_path(), apply, default={})
+    return jsonify(None)
+
+
+def _default_model() -> str | None:
+    """The checkpoint the A1111 workflow uses when the caller has not chosen one: its settings' model,
+    else the one in the workflow file."""
+    svc = services()
+    settings = svc.config.settings
+    try:
+        described = svc.resolver.describe_workflow(settings.a1111_workflow or settings.workflow_path)
+    except LinkPixError:
+        return None
+    params = described.get("parameters") if isinstance(described.get("parameters"), dict) else {}
+    return (described.get("settings") or {}).get("model") or (params.get("model") or {}).get("default")
+
+
+# ------------------------------------------------------------------------------------------------ lists
+def _list_route(path: str, summary: str, build: Any, schema: str = "A1111Named", kind: str = "a list") -> None:
+    def view() -> Response:
+        return jsonify(build(backend_info()))
+    view.__name__ = "list_" + path.rsplit("/", 1)[1].replace("-", "_")
+    view.__doc__ = (f"A1111 list: {summary}.\n---\nget:\n  summary: \"{summary}\"\n  responses:\n"
+                    f"    200:\n      description: {kind}\n"
+                    f"      content: {{application/json: {{schema: {schema}}}}}\n")
+    bp.add_url_rule(path, view_func=view, methods=["GET"])
+
+
+_list_route("/sdapi/v1/sd-models", "checkpoints and diffusion models the backend has", names.model_items,
+            "A1111Models")
+_list_route("/sdapi/v1/samplers", "A1111 sampler names the backend's samplers answer to", names.sampler_items)
+_list_route("/sdapi/v1/schedulers", "noise schedules", names.scheduler_items)
+_list_route("/sdapi/v1/sd-vae", "VAE files", names.vae_items, "A1111Vaes")
+_list_route("/sdapi/v1/loras", "LoRA files", names.lora_items)
+_list_route("/sdapi/v1/upscalers", "upscalers (None, Lanczos, Nearest and upscale models)", names.upscaler_items)
+_list_route("/sdapi/v1/latent-upscale-modes", "latent upscale modes",
+            lambda _info: [{"name": n} for n in names.LATENT_UPSCALE_MODES])
+_list_route("/sdapi/v1/hypernetworks", "hypernetworks (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/face-restorers", "face restorers (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/realesrgan-models", "RealESRGAN models (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/scripts", "scripts (none)", lambda _info: {"txt2img": [], "img2img": []}, "A1111List")
+_list_route("/sdapi/v1/script-info", "script details (none)", lambda _info: [], "A1111List")
+_list_route("/sdapi/v1/embeddings", "textual-inversion embeddings (none listed)",
+            lambda _info: {"loaded": {}, "skipped": {}}, "A1111List")
+_list_route("/sdapi/v1/cmd-flags", "command-line flags (none)", lambda _info: {}, "A1111List")
+
+
+@bp.post("/sdapi/v1/refresh-checkpoints")
+def refresh_checkpoints() -> Response:
+    """Accepted: the model lists are read from the backend on every call anyway.
+    ---
+    post:
+      summary: "A1111 refresh-checkpoints (no-op)"
+      responses:
+        200:
+          description: "null"
+          content: {application/json: {schema: {nullable: true}}}
+    """
+    return jsonify(None)

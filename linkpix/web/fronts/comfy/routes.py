@@ -1,0 +1,401 @@
+"""ComfyUI's own API, at the root and under `/comfy/` (and `/comfy/k/<key>/`), over LinkPix's pipeline.
+
+SillyTavern throws the path of its ComfyUI URL away (it calls `/system_stats`, `/object_info`,
+`POST /prompt`, `GET /history` and `/view` at the host's root); Open WebUI and scripts keep a base path.
+The routes do not clash with LinkPix's: `POST /prompt` and `GET /prompt` (queue info) are ComfyUI's,
+`GET /prompt/<text>` stays the link. A client's graph runs whole, through the generator (cache and
+single-flight keyed on the graph), on whichever backend LinkPix picks; a graph it already ran answers at
+once. Information routes (`object_info`, `system_stats`, model lists) come from the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Blueprint, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import wrap_file
+
+from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
+from linkpix.pipeline.graphjob import job_from_graph
+from linkpix.web.fronts import upgrade
+from linkpix.web.fronts.comfy.runs import rejection_body
+from linkpix.web.fronts.comfy.ws import Client, serve_socket
+from linkpix.web.fronts.common import FRONT_KEY, backend_info, bearer_key, caller, empty_response, require_enabled
+from linkpix.web.fronts.state import front_state
+from linkpix.web.ratelimits import admit_generation
+from linkpix.web.services import services
+from linkpix.web.uploads import max_upload_bytes
+
+bp = Blueprint("comfy", __name__)
+
+@bp.before_request
+def _authenticate() -> None:
+    require_enabled("comfy")
+    key = request.environ.get(FRONT_KEY) or bearer_key()
+    g.front_user = caller(key, "as 'Authorization: Bearer <key>' or in the path (/comfy/k/<key>/)")
+
+
+@bp.errorhandler(LinkPixError)
+def _error(exc: LinkPixError) -> Response:
+    """ComfyUI's error shape: `{"error": {type, message, details, extra_info}, "node_errors": {}}`."""
+    body, status = rejection_body(exc)
+    resp = jsonify(body)
+    resp.status_code = status
+    if isinstance(exc, QueueFull):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info["error"] = exc.code
+    return resp
+
+
+def comfy_front() -> Any:
+    return front_state().comfy
+
+
+# ---------------------------------------------------------------------------------------- running
+@bp.post("/prompt")
+def post_prompt() -> Response:
+    """Queue a whole API-format graph, as ComfyUI does (also when sent as text/plain).
+    ---
+    post:
+      summary: "ComfyUI POST /prompt: {prompt: graph, client_id?, prompt_id?, extra_data?}"
+      requestBody:
+        required: true
+        content:
+          application/json: {schema: ComfyPromptBody}
+      responses:
+        200:
+          description: "{prompt_id, number, node_errors}"
+          content: {application/json: {schema: ComfyQueued}}
+        400: {description: "ComfyUI's own validation error body (error, node_errors)"}
+        401: {description: "no valid key (network_access on, address not in fronts_allow)"}
+        429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
+        503: {description: "no backend answers"}
+    """
+    try:  # whatever the Content-Type (SillyTavern sends text/plain); through the app's JSON limits
+        body = request.get_json(force=True, silent=False, cache=False) if request.content_length != 0 else None
+    except HTTPException:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict) or "prompt" not in body:
+        return _comfy_error(400, "no_prompt", "No prompt provided", "No prompt provided")
+    graph = body["prompt"]
+    if not isinstance(graph, dict):
+        return _comfy_error(400, "invalid_prompt", "Cannot execute because the prompt is not an object of nodes.",
+                            f"got {type(graph).__name__}")
+    user = g.front_user
+    front = comfy_front()
+    bound, uploads = front.files.bind(user, graph)
+    job = job_from_graph(bound, uploads)
+    admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
+    client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
+    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    prompt_id = body.get("prompt_id")
+    fp = front.runs.submit(user, graph, job, client_id, str(prompt_id) if prompt_id else None, extra)
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info.update(user=user, front="comfy", prompt_id=fp.prompt_id[:8])
+    if fp.rejection is not None:
+        answer, status = rejection_body(fp.rejection)
+        resp = jsonify(answer)
+        resp.status_code = status
+        return resp
+    return jsonify({"prompt_id": fp.prompt_id, "number": fp.number, "node_errors": {}})
+
+
+@bp.get("/prompt")
+def get_prompt() -> Response:
+    """How many of the caller's prompts are unfinished.
+    ---
+    get:
+      summary: "ComfyUI GET /prompt: {exec_info: {queue_remaining}}"
+      responses:
+        200:
+          description: queue info
+          content: {application/json: {schema: ComfyQueueInfo}}
+    """
+    return jsonify({"exec_info": {"queue_remaining": comfy_front().runs.remaining(g.front_user)}})
+
+
+@bp.get("/queue")
+def get_queue() -> Response:
+    """The caller's running and pending prompts.
+    ---
+    get:
+      summary: "ComfyUI GET /queue: {queue_running, queue_pending} of this user's prompts"
+      responses:
+        200:
+          description: queue
+          content: {application/json: {schema: ComfyQueue}}
+    """
+    return jsonify(comfy_front().runs.queue(g.front_user))
+
+
+@bp.post("/queue")
+def post_queue() -> Response:
+    """Remove pending prompts (`delete` ids, or `clear`).
+    ---
+    post:
+      summary: "ComfyUI POST /queue: {delete: [ids]} or {clear: true} for this user's pending prompts"
+      requestBody:
+        content:
+          application/json: {schema: ComfyDeleteBody}
+      responses:
+        200: {description: empty}
+    """
+    body = _json_body()
+    runs = comfy_front().runs
+    if body.get("clear"):
+        runs.cancel(g.front_user, None, running=False)
+    if isinstance(body.get("delete"), list):
+        runs.cancel(g.front_user, [str(i) for i in body["delete"]], running=False)
+    return empty_response()
+
+
+@bp.post("/interrupt")
+def interrupt() -> Response:
+    """Stop the caller's running prompt(s); a run other requests share goes on for them.
+    ---
+    post:
+      summary: "ComfyUI POST /interrupt: {prompt_id?}"
+      requestBody:
+        content:
+          application/json: {schema: ComfyInterruptBody}
+      responses:
+        200: {description: empty}
+    """
+    body = _json_body()
+    ids = [str(body["prompt_id"])] if body.get("prompt_id") else None
+    comfy_front().runs.cancel(g.front_user, ids, running=True)
+    return empty_response()
+
+
+@bp.post("/free")
+def free() -> Response:
+    """Accepted and ignored: the backends manage their own memory.
+    ---
+    post:
+      summary: "ComfyUI POST /free (no-op)"
+      requestBody:
+        content:
+          application/json: {schema: ComfyFreeBody}
+      responses:
+        200: {description: empty}
+    """
+    return empty_response()
+
+
+@bp.get("/history")
+def history() -> Response:
+    """The caller's finished prompts.
+    ---
+    get:
+      summary: "ComfyUI GET /history: {prompt_id: entry}, oldest first; max_items, offset"
+      parameters:
+        - {in: query, name: max_items, schema: {type: integer}}
+        - {in: query, name: offset, schema: {type: integer}}
+      responses:
+        200:
+          description: history
+          content: {application/json: {schema: ComfyHistory}}
+    """
+    runs = comfy_front().runs
+    if not request.args:
+        return Response(runs.history_bytes(g.front_user), mimetype="application/json")
+    max_items = _int_arg("max_items")
+    return jsonify(runs.history(g.front_user, max_items=max_items, offset=_int_arg("offset") or 0))
+
+
+@bp.get("/history/<prompt_id>")
+def history_entry(prompt_id: str) -> Response:
+    """One finished prompt, or {} while it runs or when unknown.
+    ---
+    get:
+      summary: "ComfyUI GET /history/<id>"
+      parameters:
+        - {in: path, name: prompt_id, required: true, schema: {type: string}}
+      responses:
+        200:
+          description: "{prompt_id: entry} or {}"
+          content: {application/json: {schema: ComfyHistory}}
+    """
+    return jsonify(comfy_front().runs.history(g.front_user, prompt_id))
+
+
+@bp.post("/history")
+def post_history() -> Response:
+    """Forget finished prompts (`delete` ids, or `clear`).
+    ---
+    post:
+      summary: "ComfyUI POST /history"
+      requestBody:
+        content:
+          application/json: {schema: ComfyDeleteBody}
+      responses:
+        200: {description: empty}
+    """
+    body = _json_body()
+    runs = comfy_front().runs
+    if body.get("clear"):
+        runs.delete_history(g.front_user, None)
+    if isinstance(body.get("delete"), list):
+        runs.delete_history(g.front_user, [str(i) for i in body["delete"]])
+    return empty_response()
+
+
+# ------------------------------------------------------------------------------------------- files
+@bp.get("/view")
+def view() -> Response:
+    """An output image (LinkPix's stored copy) or an uploaded input image.
+    ---
+    get:
+      summary: "ComfyUI GET /view?filename=&subfolder=&type=output|input (the query may be sent unencoded)"
+      parameters:
+        - {in: query, name: filename, required: true, schema: {type: string}}
+        - {in: query, name: subfolder, schema: {type: string}}
+        - {in: query, name: type, schema: {type: string, enum: [output, input, temp]}}
+      responses:
+        200:
+          description: the image
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+        400: {description: "a file name with a folder in it"}
+        404: {description: no such file}
+    """
+    query = _raw_query()
+    filename = query.get("filename", "")
+    kind = query.get("type") or "output"
+    for tag in ("output", "input", "temp"):
+        if filename.endswith(f" [{tag}]"):
+            filename, kind = filename[:-len(tag) - 3], tag
+    if not filename:
+        raise NotFound("no filename")
+    if "/" in filename or ".." in filename:
+        raise BadRequest(f"invalid filename {filename!r}")
+    user = g.front_user
+    if kind == "output":
+        image = services().cache.lookup_file(user, filename)
+        if not image.local:  # S3: the bytes, not a file
+            return Response(image.read(), mimetype=image.content_type,
+                            headers={"Content-Disposition": f'filename="{filename}"'})
+        path, mime = image.path, image.content_type
+    elif kind == "input":
+        name = filename if not query.get("subfolder") else f"{query['subfolder'].strip('/')}/{filename}"
+        upload = comfy_front().files.get(user, name) or comfy_front().files.get(user, name.replace("+", " "))
+        if upload is None:
+            raise NotFound(f"no input file {name!r}")
+        mime = "image/" + ("jpeg" if upload.name.endswith(".jpg") else upload.name.rsplit(".", 1)[1])
+        return Response(upload.data, mimetype=mime,  # from the folder or the bucket, whichever holds uploads
+                        headers={"Content-Disposition": f'filename="{filename}"'})
+    else:
+        raise NotFound(f"no {kind} file {filename!r}")
+    resp = Response(wrap_file(request.environ, open(path, "rb")), mimetype=mime, direct_passthrough=True)
+    resp.headers["Content-Disposition"] = f'filename="{filename}"'
+    return resp
+
+
+@bp.post("/upload/image")
+def upload_image() -> Response:
+    """Keep an input image for the caller's graphs (LoadImage names it).
+    ---
+    post:
+      summary: "ComfyUI POST /upload/image (multipart: image, overwrite, type, subfolder)"
+      requestBody:
+        required: true
+        content:
+          multipart/form-data: {schema: ComfyUploadForm}
+      responses:
+        200:
+          description: "{name, subfolder, type}"
+          content: {application/json: {schema: ComfyUploaded}}
+        400: {description: "no image, or not an image"}
+        413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}
+    """
+    file = request.files.get("image")
+    if file is None or not file.filename:
+        raise BadRequest("send the image as the multipart file field 'image'")
+    subfolder = request.form.get("subfolder", "")
+    overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
+    name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
+    return jsonify({"name": name, "subfolder": subfolder, "type": request.form.get("type") or "input"})
+
+
+@bp.get("/ws", websocket=True)  # werkzeug refuses an upgrade request on a plain rule
+def websocket() -> Response:
+    """The caller's prompts' events over a websocket, in ComfyUI's message order.
+    ---
+    get:
+      summary: "ComfyUI websocket: /ws?clientId=ID (status, executing, progress, executed, previews...)"
+      parameters:
+        - {in: query, name: clientId, schema: {type: string}}
+      responses:
+        101: {description: switching protocols}
+        400:
+          description: "not a websocket upgrade (werkzeug's routing refuses it: LinkPix's error shape)"
+          content: {application/json: {schema: Error}}
+        429: {description: too many sockets open}
+    """
+    take = upgrade.taker(request.environ)
+    if take is None or request.headers.get("Upgrade", "").lower() != "websocket":
+        raise BadRequest("this is ComfyUI's websocket: connect with a websocket client to /ws?clientId=<id>")
+    front = comfy_front()
+    if not front.hub.try_slot():
+        raise QueueFull("too many websockets are open (events_max_streams); poll /history instead", retry_after=5)
+    try:
+        client_id = request.args.get("clientId") or uuid.uuid4().hex
+        user = g.front_user
+        hello = {"status": {"exec_info": {"queue_remaining": front.runs.remaining(user)}}, "sid": client_id}
+        serve_socket(take(), request.environ, front.hub, Client(user, client_id), hello, front.features())
+    finally:
+        front.hub.release_slot()
+    return Response(status=101)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def required_info() -> dict[str, Any]:
+    info = backend_info()
+    if info is None:
+        raise BackendUnavailable("no ComfyUI backend answers")
+    return info
+
+
+def _json_body() -> dict[str, Any]:
+    try:
+        body = json.loads(request.get_data(cache=False) or b"{}")
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+
+
+def _raw_query() -> dict[str, str]:
+    """The query, also when a client sent it unencoded (SillyTavern pastes names into it as they are)."""
+    out: dict[str, str] = {}
+    for part in request.environ.get("QUERY_STRING", "").split("&"):
+        key, _, value = part.partition("=")
+        if key:
+            out.setdefault(unquote(key), unquote(value))
+    return out
+
+
+def _comfy_error(status: int, kind: str, message: str, details: str) -> Response:
+    resp = jsonify({"error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+                    "node_errors": {}})
+    resp.status_code = status
+    return resp
