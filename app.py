@@ -1,4 +1,4 @@
-"""Start the LinkPix API alone: `python3 app.py [--config config.json]` (see README)."""
+"""Start the LinkPix API alone: `python3 app.py [--config config.json] [--api-port N]` (see docs/operations.md)."""
 
 import argparse
 import errno
@@ -12,7 +12,8 @@ from linkpix.web import create_app
 def main() -> None:
     parser = argparse.ArgumentParser(description="LinkPix HTTP API")
     parser.add_argument("--config", default="config.json", help="path of config.json")
-    parser.add_argument("--port", type=int, help="override api_port")
+    # Both spellings, as start_server.py takes them: a newcomer who learnt one need not learn the other.
+    parser.add_argument("--api-port", "--port", dest="port", type=int, help="port of the API (instead of api_port)")
     args = parser.parse_args()
     follow_parent()  # started by start_server.py: stop when it is gone
     with logging_off_thread():
@@ -29,7 +30,7 @@ def main() -> None:
             if exc.errno != errno.EADDRINUSE:
                 raise
             raise SystemExit(f"LinkPix cannot start: port {port} (api_port) on {settings.bind_host} is already "
-                             "in use. Stop what uses it, or pick another port: --port N, \"api_port\" in "
+                             "in use. Stop what uses it, or pick another port: --api-port N, \"api_port\" in "
                              "config.json, or LINKPIX_API_PORT=N.") from None
         finally:
             services.close()

@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true",
                         help="also start the ComfyUI simulator on a free loopback port and use it")
     parser.add_argument("--config", default="config.json")
-    parser.add_argument("--api-port", type=int, help="port of the API (instead of api_port)")
+    parser.add_argument("--api-port", "--port", dest="api_port", type=int,
+                        help="port of the API (instead of api_port); --port is the same, as app.py takes it")
     parser.add_argument("--web-port", type=int, help="port of the dashboard (instead of web_port)")
     parser.add_argument("--no-dashboard", action="store_true", help="start the API only")
     args = parser.parse_args(argv)
