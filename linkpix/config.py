@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     max_image_count: int = Field(8, ge=1, le=64, description="Largest image_count one job may ask for.")
     webhook_allow: list[str] = Field(default_factory=list,
                                      description="Hosts (example.com, *.example.com) or networks "
-                                                 "(10.0.0.0/8) webhooks may go to; empty: any http(s) "
-                                                 "address except link-local and cloud metadata.")
+                                                 "(10.0.0.0/8) webhooks may go to; empty: any globally "
+                                                 "routable http(s) address (loopback and private "
+                                                 "networks only when listed).")
     webhook_attempts: int = Field(5, ge=1, le=20, description="Tries per webhook delivery (connection "
                                                               "errors and 5xx are retried).")
     webhook_backoff: float = Field(4.0, ge=0, description="Seconds before the first webhook retry; "

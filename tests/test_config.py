@@ -1,4 +1,4 @@
-"""The configuration object: sources, validation messages, reload, and the README staying in step."""
+"""The configuration object: sources, validation messages, reload, and the settings table staying in step."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from linkpix.config import ConfigHolder, Settings, load_config
 from linkpix.errors import ConfigError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_TABLE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def write(path: Path, values: dict) -> Path:
@@ -20,8 +20,8 @@ def write(path: Path, values: dict) -> Path:
     return path
 
 
-def test_readme_documents_every_key():
-    text = README.read_text()
+def test_the_settings_table_documents_every_key():
+    text = SETTINGS_TABLE.read_text()
     missing = [key for key in Settings.model_fields if f"| `{key}` |" not in text]
     assert missing == []
 
