@@ -85,3 +85,13 @@ def test_the_readme_is_a_short_door_to_the_docs():
     assert len(readme.read_text().splitlines()) <= 250
     linked = {urlsplit(href).path for href in links(readme) if urlsplit(href).path.startswith("docs/")}
     assert len(linked) >= 5  # (that each exists is the test above)
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    """The first README line that runs pytest is the set-up test command a newcomer types; CI must run exactly
+    it, so a README command that stopped working fails CI (the quick loop comes after it)."""
+    readme = (ROOT / "README.md").read_text().splitlines()
+    command = next(line.strip() for line in readme if re.search(r"python3? -m pytest|pytest", line))
+    assert command.startswith("python3 -m venv .venv && ")
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci
