@@ -11,6 +11,9 @@ import requests
 from jobs_support import JobsServer, wait_until
 from support import ApiServer
 
+# Slow (docs/testing.md): each test starts the API and waits on runs: seconds on two cores.
+pytestmark = pytest.mark.slow
+
 KEYS = {"k-alice": "alice", "k-bob": "bob", "k-root": "root"}
 ALICE, BOB, ROOT = ({"X-API-Key": k} for k in KEYS)
 

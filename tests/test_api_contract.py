@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
+
+# Slow (docs/testing.md): each test starts the API and waits on runs: seconds on two cores.
+pytestmark = pytest.mark.slow
 
 # 2xx answers that carry no body by design (ComfyUI's bare 200s, a websocket upgrade, "nothing more").
 EMPTY = {("post", "/queue"), ("post", "/interrupt"), ("post", "/free"), ("post", "/history"),

@@ -14,6 +14,9 @@ from pool_support import prompts_in
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): a frozen ComfyUI: each test waits out timeouts and probes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def frozen_api(project, simulator: SimulatorServer) -> Iterator[JobsServer]:

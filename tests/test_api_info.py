@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 import requests
 
 from linkpix.web.signing import sign
+
+# Slow (docs/testing.md): each test starts the API and waits on runs: seconds on two cores.
+pytestmark = pytest.mark.slow
 
 
 def test_health_reports_comfyui_and_cache(api, simulator):

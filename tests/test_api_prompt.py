@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from PIL import Image
 
@@ -88,6 +89,7 @@ def test_json_by_accept_header_and_other_formats(api):
     assert webp.headers["Content-Type"] == "image/webp" and webp.content[8:12] == b"WEBP"
 
 
+@pytest.mark.slow
 def test_unknown_parameters_are_named_and_pollinations_ones_ignored(api):
     r = api.get("/prompt/cat?width=64&height=64&nologo=true&private=true&frobnicate=1")
     assert r.status_code == 200
@@ -168,6 +170,7 @@ def test_unreachable_comfyui_is_503_within_two_seconds(api, simulator):
     assert api.get("/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_timeout_is_504_and_the_prompt_is_stopped(project, simulator):
     from support import ApiServer
 
@@ -189,6 +192,7 @@ def test_timeout_is_504_and_the_prompt_is_stopped(project, simulator):
         server.close()
 
 
+@pytest.mark.slow
 def test_identical_concurrent_requests_share_one_run(api, simulator):
     simulator.faults.step_delay = 0.05
     with ThreadPoolExecutor(10) as pool:
@@ -212,6 +216,7 @@ def test_disconnecting_client_does_not_cancel_the_shared_run(api, simulator):
     assert simulator.prompts_received == 1
 
 
+@pytest.mark.slow
 def test_too_many_pending_generations_answer_429(project, simulator):
     from support import ApiServer
 

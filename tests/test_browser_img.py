@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from browser import browser_page, screenshot
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_img_tags_show_generated_images_and_errors(api, tmp_path):

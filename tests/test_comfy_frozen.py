@@ -18,6 +18,9 @@ from linkpix.comfy.stops import StopList
 from linkpix.errors import BackendUnavailable, BadRequest, GenerationTimeout
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): a frozen ComfyUI: each test waits out timeouts and probes.
+pytestmark = pytest.mark.slow
+
 
 def comfy_queue(sim: SimulatorServer) -> list[str]:
     """Every prompt id ComfyUI still runs or holds (asked over HTTP, as a client would)."""

@@ -26,6 +26,7 @@ def both_paths(api, headers: dict[str, str]) -> list[requests.Response]:
     return [api.get(SAME_IMAGE, headers=headers) for _ in range(3)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("header", [
     "{etag}",
     '"something-else", {etag}',
@@ -49,6 +50,7 @@ def test_a_tag_that_does_not_match_gets_the_image(api, etag):
     assert answers[0].content == answers[2].content and answers[0].headers["ETag"] == etag
 
 
+@pytest.mark.slow
 def test_if_modified_since(api, etag):
     last_modified = api.get(LINK).headers["Last-Modified"]
     later = formatdate(parsedate_to_datetime(last_modified).timestamp() + 60, usegmt=True)
@@ -61,6 +63,7 @@ def test_if_modified_since(api, etag):
     assert api.get(LINK, headers={"If-None-Match": '"other"', "If-Modified-Since": later}).status_code == 200
 
 
+@pytest.mark.slow
 def test_head_and_stored_image_route_follow_the_same_rules(api, etag):
     assert requests.head(api.url + LINK, headers={"If-None-Match": f"W/{etag}"}, timeout=10).status_code == 304
     url = api.get(LINK + "&format=json").json()["url"]
@@ -90,6 +93,7 @@ def test_a_304_keeps_the_connection_open(api, etag):
         conn.close()
 
 
+@pytest.mark.slow
 def test_fast_path_hits_are_counted_in_health(api):
     before = api.get("/health").json()["cache"]
     api.get("/prompt/counted%20fox?width=64&height=64")  # miss

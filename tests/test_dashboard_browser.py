@@ -17,7 +17,7 @@ from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.server import Running, start
 from linkpix.run.launcher import free_port
 
-pytestmark = [pytest.mark.browser,  # gradio's Dataframe on pandas 3 warns about its own pandas calls
+pytestmark = [pytest.mark.browser, pytest.mark.slow,  # gradio's Dataframe on pandas 3 warns about its own pandas calls
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 

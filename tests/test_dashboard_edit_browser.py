@@ -14,7 +14,7 @@ from test_dashboard_browser import dashboard, field, no_error_toast, open_tab, p
 
 from linkpix.dashboard.edit_tab import summary
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 

@@ -15,7 +15,7 @@ from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.server import start
 from linkpix.run.launcher import free_port
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 

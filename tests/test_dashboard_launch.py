@@ -19,6 +19,9 @@ import requests
 from linkpix.errors import ConfigError
 from linkpix.run.launcher import free_port, plan
 
+# Slow (docs/testing.md): starts the dashboard as a process.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

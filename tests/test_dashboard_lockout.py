@@ -44,6 +44,7 @@ def _login(running: Running, password: str, source: str = "127.0.0.1") -> http.c
     return response
 
 
+@pytest.mark.slow
 def test_wrong_passwords_lock_the_address_out_and_not_others(dashboard):
     assert _login(dashboard, "right").status == 200
     for _ in range(MAX_FAILURES):
@@ -53,6 +54,7 @@ def test_wrong_passwords_lock_the_address_out_and_not_others(dashboard):
     assert _login(dashboard, "right", source="127.0.0.2").status == 200  # another address is not locked
 
 
+@pytest.mark.slow
 def test_a_good_login_clears_the_count(dashboard):
     for _ in range(MAX_FAILURES - 1):
         assert _login(dashboard, "wrong").status == 400

@@ -18,7 +18,7 @@ from linkpix.dashboard.plots import frames
 from linkpix.dashboard.server import Running, start
 from linkpix.run.launcher import free_port
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
               # gradio's LinePlot on pandas 3 warns about its own pandas calls

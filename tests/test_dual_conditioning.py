@@ -144,6 +144,7 @@ def submit(simulator: SimulatorServer, job: RenderedJob) -> dict[str, Any]:
     raise AssertionError("the simulator never finished the prompt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_the_simulator_runs_them_with_the_prompt_on_the_positive_side(name: str, project: Path,
                                                                       sim_with_models: SimulatorServer) -> None:

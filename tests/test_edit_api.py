@@ -22,6 +22,9 @@ from PIL import Image
 
 from linkpix.simulator.grades import apply_grade
 
+# Slow (docs/testing.md): edits of photos up to 24 megapixels, each through a running API.
+pytestmark = pytest.mark.slow
+
 
 def photo(w: int = 640, h: int = 480) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w] / max(w, h)

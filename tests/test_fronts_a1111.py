@@ -16,6 +16,9 @@ from PIL import Image
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): the webuiapi client against a running API: seconds each.
+pytestmark = pytest.mark.slow
+
 ERROR_KEYS = {"error", "detail", "body", "errors"}
 EMPTY_BASIC = {"Authorization": "Basic "}  # SillyTavern's header when no user:password is set
 

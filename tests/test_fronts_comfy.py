@@ -209,6 +209,7 @@ def test_websocket_feature_flags_and_previews(fronts):
         ws.close()
 
 
+@pytest.mark.slow
 def test_queue_and_interrupt_of_a_running_prompt(project, tmp_path):
     sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "slow", step_delay=0.2)
     sim.start()
@@ -235,6 +236,7 @@ def sim_queue_empty(sim: SimulatorServer) -> bool:
     return not q["queue_running"] and not q["queue_pending"]
 
 
+@pytest.mark.slow
 def test_auth_key_in_path_bearer_and_fronts_allow(project, simulator):
     server = FrontServer(project, simulator.url, network_access=True, api_keys={"ck": "carol"})
     try:
@@ -275,6 +277,7 @@ def test_comfy_front_leaves_linkpix_routes_alone(fronts):
     assert requests.get(fronts.url + "/ws", timeout=30).status_code == 400  # not an upgrade
 
 
+@pytest.mark.slow
 def test_history_polling_is_cheap(fronts):
     """SillyTavern polls the whole history every 100 ms: with many entries it stays a lookup."""
     for i in range(30):

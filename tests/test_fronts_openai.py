@@ -12,6 +12,9 @@ import requests
 from fronts_support import FrontServer, last_logged
 from PIL import Image
 
+# Slow (docs/testing.md): the openai client against a running API: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def fronts(project, simulator) -> Iterator[FrontServer]:

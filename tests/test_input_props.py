@@ -33,6 +33,7 @@ def _valid_utf8(text: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELDS), ANY_TEXT, min_size=1))
 def test_any_text_in_any_field_is_a_request_or_a_400(body):

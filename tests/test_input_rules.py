@@ -65,6 +65,7 @@ def test_deeply_nested_json_is_a_400(jobs, path):
     assert "nested" in r.json()["message"]
 
 
+@pytest.mark.slow
 def test_json_api_messages(jobs, simulator):
     r = jobs.post("/generate", json={})
     assert r.status_code == 400 and "missing" in r.json()["message"]

@@ -12,11 +12,15 @@ import base64
 import io
 from pathlib import Path
 
+import pytest
 import requests
 from jobs_support import JobsServer, read_events, wait_until
 from PIL import Image
 
 from linkpix.simulator import SimulatorServer
+
+# Slow (docs/testing.md): jobs through a running API, restarts and event streams: seconds each.
+pytestmark = pytest.mark.slow
 
 
 def history(simulator: SimulatorServer, prompt_id: str) -> dict:

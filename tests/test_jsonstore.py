@@ -136,6 +136,7 @@ def _hammer(path: str, me: str, count: int) -> None:
         store.get(path)  # reads mixed with writes must always see a whole file
 
 
+@pytest.mark.slow
 def test_two_processes_updating_styles_lose_nothing_and_never_tear_the_file(project: Path) -> None:
     path = project / "data" / "styles.json"
     shipped = json.loads(path.read_text(encoding="utf-8"))

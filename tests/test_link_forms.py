@@ -85,6 +85,7 @@ def test_workflow_paths_that_leave_the_folder_are_refused_at_start(project, form
     assert form in err.value.message
 
 
+@pytest.mark.slow
 def test_the_original_linkpix_config_works_unchanged(project, simulator):
     original = {"comfyui_url": simulator.url, "workflow_path": "workflows/demo.json", "api_port": 4000}
     (project / "config.json").write_text(json.dumps(original))

@@ -11,6 +11,9 @@ from jobs_support import Receiver, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support import ApiServer
 
+# Slow (docs/testing.md): each test starts the API and waits on runs: seconds on two cores.
+pytestmark = pytest.mark.slow
+
 PROMPT_RULE = "/prompt/<path:text>"
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def _workflow_with_model(project, name: str, model: str) -> None:
     graph = json.loads((project / "workflows" / "demo.json").read_text())
@@ -14,6 +16,7 @@ def _workflow_with_model(project, name: str, model: str) -> None:
     (project / "workflows" / f"{name}.json").write_text(json.dumps(graph))
 
 
+@pytest.mark.slow
 def test_a_workflow_naming_a_missing_model_is_a_400_from_a_link(api, project, simulator):
     _workflow_with_model(project, "stale", "gone.safetensors")
     r = api.get("/prompt/cat?workflow=stale&width=64&height=64")

@@ -16,6 +16,9 @@ from pool_support import Sims, pool_api, posts_to, prompts_in, write_workflow
 
 from linkpix.comfy import routing
 
+# Slow (docs/testing.md): pools of simulators, failover and health probes: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def sims(tmp_path: Path) -> Iterator[Sims]:

@@ -17,6 +17,9 @@ from PIL import Image
 
 from linkpix.ops.ratelimit import address_key, client_address, parse_networks
 
+# Slow (docs/testing.md): rate limits through running APIs, windows that must pass: seconds each.
+pytestmark = pytest.mark.slow
+
 IMG = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"}
 
 

@@ -20,6 +20,9 @@ from replica_support import ROOT, RedisServer, ReplicaProcess, redis_server, wri
 from linkpix.simulator import SimulatorServer
 from linkpix.storage.jsonstore import JsonStore
 
+# Slow (docs/testing.md): replicas as child processes, a real redis-server.
+pytestmark = pytest.mark.slow
+
 __all__ = ["redis_server"]
 
 

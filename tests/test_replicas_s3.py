@@ -24,6 +24,9 @@ from linkpix.dashboard.maintenance_tab import ALL, clear_summary
 from linkpix.dashboard.monitor import cache_rows
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): replicas, a real redis-server and SeaweedFS.
+pytestmark = pytest.mark.slow
+
 __all__ = ["redis_server", "s3_server"]
 
 LINK = "/prompt/a%20fox%20in%20a%20bucket?width=64&height=64"

@@ -8,9 +8,13 @@ import json
 import os
 import time
 
+import pytest
 import requests
 from jobs_support import JobsServer, wait_until
 from PIL import Image
+
+# Slow (docs/testing.md): restarts of the API and resumed event streams: seconds each.
+pytestmark = pytest.mark.slow
 
 DAY = 86400
 

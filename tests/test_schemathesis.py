@@ -32,6 +32,9 @@ from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): the fuzzing run: thousands of cases against a running API.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ_EXAMPLES = int(os.environ.get("LINKPIX_FUZZ_EXAMPLES", "40"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

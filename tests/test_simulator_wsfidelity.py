@@ -125,6 +125,7 @@ def test_every_ws_capture_has_a_scenario() -> None:
     assert len(WS_CAPTURES) == 11
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WS_CAPTURES)
 def test_ws_sequence_matches_capture(make_sim: Any, name: str) -> None:
     sim = make_sim("none" if name in NO_PREVIEW else "auto")

@@ -17,6 +17,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, standard_signature, verify
 
+# Slow (docs/testing.md): deliveries to receivers through a running API: seconds each.
+pytestmark = pytest.mark.slow
+
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 

@@ -25,6 +25,7 @@ def _metadata(data: bytes) -> dict:
         return {k: v for k, v in img.info.items() if k in WRITTEN}
 
 
+@pytest.mark.slow
 def test_comfyui_pngs_carry_the_workflow_unless_stripped(project, simulator):
     server = ApiServer(project, simulator.url)
     try:

@@ -26,6 +26,7 @@ def receiver() -> Iterator[Receiver]:
         hook.close()
 
 
+@pytest.mark.slow
 def test_a_webhook_aimed_at_comfyui_is_refused_and_the_other_users_run_completes(project, simulator):
     """The reproduction: a job whose webhook POSTs to the simulator's /interrupt, while another user's
     link is running. Loopback is allowed here, so only the ComfyUI rule stands in the way."""
@@ -61,6 +62,7 @@ def test_a_webhook_aimed_at_linkpix_itself_is_refused(project, simulator):
         server.close()
 
 
+@pytest.mark.slow
 def test_loopback_needs_the_allow_list(project, simulator, receiver):
     server = JobsServer(project, simulator.url, webhook_allow=[])
     try:

@@ -14,6 +14,9 @@ from jobs_support import JobsServer, Receiver, free_port, wait_until
 from linkpix.errors import BadRequest
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, Targets, check_url, verify
 
+# Slow (docs/testing.md): deliveries, retries with backoff and restarts: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
