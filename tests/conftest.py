@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,16 @@ __all__ = ["CAPTURES"]
 ROOT = Path(__file__).resolve().parent.parent
 # What a running LinkPix leaves in data/ and workflows/: never part of a test's starting state.
 RUNTIME_FILES = shutil.ignore_patterns("*.lock", "*.sqlite3*", "uploads", "originals", "fronts")
+# A module slow as a whole says so on its first `pytestmark` line (docs/testing.md).
+WHOLLY_SLOW = re.compile(r"^pytestmark = .*\bpytest\.mark\.slow\b", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The quick loop (`-m "not slow"`) does not even import a module that is slow as a whole: it would deselect
+    every test in it, after paying seconds of imports (Schemathesis, Playwright, the OpenAI client...)."""
+    if collection_path.suffix != ".py" or config.getoption("markexpr") != "not slow":
+        return None
+    return True if WHOLLY_SLOW.search(collection_path.read_text()) else None
 
 
 @pytest.fixture
