@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from linkpix.errors import ConfigError
 from linkpix.ops.ratelimit import parse_networks, parse_rates
+from linkpix.providers.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,15 @@ class Settings(BaseSettings):
         default_factory=list, description="Several ComfyUI backends (replaces comfyui_url): URLs or "
                                           "{url, name, weight, max_queue, tags} objects; comma-separated "
                                           "in LINKPIX_COMFYUI_URLS.")
+    providers: list[ProviderSpec] = Field(
+        default_factory=list, description="Hosted image APIs beside ComfyUI: {name, kind (openai|bfl), url, "
+                                          "api_key_env, models, priority, features, cost_per_image, "
+                                          "cost_per_megapixel, timeout, retries} objects; JSON in "
+                                          "LINKPIX_PROVIDERS.")
+    provider_fallback: str = Field("", max_length=200,
+                                   description="Where a request goes when no ComfyUI backend can run it: "
+                                               "<provider>:<model>, <provider>, or auto (by priority and "
+                                               "features); empty: nowhere.")
     failover_retries: int = Field(1, ge=0, le=10, description="Times a run whose backend dies mid-run is "
                                                               "submitted again on another backend.")
     workflow_path: str = Field("flux_schnell.json",

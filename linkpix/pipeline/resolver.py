@@ -25,10 +25,11 @@ from typing import Any
 
 from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
-from linkpix.errors import BadRequest, ConfigError, LinkPixError
+from linkpix.errors import BackendUnavailable, BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
 from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, remote_combo
 from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
+from linkpix.providers.hosted import Providers
 from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
 from linkpix.render.uiformat import is_ui_format
@@ -66,6 +67,8 @@ class RenderedJob:
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
     notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
     edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
+    provider: str | None = None  # <provider>:<model>: run on a hosted API instead of ComfyUI (providers/)
+    fallback: str | None = None  # where it goes if no ComfyUI backend can run it (provider_fallback)
 
 
 class Resolver:
@@ -73,7 +76,9 @@ class Resolver:
 
     def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
                  object_info: Callable[[], dict | None],
-                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 check_graph: Callable[[dict[str, Any]], None] | None = None,
+                 providers: Providers | None = None) -> None:
+        self._providers = providers  # hosted APIs: `model=<provider>:<model>` and the fallback
         self._config = config
         self._store = store
         self._object_info = object_info
@@ -165,6 +170,7 @@ class Resolver:
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
+        provider = self._hosted_model(layers, chosen)
         values: dict[str, Any] = {}
         from_request: set[str] = set()
         for pname, binding in template.params.items():
@@ -192,22 +198,54 @@ class Resolver:
         uploads, notes = self._inputs(req, template, values, requested)
 
         self._check_size(values, settings.max_pixels)
-        self._check_backend(template, values, from_request, registry)
+        fallback = self._fallback(wf_settings, chosen, settings.provider_fallback, values, uploads)
 
         seed, is_random = self._seed(req, final_prompt, template.name, values, uploads)
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
-        if self._check_graph is not None:
-            self._check_graph(graph)
-        info = self._info()
-        if info:
-            check_models(graph, template.name, registry, info)
+        if provider is None:
+            try:
+                self._check_backend(template, values, from_request, registry)
+                if self._check_graph is not None:
+                    self._check_graph(graph)
+                info = self._info()
+                if info:
+                    check_models(graph, template.name, registry, info)
+            except (BadRequest, BackendUnavailable):
+                if fallback is None:
+                    raise
+                provider = fallback  # no ComfyUI backend has what it needs: the hosted fallback takes it
         params = {k: v for k, v in values.items() if k != "negative_prompt"}
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
-                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes,
+                           provider=provider, fallback=fallback)
+
+    def _hosted_model(self, layers: Any, chosen: Any) -> str | None:
+        """A hosted provider model named by `model=` (request, workflow settings, preferences) or a style;
+        the value is taken out of the layers so it never lands in the graph's checkpoint input."""
+        if self._providers is None:
+            return None
+        for _where, layer in layers:
+            ref = self._providers.explicit(layer.get("model"))
+            if ref is not None:
+                for _w, other in layers:
+                    if self._providers.explicit(other.get("model")) is not None:
+                        other.pop("model")
+                return ref
+        return next((ref for s in chosen if (ref := self._providers.explicit(s.model)) is not None), None)
+
+    def _fallback(self, wf_settings: Mapping[str, Any], chosen: Any, default: str, values: Mapping[str, Any],
+                  uploads: tuple[InputImage, ...]) -> str | None:
+        """The provider model this request falls back to (workflow settings > style > the global setting)."""
+        if self._providers is None:
+            return None
+        setting = str(wf_settings.get("provider_fallback") or next(
+            (s.provider_fallback for s in chosen if s.provider_fallback), "") or default)
+        feature = "inpainting" if values.get("mask") else "img2img" if uploads else "txt2img"
+        return self._providers.fallback(setting, feature)
 
     def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
                 requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
@@ -366,7 +404,8 @@ def _styles_of(doc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
 def _params_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     """Settings and preferences hold parameters at the top level or under "params"."""
     nested = doc.get("params")
-    flat = {k: v for k, v in doc.items() if k not in ("params", "style", "styles", "workflow", "seed")}
+    flat = {k: v for k, v in doc.items()
+            if k not in ("params", "style", "styles", "workflow", "seed", "provider_fallback")}
     if isinstance(nested, Mapping):
         flat.update(nested)
     return flat

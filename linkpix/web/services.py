@@ -28,6 +28,7 @@ from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.resolver import Resolver
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache
@@ -92,7 +93,8 @@ def build_services(holder: ConfigHolder) -> Services:
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
+    providers = Providers(lambda: settings().providers)
+    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models, providers)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
@@ -103,7 +105,7 @@ def build_services(holder: ConfigHolder) -> Services:
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
-                          shared=replica.flights if replica is not None else None)
+                          shared=replica.flights if replica is not None else None, providers=providers)
     own_ports: set[int] = set()
     uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
     position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
