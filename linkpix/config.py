@@ -217,6 +217,25 @@ class Settings(BaseSettings):
             return [{"url": item} if isinstance(item, str) else item for item in value]
         return value
 
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, value: list[ProviderSpec]) -> list[ProviderSpec]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider names must differ (got {', '.join(names)})")
+        return value
+
+    @field_validator("provider_fallback")
+    @classmethod
+    def _known_fallback(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        names = [p.name for p in info.data.get("providers", [])]
+        named = value.partition(":")[0]
+        if value and value not in ("auto", "none") and named not in names:
+            raise ValueError(f"{value!r} names no configured provider (providers: {', '.join(names) or 'none'}; "
+                             "or auto, or empty)")
+        return value
+
     @field_validator("comfyui_urls")
     @classmethod
     def _distinct_backends(cls, value: list[BackendSpec]) -> list[BackendSpec]:

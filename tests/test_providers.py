@@ -121,7 +121,10 @@ def test_bfl_submit_then_poll_and_cost_counted_per_user(project, simulator, bfl)
                  for s in f.samples if s.name == "linkpix_provider_cost_total"}
         expected = 0.5 * 512 * 288 / 1e6 + 0.5 * 1024 * 1024 / 1e6  # per megapixel delivered
         assert costs[(("provider", "bfl"), ("user", "default"))] == pytest.approx(expected)
-        assert BFL_KEY not in metrics and BFL_KEY not in api.get("/health").text
+        health = api.get("/health")
+        assert health.json()["providers"] == [{"name": "bfl", "kind": "bfl", "models": ["flux-dev", "flux-kontext-pro"],
+                                               "priority": 1, "features": ["txt2img", "img2img", "inpainting"]}]
+        assert BFL_KEY not in metrics and BFL_KEY not in health.text and "TEST_BFL_KEY" not in health.text
     finally:
         api.close()
 
@@ -190,3 +193,24 @@ def test_a_hosted_edit_comes_back_at_the_photos_full_resolution(project, simulat
         assert runs(other_sim) == 1 and runs(simulator) == 0
     finally:
         api.close()
+
+
+def test_the_settings_are_checked_at_start_and_read_from_the_environment_as_json(project, monkeypatch):
+    from linkpix.config import load_config
+    from linkpix.errors import ConfigError
+
+    spec = {"name": "bfl", "kind": "bfl", "url": "http://127.0.0.1:9/v1", "models": ["flux-dev"]}
+    monkeypatch.setenv("LINKPIX_PROVIDERS", json.dumps([spec]))
+    monkeypatch.setenv("LINKPIX_PROVIDER_FALLBACK", "bfl:flux-dev")
+    settings = load_config(project / "config.json").settings
+    assert settings.providers[0].name == "bfl" and settings.providers[0].features == ["txt2img", "img2img",
+                                                                                       "inpainting"]
+    for bad, says in (([spec, spec], "must differ"), ([{**spec, "kind": "fal"}], "kind"),
+                      ([{**spec, "url": "ftp://x"}], "http")):
+        monkeypatch.setenv("LINKPIX_PROVIDERS", json.dumps(bad))
+        with pytest.raises(ConfigError, match=says):
+            load_config(project / "config.json")
+    monkeypatch.setenv("LINKPIX_PROVIDERS", json.dumps([spec]))
+    monkeypatch.setenv("LINKPIX_PROVIDER_FALLBACK", "openai:gpt-image-1")
+    with pytest.raises(ConfigError, match="names no configured provider"):
+        load_config(project / "config.json")
