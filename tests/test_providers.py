@@ -214,3 +214,19 @@ def test_the_settings_are_checked_at_start_and_read_from_the_environment_as_json
     monkeypatch.setenv("LINKPIX_PROVIDER_FALLBACK", "openai:gpt-image-1")
     with pytest.raises(ConfigError, match="names no configured provider"):
         load_config(project / "config.json")
+
+
+def test_a_job_runs_on_a_provider_and_reports_it(project, simulator, bfl):
+    from jobs_support import JobsServer
+
+    server = JobsServer(project, simulator.url, providers=providers(bfl=bfl))
+    try:
+        job_id = server.submit(prompt="a quiet harbour", width=256, height=256, params={"model": "bfl:flux-dev"})
+        done = server.wait_for(job_id)
+        assert done["status"] == "succeeded", done
+        assert done["backend"] == "bfl:flux-dev", done
+        image = server.get(done["images"][0]["url"])
+        assert image.status_code == 200 and png_size(image.content) == (256, 256)
+        assert bfl.requests[-1]["prompt"] == "a quiet harbour" and runs(simulator) == 0
+    finally:
+        server.close()

@@ -246,7 +246,7 @@ class Generator:
                 self._pool.reserve(backend)
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
             elif job.provider is not None and self.providers is not None:
-                result = run_hosted(self.providers, job, user, started)
+                result = run_hosted(self.providers, job, user, started, flight.emit)
             elif self._shared is not None:
                 result = self._fly_shared(flight, job, user, deadline, started)
             else:

@@ -3,12 +3,14 @@ the answer an `OutputImage` like the one a ComfyUI run gives, so storing and ser
 
 from __future__ import annotations
 
-import hashlib
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from linkpix.comfy import OutputImage
+from linkpix.comfy import Event, OutputImage
 from linkpix.imaging.encode import image_size
+from linkpix.pipeline.flight import SUBMITTED
 from linkpix.pipeline.resolver import RenderedJob
 from linkpix.providers.hosted import Providers
 from linkpix.providers.request import HostedRequest
@@ -29,13 +31,15 @@ def hosted_request(job: RenderedJob, model: str) -> HostedRequest:
                          output_format=job.output_format, image=uploads[0].data if uploads else None, mask=mask)
 
 
-def run_hosted(providers: Providers, job: RenderedJob, user: str,
-               started: float) -> tuple[OutputImage, dict[str, Any]]:
-    """One provider run; the metadata names the provider as the backend."""
+def run_hosted(providers: Providers, job: RenderedJob, user: str, started: float,
+               emit: Callable[[Event], None]) -> tuple[OutputImage, dict[str, Any]]:
+    """One provider run; announced like a ComfyUI submission (jobs record where it ran), and the
+    metadata names the provider as the backend."""
     assert job.provider is not None
     _, _, model = job.provider.partition(":")
+    run_id = f"hosted-{uuid.uuid4().hex[:16]}"
+    emit(Event(SUBMITTED, run_id, {"prompt_id": run_id, "backend": job.provider}))
     data = providers.run(job.provider, hosted_request(job, model), user)
-    run_id = "hosted-" + hashlib.sha256(data).hexdigest()[:16]
     output = OutputImage(data=data, filename=f"{run_id}.img", subfolder="", type="output", node_id="",
                          prompt_id=run_id, content_type="")
     width, height = image_size(data)  # a picture: Providers.run checked it
