@@ -170,7 +170,7 @@ class Resolver:
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
-        provider = self._hosted_model(layers, chosen)
+        provider = self._providers.named_in(layers, chosen) if self._providers else None
         values: dict[str, Any] = {}
         from_request: set[str] = set()
         for pname, binding in template.params.items():
@@ -198,7 +198,8 @@ class Resolver:
         uploads, notes = self._inputs(req, template, values, requested)
 
         self._check_size(values, settings.max_pixels)
-        fallback = self._fallback(wf_settings, chosen, settings.provider_fallback, values, uploads)
+        fallback = self._providers.fallback_for(wf_settings, chosen, settings.provider_fallback, bool(uploads),
+                                                bool(values.get("mask"))) if self._providers else None
 
         seed, is_random = self._seed(req, final_prompt, template.name, values, uploads)
         if "seed" in template.params:
@@ -222,30 +223,6 @@ class Resolver:
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
                            uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes,
                            provider=provider, fallback=fallback)
-
-    def _hosted_model(self, layers: Any, chosen: Any) -> str | None:
-        """A hosted provider model named by `model=` (request, workflow settings, preferences) or a style;
-        the value is taken out of the layers so it never lands in the graph's checkpoint input."""
-        if self._providers is None:
-            return None
-        for _where, layer in layers:
-            ref = self._providers.explicit(layer.get("model"))
-            if ref is not None:
-                for _w, other in layers:
-                    if self._providers.explicit(other.get("model")) is not None:
-                        other.pop("model")
-                return ref
-        return next((ref for s in chosen if (ref := self._providers.explicit(s.model)) is not None), None)
-
-    def _fallback(self, wf_settings: Mapping[str, Any], chosen: Any, default: str, values: Mapping[str, Any],
-                  uploads: tuple[InputImage, ...]) -> str | None:
-        """The provider model this request falls back to (workflow settings > style > the global setting)."""
-        if self._providers is None:
-            return None
-        setting = str(wf_settings.get("provider_fallback") or next(
-            (s.provider_fallback for s in chosen if s.provider_fallback), "") or default)
-        feature = "inpainting" if values.get("mask") else "img2img" if uploads else "txt2img"
-        return self._providers.fallback(setting, feature)
 
     def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
                 requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:

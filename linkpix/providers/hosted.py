@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import requests
 
@@ -71,6 +72,26 @@ class Providers:
             if (setting == AUTO or spec.name == setting) and feature in spec.features:
                 return f"{spec.name}:{spec.models[0]}"
         return None
+
+    def named_in(self, layers: Iterable[tuple[str, dict[str, Any]]], styles: Iterable[Any]) -> str | None:
+        """The provider model a request's `model=` names (request, workflow settings, preferences: the
+        resolver's layers, first wins) or a chosen style's `model`; the value is taken out of the layers so
+        it never lands in the graph's checkpoint input."""
+        layers = list(layers)
+        found = next((ref for _w, layer in layers if (ref := self.explicit(layer.get("model"))) is not None), None)
+        if found is not None:
+            for _w, layer in layers:
+                if self.explicit(layer.get("model")) is not None:
+                    layer.pop("model")
+            return found
+        return next((ref for s in styles if (ref := self.explicit(getattr(s, "model", ""))) is not None), None)
+
+    def fallback_for(self, wf_settings: Mapping[str, Any], styles: Iterable[Any], default: str, has_image: bool,
+                     has_mask: bool) -> str | None:
+        """The provider model a request falls back to: workflow settings > a style > the global setting."""
+        setting = str(wf_settings.get("provider_fallback") or next(
+            (s.provider_fallback for s in styles if getattr(s, "provider_fallback", "")), "") or default)
+        return self.fallback(setting, "inpainting" if has_mask else "img2img" if has_image else "txt2img")
 
     def run(self, ref: str, req: HostedRequest, user: str) -> bytes:
         """The picture's bytes, from the provider `ref` names; counts its cost for `user`."""
