@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from linkpix.edit import finish, resize
 from linkpix.errors import BadRequest
+from linkpix.model import GenerationRequest, InputImage, RenderedJob
 from linkpix.pipeline.flight import EventCallback, Ticket
 from linkpix.pipeline.generator import Generator, Outcome
-from linkpix.pipeline.request import GenerationRequest, InputImage
-from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import CachedImage, ImageCache
 from linkpix.storage.uploads import Uploads
 

@@ -46,9 +46,9 @@ from linkpix.jobs.store import (
     rendered_to_dict,
 )
 from linkpix.jobs.webhooks import Schedule, Targets, WebhookSender, job_payload
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Ticket
 from linkpix.pipeline.generator import Generator, Outcome
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.uploads import Uploads, UploadStore
 

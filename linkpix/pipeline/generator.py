@@ -36,6 +36,7 @@ from linkpix.comfy.pool import NoBackend
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode, image_size
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import (
     SUBMITTED,
     Backend,
@@ -47,7 +48,6 @@ from linkpix.pipeline.flight import (
     Ticket,
     own_meta,
 )
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path

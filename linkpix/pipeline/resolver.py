@@ -19,7 +19,6 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
+from linkpix.model import GenerationRequest, InputImage, RenderedJob, validate_workflow_name
 from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, remote_combo
-from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
+from linkpix.pipeline.request import parse_styles
 from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
 from linkpix.render.uiformat import is_ui_format
@@ -48,24 +48,6 @@ STYLES_FILE = "styles.json"
 PREFERENCES_FILE = "user_preferences.json"
 # Names with a meaning outside the workflow graph: never reported as "ignored" for that reason alone.
 _SPECIAL = frozenset({"prompt", "seed", "img_format"})
-
-
-@dataclass(frozen=True)
-class RenderedJob:
-    """Everything the generator needs to run one request, and everything the API reports back."""
-
-    graph: dict[str, Any]  # the API-format graph to POST to ComfyUI
-    workflow: str  # workflow file name
-    prompt: str  # final positive prompt (after styles)
-    negative: str
-    seed: int
-    seed_is_random: bool
-    params: dict[str, Any]  # every resolved parameter value (for metadata / X- headers)
-    output_format: str
-    uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
-    ignored: tuple[str, ...]  # request params the chosen workflow does not accept
-    notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
-    edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
 
 
 class Resolver:

@@ -15,7 +15,8 @@ from flask import Blueprint, Response, jsonify, request
 from linkpix.edit.editor import EditOutcome
 from linkpix.edit.finish import CUBE, parse_method
 from linkpix.errors import BadRequest, UnsupportedMediaType
-from linkpix.pipeline.request import InputImage, make_input_image, parse_format, parse_json
+from linkpix.model import InputImage, make_input_image
+from linkpix.pipeline.request import parse_format, parse_json
 from linkpix.web.auth import require
 from linkpix.web.errors import no_store
 from linkpix.web.jobs import _manager, _webhook

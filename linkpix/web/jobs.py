@@ -17,8 +17,8 @@ from linkpix.errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.store import STATES, TERMINAL, Job
 from linkpix.jobs.webhooks import Targets, check_secret, check_url
-from linkpix.pipeline.request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import SEED_MAX, GenerationRequest, RenderedJob, validate_user
+from linkpix.pipeline.request import check_text, parse_json
 from linkpix.render.placeholders import whole_number
 from linkpix.web.auth import require, visible_job_owner
 from linkpix.web.errors import no_store

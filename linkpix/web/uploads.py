@@ -15,7 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import GenerationRequest, InputImage, parse_images
+from linkpix.model import GenerationRequest, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.uploads import Uploads
 from linkpix.web.auth import caller
 from linkpix.web.errors import no_store

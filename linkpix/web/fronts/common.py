@@ -19,10 +19,9 @@ from typing import Any
 from flask import Response, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, Unauthorized
+from linkpix.model import SEED_MAX, GenerationRequest, RenderedJob, validate_user
 from linkpix.pipeline.flight import EventCallback, Ticket
 from linkpix.pipeline.generator import Outcome
-from linkpix.pipeline.request import SEED_MAX, GenerationRequest, validate_user
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.services import Services, services
 

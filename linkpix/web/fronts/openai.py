@@ -18,7 +18,8 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
-from linkpix.pipeline.request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from linkpix.model import SEED_MAX, USER_NAME_RE, make_input_image
+from linkpix.pipeline.request import parse_json
 from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
 from linkpix.web.ratelimits import admit, admit_generations
 from linkpix.web.services import services

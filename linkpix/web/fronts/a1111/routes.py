@@ -19,9 +19,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, Unauthorized
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import Cancelled
 from linkpix.pipeline.request import parse_json
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.a1111 import names
 from linkpix.web.fronts.common import (
