@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from linkpix.edit import finish, resize
 from linkpix.errors import BadRequest
 from linkpix.model import GenerationRequest, InputImage, RenderedJob
-from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.pipeline.backends import EventCallback
+from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Generator, Outcome
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import CachedImage, ImageCache

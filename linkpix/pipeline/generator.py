@@ -24,6 +24,7 @@ replica waits for that notice and hands its waiters the stored image, copied int
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -37,17 +38,8 @@ from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode, image_size
 from linkpix.model import RenderedJob
-from linkpix.pipeline.flight import (
-    SUBMITTED,
-    Backend,
-    BackendPool,
-    Cancelled,
-    EventCallback,
-    Flight,
-    RemoteFailure,
-    Ticket,
-    own_meta,
-)
+from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
+from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
@@ -135,7 +127,7 @@ class Generator:
             if owner:
                 threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
                                  name=f"flight-{key[:8]}", daemon=True).start()
-            if ticket is not None and not ticket._attach(self, flight, token):
+            if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
             output, meta = self._await(flight, ticket)
@@ -158,8 +150,8 @@ class Generator:
                 return flight.future.result(timeout=timeout)
             except TimeoutError:
                 raise self._overdue(flight, timeout) from None
-        flight.future.add_done_callback(lambda _f: ticket._wake.set())
-        ticket._wake.wait(timeout)
+        flight.future.add_done_callback(lambda _f: ticket.wake())
+        ticket.wait(timeout)
         if ticket.cancelled:
             raise Cancelled("this waiter left the run")
         if not flight.future.done():

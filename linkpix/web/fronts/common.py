@@ -20,7 +20,8 @@ from flask import Response, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, Unauthorized
 from linkpix.model import SEED_MAX, GenerationRequest, RenderedJob, validate_user
-from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.pipeline.backends import EventCallback
+from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Outcome
 from linkpix.storage.cache import CachedImage
 from linkpix.web.services import Services, services
