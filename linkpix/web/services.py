@@ -106,7 +106,7 @@ def build_services(holder: ConfigHolder) -> Services:
                           shared=replica.flights if replica is not None else None)
     own_ports: set[int] = set()
     uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
-    position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
+    position = lambda prompt_id, backend: pool.client(backend or "").control.queue_position(prompt_id)  # noqa: E731
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
