@@ -2,7 +2,8 @@
 
 The server owns one event loop in its own thread and builds the `SimState` its parts read (state.py); a
 `Life` (life.py) holds everything ComfyUI forgets when it restarts (queue, history, node cache, counter,
-websockets). `restart()` replaces the life, `pause()`/`resume()` only stop and restart listening on the same port so clients see "connection refused" meanwhile, and
+websockets). `restart()` replaces the life, `pause()`/`resume()` only stop and restart listening on the
+same port so clients see "connection refused" meanwhile, and
 `freeze()`/`thaw()` stop the whole server as `kill -STOP` / `kill -CONT` would: connections are still
 accepted (by the kernel), nothing is answered, and whatever arrived meanwhile is handled after the thaw.
 
