@@ -94,9 +94,7 @@ class JobManager:
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self._stop = threading.Event()
         self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
-        # Each stream holds a server thread: leave 4 free beside the ones generations may hold.
-        self._streams = threading.BoundedSemaphore(max(1, min(s.events_max_streams,
-                                                               s.threads - s.max_pending - 4)))
+        self._streams = threading.BoundedSemaphore(s.stream_slots)
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],

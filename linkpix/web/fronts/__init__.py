@@ -37,7 +37,7 @@ class ComfyState:
     def __init__(self, svc: Services) -> None:
         s = svc.config.settings
         self._svc = svc
-        self.hub = SocketHub(max(1, min(s.events_max_streams, s.threads - s.max_pending - 4)))
+        self.hub = SocketHub(s.stream_slots)
         self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
         uploads = svc.jobs.uploads if svc.jobs is not None else UploadStore(svc.config.data_dir / "uploads")
         self.files = InputFiles(uploads)
