@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from linkpix.edit import finish, resize
@@ -49,8 +48,7 @@ def _png_input(data: bytes) -> InputImage:
 class Editor:
     """Runs edits through a resolver and a generator; stores results in the image cache."""
 
-    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache,
-                 uploads: Callable[[], Uploads | None]) -> None:
+    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache, uploads: Uploads) -> None:
         self.resolver = resolver
         self.generator = generator
         self.cache = cache
@@ -133,9 +131,7 @@ class Editor:
         """The job manager's hook: turn the model output of an edit job into the full-resolution result."""
         if not spec.edit:
             return outcome
-        uploads = self._uploads()
-        if uploads is None:
-            raise BadRequest("edit jobs need the upload store")
+        uploads = self._uploads
         source = uploads.get(spec.edit["source"], "image")
         mask = uploads.get(spec.edit["mask"], "mask") if spec.edit.get("mask") else None
         template = self.resolver.template(spec.workflow)

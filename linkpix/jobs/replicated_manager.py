@@ -22,11 +22,12 @@ from linkpix.jobs.redis_store import RedisJobStore
 from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import FAILED, TERMINAL, Job
 from linkpix.jobs.webhooks import Targets
-from linkpix.pipeline.generator import Generator
+from linkpix.model import RenderedJob
+from linkpix.pipeline.generator import Generator, Outcome
 from linkpix.replicas.bus import Bus
 from linkpix.replicas.connection import RedisLink
 from linkpix.storage.cache import ImageCache
-from linkpix.storage.uploads import Uploads, UploadStore
+from linkpix.storage.uploads import Uploads
 
 
 class SharedJobManager(JobManager):
@@ -35,18 +36,18 @@ class SharedJobManager(JobManager):
     @classmethod
     def open_shared(cls, shared: RedisLink, bus: Bus, data_dir: Path, generator: Generator, cache: ImageCache,
                     settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
-                    webhook_targets: Callable[[], Targets] | None = None,
-                    uploads: Uploads | None = None) -> SharedJobManager:
+                    uploads: Uploads, webhook_targets: Callable[[], Targets] | None = None,
+                    finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> SharedJobManager:
         """Uploads are in the bucket with `storage: s3`, else in the data folder, which the replicas then
         share. The queue starts reading at once (this replica's own unfinished jobs from before a restart
         first)."""
         store = RedisJobStore(shared)
-        manager = cls(store, uploads or UploadStore(Path(data_dir) / "uploads"), generator, cache,  # type: ignore[arg-type]
-                      settings, queue_position, webhook_targets, events=RedisJobEvents(store, bus),
-                      replica=shared.name)
+        manager = cls(store, uploads, generator, cache, settings, queue_position,  # type: ignore[arg-type]
+                      webhook_targets, events=RedisJobEvents(store, bus), replica=shared.name,
+                      finish_edit=finish_edit)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
                                       manager._cancel_here, manager._let_go).start()
-        manager.pruner = Pruner(store, manager.uploads, lambda: settings().jobs_keep_days,  # type: ignore[arg-type]
+        manager.pruner = Pruner(store, manager.uploads, settings,  # type: ignore[arg-type]
                                 manager._stop).start()
         return manager
 
@@ -100,7 +101,7 @@ class SharedJobManager(JobManager):
             return  # Redis is down: the entry stays pending and comes back
         if job.state in TERMINAL:
             if job.webhook and job.webhook.get("state") == "pending":
-                self._send_webhook(job)  # the replica that ended it died before delivering it
+                self.delivery.send(job)  # the replica that ended it died before delivering it
             else:
                 self.queue.done(job_id)
             return

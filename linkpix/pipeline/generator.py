@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
 from linkpix.comfy.pool import NoBackend
 from linkpix.comfy.transport import BackendNotAnswering
+from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode, image_size
 from linkpix.model import RenderedJob
@@ -66,17 +67,12 @@ class Outcome:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
-                 strip_metadata: Callable[[], bool] = lambda: False,
+    def __init__(self, pool: BackendPool, cache: ImageCache, settings: Callable[[], Settings],
                  shared: SharedFlights | None = None) -> None:
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
-        self._strip = strip_metadata
         self.cache = cache
-        self._timeout = timeout
-        self._max_pending = max_pending
-        self._failover_retries = failover_retries
+        self._settings = settings  # read at each use: timeout, max_pending, failover_retries, strip_metadata
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
@@ -85,7 +81,7 @@ class Generator:
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
         # an image cached before it with the workflow inside.
-        fmt = job.output_format + ("+stripped" if self._strip() else "")
+        fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
@@ -139,12 +135,12 @@ class Generator:
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:
-            data = encode(output.data, job.output_format, strip=self._strip())
+            data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
+        timeout = self._settings().timeout + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
         if ticket is None:
             try:
                 return flight.future.result(timeout=timeout)
@@ -188,7 +184,7 @@ class Generator:
         flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[Flight, bool]:
-        limit = self._max_pending()
+        limit = self._settings().max_pending
         # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
         shared_full = (self._shared is not None and key not in self._flights
                        and self._shared.pending() >= limit and not self._shared.claimed(key))
@@ -208,7 +204,7 @@ class Generator:
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
              backend_name: str | None = None, user: str = "default") -> None:
         started = time.monotonic()
-        deadline = started + self._timeout()
+        deadline = started + self._settings().timeout
         try:
             if prompt_id is not None:
                 backend = self._pool.client(backend_name or "")
@@ -250,7 +246,7 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started)
-                data = encode(output.data, job.output_format, strip=self._strip())
+                data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
                 flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
@@ -304,7 +300,7 @@ class Generator:
                 queued_somewhere = queued_somewhere or submitted is not None
                 if aborted or time.monotonic() >= deadline:
                     raise
-                if submitted is not None and failovers >= self._failover_retries():
+                if submitted is not None and failovers >= self._settings().failover_retries:
                     raise
                 failure, resume = exc, None
                 frozen = isinstance(exc, BackendNotAnswering)

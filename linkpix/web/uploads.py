@@ -32,10 +32,7 @@ def max_upload_bytes() -> int:
 
 
 def upload_store() -> Uploads:
-    jobs = services().jobs
-    if jobs is None:
-        raise BadRequest("uploads are kept by the jobs API, which is not enabled")
-    return jobs.uploads
+    return services().uploads
 
 
 def input_images(items: Any, parameter: str = "images") -> tuple[InputImage, ...]:

@@ -13,7 +13,6 @@ from typing import Any
 from flask import Flask
 
 from linkpix.errors import BackendUnavailable
-from linkpix.storage.uploads import UploadStore
 from linkpix.web.fronts import openai  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import routes as a1111
@@ -39,8 +38,7 @@ class ComfyState:
         self._svc = svc
         self.hub = SocketHub(s.stream_slots)
         self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
-        uploads = svc.jobs.uploads if svc.jobs is not None else UploadStore(svc.config.data_dir / "uploads")
-        self.files = InputFiles(uploads)
+        self.files = InputFiles(svc.uploads)
         self._info_cache: tuple[int, bytes] | None = None
 
     def features(self) -> dict[str, Any]:
