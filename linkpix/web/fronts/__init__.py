@@ -17,6 +17,7 @@ from linkpix.web.fronts import openai  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import routes as a1111
 from linkpix.web.fronts.a1111.runs import A1111Runs
+from linkpix.web.fronts.comfy import fileroutes as comfy_files  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import info as comfy_info  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import routes as comfy
 from linkpix.web.fronts.comfy.files import InputFiles
