@@ -11,7 +11,6 @@ even when the replica that ended the job dies before delivering it (the one that
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from linkpix.config import Settings
 from linkpix.errors import LinkPixError, NotFound
@@ -34,7 +33,7 @@ class SharedJobManager(JobManager):
     queue: RedisJobQueue
 
     @classmethod
-    def open_shared(cls, shared: RedisLink, bus: Bus, data_dir: Path, generator: Generator, cache: ImageCache,
+    def open_shared(cls, shared: RedisLink, bus: Bus, generator: Generator, cache: ImageCache,
                     settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
                     uploads: Uploads, webhook_targets: Callable[[], Targets] | None = None,
                     finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> SharedJobManager:

@@ -5,7 +5,7 @@ own configuration, ComfyUI pool and cache. Settings the dashboard may change whi
 (the ComfyUI backends, the cache limits) are applied live: the pool adds and retires backends on every
 configuration reload (each run keeps the backend it started on), and the cache takes its new limits.
 
-With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/shared/`, the jobs' `redis_*`
+With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/replicas/`, the jobs' `redis_*`
 modules), and with `storage: s3` the cache is a bucket (`storage/s3.py`); neither is imported otherwise.
 """
 
@@ -115,7 +115,7 @@ def build_services(holder: ConfigHolder) -> Services:
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
 
-        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
+        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, generator, cache,
                                                         settings, position, uploads, webhook_targets=targets,
                                                         finish_edit=editor.finish_job)
         replica.start(resolver.fingerprint, store.invalidate)
