@@ -114,9 +114,12 @@ class JobManager:
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads, generator, cache, settings,
                       queue_position, webhook_targets, replica=replica, finish_edit=finish_edit)
         manager.recover()
-        manager.pruner = Pruner(manager.store, manager.uploads, settings,
-                                manager._stop).start()
+        manager.start_pruner()
         return manager
+
+    def start_pruner(self) -> None:
+        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes."""
+        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop).start()
 
     @property
     def closed(self) -> bool:

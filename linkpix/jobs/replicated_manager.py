@@ -18,7 +18,6 @@ from linkpix.jobs.manager import JobManager
 from linkpix.jobs.redis_events import RedisJobEvents
 from linkpix.jobs.redis_queue import RedisJobQueue
 from linkpix.jobs.redis_store import RedisJobStore
-from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import FAILED, TERMINAL, Job
 from linkpix.jobs.webhooks import Targets
 from linkpix.model import RenderedJob
@@ -46,8 +45,7 @@ class SharedJobManager(JobManager):
                       finish_edit=finish_edit)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
                                       manager._cancel_here, manager._let_go).start()
-        manager.pruner = Pruner(store, manager.uploads, settings,  # type: ignore[arg-type]
-                                manager._stop).start()
+        manager.start_pruner()
         return manager
 
     def close(self) -> None:
