@@ -88,18 +88,6 @@ class ComfyClient:
         return display_url(url)
 
     @property
-    def transport(self) -> Transport:
-        return self._http
-
-    @property
-    def stream(self) -> EventStream:
-        return self._stream
-
-    @property
-    def mailboxes(self) -> Mailboxes:
-        return self._mailboxes
-
-    @property
     def queue_remaining(self) -> int | None:
         """ComfyUI's queue size (pending + running): the newer of its last `status` message and the
         keeper's last probe (None before either)."""
