@@ -87,6 +87,11 @@ def make_input_image(data: bytes, index: int = 0, max_bytes: int = MAX_INPUT_IMA
     return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
 
 
+def png_input_image(data: bytes) -> InputImage:
+    """A PNG that LinkPix made itself (a downscaled source, a resized mask), content-addressed like uploads."""
+    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+
+
 @dataclass(frozen=True)
 class RenderedJob:
     """Everything the generator needs to run one request, and everything the API reports back."""

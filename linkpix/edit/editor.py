@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from linkpix.edit import finish, resize
 from linkpix.errors import BadRequest
-from linkpix.model import GenerationRequest, InputImage, RenderedJob
+from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image
 from linkpix.pipeline.backends import EventCallback
 from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Generator, Outcome
@@ -41,10 +41,6 @@ class EditOutcome:
     cache_hit: bool = False
 
 
-def _png_input(data: bytes) -> InputImage:
-    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
-
-
 class Editor:
     """Runs edits through a resolver and a generator; stores results in the image cache."""
 
@@ -61,8 +57,9 @@ class Editor:
             raise self.resolver.lacks_input(template.name, "image")
         prep = finish.prepare(source.data, resize.profile_for(template.graph),
                                 req.mask.data if req.mask is not None else None)
-        mask = _png_input(prep.small_mask_png) if prep.small_mask_png is not None else None
-        small = dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png", mask=mask)
+        mask = png_input_image(prep.small_mask_png) if prep.small_mask_png is not None else None
+        small = dataclasses.replace(req, input_images=(png_input_image(prep.small_png),), output_format="png",
+                                    mask=mask)
         return small, prep
 
     def resolve(self, req: GenerationRequest, source: InputImage) -> tuple[RenderedJob, finish.Prepared]:

@@ -15,7 +15,6 @@ the store's file stamps, so a request costs a few `os.stat` calls plus one graph
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,7 +24,7 @@ from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
-from linkpix.model import GenerationRequest, InputImage, RenderedJob, validate_workflow_name
+from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image, validate_workflow_name
 from linkpix.pipeline.checks import check_models, check_size, check_style_length, check_text_length, remote_combo
 from linkpix.pipeline.request import parse_styles
 from linkpix.pipeline.seeds import choose_seed, seed_of_image
@@ -221,10 +220,10 @@ class Resolver:
             size = image_size(images[0].data)
             if needs["mask"] == "alpha":
                 data, resized = with_alpha_mask(images[0].data, mask.data)
-                images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                images[0] = png_input_image(data)
             else:
                 data, resized = mask_file(mask.data, size)
-                mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                mask = png_input_image(data)
                 images.append(mask)
                 values["mask"] = mask.name
             if resized:
