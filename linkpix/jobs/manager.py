@@ -207,6 +207,23 @@ class JobManager:
             ticket.cancel()  # leaves the run; ComfyUI stops it if no other request shares it
         return self.store.get(job_id)
 
+    def leave_run(self, job_id: str) -> None:
+        """Another replica cancelled this job: if it runs here, leave its run."""
+        with self._lock:
+            ticket = self._tickets.get(job_id)
+            if ticket is not None:
+                self._cancelling.add(job_id)
+        if ticket is not None:
+            ticket.cancel()
+
+    def let_go(self, job_id: str) -> None:
+        """Another replica took this job over (its lease lapsed here): stop waiting on it, stop nothing."""
+        with self._lock:
+            self._lost.add(job_id)
+            ticket = self._tickets.get(job_id)
+        if ticket is not None:
+            ticket.detach()
+
     # -- running -----------------------------------------------------------------------------------
     def _run(self, job_id: str, reattach: bool) -> None:
         try:

@@ -44,7 +44,7 @@ class SharedJobManager(JobManager):
                       webhook_targets, events=RedisJobEvents(store, bus), replica=shared.name,
                       finish_edit=finish_edit)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
-                                      manager._cancel_here, manager._let_go).start()
+                                      manager.leave_run, manager.let_go).start()
         manager.start_pruner()
         return manager
 
@@ -68,23 +68,6 @@ class SharedJobManager(JobManager):
         job = super().cancel(job_id)
         self.queue.announce_cancel(job_id)  # the replica running it leaves its run too
         return job
-
-    def _cancel_here(self, job_id: str) -> None:
-        """Another replica cancelled this job: if it runs here, leave its run."""
-        with self._lock:
-            ticket = self._tickets.get(job_id)
-            if ticket is not None:
-                self._cancelling.add(job_id)
-        if ticket is not None:
-            ticket.cancel()
-
-    def _let_go(self, job_id: str) -> None:
-        """Another replica took this job over (its lease lapsed here): stop waiting on it, stop nothing."""
-        with self._lock:
-            self._lost.add(job_id)
-            ticket = self._tickets.get(job_id)
-        if ticket is not None:
-            ticket.detach()
 
     def _run_entry(self, job_id: str, claimed: bool) -> None:
         """The queue handed this replica a job (`claimed`: from a replica that stopped renewing it, or
