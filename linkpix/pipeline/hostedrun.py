@@ -10,8 +10,8 @@ from typing import Any
 
 from linkpix.comfy import Event, OutputImage
 from linkpix.imaging.encode import image_size
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import SUBMITTED
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.providers.hosted import Providers
 from linkpix.providers.request import HostedRequest
 
