@@ -24,6 +24,9 @@ from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): hosted providers (stand-in APIs on loopback) through a running API: seconds each.
+pytestmark = pytest.mark.slow
+
 REMOTE_KEY = "remote-secret-key-123"
 
 

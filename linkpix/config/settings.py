@@ -2,7 +2,7 @@
 
 Values come, highest first, from `LINKPIX_<KEY>` environment variables, a `.env` file beside
 `config.json`, `config.json` itself, then the defaults below. Every key is declared once here with its
-type and help text (the README lists them and a test keeps the two in step); an unknown or mistyped key
+type and help text (docs/configuration.md lists them and a test keeps the two in step); an unknown or mistyped key
 stops start-up with a message that names it, instead of surfacing later as a strange failure.
 """
 
