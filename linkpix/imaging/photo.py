@@ -80,24 +80,34 @@ class Photo:
 
 def open_photo(data: bytes) -> Photo:
     """Decode checked image bytes (see `check_image`) into RGB/RGBA, keeping EXIF and the ICC profile."""
-    with Image.open(io.BytesIO(data)) as img:
-        fmt = FORMATS.get(img.format or "", "png")
-        exif = img.info.get("exif") or None
-        icc = img.info.get("icc_profile") or None
-        img.load()
-        if img.mode == "CMYK":
-            icc = None  # a CMYK profile does not describe the RGB pixels we make
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            decoded = img.convert("RGBA")
-        else:
-            decoded = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    img = Image.open(io.BytesIO(data))  # not closed: an RGB photo is kept as decoded, not copied (24 MP = 96 MB)
+    fmt = FORMATS.get(img.format or "", "png")
+    exif = img.info.get("exif") or None
+    icc = img.info.get("icc_profile") or None
+    img.load()
+    if img.mode == "CMYK":
+        icc = None  # a CMYK profile does not describe the RGB pixels we make
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        decoded = img.convert("RGBA")
+    else:
+        decoded = img.convert("RGB") if img.mode != "RGB" else img
     return Photo(decoded, fmt, exif, icc)
+
+
+def orientation(exif: bytes | None) -> int:
+    """The EXIF orientation (1..8; 1 when there is none or it is out of range)."""
+    if not exif:
+        return 1
+    tags = Image.Exif()
+    tags.load(exif)
+    value = tags.get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def upright(photo: Photo) -> Image.Image:
     """The photo turned as its EXIF orientation says, as RGB (what a model must see)."""
     img = photo.image
-    if photo.exif:
+    if orientation(photo.exif) != 1:
         turned = img.copy()
         turned.info["exif"] = photo.exif
         img = ImageOps.exif_transpose(turned)
