@@ -27,7 +27,7 @@ from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
-from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, remote_combo
+from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, needs_input, remote_combo
 from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
 from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
@@ -213,9 +213,11 @@ class Resolver:
                 requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
         """Bind the input image to the workflow's image input and the mask to its mask input (a
         LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
-        if not req.input_images and req.mask is None:
-            return (), ()
         needs = template.needs()
+        if not req.input_images and req.mask is None:
+            if needs["image"] and "image" not in requested:
+                raise needs_input(template.name)
+            return (), ()
         if not needs["image"]:
             raise self.lacks_input(template.name, "image")
         if not req.input_images:

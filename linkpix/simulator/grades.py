@@ -82,17 +82,25 @@ def apply_grade(pixels: np.ndarray, name: str) -> np.ndarray:
     return np.clip(np.rint(GRADES[name](x) * 255.0), 0, 255).astype(np.uint8)
 
 
+def spatial_region(size: tuple[int, int], seed: int) -> Image.Image:
+    """Where a spatial edit of a picture of `size` changes it ("L", white): a disc placed by the seed.
+    Public so that tests can tell what the 'model' changed on purpose from its re-render."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    cx, cy = int(w * rng.uniform(0.4, 0.6)), int(h * rng.uniform(0.4, 0.6))
+    rx, ry = max(4, w // 6), max(4, h // 6)
+    region = Image.new("L", size, 0)
+    ImageDraw.Draw(region).ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+    return region
+
+
 def _spatial(img: Image.Image, kind: str, seed: int) -> Image.Image:
     """A region changed in a way no colour table can explain: its pixels change by where they are, not by
     their colour (stripes across an added disc; a smear hatched across a removed object), so even in a
     picture where every colour occurs in one place only, `auto` sees a spatial edit."""
     w, h = img.size
-    rng = np.random.default_rng(seed)
-    cx, cy = int(w * rng.uniform(0.4, 0.6)), int(h * rng.uniform(0.4, 0.6))
     rx, ry = max(4, w // 6), max(4, h // 6)
-    box = (cx - rx, cy - ry, cx + rx, cy + ry)
-    region = Image.new("L", img.size, 0)
-    ImageDraw.Draw(region).ellipse(box, fill=255)
+    region = spatial_region(img.size, seed)
     y, x = np.mgrid[0:h, 0:w]
     stripes = ((x + y) // max(2, w // 160)) % 2 == 0
     if kind == "remove":  # the object is gone: a smear of its surroundings, hatched

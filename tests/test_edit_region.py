@@ -1,0 +1,243 @@
+"""Region edits over real sockets: LinkPix under waitress driving the ComfyUI simulator, whose spatial edit
+re-renders the whole frame slightly off (colour drift, blur, noise) and draws a disc.
+
+The answer must be the photo at its own size with the disc from the model and every other pixel the
+photo's own (CIEDE2000 and fine detail measured against the simulator's truth, tests/region_support.py);
+`auto` says why it chose region; the mask comes back on request; EXIF orientation, ICC and format are kept;
+a user's mask wins; `direct` says it is the model's size; /edit reads its query string like other routes;
+workflows that edit an image refuse to run without one on links, jobs and the OpenAI front.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+from fronts_support import FrontServer
+from jobs_support import JobsServer
+from PIL import Image, ImageDraw, ImageOps
+from region_support import detailed_photo, figures, high_pass_correlation, jpeg, truth
+
+from linkpix.edit import compose, lut, region
+from linkpix.simulator import grades
+
+
+@pytest.fixture
+def server(project: Path, simulator) -> JobsServer:
+    s = JobsServer(project, simulator.url)
+    yield s
+    s.close()
+
+
+def edit(server: JobsServer, image: bytes, prompt: str, query: str = "", **fields):
+    files = {"image": ("photo", image, "application/octet-stream")}
+    if "mask" in fields:
+        files["mask"] = ("mask", fields.pop("mask"), "application/octet-stream")
+    return server.post("/edit" + query, files=files, data={"prompt": prompt, **fields}, timeout=120)
+
+
+def opened(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+# -- finding the region (no server: the functions the route uses) -------------------------------------
+@pytest.mark.parametrize("prompt", ["add a disc", "remove the lamp"])
+def test_the_region_is_where_the_model_changed_the_picture_not_its_re_render(prompt):
+    small = detailed_photo(1248, 832, seed=2)
+    output = grades.edit(small, prompt, 7)
+    table = lut.extract(np.asarray(small), np.asarray(output))
+    found = region.find(small, output, table)
+    disc = np.asarray(grades.spatial_region(small.size, 7)) > 127
+    mine = found.mask > 0.5
+    iou = (mine & disc).sum() / (mine | disc).sum()
+    assert iou > 0.85, iou  # the disc, plus the corner mark; not the drifted, blurred, noisy rest
+    assert 0.07 < found.share < 0.12
+
+
+def test_a_colour_grade_leaves_no_region_but_the_models_mark():
+    small = detailed_photo(1248, 832, seed=3)
+    output = grades.edit(small, "warm", 1)
+    found = region.find(small, output, lut.extract(np.asarray(small), np.asarray(output)))
+    assert found.share < 0.01
+    box = found.box()
+    assert box is not None and box[0] > 1248 * 0.6 and box[1] > 832 * 0.9  # the 'SIMULATED' corner only
+
+
+def test_boxes_map_from_upright_to_stored_for_every_exif_orientation():
+    stored = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8))
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        shown = ImageOps.exif_transpose(_with_exif(stored, exif))
+        assert shown.size == compose.upright_size(stored.size, orientation)
+        patch = Image.new("RGB", (14, 15), (255, 0, 0))
+        mask = np.zeros((shown.height, shown.width), np.float32)
+        mask[5:20, 3:17] = 1.0
+        target = stored.copy()
+        compose.paste(target, orientation, _canvas(shown.size, patch, (3, 5)), mask, (3, 5, 17, 20))
+        turned = ImageOps.exif_transpose(_with_exif(target, exif))
+        expected = shown.copy()
+        expected.paste(patch, (3, 5))
+        assert np.array_equal(np.asarray(turned), np.asarray(expected)), orientation
+
+
+def _with_exif(img: Image.Image, exif: Image.Exif) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", exif=exif.tobytes())
+    return opened(buf.getvalue())
+
+
+def _canvas(size: tuple[int, int], patch: Image.Image, at: tuple[int, int]) -> Image.Image:
+    out = Image.new("RGB", size, (0, 0, 0))
+    out.paste(patch, at)
+    return out
+
+
+# -- over sockets --------------------------------------------------------------------------------------
+def _check_region_edit(server: JobsServer, src: Image.Image, body: dict, result: Image.Image) -> dict:
+    assert body["method"] == "region" and result.size == src.size, body
+    model = opened(server.get(body["model_output"]).content)
+    got = figures(np.asarray(src), np.asarray(result.convert("RGB")), model, body["seed"])
+    assert got["outside_de"] <= 1.0 and got["detail_corr"] >= 0.9 and got["inside_de"] <= 3.0, got
+    return got
+
+
+def test_a_spatial_edit_comes_back_at_the_photos_size_with_only_the_region_from_the_model(server):
+    src = detailed_photo(2400, 1600)
+    icc = b"\0\0\0\x14linkpix-test-profile"
+    exif = Image.Exif()
+    exif[0x010F] = "LinkPixCam"  # Make
+    data = jpeg(src, icc_profile=icc, exif=exif.tobytes())
+    r = edit(server, data, "add a disc", format="json")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (2400, 1600) and body["format"] == "jpeg"
+    assert 0.07 < body["region_share"] < 0.12 and body["notes"][-1].startswith("auto chose region:"), body
+    result = opened(server.get(body["url"]).content)
+    assert result.format == "JPEG" and result.info["icc_profile"] == icc and result.getexif()[0x010F] == "LinkPixCam"
+    _check_region_edit(server, opened(data).convert("RGB"), body, result)
+    # the model's own pixels, upscaled, would not keep the photo's detail: the check above means something
+    model = opened(server.get(body["model_output"]).content)
+    upscaled = model.convert("RGB").resize(src.size, Image.Resampling.BICUBIC)
+    assert high_pass_correlation(np.asarray(src)[:256, :256], np.asarray(upscaled)[:256, :256]) < 0.8
+    # the mask: a URL in the JSON, and format=mask; at the photo's size, white where the model's pixels are
+    mask = opened(server.get(body["mask_url"]).content)
+    assert mask.mode == "L" and mask.size == (2400, 1600)
+    inside, outside = truth((2400, 1600), model.size, body["seed"])
+    levels = np.asarray(mask)
+    assert levels[inside].min() >= 250 and levels[outside].max() == 0
+    direct_mask = edit(server, data, "add a disc", format="mask")
+    assert direct_mask.headers["Content-Type"] == "image/png"
+    assert np.array_equal(np.asarray(opened(direct_mask.content)), levels)
+    # the image itself: the method and the share in headers
+    r = edit(server, data, "add a disc")
+    assert r.headers["X-LinkPix-Edit-Method"] == "region" and r.headers["Content-Type"] == "image/jpeg"
+    assert abs(float(r.headers["X-LinkPix-Region-Share"]) - body["region_share"]) < 1e-3
+
+
+def test_orientation_is_kept_and_the_region_lands_where_it_is_shown(server):
+    shown = detailed_photo(1200, 1800, seed=9)  # portrait as shown
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, turned a quarter clockwise to view
+    stored = shown.transpose(Image.Transpose.ROTATE_90)
+    data = jpeg(stored, exif=exif.tobytes())
+    r = edit(server, data, "add a disc", format="json")
+    body = r.json()
+    assert r.status_code == 200 and (body["width"], body["height"]) == (1200, 1800), body
+    result = opened(server.get(body["url"]).content)
+    assert result.size == (1800, 1200) and result.getexif()[0x0112] == 6  # stored as it was
+    upright = ImageOps.exif_transpose(result)
+    _check_region_edit(server, ImageOps.exif_transpose(opened(data)).convert("RGB"), body, upright)
+
+
+def test_a_users_mask_wins_and_a_mask_on_the_files_grid_is_turned(server):
+    shown = detailed_photo(640, 960, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = jpeg(shown.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes())
+    mask = Image.new("L", (640, 960), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 319, 959), fill=255)  # the left half as shown
+    r = edit(server, data, "a dog", workflow="sd15_inpaint", mask=png(mask), method="region", format="json")
+    body = r.json()
+    assert r.status_code == 200 and body["method"] == "region" and abs(body["region_share"] - 0.5) < 0.01, body
+    assert not any("turned" in n for n in body["notes"])
+    # the same mask drawn on the file's stored grid (960x640): turned like the photo, not stretched
+    on_file = mask.transpose(Image.Transpose.ROTATE_90)
+    turned = edit(server, data, "a dog", workflow="sd15_inpaint", mask=png(on_file), method="region",
+                  format="json").json()
+    assert any("turned with the photo's EXIF orientation to 640x960" in n for n in turned["notes"]), turned
+    a = np.asarray(ImageOps.exif_transpose(opened(server.get(body["url"]).content)).convert("RGB")).astype(int)
+    b = np.asarray(ImageOps.exif_transpose(opened(server.get(turned["url"]).content)).convert("RGB")).astype(int)
+    assert a.shape == b.shape == (960, 640, 3) and np.abs(a - b).mean() < 1.0
+
+
+def test_direct_is_the_models_output_and_says_so_and_methods_are_checked(server):
+    data = jpeg(detailed_photo(1800, 1200))
+    r = edit(server, data, "add a disc", method="direct")
+    assert r.headers["X-LinkPix-Edit-Method"] == "direct" and opened(r.content).size == (1248, 832)
+    assert r.headers["X-LinkPix-Model-Output-Size"] == "1248x832"
+    assert "the model's output as it is, 1248x832 (the photo is 1800x1200)" in r.headers["X-LinkPix-Notes"]
+    lut_forced = edit(server, data, "add a disc", method="lut", format="json").json()
+    assert lut_forced["method"] == "lut" and (lut_forced["width"], lut_forced["height"]) == (1800, 1200)
+    warm = edit(server, data, "make it warm", format="json").json()
+    assert warm["method"] == "lut" and warm["notes"][-1].startswith("auto chose lut: a colour table explains")
+    bad = edit(server, data, "x", method="sideways")
+    assert bad.status_code == 400 and "auto, lut, region or direct" in bad.json()["message"]
+
+
+def test_the_query_string_is_read_like_every_other_routes(server):
+    data = jpeg(detailed_photo(480, 320))
+    r = edit(server, data, "add a disc", query="?method=region&foo=1&format=json")
+    assert r.status_code == 200 and r.json()["method"] == "region" and r.json()["ignored"] == ["foo"], r.text
+    image = edit(server, data, "add a disc", query="?bar=2")
+    assert image.status_code == 200 and image.headers["X-LinkPix-Ignored"] == "bar"
+    for query, parameter in (("?method=bogus", "method"), ("?method=lut&method=region", "method"),
+                             ("?format=tiff", "format"), ("?async=maybe", "async"), ("?prompt=twice", "prompt")):
+        bad = edit(server, data, "add a disc", query=query)
+        assert bad.status_code == 400 and bad.json()["details"]["parameter"] == parameter, (query, bad.text)
+
+
+def test_workflows_that_edit_an_image_refuse_to_run_without_one(server, project, simulator):
+    for workflow in ("flux_kontext_edit", "sd15_inpaint", "sd15_img2img", "qwen_image_edit"):
+        link = server.get(f"/prompt/a%20fox?workflow={workflow}")
+        assert link.status_code == 400 and link.json()["details"]["parameter"] == "image", link.text
+        assert "edits an input image and none was sent" in link.json()["message"]
+        job = server.post("/generate", json={"prompt": "a fox", "workflow": workflow})
+        assert job.status_code == 400 and job.json()["details"]["parameter"] == "image", job.text
+    assert server.get("/prompt/a%20fox?workflow=sd15").status_code == 200
+    front = FrontServer(project, simulator.url)
+    try:
+        client = openai.OpenAI(base_url=front.url + "/v1", api_key="loopback", max_retries=0, timeout=60)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.images.generate(prompt="a fox", model="sd15_inpaint", size="64x64")
+        assert refused.value.status_code == 400 and "none was sent" in str(refused.value)
+        ids = {m.id for m in client.models.list()}
+        assert {"sd15", "demo", "dall-e-3"} <= ids
+        assert not ids & {"sd15_inpaint", "sd15_img2img", "flux_kontext_edit", "qwen_image_edit"}
+    finally:
+        front.close()
+
+
+@pytest.mark.slow
+def test_a_24_megapixel_spatial_edit(server):
+    src = detailed_photo(6000, 4000)
+    data = jpeg(src)
+    del src
+    r = edit(server, data, "add a disc", format="json")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (6000, 4000) and body["method"] == "region", body
+    result = opened(server.get(body["url"]).content)
+    got = _check_region_edit(server, opened(data).convert("RGB"), body, result)
+    print("24 MP region edit:", got)
