@@ -202,12 +202,20 @@ def _with_user_mask(prep: Prepared, output: Image.Image, table: np.ndarray, fit:
     assert prep.mask is not None
     if fmt == MASK:
         return EditResult(_png(prep.mask), "png", method, fit, *prep.mask.size, ("the mask is the one given",))
+    share = round(float(np.asarray(prep.mask).mean()) / 255.0, 4)
     if method == "lut" or (method == "auto" and fit.colour_edit):
-        return _full(prep, table, fit, fmt)
+        result = _full(prep, table, fit, fmt)
+        if method == "auto":
+            result.notes = (f"auto chose lut within your mask: a colour table explains the model's output "
+                            f"(mean CIEDE2000 {fit.mean:.2f})",)
+        return result
     base = photo.upright(prep.source)
     changed = output.resize(base.size, Image.Resampling.LANCZOS)
     result = _masked(prep, base, changed, "region", fit, fmt)
-    result.region_share = round(float(np.asarray(prep.mask).mean()) / 255.0, 4)
+    result.region_share = share
+    if method == "auto":
+        result.notes = (f"auto chose region: your mask ({share:.1%} of the picture) took the model's pixels, "
+                        "every other pixel is the photo's",)
     return result
 
 
