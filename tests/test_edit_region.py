@@ -241,3 +241,57 @@ def test_a_24_megapixel_spatial_edit(server):
     result = opened(server.get(body["url"]).content)
     got = _check_region_edit(server, opened(data).convert("RGB"), body, result)
     print("24 MP region edit:", got)
+
+
+def test_each_user_has_their_own_result_and_mask(project, simulator):
+    """Stored images (result and mask alike) live in the user's own part of the cache: the same edit by
+    another key is computed and stored for that user, never answered from the first user's entry. (Their
+    URLs are unguessable capability links, served to whoever has them, like every stored image's.)"""
+    server = JobsServer(project, simulator.url, network_access=True, api_keys={"k-alice": "alice", "k-bob": "bob"})
+    try:
+        data = jpeg(detailed_photo(480, 320))
+        bodies = {}
+        for key, user in (("k-alice", "alice"), ("k-bob", "bob")):
+            r = server.post("/edit", files={"image": ("p.jpg", data)},
+                            data={"prompt": "add a disc", "format": "json", "seed": "5"}, headers={"X-API-Key": key})
+            body = r.json()
+            assert r.status_code == 200 and body["cache"] == "miss", body
+            assert body["mask_url"].startswith(f"/images/{user}/") and body["url"].startswith(f"/images/{user}/")
+            bodies[user] = body
+        assert bodies["alice"]["mask_url"].split("/")[-1] == bodies["bob"]["mask_url"].split("/")[-1]
+        again = server.post("/edit", files={"image": ("p.jpg", data)}, headers={"X-API-Key": "k-bob"},
+                            data={"prompt": "add a disc", "format": "json", "seed": "5"})
+        assert again.json()["cache"] == "hit" and again.json()["mask_url"] == bodies["bob"]["mask_url"]
+        assert server.get("/images/bob/" + "0" * 32 + ".png", headers={"X-API-Key": "k-bob"}).status_code == 404
+    finally:
+        server.close()
+
+
+# -- finish's choices on pictures the simulator does not make -----------------------------------------
+def _finished(img: Image.Image, output: Image.Image, method: str = "auto", fmt: str | None = None):
+    from linkpix.edit import finish, resize
+    prep = finish.prepare(png(img), resize.Profile("t", 320 * 240, 8))
+    return prep, finish.finish(prep, png(output.resize(prep.small.size)), method, fmt)
+
+
+def test_auto_keeps_the_models_output_when_it_changed_most_of_the_picture():
+    src = detailed_photo(640, 480, seed=1)
+    blocks = np.random.default_rng(8).integers(0, 256, (12, 16, 3), dtype=np.uint8)  # a different picture
+    restyled = Image.fromarray(blocks).resize((640, 480), Image.Resampling.NEAREST)
+    _, result = _finished(src, restyled)
+    assert result.method == "direct" and "a restyle, not a local edit" in result.notes[0], result.notes
+
+
+def test_a_transparent_png_keeps_its_alpha_and_a_tiny_photo_works():
+    src = detailed_photo(400, 300, seed=6).convert("RGBA")
+    alpha = Image.new("L", src.size, 255)
+    ImageDraw.Draw(alpha).rectangle((0, 0, 80, 300), fill=0)
+    src.putalpha(alpha)
+    small = src.convert("RGB").resize((320, 240))
+    prep, result = _finished(src, grades.edit(small, "add a disc", 2), "region")
+    out = opened(result.data)
+    assert result.method == "region" and out.mode == "RGBA" and out.size == (400, 300)
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha))
+    tiny = detailed_photo(40, 30, seed=2)
+    _, result = _finished(tiny, grades.edit(tiny, "add a disc", 1), "region")
+    assert result.method == "region" and opened(result.data).size == (40, 30)
