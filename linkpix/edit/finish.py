@@ -171,7 +171,8 @@ def _full(prep: Prepared, table: np.ndarray, fit: fitting.Fit, fmt: str | None,
 def _direct(prep: Prepared, output: Image.Image, fmt: str | None, fit: fitting.Fit | None,
             notes: tuple[str, ...]) -> EditResult:
     out_fmt = photo.output_format(prep.source.format, fmt)
-    data = photo.save(output, out_fmt, None, prep.source.icc)  # upright already: no EXIF orientation
+    # The camera's EXIF (Make, date, ...) is kept; the orientation is reset: the model's output is upright.
+    data = photo.save(output, out_fmt, photo.upright_exif(prep.source.exif), prep.source.icc)
     width, height = _shown(prep)
     said = f"direct: the model's output as it is, {output.width}x{output.height} (the photo is {width}x{height})"
     return EditResult(data, out_fmt, "direct", fit, *output.size, (*notes, said))
