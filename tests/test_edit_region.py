@@ -10,6 +10,7 @@ workflows that edit an image refuse to run without one on links, jobs and the Op
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -295,3 +296,18 @@ def test_a_transparent_png_keeps_its_alpha_and_a_tiny_photo_works():
     tiny = detailed_photo(40, 30, seed=2)
     _, result = _finished(tiny, grades.edit(tiny, "add a disc", 1), "region")
     assert result.method == "region" and opened(result.data).size == (40, 30)
+
+
+def test_openai_images_edit_of_a_spatial_edit_comes_back_at_the_photos_size(project, simulator):
+    front = FrontServer(project, simulator.url)
+    try:
+        src = detailed_photo(1800, 1200, seed=12)
+        client = openai.OpenAI(base_url=front.url + "/v1", api_key="loopback", max_retries=0, timeout=120)
+        result = client.images.edit(image=("p.jpg", jpeg(src), "image/jpeg"), prompt="add a disc",
+                                    response_format="b64_json")
+        out = np.asarray(opened(base64.b64decode(result.data[0].b64_json)).convert("RGB"))
+        assert out.shape == (1200, 1800, 3)  # not the model's 1248x832
+        corner = np.asarray(opened(jpeg(src)).convert("RGB"))[:200, :300]
+        assert high_pass_correlation(corner, out[:200, :300]) > 0.95  # the photo's own pixels there
+    finally:
+        front.close()
