@@ -311,3 +311,11 @@ def test_openai_images_edit_of_a_spatial_edit_comes_back_at_the_photos_size(proj
         assert high_pass_correlation(corner, out[:200, :300]) > 0.95  # the photo's own pixels there
     finally:
         front.close()
+
+
+def test_the_dashboards_summary_names_the_region_and_autos_reason():
+    from linkpix.dashboard.edit_tab import summary
+    text = summary({"method": "region", "fit": {"mean": 3.5, "p95": 20.0, "miss": 0.09}, "width": 6000,
+                    "height": 4000, "format": "jpeg", "cache": "miss", "region_share": 0.091,
+                    "notes": ["auto chose region: a colour table does not explain the model's output"]})
+    assert "Method: region" in text and "9.1 % of the picture" in text and "auto chose region" in text

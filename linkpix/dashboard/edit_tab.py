@@ -54,6 +54,10 @@ def summary(meta: dict[str, Any]) -> str:
         text += (f"  \n**Fit of the colour table** (CIEDE2000 against the model's output): mean ΔE "
                  f"{fit.get('mean', 0):.2f}, 95th percentile {fit.get('p95', 0):.2f}, "
                  f"{100 * fit.get('miss', 0):.1f} % of pixels missed by more than 10")
+    if meta.get("region_share") is not None:
+        text += f"  \n**Region taken from the model:** {100 * meta['region_share']:.1f} % of the picture"
+    if meta.get("notes"):
+        text += "  \n" + "; ".join(str(n) for n in meta["notes"])
     return text
 
 
