@@ -177,7 +177,7 @@ def test_a_users_mask_wins_and_a_mask_on_the_files_grid_is_turned(server):
     on_file = mask.transpose(Image.Transpose.ROTATE_90)
     turned = edit(server, data, "a dog", workflow="sd15_inpaint", mask=png(on_file), method="region",
                   format="json").json()
-    assert any("turned with the photo's EXIF orientation to 640x960" in n for n in turned["notes"]), turned
+    assert any("turned with the picture's EXIF orientation to 640x960" in n for n in turned["notes"]), turned
     a = np.asarray(ImageOps.exif_transpose(opened(server.get(body["url"]).content)).convert("RGB")).astype(int)
     b = np.asarray(ImageOps.exif_transpose(opened(server.get(turned["url"]).content)).convert("RGB")).astype(int)
     assert a.shape == b.shape == (960, 640, 3) and np.abs(a - b).mean() < 1.0
@@ -319,3 +319,20 @@ def test_the_dashboards_summary_names_the_region_and_autos_reason():
                     "height": 4000, "format": "jpeg", "cache": "miss", "region_share": 0.091,
                     "notes": ["auto chose region: a colour table does not explain the model's output"]})
     assert "Method: region" in text and "9.1 % of the picture" in text and "auto chose region" in text
+
+
+def test_a_links_mask_on_the_files_grid_is_turned_not_stretched(server):
+    shown = detailed_photo(320, 480, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo_id = server.post("/uploads", data=jpeg(shown.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes()),
+                           headers={"Content-Type": "image/jpeg"}).json()["id"]
+    mask = Image.new("L", (320, 480), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 159, 479), fill=255)
+    ids = [server.post("/uploads", data=png(m), headers={"Content-Type": "image/png"}).json()["id"]
+           for m in (mask, mask.transpose(Image.Transpose.ROTATE_90), mask.resize((160, 240)))]
+    notes = [server.get(f"/prompt/a%20dog?workflow=sd15_inpaint&image={photo_id}&mask={i}").headers.get(
+        "X-LinkPix-Notes", "") for i in ids]
+    assert notes[0] == ""
+    assert "turned with the picture's EXIF orientation to 320x480" in notes[1]
+    assert "the mask was resized to the image's 320x480" in notes[2]

@@ -14,10 +14,8 @@ import math
 import numpy as np
 from PIL import Image
 
-# EXIF orientation -> the transpose that turns the stored pixels upright (as ImageOps.exif_transpose does).
-UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
+from linkpix.imaging.photo import UPRIGHT
+
 Box = tuple[int, int, int, int]
 
 

@@ -78,13 +78,8 @@ class Editor:
         """Prepare and resolve; a mask of another size than the photo is resized to it, and the job says so."""
         small, prep = self.prepare(req, source)
         job = self.resolver.resolve(small)
-        if prep.mask is not None and prep.mask_resized:
-            width, height = prep.mask.size
-            job = dataclasses.replace(job, notes=(*job.notes, f"the mask was resized to the photo's {width}x{height}"))
-        if prep.mask is not None and prep.mask_turned:
-            width, height = prep.mask.size
-            job = dataclasses.replace(job, notes=(*job.notes, f"the mask had the file's stored size and was turned "
-                                                  f"with the photo's EXIF orientation to {width}x{height}"))
+        if prep.mask_note:
+            job = dataclasses.replace(job, notes=(*job.notes, prep.mask_note.replace("the image's", "the photo's")))
         return job, prep
 
     def key(self, job: RenderedJob, source: InputImage, method: str, fmt: str | None,

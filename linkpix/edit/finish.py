@@ -57,8 +57,7 @@ class Prepared:
     profile: resize.Profile
     mask: Image.Image | None = None  # "L", upright, at the source's upright size; white = change
     small_mask_png: bytes | None = None  # the mask at the working size, for the model
-    mask_resized: bool = False  # the mask given was not the photo's size
-    mask_turned: bool = False  # the mask was drawn on the file's grid and turned like the photo
+    mask_note: str | None = None  # the mask given had to be resized (or turned) to the photo as shown
 
 
 @dataclass
@@ -84,22 +83,9 @@ def prepare(data: bytes, profile: resize.Profile, mask_data: bytes | None = None
     small = resize.downscale(upright, resize.working_size(*upright.size, profile))
     prep = Prepared(source, small, _png(small), profile)
     if mask_data is not None:
-        prep.mask, prep.mask_resized, prep.mask_turned = _mask_as_shown(source, upright.size, mask_data)
+        prep.mask, prep.mask_note = photo.shown_mask(mask_data, source.size, photo.orientation(source.exif))
         prep.small_mask_png = _png(prep.mask.resize(small.size, Image.Resampling.BILINEAR))
     return prep
-
-
-def _mask_as_shown(source: photo.Photo, shown: tuple[int, int], mask_data: bytes) -> tuple[Image.Image, bool, bool]:
-    """The mask at the photo's size as shown -> (mask, resized, turned). A mask of the file's stored size
-    (a photo whose EXIF turns it a quarter) was drawn on the pixels as stored: turned like the photo, not
-    stretched."""
-    stored = source.size
-    orient = photo.orientation(source.exif)
-    if stored != shown and photo.image_size(mask_data) == stored and orient in compose.UPRIGHT:
-        level, _ = photo.sized_mask(mask_data, stored)
-        return level.transpose(compose.UPRIGHT[orient]), False, True
-    level, resized = photo.sized_mask(mask_data, shown)
-    return level, resized, False
 
 
 def _png(img: Image.Image) -> bytes:

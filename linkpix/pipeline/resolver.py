@@ -26,7 +26,7 @@ from typing import Any
 from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
-from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
+from linkpix.imaging.photo import mask_file, with_alpha_mask
 from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, needs_input, remote_combo
 from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
 from linkpix.render.placeholders import Registry, not_available
@@ -226,17 +226,16 @@ class Resolver:
         if mask is not None:
             if needs["mask"] is None:
                 raise self.lacks_input(template.name, "mask")
-            size = image_size(images[0].data)
             if needs["mask"] == "alpha":
-                data, resized = with_alpha_mask(images[0].data, mask.data)
+                data, note = with_alpha_mask(images[0].data, mask.data)
                 images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
             else:
-                data, resized = mask_file(mask.data, size)
+                data, note = mask_file(mask.data, images[0].data)
                 mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
                 images.append(mask)
                 values["mask"] = mask.name
-            if resized:
-                notes.append(f"the mask was resized to the image's {size[0]}x{size[1]}")
+            if note:  # resized to the image, or turned with its EXIF orientation
+                notes.append(note)
         if "image" not in requested:
             values["image"] = images[0].name
         return tuple(images), tuple(notes)
