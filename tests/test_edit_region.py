@@ -336,3 +336,19 @@ def test_a_links_mask_on_the_files_grid_is_turned_not_stretched(server):
     assert notes[0] == ""
     assert "turned with the picture's EXIF orientation to 320x480" in notes[1]
     assert "the mask was resized to the image's 320x480" in notes[2]
+
+
+def test_an_output_shifted_by_the_model_is_moved_back_before_the_region_is_found():
+    from scipy import ndimage
+
+    from linkpix.edit import finish, resize
+    src = detailed_photo(1248, 832, seed=11)
+    prep = finish.prepare(png(src), resize.KONTEXT)
+    model = np.asarray(grades.edit(prep.small, "add a disc", 4))
+    shifted = np.stack([ndimage.shift(model[..., c], (-1.0, 2.0), order=1, mode="nearest") for c in range(3)], -1)
+    result = finish.finish(prep, png(Image.fromarray(shifted)), "auto", "png", want_mask=True)
+    assert result.method == "region" and "shifted by 2.0, -1.0 working-size pixels" in result.notes[0], result.notes
+    assert 0.08 < result.region_share < 0.11  # the disc and the mark, not every edge of the picture
+    mask = np.asarray(opened(result.mask_png))
+    out = np.asarray(opened(result.data).convert("RGB"))
+    assert np.array_equal(out[mask == 0], np.asarray(src)[mask == 0])  # the photo's own pixels, untouched

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from linkpix.edit import compose, lut, region, resize
+from linkpix.edit import align, compose, lut, region, resize
 from linkpix.edit import fit as fitting
 from linkpix.errors import BadRequest
 from linkpix.imaging import photo
@@ -102,6 +102,16 @@ def finish(prep: Prepared, output_png: bytes, method: str, fmt: str | None, want
         return _direct(prep, output, fmt, None, ())
     if output.size != prep.small.size:
         output = output.resize(prep.small.size, Image.Resampling.LANCZOS)
+    output, shift = align.align(prep.small, output)
+    moved = () if shift is None else (f"the model's output was shifted by {shift[0]:.1f}, {shift[1]:.1f} "
+                                      "working-size pixels against the photo and was moved back",)
+    result = _finished(prep, output, method, fmt, want_mask)
+    result.notes = (*moved, *result.notes)
+    return result
+
+
+def _finished(prep: Prepared, output: Image.Image, method: str, fmt: str | None, want_mask: bool) -> EditResult:
+    """`finish` once the output is on the small source's grid and in register with it."""
     table, fit = table_and_fit(prep.small, output)
     if fmt == CUBE:
         chosen = method if method != "auto" else fitting.choose(fit)
