@@ -86,7 +86,7 @@ def test_boxes_map_from_upright_to_stored_for_every_exif_orientation():
         mask = np.zeros((shown.height, shown.width), np.float32)
         mask[5:20, 3:17] = 1.0
         target = stored.copy()
-        compose.paste(target, orientation, _canvas(shown.size, patch, (3, 5)), mask, (3, 5, 17, 20))
+        compose.paste(target, orientation, _canvas(shown.size, patch, (3, 5)), mask[5:20, 3:17], (3, 5, 17, 20))
         turned = ImageOps.exif_transpose(_with_exif(target, exif))
         expected = shown.copy()
         expected.paste(patch, (3, 5))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops
 
 from linkpix.imaging.photo import UPRIGHT
 
@@ -57,17 +57,34 @@ def full_box(box: Box, working: tuple[int, int], full: tuple[int, int]) -> tuple
 
 def patches(output: Image.Image, mask: np.ndarray, box: Box, full: tuple[int, int]) -> tuple[Box, Image.Image,
                                                                                               Image.Image]:
-    """(box at full size, the model's pixels there, the feathered mask there), all upright."""
+    """(box at full size, the model's pixels there, the feathered mask there), all upright; `mask` is the
+    working-size mask within `box`."""
     big, window = full_box(box, output.size, full)
     size = (big[2] - big[0], big[3] - big[1])
     pixels = output.convert("RGB").resize(size, Image.Resampling.BICUBIC, box=window)
-    alpha = Image.fromarray(np.rint(mask * 255.0).astype(np.uint8), "L").resize(size, Image.Resampling.BILINEAR,
-                                                                                  box=window)
+    pad = _pad(output.size, full)
+    alpha = _levels(mask, pad).resize(size, Image.Resampling.BILINEAR, box=_inner(window, box, pad))
     return big, pixels, alpha
 
 
+def _pad(working: tuple[int, int], full: tuple[int, int]) -> int:
+    """How far (working-size pixels) a full-size box rounded outwards can reach beyond its working box."""
+    return math.ceil(max(working[0] / full[0], working[1] / full[1], 1.0)) + 1
+
+
+def _levels(mask: np.ndarray, pad: int) -> Image.Image:
+    """The mask within a box as "L", `pad` pixels wider on each side (edge values repeated)."""
+    return Image.fromarray(np.rint(np.pad(mask, pad, mode="edge") * 255.0).astype(np.uint8), "L")
+
+
+def _inner(window: tuple[float, ...], box: Box, pad: int) -> tuple[float, float, float, float]:
+    """The window in the coordinates of `_levels`' picture of the box."""
+    return (window[0] - box[0] + pad, window[1] - box[1] + pad, window[2] - box[0] + pad, window[3] - box[1] + pad)
+
+
 def paste(stored: Image.Image, orientation: int, output: Image.Image, mask: np.ndarray, box: Box) -> None:
-    """Blend the model's `output` (upright, working size) into `stored` (in place) through `mask` in `box`."""
+    """Blend the model's `output` (upright, working size) into `stored` (in place) through `mask` (the
+    working-size mask within `box`)."""
     full = upright_size(stored.size, orientation)
     big, pixels, alpha = patches(output, mask, box, full)
     where = to_stored(big, orientation, stored.size)
@@ -80,11 +97,13 @@ def paste(stored: Image.Image, orientation: int, output: Image.Image, mask: np.n
     stored.paste(pixels, where[:2], alpha)
 
 
-def full_mask(mask: np.ndarray, box: Box | None, full: tuple[int, int]) -> Image.Image:
+def full_mask(parts: list[tuple[Box, np.ndarray]], working: tuple[int, int], full: tuple[int, int]) -> Image.Image:
     """The feathered mask at the picture's upright full size ("L", white = taken from the model)."""
     out = Image.new("L", full, 0)
-    if box is not None:
-        big, window = full_box(box, (mask.shape[1], mask.shape[0]), full)
-        small = Image.fromarray(np.rint(mask * 255.0).astype(np.uint8), "L")
-        out.paste(small.resize((big[2] - big[0], big[3] - big[1]), Image.Resampling.BILINEAR, box=window), big[:2])
+    for box, mask in parts:
+        big, window = full_box(box, working, full)
+        pad = _pad(working, full)
+        level = _levels(mask, pad).resize((big[2] - big[0], big[3] - big[1]), Image.Resampling.BILINEAR,
+                                          box=_inner(window, box, pad))
+        out.paste(ImageChops.lighter(out.crop(big), level), big[:2])  # parts' boxes may overlap
     return out

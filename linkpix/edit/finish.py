@@ -180,14 +180,14 @@ def _region(prep: Prepared, output: Image.Image, found: region.Region, fit: fitt
     changed in place, which spares a copy of the photo."""
     src = prep.source
     shown = _shown(prep)
-    box = found.box()
-    mask_png = _png(compose.full_mask(found.mask, box, shown)) if (want_mask or fmt == MASK) else None
+    parts = found.parts()
+    mask_png = _png(compose.full_mask(parts, prep.small.size, shown)) if (want_mask or fmt == MASK) else None
     share = round(found.share, 4)
     if fmt == MASK:
         assert mask_png is not None
         return EditResult(mask_png, "png", "region", fit, *shown, notes, share)
-    if box is not None:
-        compose.paste(src.image, photo.orientation(src.exif), output, found.mask, box)
+    for box, part in parts:
+        compose.paste(src.image, photo.orientation(src.exif), output, part, box)
     out_fmt = photo.output_format(src.format, fmt)
     data = photo.save(src.image, out_fmt, src.exif, src.icc)
     return EditResult(data, out_fmt, "region", fit, *shown, notes, share, mask_png)

@@ -64,6 +64,28 @@ class Region:
         return (max(0, int(cols[0]) - margin), max(0, int(rows[0]) - margin),
                 min(w, int(cols[-1]) + 1 + margin), min(h, int(rows[-1]) + 1 + margin))
 
+    def parts(self, limit: int = 16) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+        """The mask's connected parts as (box, the mask within the box, zero outside that part): a change
+        and the model's corner mark are pasted as two small boxes, not one box spanning both. More than
+        `limit` parts are pasted as one box (each pixel still blended once)."""
+        labels, count = ndimage.label(self.mask > 0.0, structure=np.ones((3, 3), bool))
+        if count == 0:
+            return []
+        if count > limit:
+            box = self.box()
+            assert box is not None
+            return [(box, self.mask[box[1]:box[3], box[0]:box[2]])]
+        out = []
+        height, width = self.mask.shape
+        for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+            # A margin of 2: the box at full size is rounded outwards, and its window must stay inside.
+            top, bottom = max(0, rows.start - 2), min(height, rows.stop + 2)
+            left, right = max(0, cols.start - 2), min(width, cols.stop + 2)
+            crop = self.mask[top:bottom, left:right]
+            out.append(((left, top, right, bottom),
+                        np.where(labels[top:bottom, left:right] == index, crop, np.float32(0.0))))
+        return out
+
     def image(self) -> Image.Image:
         """The soft mask as an "L" picture at the working size (white = changed)."""
         return Image.fromarray(np.rint(self.mask * 255.0).astype(np.uint8), "L")
