@@ -25,13 +25,19 @@ def measure(small: Image.Image, output: Image.Image) -> tuple[float, float]:
     """(dx, dy) in working-size pixels by which `output` is shifted against `small` (same size)."""
     a = np.asarray(small.convert("L").reduce(REDUCE), dtype=np.float32)
     b = np.asarray(output.convert("L").reduce(REDUCE), dtype=np.float32)
+    if a.std() < 0.5 or b.std() < 0.5:
+        return 0.0, 0.0  # a flat picture has no features to register
     (dy, dx), _error, _phase = phase_cross_correlation(a, b, upsample_factor=10)
     return -float(dx) * REDUCE, -float(dy) * REDUCE
 
 
 def align(small: Image.Image, output: Image.Image) -> tuple[Image.Image, tuple[float, float] | None]:
     """`output` shifted back onto `small`'s grid -> (aligned output, the shift undone or None)."""
+    if min(small.size) < 16 * REDUCE:
+        return output, None  # too small to tell a shift from the picture
     dx, dy = measure(small, output)
+    if not (np.isfinite(dx) and np.isfinite(dy)):
+        return output, None
     if max(abs(dx), abs(dy)) < MIN_SHIFT or abs(dx) > MAX_SHIFT * small.width or abs(dy) > MAX_SHIFT * small.height:
         return output, None
     arr = np.asarray(output.convert("RGB"))
