@@ -352,3 +352,17 @@ def test_an_output_shifted_by_the_model_is_moved_back_before_the_region_is_found
     mask = np.asarray(opened(result.mask_png))
     out = np.asarray(opened(result.data).convert("RGB"))
     assert np.array_equal(out[mask == 0], np.asarray(src)[mask == 0])  # the photo's own pixels, untouched
+
+
+def test_a_region_edit_as_a_job_comes_back_at_the_photos_size(server):
+    src = detailed_photo(1500, 1000, seed=13)
+    queued = server.post("/edit?async=1", files={"image": ("p.jpg", jpeg(src))}, data={"prompt": "add a disc"})
+    assert queued.status_code == 202, queued.text
+    done = server.wait_for(queued.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    out = np.asarray(opened(server.get(done["images"][0]["url"]).content).convert("RGB"))
+    assert out.shape == (1000, 1500, 3)
+    assert high_pass_correlation(np.asarray(opened(jpeg(src)).convert("RGB"))[:200, :300], out[:200, :300]) > 0.95
+    refused = server.post("/edit?async=1", files={"image": ("p.jpg", jpeg(src))},
+                          data={"prompt": "add a disc", "format": "mask"})
+    assert refused.status_code == 400 and refused.json()["details"]["parameter"] == "format"
