@@ -1,7 +1,8 @@
 """An edit at full resolution, in two halves around the model's run.
 
 `prepare`: decode the source, turn it upright and scale it to the working size (`resize.py`); that small
-PNG is what ComfyUI gets. `finish`: bring the model's output onto the small source's grid, extract the
+PNG is what ComfyUI gets. `finish`: bring the model's output onto the small source's grid and in register
+with it (`align.py`: some models shift the frame by a pixel or two), extract the
 colour table that maps one to the other (`lut.py`), measure how well it explains the output (`fit.py`) and,
 by `method`:
 
