@@ -214,11 +214,36 @@ COMFY: dict[str, Schema] = {
                            type={"type": "string", "enum": ["input", "temp", "output"]}, subfolder=STR),
 }
 
+# ------------------------------------------------------------------------------------------ Comfy API v2
+V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", "url", "url_expires_at"],
+                node_id=STR, name=STR, type=STR, content_type=STR, size_bytes=INT, id=STR, hash=nullable(STR),
+                url=STR, url_expires_at=STR, job_id=nullable(STR))
+V2: dict[str, Schema] = {
+    "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
+    "V2JobBody": obj(["workflow"], workflow={"type": "object", "description": "an API-format graph"},
+                     metadata={"type": "object", "additionalProperties": STR}, extra_data=OBJ),
+    "V2Job": obj(["id", "status", "created_at", "started_at", "completed_at", "expires_at", "queue_position",
+                  "progress", "outputs", "error", "urls"],
+                 id=STR, status=STR, created_at=STR, started_at=nullable(STR), completed_at=nullable(STR),
+                 expires_at=STR, queue_position=nullable(INT), progress=nullable(OBJ), outputs=array(V2_OUTPUT),
+                 error=nullable(OBJ), outputs_reused=BOOL, metrics=OBJ, metadata=OBJ,
+                 urls=obj(["self", "events", "cancel"], self=STR, events=STR, cancel=STR)),
+    "V2JobList": obj(["jobs"], jobs=array(obj(["id", "status"], id=STR, status=STR, create_time=STR,
+                                              update_time=STR, metadata=OBJ)), next_cursor=STR),
+    "V2Asset": obj(["id", "hash", "size_bytes", "content_type", "created_at", "url", "url_expires_at"],
+                   id=STR, hash=nullable(STR), size_bytes=INT, content_type=STR, file_path=nullable(STR),
+                   created_new=BOOL, created_at=STR, url=STR, url_expires_at=STR, expires_at=nullable(STR),
+                   job_id=nullable(STR)),
+    "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
+                       expected_hash=STR, tags=STRINGS),
+    "V2FromHash": obj(["hash"], hash=STR, file_path=STR, tags=STRINGS),
+}
+
 
 def components() -> dict[str, Schema]:
     """Every named schema, for `spec.components.schema`."""
-    return {**ERRORS, **LINKPIX, **BODIES, **A1111, **OPENAI, **COMFY}
+    return {**ERRORS, **LINKPIX, **BODIES, **A1111, **OPENAI, **COMFY, **V2}
 
 
 # The error shape of each blueprint (the fronts answer in their tools' shapes).
-ERROR_SCHEMA_OF = {"a1111": "A1111Error", "openai": "OpenAIError", "comfy": "ComfyError"}
+ERROR_SCHEMA_OF = {"a1111": "A1111Error", "openai": "OpenAIError", "comfy": "ComfyError", "comfy_v2": "V2Error"}
