@@ -2,10 +2,11 @@
 
 `status` (queued, running, then the terminal one), `progress` (a complete snapshot each time),
 `preview` (a JPEG of the sampler's latest step, when the backend sends previews) and `output` (each
-image as it is stored). Every output is sent before the terminal `status`, because the SDK stops
-reading at the terminal status. No `id:` lines: the contract's stream is live-only (no resume), and a
-client that reconnects gets the current state first. Bounded like LinkPix's own event streams: a
-keep-alive comment every `events_heartbeat` seconds, closed after `events_max_seconds`.
+image as it is stored). Every output is sent before the terminal `status` (which also carries the
+complete `outputs`, as the contract says), because the SDK stops reading at the terminal status.
+No `id:` lines: the contract's stream is live-only (no resume), and a client that reconnects gets the
+current state first. Bounded like LinkPix's own event streams: a keep-alive comment every
+`events_heartbeat` seconds, closed after `events_max_seconds`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
         current = body(job)
         if job.state in TERMINAL:
             yield from outputs(job)
-            yield frame("status", {"status": current["status"]})
+            yield frame("status", {"status": current["status"], "outputs": current["outputs"]})
             return
         yield frame("status", _status(current))
         if current.get("progress"):
@@ -80,7 +81,8 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
                 job = manager.store.get(job_id)
                 if kind in TERMINAL or job.state in TERMINAL:
                     yield from outputs(job)
-                    yield frame("status", {"status": STATUS_OF.get(job.state, job.state)})
+                    yield frame("status", {"status": STATUS_OF.get(job.state, job.state),
+                                           "outputs": body(job)["outputs"]})
                     return
                 yield frame("status", {"status": STATUS_OF[kind]})
     finally:

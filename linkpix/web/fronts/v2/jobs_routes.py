@@ -165,6 +165,22 @@ def workflow(job_id: str) -> Response:
     return jsonify({"workflow": job.spec[0].get("graph", {}), "format": "api"})
 
 
+@bp.get("/jobs/<job_id>/logs")
+def logs(job_id: str) -> Response:
+    """No captured log: LinkPix keeps none, and the contract asks such a surface to answer 204.
+    ---
+    get:
+      summary: "Comfy API v2: a job's log (LinkPix captures none: 204)"
+      parameters:
+        - {in: path, name: job_id, required: true, schema: {type: string}}
+      responses:
+        204: {description: no log}
+        404: {description: not_found}
+    """
+    front().record(g.v2_user, job_id)
+    return Response(status=204)
+
+
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str) -> Response:
     """Live events: status, progress, preview, output; ends at the terminal status.

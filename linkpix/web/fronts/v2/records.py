@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-IDEMPOTENCY_DAYS = 7.0  # a claimed key is refused for this long (the SDK's retry horizon is a minute)
+IDEMPOTENCY_DAYS = 1.0  # a claimed key is refused for this long (the contract: keys expire after 24 h)
 
 
 @dataclass
