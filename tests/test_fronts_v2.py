@@ -184,3 +184,65 @@ def test_keys_own_jobs_assets_and_listing(project, simulator):
         assert requests.get(f"{srv.url}/api/v2/health", timeout=10).json()["status"] == "healthy"
     finally:
         srv.close()
+
+
+def test_a_running_job_is_reattached_after_a_restart(project, slow):
+    srv = ApiServer(project, slow.url)
+    c = client(srv)
+    job = c.submit(c.workflows.from_json(txt2img("outlives LinkPix", steps=40)))
+    try:
+        for event in job.events():
+            if isinstance(event, Progress):
+                break
+    finally:
+        srv.close()  # as a crash would: the job stays running in the database
+    srv = ApiServer(project, slow.url)
+    try:
+        again = client(srv).jobs.get(job.id).wait(timeout=60)
+        assert again.status == "succeeded" and again.outputs
+        assert slow.prompts_received == 1  # re-attached to the prompt ComfyUI was running, not run again
+    finally:
+        srv.close()
+
+
+QUICKSTART = '''
+from comfy_sdk import Comfy
+
+client = Comfy(api_key="key-alice")
+
+wf = client.workflows.from_file("workflow_api.json")
+
+asset = client.assets.from_file("photo.png")
+wf.set_input("10", "image", asset)
+
+job = client.run(wf)
+for output in job.get_outputs("9"):
+    output.to_file(output.name)
+'''
+
+
+def test_the_sdk_readme_quickstart_runs_unchanged(project, simulator, tmp_path):
+    """The SDK ships no examples folder; its README's "Getting started" is its example: run as written,
+    with only COMFY_BASE_URL set (and the README's own node ids in the workflow file)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    srv = ApiServer(project, simulator.url, api_keys=KEYS)
+    work = tmp_path / "quickstart"
+    work.mkdir()
+    graph = load_and_save()
+    graph["9"] = graph.pop("12")
+    (work / "workflow_api.json").write_text(json.dumps(graph))
+    (work / "photo.png").write_bytes(png((0, 0, 255)))
+    (work / "quickstart.py").write_text(QUICKSTART)
+    try:
+        env = {**os.environ, "COMFY_BASE_URL": srv.url}
+        done = subprocess.run([sys.executable, "quickstart.py"], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        [written] = [p for p in work.glob("*.png") if p.name != "photo.png"]
+        assert Image.open(written).convert("RGB").getpixel((1, 1)) == (255, 255, 0)
+    finally:
+        srv.close()
