@@ -153,9 +153,8 @@ class Settings(BaseSettings):
     # The fronts (web/fronts/): other tools' dialects answered on the same port.
     fronts: list[Literal["a1111", "openai", "comfy", "v2"]] = Field(
         default_factory=lambda: ["a1111", "openai", "comfy", "v2"],
-        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/...), openai (/v1/images/...), "
-                    "comfy (ComfyUI's API at / and /comfy/), v2 (the Comfy API v2 at /api/v2/); leave one "
-                    "out to turn it off.")
+        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/), openai (/v1/images/), comfy (ComfyUI's "
+                    "API at / and /comfy/), v2 (the Comfy API v2 at /api/v2/); leave one out to turn it off.")
     fronts_allow: list[str] = Field(default_factory=list,
                                     description="Addresses or networks (192.168.1.20, 10.0.0.0/8) whose "
                                                 "clients may use the fronts without an API key when "

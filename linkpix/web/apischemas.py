@@ -237,6 +237,8 @@ V2: dict[str, Schema] = {
     "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
                        expected_hash=STR, tags=STRINGS),
     "V2FromHash": obj(["hash"], hash=STR, file_path=STR, tags=STRINGS),
+    "V2Health": obj(["status"], status=STR, backends=INT),
+    "V2Workflow": obj(["workflow", "format"], workflow=OBJ, format={"type": "string", "enum": ["api", "save"]}),
 }
 
 

@@ -40,9 +40,15 @@ def upload() -> Response:
           description: "the caller already had these bytes (created_new false)"
           content: {application/json: {schema: V2Asset}}
         201: {description: "a new asset", content: {application/json: {schema: V2Asset}}}
-        409: {description: hash_mismatch}
-        413: {description: payload_too_large}
-        422: {description: "invalid_request: no file part, or not an image"}
+        409:
+          description: hash_mismatch
+          content: {application/json: {schema: V2Error}}
+        413:
+          description: payload_too_large
+          content: {application/json: {schema: V2Error}}
+        422:
+          description: "invalid_request: no file part, or not an image"
+          content: {application/json: {schema: V2Error}}
     """
     file = request.files.get("file")
     if file is None:
@@ -87,7 +93,9 @@ def from_hash() -> Response:
           application/json: {schema: V2FromHash}
       responses:
         200: {description: the asset, content: {application/json: {schema: V2Asset}}}
-        404: {description: "blob_not_found (also for bytes only another key uploaded)"}
+        404:
+          description: "blob_not_found (also for bytes only another key uploaded)"
+          content: {application/json: {schema: V2Error}}
     """
     body = request.get_json(silent=True, force=True)
     digest = body.get("hash") if isinstance(body, dict) else None
@@ -109,7 +117,9 @@ def by_hash(digest: str) -> Response:
         - {in: path, name: digest, required: true, schema: {type: string}}
       responses:
         200: {description: the caller has it}
-        404: {description: not the caller's, or unknown}
+        404:
+          description: not the caller's, or unknown
+          content: {application/json: {schema: V2Error}}
     """
     found = front().records.asset_by_hash(g.v2_user, digest.lower())
     return Response(status=200 if found is not None else 404)
@@ -125,7 +135,9 @@ def get_asset(asset_id: str) -> Response:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
         200: {description: the asset, content: {application/json: {schema: V2Asset}}}
-        404: {description: not_found}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
     """
     v2 = front()
     output = v2.output_asset(g.v2_user, asset_id)
@@ -150,9 +162,15 @@ def content(asset_id: str) -> Response:
       parameters:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
-        200: {description: the bytes}
-        206: {description: the range asked for}
-        404: {description: "not_found, or output_unavailable (the cache no longer holds the output)"}
+        200:
+          description: the bytes
+          content: {application/octet-stream: {schema: {type: string, format: binary}}}
+        206:
+          description: the range asked for
+          content: {application/octet-stream: {schema: {type: string, format: binary}}}
+        404:
+          description: "not_found, or output_unavailable (the cache no longer holds the output)"
+          content: {application/json: {schema: V2Error}}
     """
     v2 = front()
     output = v2.output_asset(g.v2_user, asset_id)
@@ -189,7 +207,9 @@ def delete_asset(asset_id: str) -> Response:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
         204: {description: deleted}
-        404: {description: not_found}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
     """
     record = front().records.asset(asset_id)
     if record is None or record.user != g.v2_user:

@@ -49,7 +49,9 @@ def health() -> Response:
     get:
       summary: "Comfy API v2: health"
       responses:
-        200: {description: "{status: healthy, backends}"}
+        200:
+          description: "{status: healthy, backends}"
+          content: {application/json: {schema: V2Health}}
     """
     return jsonify({"status": "healthy", "backends": len(services().pool.members())})
 
@@ -70,11 +72,17 @@ def submit() -> Response:
         201:
           description: the job
           content: {application/json: {schema: V2Job}}
-        400: {description: "invalid_request", content: {application/json: {schema: V2Error}}}
-        401: {description: "unauthorized", content: {application/json: {schema: V2Error}}}
+        400:
+          description: "invalid_request"
+          content: {application/json: {schema: V2Error}}
+        401:
+          description: "unauthorized"
+          content: {application/json: {schema: V2Error}}
         422: {description: "invalid_workflow, workflow_format_ui, missing_asset, idempotency_key_reuse,
           metadata_invalid", content: {application/json: {schema: V2Error}}}
-        429: {description: "queue_full, with Retry-After", content: {application/json: {schema: V2Error}}}
+        429:
+          description: "queue_full, with Retry-After"
+          content: {application/json: {schema: V2Error}}
     """
     body = request.get_json(silent=True, force=True)
     sub = rules.submission(body)
@@ -106,7 +114,9 @@ def list_jobs() -> Response:
         200:
           description: "{jobs: [...], next_cursor?}"
           content: {application/json: {schema: V2JobList}}
-        400: {description: "invalid_request, invalid_cursor, invalid_metadata_filter"}
+        400:
+          description: "invalid_request, invalid_cursor, invalid_metadata_filter"
+          content: {application/json: {schema: V2Error}}
     """
     return jsonify(front().list(base(), g.v2_user, rules.list_query(request.args)))
 
@@ -123,7 +133,9 @@ def get_job(job_id: str) -> Response:
         200:
           description: the job
           content: {application/json: {schema: V2Job}}
-        404: {description: "not_found (also another key's job)"}
+        404:
+          description: "not_found (also another key's job)"
+          content: {application/json: {schema: V2Error}}
     """
     return jsonify(front().body(base(), front().record(g.v2_user, job_id)))
 
@@ -140,7 +152,9 @@ def cancel(job_id: str) -> Response:
         200:
           description: the job
           content: {application/json: {schema: V2Job}}
-        404: {description: not_found}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
     """
     record, job = front().cancel(g.v2_user, job_id)
     return jsonify(front().body(base(), record, job, fetch=False))
@@ -155,8 +169,12 @@ def workflow(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
-        200: {description: "{workflow, format}"}
-        404: {description: not_found}
+        200:
+          description: "{workflow, format}"
+          content: {application/json: {schema: V2Workflow}}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
     """
     record = front().record(g.v2_user, job_id)
     job = front().job_of(record)
@@ -175,7 +193,9 @@ def logs(job_id: str) -> Response:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
         204: {description: no log}
-        404: {description: not_found}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
     """
     front().record(g.v2_user, job_id)
     return Response(status=204)
@@ -194,8 +214,12 @@ def job_events(job_id: str) -> Response:
           description: the event stream
           content:
             text/event-stream: {schema: {type: string}}
-        404: {description: not_found}
-        429: {description: "too_many_streams, with Retry-After"}
+        404:
+          description: not_found
+          content: {application/json: {schema: V2Error}}
+        429:
+          description: "too_many_streams, with Retry-After"
+          content: {application/json: {schema: V2Error}}
     """
     v2 = front()
     record = v2.record(g.v2_user, job_id)
