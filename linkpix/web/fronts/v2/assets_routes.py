@@ -36,6 +36,7 @@ def upload() -> Response:
         content:
           multipart/form-data: {schema: V2AssetForm}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: "the caller already had these bytes (created_new false)"
           content: {application/json: {schema: V2Asset}}
@@ -93,9 +94,11 @@ def from_hash() -> Response:
           application/json: {schema: V2FromHash}
       responses:
         200: {description: the asset, content: {application/json: {schema: V2Asset}}}
+        401: {description: unauthorized}
         404:
           description: "blob_not_found (also for bytes only another key uploaded)"
           content: {application/json: {schema: V2Error}}
+        422: {description: "invalid_request: no blake3:<hex> hash"}
     """
     body = request.get_json(silent=True, force=True)
     digest = body.get("hash") if isinstance(body, dict) else None
@@ -116,6 +119,9 @@ def by_hash(digest: str) -> Response:
       parameters:
         - {in: path, name: digest, required: true, schema: {type: string}}
       responses:
+        401:
+          description: "unauthorized: keys are set and none (or an unknown one) was sent"
+          content: {application/json: {schema: V2Error}}
         200: {description: the caller has it}
         404:
           description: not the caller's, or unknown
@@ -134,6 +140,7 @@ def get_asset(asset_id: str) -> Response:
       parameters:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200: {description: the asset, content: {application/json: {schema: V2Asset}}}
         404:
           description: not_found
@@ -162,12 +169,14 @@ def content(asset_id: str) -> Response:
       parameters:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: the bytes
           content: {application/octet-stream: {schema: {type: string, format: binary}}}
         206:
           description: the range asked for
           content: {application/octet-stream: {schema: {type: string, format: binary}}}
+        416: {description: "the range is outside the content"}
         404:
           description: "not_found, or output_unavailable (the cache no longer holds the output)"
           content: {application/json: {schema: V2Error}}
@@ -206,6 +215,7 @@ def delete_asset(asset_id: str) -> Response:
       parameters:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         204: {description: deleted}
         404:
           description: not_found

@@ -83,6 +83,7 @@ def submit() -> Response:
         429:
           description: "queue_full, with Retry-After"
           content: {application/json: {schema: V2Error}}
+        503: {description: "upstream_unreachable: no backend, or Redis, answers"}
     """
     body = request.get_json(silent=True, force=True)
     sub = rules.submission(body)
@@ -111,6 +112,7 @@ def list_jobs() -> Response:
         - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 100}}
         - {in: query, name: cursor, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: "{jobs: [...], next_cursor?}"
           content: {application/json: {schema: V2JobList}}
@@ -130,6 +132,7 @@ def get_job(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: the job
           content: {application/json: {schema: V2Job}}
@@ -149,6 +152,7 @@ def cancel(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: the job
           content: {application/json: {schema: V2Job}}
@@ -169,6 +173,7 @@ def workflow(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: "{workflow, format}"
           content: {application/json: {schema: V2Workflow}}
@@ -192,6 +197,7 @@ def logs(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         204: {description: no log}
         404:
           description: not_found
@@ -210,6 +216,7 @@ def job_events(job_id: str) -> Response:
       parameters:
         - {in: path, name: job_id, required: true, schema: {type: string}}
       responses:
+        401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
           description: the event stream
           content:
