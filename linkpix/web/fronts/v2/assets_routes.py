@@ -16,6 +16,7 @@ import blake3
 from flask import Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, NotFound
+from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import shapes
 from linkpix.web.fronts.v2.errors import V2Error, not_found
 from linkpix.web.fronts.v2.jobs_routes import base, bp, front
@@ -128,7 +129,9 @@ def by_hash(digest: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     found = front().records.asset_by_hash(g.v2_user, digest.lower())
-    return Response(status=200 if found is not None else 404)
+    if found is not None:
+        return empty_response(200)
+    return Response(status=404, content_type="application/json")  # a HEAD: the headers a GET's 404 would have
 
 
 @bp.get("/assets/<asset_id>")
@@ -225,4 +228,4 @@ def delete_asset(asset_id: str) -> Response:
     if record is None or record.user != g.v2_user:
         raise not_found(f"asset {asset_id}")
     front().records.delete_asset(asset_id)
-    return Response(status=204)
+    return empty_response(204)

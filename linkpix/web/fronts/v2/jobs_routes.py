@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from linkpix.errors import LinkPixError
+from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import events, rules
 from linkpix.web.fronts.v2.access import authenticate
 from linkpix.web.fronts.v2.errors import V2Error, error_response
@@ -204,7 +205,7 @@ def logs(job_id: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     front().record(g.v2_user, job_id)
-    return Response(status=204)
+    return empty_response(204)
 
 
 @bp.get("/jobs/<job_id>/events")
