@@ -2,14 +2,16 @@
 Comfy-Org's `comfy-api-proxy` on the same ComfyUI, in the same run.
 
 The ComfyUI is the real one at 127.0.0.1:8188 when it answers (the tiny SD1.5 workflow of
-tests/comfyui_captures), else the simulator. Each round of a "new" figure uses a new seed, so every
-client makes ComfyUI run the graph; the "again" figures send a graph already run (LinkPix answers from
-its cache; the proxy and the direct client get ComfyUI's node cache). The same v2 client code runs
-against LinkPix and the proxy: POST /api/v2/jobs, read /events until the terminal status, GET the job,
-GET the output's content. The direct client is a ComfyUI script: its websocket open, POST /prompt,
-wait for `executing` null, GET /history/<id>, GET /view. The SDK's own `client.run()` (which polls
-from 0.5 s on) is timed for both v2 servers too. LinkPix runs as users run it (app.py, default settings,
-access log on). Goal: no slower than the proxy; <= 25 ms over direct.
+tests/comfyui_captures), else the simulator; `--simulator` uses the simulator even then (a CPU ComfyUI
+shared with other work varies by seconds per run, which hides milliseconds of overhead). Each round of a
+"new" figure uses a new seed, so every client makes ComfyUI run the graph; the "again" figures send a
+graph already run (LinkPix answers from its cache; the proxy and the direct client get ComfyUI's node
+cache). The same v2 client code runs against LinkPix and the proxy: POST /api/v2/jobs, read /events
+until the terminal status, GET the job, GET the output's content. The direct client is a ComfyUI
+script: its websocket open, POST /prompt, wait for `executing` null, GET /history/<id>, GET /view. The
+SDK's own `client.run()` (which polls from 0.5 s on) is timed for both v2 servers too. LinkPix runs as
+users run it (app.py, default settings, access log on). Goal: no slower than the proxy; <= 25 ms over
+direct.
 """
 
 from __future__ import annotations
@@ -110,8 +112,8 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 @contextmanager
-def comfyui() -> Iterator[tuple[str, bool]]:
-    if real_comfyui():
+def comfyui(use_simulator: bool) -> Iterator[tuple[str, bool]]:
+    if not use_simulator and real_comfyui():
         yield REAL, False
         return
     with simulator(step_delay=0.02) as sim:
@@ -129,9 +131,10 @@ def proxy(comfy_url: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def main(rounds: int = 12, again_rounds: int = 20, sdk_rounds: int = 4) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    with comfyui() as (comfy_url, demo):
+def main(rounds: int = 12, again_rounds: int = 20, sdk_rounds: int = 4,
+         use_simulator: bool = "--simulator" in sys.argv) -> dict[str, float]:
+    """`--simulator`: on the simulator even when the real ComfyUI answers (its runs vary less)."""
+    with comfyui(use_simulator) as (comfy_url, demo):
         project = make_project()
         with proxy(comfy_url) as proxy_url, linkpix_api(project, comfy_url) as lp_url:
             print(f"ComfyUI: {'simulator' if demo else 'real ComfyUI 0.3.64 at ' + REAL} (tiny SD1.5 graph)")
