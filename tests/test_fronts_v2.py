@@ -108,6 +108,7 @@ def test_events_to_the_terminal_status(project, slow):
         srv.close()
 
 
+@pytest.mark.slow
 def test_idempotency_key_reuse_is_refused_also_after_a_restart(project, simulator):
     srv = ApiServer(project, simulator.url)
     try:
@@ -132,6 +133,7 @@ def test_idempotency_key_reuse_is_refused_also_after_a_restart(project, simulato
         srv.close()
 
 
+@pytest.mark.slow
 def test_cancel(project, slow):
     srv = ApiServer(project, slow.url)
     try:
@@ -148,6 +150,7 @@ def test_cancel(project, slow):
         srv.close()
 
 
+@pytest.mark.slow
 def test_keys_own_jobs_assets_and_listing(project, simulator):
     srv = ApiServer(project, simulator.url, api_keys=KEYS)
     try:
@@ -186,6 +189,7 @@ def test_keys_own_jobs_assets_and_listing(project, simulator):
         srv.close()
 
 
+@pytest.mark.slow
 def test_a_running_job_is_reattached_after_a_restart(project, slow):
     srv = ApiServer(project, slow.url)
     c = client(srv)

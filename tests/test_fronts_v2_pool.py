@@ -55,6 +55,7 @@ def test_eight_jobs_at_once_on_two_backends(project, sims):
         srv.close()
 
 
+@pytest.mark.slow
 def test_identical_concurrent_jobs_share_one_run(project, tmp_path):
     sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "sim", step_delay=0.05)
     sim.start()
@@ -71,6 +72,7 @@ def test_identical_concurrent_jobs_share_one_run(project, tmp_path):
         sim.stop()
 
 
+@pytest.mark.slow
 def test_contract_error_codes(project, tmp_path):
     sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "sim", step_delay=0.05)
     sim.start()
@@ -112,10 +114,11 @@ def test_contract_error_codes(project, tmp_path):
         assert _error(r) == (429, "queue_full") and int(r.headers["Retry-After"]) > 0
         requests.post(first.json()["urls"]["cancel"], timeout=10)
         c = client(srv)
-        c.submit(c.workflows.from_json(txt2img("second")), idempotency_key="k-2")  # released: not reused
+        second = c.submit(c.workflows.from_json(txt2img("second")), idempotency_key="k-2")  # released: not reused
         with pytest.raises(IdempotencyKeyReuse):
             c.submit(c.workflows.from_json(txt2img("other")), idempotency_key="k-1")
 
+        second.wait(timeout=30)  # the one place this user may hold (jobs_max_queued_per_user=1) is free again
         job = c.run(c.workflows.from_json(txt2img("evicted")))
         name = job.outputs[0].name
         for path in Path(srv.services.cache.root).rglob(name):
