@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -250,3 +251,22 @@ def test_the_sdk_readme_quickstart_runs_unchanged(project, simulator, tmp_path):
         assert Image.open(written).convert("RGB").getpixel((1, 1)) == (255, 255, 0)
     finally:
         srv.close()
+
+
+def test_an_asset_whose_bytes_retention_pruned_is_uploaded_again(server):
+    c = client(server)
+    picture = png((1, 99, 1))
+    first = c.assets.from_bytes(picture, filename="old.png")
+    first.commit()
+    for path in Path(server.services.jobs.uploads.root).glob("linkpix_*"):
+        path.unlink()  # what the upload pruner does to an upload no job used for jobs_keep_days
+    assert requests.head(f"{server.url}/api/v2/assets/by-hash/{first.hash}", timeout=10).status_code == 404
+    wf = c.workflows.from_json(load_and_save({"__type": "core/ASSET", "info": {"id": first.id}}))
+    with pytest.raises(MissingAsset):
+        c.submit(wf)
+    again = c.assets.from_bytes(picture, filename="old.png")
+    again.commit()
+    assert again.created_new is True and again.id != first.id
+    wf = c.workflows.from_json(load_and_save())
+    wf.set_input("10", "image", again)
+    assert c.run(wf).status == "succeeded"

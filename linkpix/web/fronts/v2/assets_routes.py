@@ -65,7 +65,7 @@ def upload() -> Response:
         raise V2Error(409, "hash_mismatch", "Client-declared hash does not match the received bytes.",
                       {"expected": expected, "received": digest})
     user = g.v2_user
-    existing = front().records.asset_by_hash(user, digest)
+    existing = front().asset_by_hash(user, digest)
     if existing is not None:
         return jsonify(shapes.asset_body(base(), existing, front().keep_days, created_new=False))
     try:
@@ -105,7 +105,7 @@ def from_hash() -> Response:
     digest = body.get("hash") if isinstance(body, dict) else None
     if not isinstance(digest, str) or not digest.startswith(_HASH_PREFIX):
         raise V2Error(422, "invalid_request", "send {\"hash\": \"blake3:<hex>\"}")
-    record = front().records.asset_by_hash(g.v2_user, digest.lower())
+    record = front().asset_by_hash(g.v2_user, digest.lower())
     if record is None:
         raise V2Error(404, "blob_not_found", "No blob the caller may mint from.")
     return jsonify(shapes.asset_body(base(), record, front().keep_days, created_new=False))
@@ -128,7 +128,7 @@ def by_hash(digest: str) -> Response:
           description: not the caller's, or unknown
           content: {application/json: {schema: V2Error}}
     """
-    found = front().records.asset_by_hash(g.v2_user, digest.lower())
+    found = front().asset_by_hash(g.v2_user, digest.lower())
     if found is not None:
         return empty_response(200)
     return Response(status=404, content_type="application/json")  # a HEAD: the headers a GET's 404 would have

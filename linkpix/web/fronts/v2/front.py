@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from linkpix.comfy.pool import ModelMissing
-from linkpix.errors import NotFound
+from linkpix.errors import BadRequest, NotFound
 from linkpix.jobs.manager import Conflict, JobManager
 from linkpix.jobs.store import TERMINAL, Job
 from linkpix.pipeline.graphjob import job_from_graph
@@ -69,6 +69,8 @@ class V2Front:
                 self.records.release_key(user, key)  # refused (queue_full...): no job exists under it
             raise
         self.records.add_job(JobRecord(job.id, user, job.created, sub.metadata))
+        if self.keep_days > 0:  # a record outlives its job (which then reads `expired`) by one retention period
+            self.records.prune_jobs(user, time.time() - 2 * self.keep_days * 86400)
         if self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None:
             self._wait_end(job.id, HIT_WAIT)
         return job
@@ -183,6 +185,15 @@ class V2Front:
         fmt = image.get("format") or "png"
         return job, index, AssetRecord(asset_id, user, "", name, 0, f"image/{fmt}", name, job.finished or job.created)
 
+    def asset_by_hash(self, user: str, digest: str) -> AssetRecord | None:
+        """The caller's asset of a hash whose bytes are still kept (retention may have pruned an unused
+        upload: its record is then dropped, so the SDK uploads the bytes again instead of minting)."""
+        record = self.records.asset_by_hash(user, digest)
+        if record is not None and not self.manager.uploads.exists(record.upload):
+            self.records.delete_asset(record.id)
+            return None
+        return record
+
     def _image_of(self, record: AssetRecord) -> InputImage:
         """The bytes an asset reference stands for, as an input image the job carries to its backend."""
         if shapes.split_output_id(record.id) is not None:
@@ -196,7 +207,12 @@ class V2Front:
                 raise V2Error(404, "output_unavailable", f"the bytes of output {record.id} are no longer "
                               "kept (LinkPix's cache evicted them); run the job again") from None
             return self.manager.uploads.put(data, len(data) + 1)
-        return self.manager.uploads.get(record.upload, "workflow")
+        try:
+            return self.manager.uploads.get(record.upload, "workflow")
+        except BadRequest:
+            raise V2Error(422, "missing_asset", f"the bytes of asset {record.id} are no longer kept (unused "
+                          "uploads are pruned after jobs_keep_days); upload them again",
+                          {"missing_ids": [record.id]}) from None
 
     def _object_info(self) -> dict[str, Any] | None:
         try:

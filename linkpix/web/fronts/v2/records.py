@@ -62,6 +62,10 @@ class V2Records(Protocol):
         """The user's v2 jobs, newest first, strictly older than `before` (created, id) when given."""
         ...
 
+    def prune_jobs(self, user: str, before: float) -> int:
+        """Forget the user's v2 job records created before `before` (their jobs are long pruned)."""
+        ...
+
     def add_asset(self, record: AssetRecord) -> AssetRecord:
         """Keep a record; when the user already has one with the same hash, that one (nothing added)."""
         ...

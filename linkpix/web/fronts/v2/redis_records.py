@@ -61,6 +61,14 @@ class RedisRecords:
                 out.append(record)
         return out
 
+    def prune_jobs(self, user: str, before: float) -> int:
+        index = self._k("v2jobs", user)
+        old = self._call(lambda: self.r.zrangebyscore(index, "-inf", f"({before}"))
+        if old:
+            self._call(lambda: self.r.delete(*(self._k("v2job", m.decode()) for m in old)))
+            self._call(lambda: self.r.zrem(index, *old))
+        return len(old)
+
     def add_asset(self, record: AssetRecord) -> AssetRecord:
         index = self._k("v2hash", record.user, record.hash)
         if self._call(lambda: self.r.set(index, record.id, nx=True)):

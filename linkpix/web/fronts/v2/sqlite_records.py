@@ -71,6 +71,9 @@ class SqliteRecords:
         rows = self._run(sql + " ORDER BY created DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
         return [_job(row) for row in rows]
 
+    def prune_jobs(self, user: str, before: float) -> int:
+        return self._run("DELETE FROM v2_jobs WHERE user = ? AND created < ?", (user, before)).rowcount
+
     def add_asset(self, record: AssetRecord) -> AssetRecord:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO v2_assets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
