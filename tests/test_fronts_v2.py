@@ -57,7 +57,8 @@ def test_run_outputs_workflow_and_the_same_workflow_from_the_cache(server):
     data = out.to_bytes()
     assert Image.open(io.BytesIO(data)).size == (64, 48) and out.content_type == "image/png"
     assert out.size_bytes == len(data) and out.job_id == job.id
-    head = requests.get(str(out._model.url), headers={"Range": "bytes=0-9"}, timeout=10)
+    assert out.to_bytes(range=(0, 9)) == data[:10]  # a Range request, answered 206
+    head = requests.get(out.get_download_url().url, headers={"Range": "bytes=0-9"}, timeout=10)
     assert head.status_code == 206 and head.content == data[:10]
     wf = job.get_workflow()
     assert wf.format == "api" and wf.graph["2"]["inputs"]["text"] == "a lighthouse at dusk"

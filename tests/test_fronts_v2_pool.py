@@ -123,7 +123,8 @@ def test_contract_error_codes(project, tmp_path):
         name = job.outputs[0].name
         for path in Path(srv.services.cache.root).rglob(name):
             path.unlink()
-        assert _error(requests.get(str(job.outputs[0]._model.url), timeout=10)) == (404, "output_unavailable")
+        content = f"{url}/assets/{job.outputs[0].id}/content"
+        assert _error(requests.get(content, timeout=10)) == (404, "output_unavailable")
     finally:
         srv.close()
         sim.stop()
