@@ -26,6 +26,7 @@ from linkpix.web.services import Services
 
 HIT_WAIT = 2.0  # s POST /jobs waits for a job the cache answers, so it comes back already succeeded
 SCAN_LIMIT = 500  # records read at most for one filtered list page
+PRUNE_EVERY = 3600.0  # s between prunings of one user's old job records
 
 
 class V2Front:
@@ -34,6 +35,7 @@ class V2Front:
     def __init__(self, svc: Services, records: V2Records) -> None:
         self.svc = svc
         self.records = records
+        self._pruned: dict[str, float] = {}  # user -> when its old records were last pruned
 
     @property
     def manager(self) -> JobManager:
@@ -69,11 +71,19 @@ class V2Front:
                 self.records.release_key(user, key)  # refused (queue_full...): no job exists under it
             raise
         self.records.add_job(JobRecord(job.id, user, job.created, sub.metadata))
-        if self.keep_days > 0:  # a record outlives its job (which then reads `expired`) by one retention period
-            self.records.prune_jobs(user, time.time() - 2 * self.keep_days * 86400)
+        self._prune(user)
         if self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None:
             self._wait_end(job.id, HIT_WAIT)
         return job
+
+    def _prune(self, user: str) -> None:
+        """A record outlives its job (which then reads `expired`) by one retention period; checked at most
+        hourly per user, so a submit does not pay for a DELETE each time."""
+        now = time.time()
+        if self.keep_days <= 0 or now - self._pruned.get(user, 0.0) < PRUNE_EVERY:
+            return
+        self._pruned[user] = now
+        self.records.prune_jobs(user, now - 2 * self.keep_days * 86400)
 
     def _wait_end(self, job_id: str, seconds: float) -> None:
         events = self.manager.events
