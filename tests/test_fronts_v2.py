@@ -164,6 +164,13 @@ def test_keys_own_jobs_assets_and_listing(project, simulator):
         assert listed == [j.id for j in reversed(mine)]
         assert [s.id for s in alice.list_jobs(metadata={"batch": "0"})] == [mine[2].id, mine[0].id]
         assert [s.id for s in bob.list_jobs()] == [theirs.id]
+        for j in mine:
+            j.wait(timeout=30)
+        alice_h = {"Authorization": "Bearer key-alice"}
+        done = requests.get(f"{srv.url}/api/v2/jobs?status=succeeded,failed&limit=2", headers=alice_h, timeout=10)
+        assert [i["id"] for i in done.json()["jobs"]] == [mine[2].id, mine[1].id] and done.json()["next_cursor"]
+        queued = requests.get(f"{srv.url}/api/v2/jobs?status=queued", headers=alice_h, timeout=10).json()
+        assert queued == {"jobs": []}
         with pytest.raises(NotFound):
             bob.jobs.get(mine[0].id)
         r = requests.post(f"{srv.url}/api/v2/jobs/{mine[0].id}/cancel", headers={"Authorization": "Bearer key-bob"},
