@@ -27,8 +27,11 @@ def authenticate() -> str:
                 user = validate_user(name)
         if user is None:
             raise V2Error(401, "unauthorized", "the API key sent is not one of LinkPix's api_keys")
-    elif settings.api_keys or settings.network_access:
+    elif settings.api_keys:
         raise V2Error(401, "unauthorized", "send an API key from api_keys as 'Authorization: Bearer <key>' "
                       "(the SDK: Comfy(api_key=...) or COMFY_API_KEY)")
+    elif settings.network_access:
+        raise V2Error(401, "unauthorized", "LinkPix is open to the network (network_access) and no api_keys are "
+                      "configured: add keys to api_keys, then send one as 'Authorization: Bearer <key>'")
     g.v2_user = user or ANONYMOUS
     return g.v2_user
