@@ -5,6 +5,7 @@ and each refusal in the contract's envelope (over HTTP, since the SDK raises the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,21 @@ def test_idempotency_and_records_shared_by_replicas(project, simulator, redis_se
     finally:
         one.close()
         two.close()
+
+
+def test_a_cache_hit_does_not_wait_behind_running_jobs(project, tmp_path):
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "sim", step_delay=0.05)
+    sim.start()
+    srv = ApiServer(project, sim.url, job_workers=1)
+    try:
+        c = client(srv)
+        c.run(c.workflows.from_json(txt2img("kept", steps=2)))
+        long = c.submit(c.workflows.from_json(txt2img("long", steps=100)))  # holds the one job worker
+        started = time.monotonic()
+        hit = requests.post(srv.url + "/api/v2/jobs", json={"workflow": txt2img("kept", steps=2)}, timeout=10).json()
+        assert hit["status"] == "succeeded" and hit["outputs_reused"] is True and hit["outputs"]
+        assert time.monotonic() - started < 2 and c.jobs.get(long.id).status in ("queued", "running")
+        long.cancel()
+    finally:
+        srv.close()
+        sim.stop()

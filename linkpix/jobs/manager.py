@@ -136,8 +136,9 @@ class JobManager:
 
     # -- accepting ---------------------------------------------------------------------------------
     def submit(self, user: str, rendered: list[RenderedJob], webhook: dict[str, Any] | None,
-               secret: str | None, base_url: str) -> Job:
-        """Persist a new job and queue it; QueueFull (429) when the user's or the total queue is full."""
+               secret: str | None, base_url: str, *, here: bool = False) -> Job:
+        """Persist a new job and queue it (`here`: run it in this thread: a cache hit need not wait behind
+        runs); QueueFull (429) when the user's or the total queue is full."""
         s = self._settings()
         for spec in rendered:
             for upload in spec.uploads:
@@ -154,7 +155,10 @@ class JobManager:
         if full == "total":
             raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly", retry_after=10)
         self.events.publish(job.id, "queued", self.describe(job, with_queue=False))
-        self._dispatch(job.id)
+        if here:
+            self._run(job.id, False)
+        else:
+            self._dispatch(job.id)
         return job
 
     def _dispatch(self, job_id: str) -> None:

@@ -7,14 +7,13 @@ choice of backend apply). What the contract adds - labels, idempotency keys - is
 
 from __future__ import annotations
 
-import queue
 import time
 from typing import Any
 
 from linkpix.comfy.pool import ModelMissing
 from linkpix.errors import BadRequest, NotFound
 from linkpix.jobs.manager import Conflict, JobManager
-from linkpix.jobs.store import TERMINAL, Job
+from linkpix.jobs.store import Job
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.pipeline.request import InputImage
 from linkpix.pipeline.resolver import RenderedJob
@@ -24,7 +23,6 @@ from linkpix.web.fronts.v2.errors import V2Error, not_found
 from linkpix.web.fronts.v2.records import AssetRecord, JobRecord, V2Records
 from linkpix.web.services import Services
 
-HIT_WAIT = 2.0  # s POST /jobs waits for a job the cache answers, so it comes back already succeeded
 SCAN_LIMIT = 500  # records read at most for one filtered list page
 PRUNE_EVERY = 3600.0  # s between prunings of one user's old job records
 
@@ -64,16 +62,15 @@ class V2Front:
         if key is not None and not self.records.claim_key(user, key, sub.fingerprint):
             raise V2Error(422, "idempotency_key_reuse", "This Idempotency-Key has already been used. Keys are "
                           "single-use; poll or list your jobs instead of resubmitting with the same key.")
-        try:
-            job = self.manager.submit(user, [rendered], None, None, base_url)
+        hit = self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None
+        try:  # a workflow the cache answers runs now, in this thread, not behind runs in the job pool
+            job = self.manager.submit(user, [rendered], None, None, base_url, here=hit)
         except BaseException:
             if key is not None:
                 self.records.release_key(user, key)  # refused (queue_full...): no job exists under it
             raise
         self.records.add_job(JobRecord(job.id, user, job.created, sub.metadata))
         self._prune(user)
-        if self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None:
-            self._wait_end(job.id, HIT_WAIT)
         return job
 
     def _prune(self, user: str) -> None:
@@ -84,24 +81,6 @@ class V2Front:
             return
         self._pruned[user] = now
         self.records.prune_jobs(user, now - 2 * self.keep_days * 86400)
-
-    def _wait_end(self, job_id: str, seconds: float) -> None:
-        events = self.manager.events
-        q = events.subscribe(job_id)
-        try:
-            deadline = time.monotonic() + seconds
-            while self.manager.store.get(job_id).state not in TERMINAL:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                try:
-                    kind, _, _ = q.get(timeout=left)
-                except queue.Empty:
-                    return
-                if kind in TERMINAL:
-                    return
-        finally:
-            events.unsubscribe(job_id, q)
 
     # -- reading -----------------------------------------------------------------------------------
     def record(self, user: str, job_id: str) -> JobRecord:
