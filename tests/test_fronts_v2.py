@@ -266,7 +266,7 @@ def test_an_asset_whose_bytes_retention_pruned_is_uploaded_again(server):
     picture = png((1, 99, 1))
     first = c.assets.from_bytes(picture, filename="old.png")
     first.commit()
-    for path in Path(server.services.jobs.uploads.root).glob("linkpix_*"):
+    for path in Path(server.services.uploads.root).glob("linkpix_*"):
         path.unlink()  # what the upload pruner does to an upload no job used for jobs_keep_days
     assert requests.head(f"{server.url}/api/v2/assets/by-hash/{first.hash}", timeout=10).status_code == 404
     wf = c.workflows.from_json(load_and_save({"__type": "core/ASSET", "info": {"id": first.id}}))

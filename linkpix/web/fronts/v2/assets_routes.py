@@ -69,7 +69,7 @@ def upload() -> Response:
     if existing is not None:
         return jsonify(shapes.asset_body(base(), existing, front().keep_days, created_new=False))
     try:
-        image = front().manager.uploads.put(data, limit)
+        image = front().uploads.put(data, limit)
     except BadRequest as exc:
         raise V2Error(422, "invalid_request", f"LinkPix keeps image assets only (PNG, JPEG, WebP, GIF: what a "
                       f"LoadImage node reads): {exc.message}") from None
@@ -199,7 +199,7 @@ def content(asset_id: str) -> Response:
         if record is None or record.user != g.v2_user:
             raise not_found(f"asset {asset_id}")
         try:
-            data = v2.manager.uploads.get(record.upload).data
+            data = v2.uploads.get(record.upload).data
         except BadRequest:
             raise V2Error(404, "output_unavailable", "the bytes of this asset are no longer kept (retention: "
                           "jobs_keep_days); upload it again") from None

@@ -17,6 +17,7 @@ from linkpix.jobs.store import Job
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.pipeline.request import InputImage
 from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.v2 import graph as graphs
 from linkpix.web.fronts.v2 import rules, shapes
 from linkpix.web.fronts.v2.errors import V2Error, not_found
@@ -40,6 +41,11 @@ class V2Front:
         if self.svc.jobs is None:
             raise V2Error(503, "upstream_unreachable", "the jobs API, which v2 jobs run on, is not enabled")
         return self.svc.jobs
+
+    @property
+    def uploads(self) -> Uploads:
+        """The upload service: where an asset's bytes live (content-addressed, shared with /uploads)."""
+        return self.svc.uploads
 
     @property
     def keep_days(self) -> float:
@@ -178,7 +184,7 @@ class V2Front:
         """The caller's asset of a hash whose bytes are still kept (retention may have pruned an unused
         upload: its record is then dropped, so the SDK uploads the bytes again instead of minting)."""
         record = self.records.asset_by_hash(user, digest)
-        if record is not None and not self.manager.uploads.exists(record.upload):
+        if record is not None and not self.uploads.exists(record.upload):
             self.records.delete_asset(record.id)
             return None
         return record
@@ -195,9 +201,9 @@ class V2Front:
             except NotFound:
                 raise V2Error(404, "output_unavailable", f"the bytes of output {record.id} are no longer "
                               "kept (LinkPix's cache evicted them); run the job again") from None
-            return self.manager.uploads.put(data, len(data) + 1)
+            return self.uploads.put(data, len(data) + 1)
         try:
-            return self.manager.uploads.get(record.upload, "workflow")
+            return self.uploads.get(record.upload, "workflow")
         except BadRequest:
             raise V2Error(422, "missing_asset", f"the bytes of asset {record.id} are no longer kept (unused "
                           "uploads are pruned after jobs_keep_days); upload them again",
