@@ -26,6 +26,7 @@ from linkpix.render.placeholders import whole_number
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 STYLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+CHAR_NAME_RE = STYLE_NAME_RE  # character profiles follow the styles' naming rule
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
@@ -38,7 +39,7 @@ MAX_INPUT_IMAGE_BYTES = 64 * 1024 * 1024
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
 DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
 # Keys with a meaning of their own (not workflow parameters).
-_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user"})
+_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user", "char"})
 # URL spellings of canonical parameter names. Other aliases (SillyTavern's `scale`...) are defined in
 # data/placeholders.json and mapped by the resolver, so that adding one needs no code change.
 _URL_ALIASES = {"negative": "negative_prompt", "neg": "negative_prompt"}
@@ -70,6 +71,7 @@ class GenerationRequest:
     output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
     input_images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
+    char: str | None = None  # a character profile's name (pipeline/characters.py)
 
     def __post_init__(self) -> None:
         # Read-only view: a request is a value; nobody downstream may change what the client asked.
@@ -240,7 +242,18 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
         random_seed=random_seed,
         output_format=parse_format(fields.get("format")),
         input_images=images,
+        char=parse_char(fields.get("char")),
     )
+
+
+def parse_char(value: Any) -> str | None:
+    """`char=<name>`: a character profile's name (whether it exists is the resolver's question)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not CHAR_NAME_RE.match(value):
+        raise BadRequest(f"invalid character name {value!r}: use 1-64 letters, digits, '.', '-' or '_'",
+                         {"parameter": "char"})
+    return value
 
 
 _JSON_FIELDS = frozenset({"prompt", "params", "images", "image", "mask"}) | _RESERVED

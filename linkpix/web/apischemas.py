@@ -57,6 +57,7 @@ ERRORS: dict[str, Schema] = {
 # ------------------------------------------------------------------------------------------ LinkPix
 IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
                   prompt_id=nullable(STR))
+LORA = obj(["name", "strength"], name=STR, strength=NUM, clip_strength=NUM)
 LINKPIX: dict[str, Schema] = {
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
@@ -74,6 +75,14 @@ LINKPIX: dict[str, Schema] = {
                                      weight=NUM,
                                      max_queue=nullable(INT), tags=STRINGS, stops_pending=INT, retiring=BOOL))),
     "Ready": obj(["ready", "reason"], ready=BOOL, reason=STR),
+    "Character": obj(["name", "words", "negative", "loras", "references", "scope", "version"], name=STR,
+                     words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                     workflow=nullable(STR), description=STR, scope={"type": "string", "enum": ["user", "shared"]},
+                     version=STR),
+    "CharacterList": obj(["characters"], characters=array("Character")),
+    "CharacterBody": obj(words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                         workflow=nullable(STR), description=STR,
+                         scope={"type": "string", "enum": ["user", "shared"]}),
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(

@@ -26,8 +26,8 @@ from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.pipeline.characters import CharacterResolver
 from linkpix.pipeline.generator import Generator
-from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache
@@ -43,7 +43,7 @@ EXTENSION = "linkpix"
 class Services:
     config_holder: ConfigHolder
     store: JsonStore
-    resolver: Resolver
+    resolver: CharacterResolver
     pool: Pool
     cache: ImageCache
     generator: Generator
@@ -92,7 +92,7 @@ def build_services(holder: ConfigHolder) -> Services:
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
+    resolver = CharacterResolver(holder.get, store, pool.object_info, pool.check_models)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
@@ -117,6 +117,7 @@ def build_services(holder: ConfigHolder) -> Services:
     else:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
                                replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
+    resolver.uploads = lambda: jobs.uploads  # reference pictures of characters
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
