@@ -38,6 +38,9 @@ def array(items: Schema | str) -> Schema:
             else items}
 
 
+CHAR: Schema = {"type": "string", "description": "LinkPix: a character profile (docs/characters.md)"}
+
+
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -131,7 +134,7 @@ PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=STR, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
-        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
         user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
@@ -162,6 +165,7 @@ A1111: dict[str, Schema] = {
         ["prompt"], prompt=STR, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+        char=CHAR,
         override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images=STRINGS, denoising_strength=NUM,
@@ -189,7 +193,7 @@ OPENAI: dict[str, Schema] = {
         ["prompt"], prompt=STR, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
-        negative_prompt=STR),
+        negative_prompt=STR, char=CHAR),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                           mask={"type": "string", "format": "binary"}, prompt=STR, model=STR, n=INT,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},

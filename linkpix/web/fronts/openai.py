@@ -140,7 +140,7 @@ def edits() -> Response:
     body: dict[str, Any] = dict(request.form.items())
     count, fmt = _count_and_format(body)
     settings = services().config.settings
-    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"),
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"), "char": body.get("char"),
                               "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
                               or settings.edit_workflow,
                               "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
@@ -205,7 +205,7 @@ def _item(image: Any, revised_prompt: str, fmt: str) -> dict[str, Any]:
 def _answer(body: dict[str, Any]) -> Response:
     count, fmt = _count_and_format(body)
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": _size(body.get("size")),
-                              "seed": body.get("seed")}
+                              "seed": body.get("seed"), "char": body.get("char")}
     workflow = _workflow(body.get("model"), None)
     if workflow:
         fields["workflow"] = workflow
