@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import InputImage
+from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, parse_images
 from linkpix.storage.uploads import Uploads
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
@@ -54,8 +54,12 @@ class InputFiles:
             upload_id = self._names.get(user, {}).get(name.split(" [", 1)[0])
         return self.store.get(upload_id) if upload_id else None
 
-    def bind(self, user: str, graph: dict[str, Any]) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
-        """The graph with uploaded file names replaced by their content names, and those images."""
+    def bind(self, user: str, graph: dict[str, Any],
+             max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
+        """The graph with uploaded file names replaced by their content names, and those images.
+
+        A `data:image/...;base64,...` value (SillyTavern's `%char_avatar%` / `%user_avatar%`, which stock
+        ComfyUI cannot load) is stored as the caller's upload first, as if sent to /upload/image."""
         found: dict[str, InputImage] = {}
         rewritten = graph
         for node_id, node in graph.items():
@@ -64,6 +68,9 @@ class InputFiles:
                 continue
             for key in ("image", "mask"):
                 value = inputs.get(key)
+                if isinstance(value, str) and value.startswith("data:"):
+                    data = parse_images([value], max_bytes, f"{node_id}.{key}")[0]
+                    value = self.put(user, data.name, data.data, max_bytes)
                 image = self.get(user, value) if isinstance(value, str) and value else None
                 if image is None:
                     continue

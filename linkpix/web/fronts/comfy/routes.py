@@ -89,7 +89,7 @@ def post_prompt() -> Response:
                             f"got {type(graph).__name__}")
     user = g.front_user
     front = comfy_front()
-    bound, uploads = front.files.bind(user, graph)
+    bound, uploads = front.files.bind(user, graph, max_upload_bytes())
     job = job_from_graph(bound, uploads)
     admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
