@@ -80,7 +80,7 @@ class CharacterResolver(Resolver):
             raise BadRequest(f"the prompt names character {named!r} and char= names {req.char!r}; name one",
                              {"parameter": "char"})
         name = req.char or (check_name(named) if named else None)
-        character = self.characters().get(req.user, name) if name else None
+        character = self.characters().get(req.char_owner or req.user, name) if name else None
         if character is not None:
             prompt = _join(character.words, prompt)
         prompt, tags = take_lora_tags(prompt)

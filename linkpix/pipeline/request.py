@@ -72,6 +72,7 @@ class GenerationRequest:
     input_images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
     char: str | None = None  # a character profile's name (pipeline/characters.py)
+    char_owner: str | None = None  # whose profiles `char` names, when not `user` (a link's user is not a key's)
 
     def __post_init__(self) -> None:
         # Read-only view: a request is a value; nobody downstream may change what the client asked.

@@ -162,7 +162,8 @@ class CharacterStore:
         for shared, scope in ((True, self._scope(doc, None)), (False, self._scope(doc, user))):
             for name, body in scope.items():
                 try:
-                    out[name] = parse_profile(name, body, shared)
+                    kept = {k: v for k, v in body.items() if k != "updated"} if isinstance(body, Mapping) else body
+                    out[name] = parse_profile(name, kept, shared)
                 except BadRequest:
                     continue  # a hand-edited entry gone wrong: not offered, the others still are
         return out

@@ -104,11 +104,19 @@ def match_lora(name: str, available: list[Any] | None) -> str:
     if available is None:
         return name if name.lower().endswith(LORA_EXTENSIONS) else name + ".safetensors"
     wanted = name.replace("\\", "/").lower()
+    by_base = []
     for file in available:
         text = str(file).replace("\\", "/")
         stem = text.rsplit(".", 1)[0] if text.lower().endswith(LORA_EXTENSIONS) else text
         if wanted in (text.lower(), stem.lower()):
             return str(file)
+        if "/" not in wanted and wanted in (text.rsplit("/", 1)[-1].lower(), stem.rsplit("/", 1)[-1].lower()):
+            by_base.append(str(file))  # A1111 finds a LoRA by its name in any subfolder
+    if len(by_base) == 1:
+        return by_base[0]
+    if by_base:
+        raise BadRequest(f"LoRA {name!r} is ambiguous: {', '.join(by_base)}; name it with its folder",
+                         {"parameter": "lora", "allowed": by_base})
     have = [str(f) for f in available]
     raise BadRequest(f"unknown LoRA {name!r}; the ComfyUI backends have: {', '.join(have) or 'none'}",
                      {"parameter": "lora", "allowed": have})
