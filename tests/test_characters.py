@@ -354,3 +354,16 @@ def test_a_data_uri_load_image_runs_through_the_comfy_front(lp: ApiServer, sim: 
     bad = {**graph, "1": {"class_type": "LoadImage", "inputs": {"image": "data:image/png;base64,!!!"}}}
     r = requests.post(lp.url + "/prompt", json={"prompt": bad}, timeout=30)
     assert r.status_code == 400 and "base64" in r.text
+
+
+def test_retention_keeps_the_pictures_a_character_names(project: Path, sim: SimulatorServer) -> None:
+    api = ApiServer(project, sim.url, workflow_path="sd15.json", jobs_keep_days=2)
+    try:
+        face, other = upload(api, picture((1, 2, 3))), upload(api, picture((4, 5, 6)))
+        assert put(api, "kept", {"references": [face]}).status_code == 201
+        pruner = api.services.jobs.pruner
+        assert pruner.prune(time.time() + 3 * 86400) == {"jobs": 0, "uploads": 1}
+        root = api.services.jobs.uploads.root
+        assert (root / face).exists() and not (root / other).exists()
+    finally:
+        api.close()

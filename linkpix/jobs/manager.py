@@ -108,7 +108,7 @@ class JobManager:
                       generator, cache, settings, queue_position, webhook_targets, replica=replica)
         manager.recover()
         manager.pruner = Pruner(manager.store, manager.uploads, lambda: settings().jobs_keep_days,
-                                manager._stop).start()
+                                manager._stop, data_dir=Path(data_dir)).start()
         return manager
 
     def _schedule(self) -> Schedule:

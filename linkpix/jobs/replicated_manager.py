@@ -47,7 +47,7 @@ class SharedJobManager(JobManager):
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
                                       manager._cancel_here, manager._let_go).start()
         manager.pruner = Pruner(store, manager.uploads, lambda: settings().jobs_keep_days,  # type: ignore[arg-type]
-                                manager._stop).start()
+                                manager._stop, data_dir=Path(data_dir)).start()
         return manager
 
     def close(self) -> None:

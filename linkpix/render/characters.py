@@ -206,3 +206,19 @@ class CharacterStore:
 
         self._store.update(self.path, edit, default={})
         return gone[0]
+
+
+def referenced_uploads(data_dir: Path) -> set[str]:
+    """Every upload id a profile (anyone's) names as a reference: retention must keep those pictures. Read
+    straight from the file, leniently: a broken file keeps nothing back (and is reported where it is used)."""
+    try:
+        doc = json.loads((Path(data_dir) / CHARACTERS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    scopes = [doc.get(SHARED)] + list((doc.get("users") or {}).values()) if isinstance(doc, dict) else []
+    found: set[str] = set()
+    for scope in scopes:
+        for body in (scope or {}).values() if isinstance(scope, dict) else ():
+            refs = body.get("references") if isinstance(body, dict) else None
+            found.update(r for r in refs or () if isinstance(r, str))
+    return found
