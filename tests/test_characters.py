@@ -290,6 +290,8 @@ def test_profiles_are_per_user_and_shared_ones_come_from_an_admin(project: Path,
         assert listing.status_code == 200 and "secret" not in listing.text and "alice" not in listing.text
         r = api.get("/prompt/hi?char=alice&width=64&height=64", headers=ben)
         assert r.status_code == 404 and "secret" not in r.text and "ann" not in r.text
+        r = api.get("/prompt/hi?char=alice&user=ann&width=64&height=64")  # ?user= is a cache folder, not a key
+        assert r.status_code == 404 and "secret" not in r.text
         assert requests.delete(api.url + "/api/characters/alice", headers=ben, timeout=10).status_code == 404
         assert put(api, "hero", {"words": "the hero"}, headers=ben, params={"scope": "shared"}).status_code == 403
         assert put(api, "hero", {"words": "the shared hero"}, headers=root,
@@ -367,3 +369,15 @@ def test_retention_keeps_the_pictures_a_character_names(project: Path, sim: Simu
         assert (root / face).exists() and not (root / other).exists()
     finally:
         api.close()
+
+
+def test_concurrent_edits_all_land(lp: ApiServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: put(lp, f"c{i}", {"words": f"person {i}"}).status_code, range(24)))
+    assert codes == [201] * 24
+    listed = requests.get(lp.url + "/api/characters", timeout=10).json()["characters"]
+    assert sorted(c["name"] for c in listed) == sorted(f"c{i}" for i in range(24))
+    assert requests.delete(lp.url + "/api/characters/c3", timeout=10).status_code == 204
+    assert requests.get(lp.url + "/api/characters/c3", timeout=10).status_code == 404

@@ -233,9 +233,10 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
     if workflow is not None and not isinstance(workflow, str):
         raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
     seed, random_seed = parse_seed(fields.get("seed"))
+    named = _user(fields.get("user"), user)
     return GenerationRequest(
         prompt=_prompt(text, form),
-        user=_user(fields.get("user"), user),
+        user=named,
         workflow=validate_workflow_name(workflow) if workflow else None,
         styles=parse_styles(fields.get("style", fields.get("styles"))),
         params=params,
@@ -244,6 +245,7 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
         output_format=parse_format(fields.get("format")),
         input_images=images,
         char=parse_char(fields.get("char")),
+        char_owner=user if named != user else None,  # a `user` field names a cache folder, not whose characters
     )
 
 

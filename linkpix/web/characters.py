@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from linkpix.errors import BadRequest, Forbidden, NotFound
 from linkpix.render.characters import SHARED, Character, check_name, parse_profile
 from linkpix.render.loras import match_lora
-from linkpix.web.auth import ANONYMOUS, Caller, identify, require
+from linkpix.web.auth import Caller, identify, require
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
 from linkpix.web.uploads import upload_store
@@ -23,13 +23,10 @@ from linkpix.web.uploads import upload_store
 bp = Blueprint("characters", __name__)
 
 
-def character_owner(link_user: str) -> str:
-    """Whose characters a link may name: the key's user when a key is sent; without one, the link's `user`
-    only while LinkPix is local (network_access off): on the network anyone can type `?user=ann`."""
-    who = identify()
-    if who.keyed:
-        return who.user
-    return ANONYMOUS if services().config.settings.network_access else link_user
+def character_owner() -> str:
+    """Whose characters a request may name: the key's user, or `default` without a key. A link's `?user=`
+    (or a body's `user` field) picks a cache folder, and anyone can type `?user=ann`."""
+    return identify().user
 
 
 def _shared(body: Any = None) -> bool:

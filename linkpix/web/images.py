@@ -122,7 +122,7 @@ def prompt(text: str) -> Response:
         del query["format"]
     req = link_inputs(parse_query(prompt_from_environ(env), query, user))
     if req.char is not None or "char:" in req.prompt:
-        req = dataclasses.replace(req, char_owner=character_owner(user))
+        req = dataclasses.replace(req, char_owner=character_owner())
     job = svc.resolver.resolve(req)
     admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
     outcome = svc.generator.generate(job, user)

@@ -145,7 +145,7 @@ def edits() -> Response:
                               or settings.edit_workflow,
                               "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
                               else {}}
-    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask, char_owner=g.front_user)
     admit("jobs", req.user, keyed=g.front_user != "default", cost=count)  # an edit counts as a job
     editor = services().editor
     if editor is None:
@@ -215,7 +215,7 @@ def _answer(body: dict[str, Any]) -> Response:
     if isinstance(style, str) and style in services().resolver.styles():
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
-    req = parse_json(fields, _user(body))
+    req = dataclasses.replace(parse_json(fields, _user(body)), char_owner=g.front_user)  # the key's characters
     jobs = render(req, count)
     admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
     data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
