@@ -85,8 +85,9 @@ class CharacterResolver(Resolver):
             prompt = _join(character.words, prompt)
         prompt, tags = take_lora_tags(prompt)
         params = dict(req.params)
+        negative_keys = self._negative_keys(params)
         negative_tags: list[LoraUse] = []
-        for key in _NEGATIVE_KEYS:
+        for key in negative_keys:
             if isinstance(params.get(key), str):
                 params[key], found = take_lora_tags(params[key], "negative_prompt")
                 negative_tags += found
@@ -98,12 +99,17 @@ class CharacterResolver(Resolver):
                                       **self._profile_choices(req, character))
         job = super().resolve(changed)
         if character is not None and character.negative and "negative_prompt" in self.template(job.workflow).params:
-            params = {k: v for k, v in params.items() if k not in _NEGATIVE_KEYS}
+            params = {k: v for k, v in params.items() if k not in negative_keys}
             params["negative_prompt"] = combine_negative(job.negative, character.negative)
             changed = dataclasses.replace(changed, params=params)
             job = super().resolve(changed)
         return self._finish(changed, job, character,
                             merge_loras(list(character.loras if character else ()), negative_tags, tags))
+
+    def _negative_keys(self, params: dict[str, Any]) -> list[str]:
+        """The request's spellings of the negative prompt (`neg`, `negative`, aliases in placeholders.json)."""
+        registry = self.registry()
+        return [k for k in params if k in _NEGATIVE_KEYS or registry.canonical(k) == "negative_prompt"]
 
     @staticmethod
     def _profile_choices(req: GenerationRequest, character: Character | None) -> dict[str, Any]:
