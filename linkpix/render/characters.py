@@ -169,14 +169,20 @@ class CharacterStore:
         return out
 
     def get(self, user: str, name: str) -> Character:
-        """The profile `name` as `user` sees it; 404 naming the ones they can use."""
+        """The profile `name` as `user` sees it (only that one is parsed: a link pays for one profile, not
+        for all of them); 404 naming the ones they can use."""
         check_name(name)
-        found = self.visible(user).get(name)
-        if found is None:
-            names = sorted(self.visible(user))
-            raise NotFound(f"no character {name!r}; yours and the shared ones: {', '.join(names) or 'none'} "
-                           "(define one with PUT /api/characters/<name>)", {"parameter": "char", "allowed": names})
-        return found
+        doc = self._doc()
+        for shared, scope in ((False, self._scope(doc, user)), (True, self._scope(doc, None))):
+            body = scope.get(name)
+            if isinstance(body, Mapping):
+                try:
+                    return parse_profile(name, {k: v for k, v in body.items() if k != "updated"}, shared)
+                except BadRequest:
+                    break  # a hand-edited entry gone wrong: as if it were not there
+        names = sorted(self.visible(user))
+        raise NotFound(f"no character {name!r}; yours and the shared ones: {', '.join(names) or 'none'} "
+                       "(define one with PUT /api/characters/<name>)", {"parameter": "char", "allowed": names})
 
     def put(self, user: str, character: Character) -> bool:
         """Store (in `user`'s scope, or the shared one); True when it is new."""
