@@ -98,11 +98,13 @@ class CharacterResolver(Resolver):
         changed = dataclasses.replace(req, prompt=prompt, params=params, char=name,
                                       **self._profile_choices(req, character))
         job = super().resolve(changed)
-        if character is not None and character.negative and "negative_prompt" in self.template(job.workflow).params:
-            params = {k: v for k, v in params.items() if k not in negative_keys}
-            params["negative_prompt"] = combine_negative(job.negative, character.negative)
-            changed = dataclasses.replace(changed, params=params)
-            job = super().resolve(changed)
+        template = self.template(job.workflow)
+        if character is not None and character.negative and "negative_prompt" in template.params:
+            # after the negative the request resolved to, whichever layer it came from: render once more
+            negative = combine_negative(job.negative, character.negative)
+            values = {k: v for k, v in job.params.items() if k in template.params}
+            job = dataclasses.replace(job, negative=negative, graph=template.render(
+                {**values, "prompt": job.prompt, "negative_prompt": negative}))
         return self._finish(changed, job, character,
                             merge_loras(list(character.loras if character else ()), negative_tags, tags))
 

@@ -9,12 +9,12 @@ workflow; otherwise it keeps the file the workflow names.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from linkpix.comfy.objectinfo import ObjectInfo
 from linkpix.render.detect import link_of
+from linkpix.render.loras import graph_copy
 
 IMAGE_LOADERS = ("LoadImage",)
 
@@ -35,7 +35,7 @@ def bind_references(graph: dict[str, Any], names: Sequence[str], taken: str | No
     """A copy of `graph` with `names` (input file names) in its reference slots; -> (graph, how many bound).
 
     Slots left over are pruned where the graph allows it (see the module docstring)."""
-    out = copy.deepcopy(graph)
+    out = graph_copy(graph)
     slots = reference_slots(out, taken)
     for node_id, name in zip(slots, names, strict=False):
         out[node_id]["inputs"]["image"] = name
