@@ -355,7 +355,10 @@ def test_a_data_uri_load_image_runs_through_the_comfy_front(lp: ApiServer, sim: 
     assert name.startswith("linkpix_") and (sim.root / "input" / name).read_bytes() == avatar
     bad = {**graph, "1": {"class_type": "LoadImage", "inputs": {"image": "data:image/png;base64,!!!"}}}
     r = requests.post(lp.url + "/prompt", json={"prompt": bad}, timeout=30)
-    assert r.status_code == 400 and "base64" in r.text
+    assert r.status_code == 400 and "node 1 input image" in r.text and "base64" in r.text
+    bad["1"]["inputs"]["image"] = "data:text/plain,hello"
+    r = requests.post(lp.url + "/prompt", json={"prompt": bad}, timeout=30)
+    assert r.status_code == 400 and "data:image/...;base64" in r.text
 
 
 def test_retention_keeps_the_pictures_a_character_names(project: Path, sim: SimulatorServer) -> None:

@@ -69,8 +69,7 @@ class InputFiles:
             for key in ("image", "mask"):
                 value = inputs.get(key)
                 if isinstance(value, str) and value.startswith("data:"):
-                    data = parse_images([value], max_bytes, f"{node_id}.{key}")[0]
-                    value = self.put(user, data.name, data.data, max_bytes)
+                    value = self._data_uri(user, node_id, key, value, max_bytes)
                 image = self.get(user, value) if isinstance(value, str) and value else None
                 if image is None:
                     continue
@@ -79,6 +78,17 @@ class InputFiles:
                 rewritten[node_id]["inputs"][key] = image.name
                 found[image.name] = image
         return rewritten, tuple(found.values())
+
+    def _data_uri(self, user: str, node_id: str, key: str, value: str, max_bytes: int) -> str:
+        """Store a `data:image/...;base64,` value as `user`'s upload; -> the file name to bind."""
+        if not value.startswith("data:image/") or ";base64," not in value[:100]:
+            raise BadRequest(f"node {node_id} input {key}: a data URI must be data:image/...;base64,...",
+                             {"parameter": f"{node_id}.{key}"})
+        try:
+            image = parse_images([value], max_bytes, f"{node_id}.{key}")[0]
+        except BadRequest as exc:
+            raise BadRequest(f"node {node_id} input {key}: {exc.message}", exc.details) from None
+        return self.put(user, image.name, image.data, max_bytes)
 
 
 def _key(subfolder: str, name: str) -> str:
