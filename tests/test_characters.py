@@ -384,3 +384,27 @@ def test_concurrent_edits_all_land(lp: ApiServer) -> None:
     assert sorted(c["name"] for c in listed) == sorted(f"c{i}" for i in range(24))
     assert requests.delete(lp.url + "/api/characters/c3", timeout=10).status_code == 204
     assert requests.get(lp.url + "/api/characters/c3", timeout=10).status_code == 404
+
+
+def test_lora_tags_in_a_graph_sent_to_the_comfy_front(lp: ApiServer, sim: SimulatorServer) -> None:
+    def n(cls: str, **inputs: Any) -> dict[str, Any]:
+        return {"class_type": cls, "inputs": inputs}
+
+    graph = {"4": n("CheckpointLoaderSimple", ckpt_name="v1-5-pruned-emaonly.safetensors"),
+             "6": n("CLIPTextEncode", text="a knight <lora:alice_face:0.6>, in armour", clip=["4", 1]),
+             "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+             "5": n("EmptyLatentImage", width=64, height=64, batch_size=1),
+             "3": n("KSampler", seed=1, steps=2, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0,
+                    model=["4", 0], positive=["6", 0], negative=["7", 0], latent_image=["5", 0]),
+             "8": n("VAEDecode", samples=["3", 0], vae=["4", 2]),
+             "9": n("SaveImage", images=["8", 0], filename_prefix="st")}
+    r = requests.post(lp.url + "/prompt", json={"prompt": graph, "client_id": "st"}, timeout=60)
+    assert r.status_code == 200, r.text
+    got = last_graph(sim)
+    assert got["6"]["inputs"]["text"] == "a knight, in armour"
+    chain = model_chain(got, got["3"]["inputs"]["model"])
+    assert [n["class_type"] for n in chain] == ["LoraLoader", "CheckpointLoaderSimple"]
+    assert chain[0]["inputs"]["lora_name"] == "alice_face.safetensors" and chain[0]["inputs"]["strength_model"] == 0.6
+    graph["6"]["inputs"]["text"] = "a knight <lora:nobody:1>"
+    r = requests.post(lp.url + "/prompt", json={"prompt": graph}, timeout=60)
+    assert r.status_code == 400 and "nobody" in r.text and "alice_face.safetensors" in r.text

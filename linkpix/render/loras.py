@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from linkpix.errors import BadRequest
-from linkpix.render.detect import COND_SAMPLERS, LORA_NODES, detect, link_of
+from linkpix.render.detect import COND_SAMPLERS, LORA_NODES, STRING_PRIMITIVES, TEXT_INPUTS, detect, link_of
 
 STRENGTH_LIMIT = 10.0  # |strength|: ComfyUI allows +-100, anything past a few is a typo
 LORA_TAG_RE = re.compile(r"<lora:([^:<>]+)((?::[^:<>]*){0,2})>", re.IGNORECASE)
@@ -129,6 +129,26 @@ def merge_loras(*groups: list[LoraUse]) -> list[LoraUse]:
             out.pop(use.name, None)
             out[use.name] = use
     return list(out.values())
+
+
+def take_graph_tags(graph: Mapping[str, Any]) -> tuple[dict[str, Any], list[LoraUse]]:
+    """`<lora:...>` tags in a whole client graph's text (encoders' text inputs, string primitives,
+    StringConcatenate): -> (the graph without them, the LoRAs). The graph comes back as it is without tags."""
+    found: list[LoraUse] = []
+    out: dict[str, Any] | None = None
+    for node_id, node in graph.items():
+        cls = node.get("class_type", "") if isinstance(node, dict) else ""
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(cls, str) or not isinstance(inputs, dict) or not (
+                cls in TEXT_INPUTS or "TextEncode" in cls or cls in STRING_PRIMITIVES or cls == "StringConcatenate"):
+            continue
+        for key, value in inputs.items():
+            if isinstance(value, str) and "<lora:" in value.lower():
+                text, uses = take_lora_tags(value, f"{node_id}.{key}")
+                out = out if out is not None else graph_copy(graph)
+                out[node_id]["inputs"][key] = text
+                found += uses
+    return (out if out is not None else dict(graph)), merge_loras(found)
 
 
 # -------------------------------------------------------------------------------------- graph surgery

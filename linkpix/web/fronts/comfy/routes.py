@@ -90,7 +90,7 @@ def post_prompt() -> Response:
     user = g.front_user
     front = comfy_front()
     bound, uploads = front.files.bind(user, graph, max_upload_bytes())
-    job = job_from_graph(bound, uploads)
+    job = job_from_graph(bound, uploads, lora_files=services().resolver.lora_files)  # <lora:...> tags
     admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
