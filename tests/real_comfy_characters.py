@@ -131,6 +131,15 @@ def main(comfy: str) -> None:
         view = requests.get(comfy + "/view", params={"filename": graph["10"]["inputs"]["image"], "type": "input"},
                             timeout=10)
         check(f"  ComfyUI loaded {graph['10']['inputs']['image']}, the avatar's bytes", view.content == avatar)
+        seen = set(requests.get(comfy + "/history", timeout=10).json())
+        tagged = json.loads(json.dumps(TXT2IMG))
+        tagged["6"]["inputs"]["text"] = "a robot <lora:tiny-lora:0.4>"
+        r = requests.post(api.url + "/prompt", json={"prompt": tagged, "client_id": "trial"}, timeout=120)
+        check(f"ComfyUI front, <lora:tiny-lora:0.4> in the graph -> {r.status_code}", r.status_code == 200)
+        graph = newest(comfy, seen)
+        lora = graph[graph["3"]["inputs"]["model"][0]]
+        check(f"  {lora['class_type']} {lora['inputs'].get('strength_model')}, text {graph['6']['inputs']['text']!r}",
+              lora["class_type"] == "LoraLoader" and graph["6"]["inputs"]["text"] == "a robot")
     finally:
         api.close()
         shutil.rmtree(tmp, ignore_errors=True)
