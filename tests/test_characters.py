@@ -273,7 +273,9 @@ def test_bad_profiles_are_400s_naming_the_field(lp: ApiServer) -> None:
         assert words in r.json()["message"], r.json()
     assert requests.put(lp.url + "/api/characters/ok", data="nope", timeout=10).status_code == 400
     r = lp.get("/prompt/hi?char=ghost")
-    assert r.status_code == 404 and "ghost" in r.headers.get("X-LinkPix-Error", r.text)
+    assert r.status_code == 400 and "ghost" in r.headers.get("X-LinkPix-Error", r.text)
+    r = lp.get("/prompt/hi?char=bad%20name!")
+    assert r.status_code == 400 and "invalid character name" in r.headers.get("X-LinkPix-Error", r.text)
     assert requests.delete(lp.url + "/api/characters/ghost", timeout=10).status_code == 404
 
 
@@ -288,10 +290,11 @@ def test_profiles_are_per_user_and_shared_ones_come_from_an_admin(project: Path,
         assert requests.get(api.url + "/api/characters/alice", headers=ben, timeout=10).status_code == 404
         listing = requests.get(api.url + "/api/characters", headers=ben, timeout=10)
         assert listing.status_code == 200 and "secret" not in listing.text and "alice" not in listing.text
-        r = api.get("/prompt/hi?char=alice&width=64&height=64", headers=ben)
-        assert r.status_code == 404 and "secret" not in r.text and "ann" not in r.text
+        r = api.get("/prompt/hi?char=alice&width=64&height=64&format=json", headers=ben)
+        assert r.status_code == 400 and "secret" not in r.text and "ann" not in r.text
+        assert "yours and the shared ones: none" in r.json()["message"]
         r = api.get("/prompt/hi?char=alice&user=ann&width=64&height=64")  # ?user= is a cache folder, not a key
-        assert r.status_code == 404 and "secret" not in r.text
+        assert r.status_code == 400 and "secret" not in r.text
         assert requests.delete(api.url + "/api/characters/alice", headers=ben, timeout=10).status_code == 404
         assert put(api, "hero", {"words": "the hero"}, headers=ben, params={"scope": "shared"}).status_code == 403
         assert put(api, "hero", {"words": "the shared hero"}, headers=root,

@@ -80,7 +80,7 @@ class CharacterResolver(Resolver):
             raise BadRequest(f"the prompt names character {named!r} and char= names {req.char!r}; name one",
                              {"parameter": "char"})
         name = req.char or (check_name(named) if named else None)
-        character = self.characters().get(req.char_owner or req.user, name) if name else None
+        character = self._character(req.char_owner or req.user, name) if name else None
         if character is not None:
             prompt = _join(character.words, prompt)
         prompt, tags = take_lora_tags(prompt)
@@ -107,6 +107,14 @@ class CharacterResolver(Resolver):
                 {**values, "prompt": job.prompt, "negative_prompt": negative}))
         return self._finish(changed, job, character,
                             merge_loras(list(character.loras if character else ()), negative_tags, tags))
+
+    def _character(self, owner: str, name: str) -> Character:
+        """A 400 (like an unknown style) for a name the caller cannot use, listing the ones they can."""
+        store = self.characters()
+        found = store.find(owner, name)
+        if found is None:
+            raise BadRequest(store.unknown(owner, name), {"parameter": "char", "allowed": sorted(store.visible(owner))})
+        return found
 
     def _negative_keys(self, params: dict[str, Any]) -> list[str]:
         """The request's spellings of the negative prompt (`neg`, `negative`, aliases in placeholders.json)."""

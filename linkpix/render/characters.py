@@ -168,9 +168,9 @@ class CharacterStore:
                     continue  # a hand-edited entry gone wrong: not offered, the others still are
         return out
 
-    def get(self, user: str, name: str) -> Character:
-        """The profile `name` as `user` sees it (only that one is parsed: a link pays for one profile, not
-        for all of them); 404 naming the ones they can use."""
+    def find(self, user: str, name: str) -> Character | None:
+        """The profile `name` as `user` sees it, or None (only that one is parsed: a link pays for one
+        profile, not for all of them)."""
         check_name(name)
         doc = self._doc()
         for shared, scope in ((False, self._scope(doc, user)), (True, self._scope(doc, None))):
@@ -179,10 +179,21 @@ class CharacterStore:
                 try:
                     return parse_profile(name, {k: v for k, v in body.items() if k != "updated"}, shared)
                 except BadRequest:
-                    break  # a hand-edited entry gone wrong: as if it were not there
+                    return None  # a hand-edited entry gone wrong: as if it were not there
+        return None
+
+    def get(self, user: str, name: str) -> Character:
+        """The profile `name` as `user` sees it; 404 naming the ones they can use."""
+        found = self.find(user, name)
+        if found is None:
+            raise NotFound(self.unknown(user, name), {"parameter": "name", "allowed": sorted(self.visible(user))})
+        return found
+
+    def unknown(self, user: str, name: str) -> str:
+        """The message for a name `user` cannot use: theirs and the shared ones, nobody else's."""
         names = sorted(self.visible(user))
-        raise NotFound(f"no character {name!r}; yours and the shared ones: {', '.join(names) or 'none'} "
-                       "(define one with PUT /api/characters/<name>)", {"parameter": "char", "allowed": names})
+        return (f"no character {name!r}; yours and the shared ones: {', '.join(names) or 'none'} "
+                "(define one with PUT /api/characters/<name>)")
 
     def put(self, user: str, character: Character) -> bool:
         """Store (in `user`'s scope, or the shared one); True when it is new."""
