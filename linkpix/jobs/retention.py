@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from linkpix.config import Settings
 from linkpix.jobs.store import JobStore
 from linkpix.render.characters import referenced_uploads
 from linkpix.storage.uploads import Uploads
@@ -29,13 +30,13 @@ INTERVAL = 3600.0  # s between two prunings
 class Pruner:
     """Prunes one job store and its uploads; `prune()` runs once, `start()` every hour."""
 
-    def __init__(self, store: JobStore, uploads: Uploads, keep_days: Callable[[], float],
+    def __init__(self, store: JobStore, uploads: Uploads, settings: Callable[[], Settings],
                  stop: threading.Event, interval: float = INTERVAL, data_dir: Path | None = None) -> None:
         """`data_dir`: the folder whose `characters.json` names reference pictures to keep too."""
         self._data_dir = data_dir
         self._store = store
         self._uploads = uploads
-        self._keep_days = keep_days
+        self._settings = settings  # jobs_keep_days, read at each round
         self._stop = stop
         self._interval = interval
         self._thread = threading.Thread(target=self._run, name="jobs-retention", daemon=True)
@@ -56,7 +57,7 @@ class Pruner:
 
     def prune(self, now: float | None = None) -> dict[str, int]:
         """Delete what is older than jobs_keep_days as of `now`; returns how many jobs and uploads went."""
-        days = self._keep_days()
+        days = self._settings().jobs_keep_days
         if days <= 0:
             return {"jobs": 0, "uploads": 0}
         cutoff = (time.time() if now is None else now) - days * DAY

@@ -24,8 +24,8 @@ from typing import Any
 from linkpix.comfy.objectinfo import choices
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, LinkPixError
-from linkpix.pipeline.request import GenerationRequest, validate_workflow_name
-from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.model import GenerationRequest, RenderedJob, validate_workflow_name
+from linkpix.pipeline.resolver import Resolver
 from linkpix.render.characters import Character, CharacterStore, check_name
 from linkpix.render.detect import COND_SAMPLERS
 from linkpix.render.loras import LoraUse, insert_loras, match_lora, merge_loras, take_lora_tags
@@ -55,13 +55,15 @@ class CharacterResolver(Resolver):
 
     def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
                  object_info: Callable[[], dict | None],
-                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 check_graph: Callable[[dict[str, Any]], None] | None = None, *,
+                 uploads: Uploads | None = None) -> None:
+        """`uploads`: the store characters' reference pictures are kept in (None: characters without them)."""
         super().__init__(config, store, object_info, check_graph)
         self._json = store
         self._get_config = config
         self._ask_info = object_info
         self._check_models = check_graph
-        self.uploads: Callable[[], Uploads] | None = None  # set once the job manager (which keeps them) exists
+        self.uploads = uploads
 
     def characters(self) -> CharacterStore:
         return CharacterStore(self._json, self._get_config().data_dir)
@@ -160,9 +162,8 @@ class CharacterResolver(Resolver):
     def _references(self, req: GenerationRequest, job: RenderedJob, graph: dict[str, Any],
                     character: Character) -> tuple[dict[str, Any], list[Any]]:
         if self.uploads is None:
-            raise BadRequest("reference pictures are kept by the jobs API, which is not enabled")
-        store = self.uploads()
-        images = [store.get(ref, "references") for ref in character.references]
+            raise BadRequest("reference pictures need the upload store, which this resolver was built without")
+        images = [self.uploads.get(ref, "references") for ref in character.references]
         binding = self.template(job.workflow).params.get("image")
         taken = binding.slots[0].node if binding is not None and binding.slots and req.input_images else None
         try:

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from linkpix.errors import BadRequest, WorkflowRejected
-from linkpix.pipeline.request import InputImage
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import InputImage, RenderedJob
 from linkpix.render.loras import insert_loras, match_lora, take_graph_tags
 
 CLIENT_GRAPH = "(client graph)"  # the `workflow` a RenderedJob of a client graph reports

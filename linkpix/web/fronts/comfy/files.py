@@ -15,7 +15,8 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, parse_images
+from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.uploads import Uploads
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
