@@ -114,12 +114,13 @@ class JobManager:
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads, generator, cache, settings,
                       queue_position, webhook_targets, replica=replica, finish_edit=finish_edit)
         manager.recover()
-        manager.start_pruner()
+        manager.start_pruner(Path(data_dir))
         return manager
 
-    def start_pruner(self) -> None:
-        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes."""
-        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop).start()
+    def start_pruner(self, data_dir: Path | None = None) -> None:
+        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes; the
+        pictures character profiles in `data_dir` name as references are kept."""
+        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop, data_dir=data_dir).start()
 
     @property
     def closed(self) -> bool:

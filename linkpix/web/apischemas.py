@@ -38,6 +38,9 @@ def array(items: Schema | str) -> Schema:
             else items}
 
 
+CHAR: Schema = {"type": "string", "description": "LinkPix: a character profile (docs/characters.md)"}
+
+
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -57,6 +60,7 @@ ERRORS: dict[str, Schema] = {
 # ------------------------------------------------------------------------------------------ LinkPix
 IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
                   prompt_id=nullable(STR))
+LORA = obj(["name", "strength"], name=STR, strength=NUM, clip_strength=NUM)
 LINKPIX: dict[str, Schema] = {
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
@@ -76,6 +80,14 @@ LINKPIX: dict[str, Schema] = {
                   providers=array(obj(["name", "kind", "models"], name=STR, kind=STR, models=STRINGS,
                                       priority=INT, features=STRINGS))),
     "Ready": obj(["ready", "reason"], ready=BOOL, reason=STR),
+    "Character": obj(["name", "words", "negative", "loras", "references", "scope", "version"], name=STR,
+                     words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                     workflow=nullable(STR), description=STR, scope={"type": "string", "enum": ["user", "shared"]},
+                     version=STR),
+    "CharacterList": obj(["characters"], characters=array("Character")),
+    "CharacterBody": obj(words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                         workflow=nullable(STR), description=STR,
+                         scope={"type": "string", "enum": ["user", "shared"]}),
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(
@@ -124,7 +136,7 @@ PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=STR, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
-        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
         user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
@@ -155,6 +167,7 @@ A1111: dict[str, Schema] = {
         ["prompt"], prompt=STR, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+        char=CHAR,
         override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images=STRINGS, denoising_strength=NUM,
@@ -182,7 +195,7 @@ OPENAI: dict[str, Schema] = {
         ["prompt"], prompt=STR, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
-        negative_prompt=STR),
+        negative_prompt=STR, char=CHAR),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                           mask={"type": "string", "format": "binary"}, prompt=STR, model=STR, n=INT,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},
