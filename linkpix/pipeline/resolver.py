@@ -228,7 +228,7 @@ class Resolver:
         LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
         needs = template.needs()
         if not req.input_images and req.mask is None:
-            if needs["image"] and "image" not in requested:
+            if needs["image"] and "image" not in requested and not self.image_supplied(req):
                 raise needs_input(template.name)
             return (), ()
         if not needs["image"]:
@@ -252,6 +252,10 @@ class Resolver:
         if "image" not in requested:
             values["image"] = images[0].name
         return tuple(images), tuple(notes)
+
+    def image_supplied(self, req: GenerationRequest) -> bool:
+        """Whether a later layer fills the workflow's image input itself (characters' reference pictures)."""
+        return False
 
     def lacks_input(self, workflow: str, what: str) -> BadRequest:
         """The 400 for a workflow without an image (or mask) input, naming the workflows that have one."""
