@@ -280,6 +280,7 @@ def test_bad_profiles_are_400s_naming_the_field(lp: ApiServer) -> None:
     assert requests.delete(lp.url + "/api/characters/ghost", timeout=10).status_code == 404
 
 
+@pytest.mark.slow
 def test_profiles_are_per_user_and_shared_ones_come_from_an_admin(project: Path, sim: SimulatorServer) -> None:
     keys = {"key-ann": "ann", "key-ben": "ben", "key-root": "root"}
     api = ApiServer(project, sim.url, workflow_path="sd15.json", network_access=True, api_keys=keys,
@@ -313,6 +314,7 @@ def test_profiles_are_per_user_and_shared_ones_come_from_an_admin(project: Path,
         api.close()
 
 
+@pytest.mark.slow
 def test_fronts_jobs_and_edit_take_char(lp: ApiServer, sim: SimulatorServer) -> None:
     put(lp, "alice", {"words": "alice", "negative": "beard", "loras": [{"name": "alice_face", "strength": 0.7}]})
     from openai import OpenAI

@@ -114,6 +114,7 @@ def _check_region_edit(server: JobsServer, src: Image.Image, body: dict, result:
     return got
 
 
+@pytest.mark.slow
 def test_a_spatial_edit_comes_back_at_the_photos_size_with_only_the_region_from_the_model(server):
     src = detailed_photo(2400, 1600)
     icc = b"\0\0\0\x14linkpix-test-profile"
@@ -147,6 +148,7 @@ def test_a_spatial_edit_comes_back_at_the_photos_size_with_only_the_region_from_
     assert abs(float(r.headers["X-LinkPix-Region-Share"]) - body["region_share"]) < 1e-3
 
 
+@pytest.mark.slow
 def test_orientation_is_kept_and_the_region_lands_where_it_is_shown(server):
     shown = detailed_photo(1200, 1800, seed=9)  # portrait as shown
     exif = Image.Exif()
@@ -162,6 +164,7 @@ def test_orientation_is_kept_and_the_region_lands_where_it_is_shown(server):
     _check_region_edit(server, ImageOps.exif_transpose(opened(data)).convert("RGB"), body, upright)
 
 
+@pytest.mark.slow
 def test_a_users_mask_wins_and_a_mask_on_the_files_grid_is_turned(server):
     shown = detailed_photo(640, 960, seed=4)
     exif = Image.Exif()
@@ -183,6 +186,7 @@ def test_a_users_mask_wins_and_a_mask_on_the_files_grid_is_turned(server):
     assert a.shape == b.shape == (960, 640, 3) and np.abs(a - b).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_direct_is_the_models_output_and_says_so_and_methods_are_checked(server):
     data = jpeg(detailed_photo(1800, 1200))
     r = edit(server, data, "add a disc", method="direct")
@@ -197,6 +201,7 @@ def test_direct_is_the_models_output_and_says_so_and_methods_are_checked(server)
     assert bad.status_code == 400 and "auto, lut, region or direct" in bad.json()["message"]
 
 
+@pytest.mark.slow
 def test_the_query_string_is_read_like_every_other_routes(server):
     data = jpeg(detailed_photo(480, 320))
     r = edit(server, data, "add a disc", query="?method=region&foo=1&format=json")
@@ -244,6 +249,7 @@ def test_a_24_megapixel_spatial_edit(server):
     print("24 MP region edit:", got)
 
 
+@pytest.mark.slow
 def test_each_user_has_their_own_result_and_mask(project, simulator):
     """Stored images (result and mask alike) live in the user's own part of the cache: the same edit by
     another key is computed and stored for that user, never answered from the first user's entry. (Their
@@ -298,6 +304,7 @@ def test_a_transparent_png_keeps_its_alpha_and_a_tiny_photo_works():
     assert result.method == "region" and opened(result.data).size == (40, 30)
 
 
+@pytest.mark.slow
 def test_openai_images_edit_of_a_spatial_edit_comes_back_at_the_photos_size(project, simulator):
     front = FrontServer(project, simulator.url)
     try:
@@ -313,6 +320,7 @@ def test_openai_images_edit_of_a_spatial_edit_comes_back_at_the_photos_size(proj
         front.close()
 
 
+@pytest.mark.slow
 def test_the_dashboards_summary_names_the_region_and_autos_reason():
     from linkpix.dashboard.edit_tab import summary
     text = summary({"method": "region", "fit": {"mean": 3.5, "p95": 20.0, "miss": 0.09}, "width": 6000,
@@ -321,6 +329,7 @@ def test_the_dashboards_summary_names_the_region_and_autos_reason():
     assert "Method: region" in text and "9.1 % of the picture" in text and "auto chose region" in text
 
 
+@pytest.mark.slow
 def test_a_links_mask_on_the_files_grid_is_turned_not_stretched(server):
     shown = detailed_photo(320, 480, seed=4)
     exif = Image.Exif()
@@ -338,6 +347,7 @@ def test_a_links_mask_on_the_files_grid_is_turned_not_stretched(server):
     assert "the mask was resized to the image's 320x480" in notes[2]
 
 
+@pytest.mark.slow
 def test_an_output_shifted_by_the_model_is_moved_back_before_the_region_is_found():
     from scipy import ndimage
 
@@ -354,6 +364,7 @@ def test_an_output_shifted_by_the_model_is_moved_back_before_the_region_is_found
     assert np.array_equal(out[mask == 0], np.asarray(src)[mask == 0])  # the photo's own pixels, untouched
 
 
+@pytest.mark.slow
 def test_a_region_edit_as_a_job_comes_back_at_the_photos_size(server):
     src = detailed_photo(1500, 1000, seed=13)
     queued = server.post("/edit?async=1", files={"image": ("p.jpg", jpeg(src))}, data={"prompt": "add a disc"})

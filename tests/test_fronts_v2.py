@@ -26,6 +26,9 @@ from v2_support import client, load_and_save, png, txt2img
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): the Comfy API v2 through a running API, the comfy-sdk client: seconds each.
+pytestmark = pytest.mark.slow
+
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 
 
@@ -110,7 +113,6 @@ def test_events_to_the_terminal_status(project, slow):
         srv.close()
 
 
-@pytest.mark.slow
 def test_idempotency_key_reuse_is_refused_also_after_a_restart(project, simulator):
     srv = ApiServer(project, simulator.url)
     try:
@@ -135,7 +137,6 @@ def test_idempotency_key_reuse_is_refused_also_after_a_restart(project, simulato
         srv.close()
 
 
-@pytest.mark.slow
 def test_cancel(project, slow):
     srv = ApiServer(project, slow.url)
     try:
@@ -152,7 +153,6 @@ def test_cancel(project, slow):
         srv.close()
 
 
-@pytest.mark.slow
 def test_keys_own_jobs_assets_and_listing(project, simulator):
     srv = ApiServer(project, simulator.url, api_keys=KEYS)
     try:
@@ -198,7 +198,6 @@ def test_keys_own_jobs_assets_and_listing(project, simulator):
         srv.close()
 
 
-@pytest.mark.slow
 def test_a_running_job_is_reattached_after_a_restart(project, slow):
     srv = ApiServer(project, slow.url)
     c = client(srv)

@@ -19,6 +19,9 @@ from v2_support import client, load_and_save, png, txt2img
 
 from linkpix.simulator import SimulatorServer
 
+# Slow (docs/testing.md): the Comfy API v2 over a pool of simulators: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def sims(tmp_path: Path) -> Iterator[Sims]:
@@ -33,7 +36,6 @@ def _error(r: requests.Response) -> tuple[int, str]:
     return r.status_code, r.json()["error"]["code"]
 
 
-@pytest.mark.slow
 def test_eight_jobs_at_once_on_two_backends(project, sims):
     a, b = sims.start("a", step_delay=0.03), sims.start("b", step_delay=0.03)
     srv = pool_api(project, sims, job_workers=8)
@@ -56,7 +58,6 @@ def test_eight_jobs_at_once_on_two_backends(project, sims):
         srv.close()
 
 
-@pytest.mark.slow
 def test_identical_concurrent_jobs_share_one_run(project, tmp_path):
     sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "sim", step_delay=0.05)
     sim.start()
@@ -73,7 +74,6 @@ def test_identical_concurrent_jobs_share_one_run(project, tmp_path):
         sim.stop()
 
 
-@pytest.mark.slow
 def test_contract_error_codes(project, tmp_path):
     sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "sim", step_delay=0.05)
     sim.start()
@@ -131,7 +131,6 @@ def test_contract_error_codes(project, tmp_path):
         sim.stop()
 
 
-@pytest.mark.slow
 def test_idempotency_and_records_shared_by_replicas(project, simulator, redis_server, tmp_path):  # noqa: F811
     one = ApiServer(project, simulator.url, redis_url=redis_server.url, replica_name="one")
     two = ApiServer(project, simulator.url, redis_url=redis_server.url, replica_name="two")

@@ -106,6 +106,7 @@ def test_qwen_2509_edit_keeps_the_photo_first_and_adds_the_references(lp: ApiSer
     assert through(graph, encoder["inputs"]["clip"], "clip") == ["LoraLoader", "CLIPLoader"]
 
 
+@pytest.mark.slow
 def test_a_lora_only_one_backend_has_runs_there(project: Path, tmp_path: Path) -> None:
     sims = Sims(tmp_path / "pool")
     try:
