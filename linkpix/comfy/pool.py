@@ -53,6 +53,11 @@ class NoBackend(BackendUnavailable):
     """No backend could take the run (none answering, or none left to fail over to): nothing was queued."""
 
 
+class AllBusy(NoBackend):
+    """Every backend that could run the graph already has `depth` of LinkPix's runs: wait for a slot (the
+    fair queue, `pipeline/fairqueue.py`, asks with a depth and keeps the request until one frees)."""
+
+
 @dataclass
 class Member:
     """One backend: its settings, its client, and what LinkPix saw it do."""
@@ -159,8 +164,10 @@ class Pool:
                                  f"{', '.join(m.name for m in self._active()) or 'none'})")
 
     # --- routing ----------------------------------------------------------------------------------
-    def choose(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = ()) -> ComfyClient:
-        """The backend to run `graph` on, reserved for the run (see the module docstring)."""
+    def choose(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = (),
+               depth: int | None = None) -> ComfyClient:
+        """The backend to run `graph` on, reserved for the run (see the module docstring). With `depth`,
+        only a backend with fewer than `depth` LinkPix runs on it; AllBusy when every able one is full."""
         refs = routing.model_files(graph)
         wanted = routing.main_model(refs)
         excluded = {id(c) for c in exclude}
@@ -176,11 +183,19 @@ class Pool:
             if not usable:
                 raise NoBackend("no ComfyUI backend that can run this is answering: " + "; ".join(
                     m.client.health.describe() for m in able), {"backends": [m.name for m in able]})
+            if depth is not None:
+                usable = [m for m in usable if m.inflight < depth]
+                if not usable:
+                    raise AllBusy(f"every ComfyUI backend that can run this has {depth} runs", {})
             pick = min(usable, key=lambda m: (m.full, routing.cost(m.load, m.spec.weight, m.last_model, wanted),
                                               m.runs))
             pick.inflight += 1
             pick.last_model = wanted or pick.last_model
             return pick.client
+
+    def has_room(self, depth: int) -> bool:
+        """Whether some backend in the rotation has fewer than `depth` LinkPix runs (cheap: no probing)."""
+        return any(m.inflight < depth and m.client.health.state != FROZEN for m in self._active())
 
     def can_run(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = ()) -> bool:
         """Whether `choose` would find a backend now (nothing is reserved)."""

@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
 from linkpix.comfy.pool import NoBackend
+from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode, image_size
+from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import (
     SUBMITTED,
     Backend,
@@ -56,10 +58,12 @@ if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
 log = logging.getLogger(__name__)
 
 RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
+GpuObserver = Callable[[str, float], None]  # user, GPU-seconds of one successful run
 
 # The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
 # seconds later only if the run somehow did not answer by then.
 AWAIT_MARGIN = 5.0
+QUEUED_LOOK = 1.0  # s between a waiter's looks while its run waits in LinkPix's queue (no timeout runs yet)
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Outcome:
     image: CachedImage
     cache_hit: bool
     joined: bool = False
+    gpu_seconds: float | None = None  # this request's run's time in ComfyUI (None: cached, or joined)
 
 
 class Generator:
@@ -77,7 +82,10 @@ class Generator:
     def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
                  max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
                  strip_metadata: Callable[[], bool] = lambda: False,
-                 shared: SharedFlights | None = None) -> None:
+                 shared: SharedFlights | None = None, queue: FairQueue | None = None) -> None:
+        self.queue = queue if queue is not None else FairQueue(pool)  # who runs next (pipeline/fairqueue.py)
+        self.on_gpu: GpuObserver | None = None  # usage and quotas: told each run's GPU-seconds, for its user
+        self.admit_run: Callable[[str], None] | None = None  # quotas: raises before a user starts a run
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self._strip = strip_metadata
@@ -115,10 +123,11 @@ class Generator:
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
-                 backend: str | None = None) -> Outcome:
+                 backend: str | None = None, background: bool = False) -> Outcome:
         """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
         `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
-        may leave early; it then gets `Cancelled`."""
+        may leave early; it then gets `Cancelled`. `background`: nobody waits at a link for it (a job),
+        so the user's links go first in LinkPix's queue."""
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -128,13 +137,17 @@ class Generator:
                 self.cache.record(hit=True)
                 return Outcome(cached, cache_hit=True)
         self.cache.record(hit=False)
+        if self.admit_run is not None and prompt_id is None and key not in self._flights:
+            self.admit_run(user)  # a quota counts runs started, never a cached picture or a shared run
         token = object()
         flight, owner = self._join(key, token)
         try:
             flight.listen(on_event)
             if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user, not background),
                                  name=f"flight-{key[:8]}", daemon=True).start()
+            elif not background:
+                self.queue.promote(key)
             if ticket is not None and not ticket._attach(self, flight, token):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
@@ -149,22 +162,33 @@ class Generator:
         elif stored is None:
             data = encode(output.data, job.output_format, strip=self._strip())
             stored = self.cache.put(user, key, job.output_format, data, meta)
-        return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
+        joined = not owner or flight.remote
+        return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
-        if ticket is None:
-            try:
-                return flight.future.result(timeout=timeout)
-            except TimeoutError:
-                raise self._overdue(flight, timeout) from None
-        flight.future.add_done_callback(lambda _f: ticket._wake.set())
-        ticket._wake.wait(timeout)
-        if ticket.cancelled:
-            raise Cancelled("this waiter left the run")
-        if not flight.future.done():
-            raise self._overdue(flight, timeout)
-        return flight.future.result()
+        """The run's result. Time spent waiting in LinkPix's queue does not count: the timeout starts
+        when a backend takes the run (which enforces it; this only bounds waiting)."""
+        timeout = self._timeout() + AWAIT_MARGIN
+        if ticket is not None:
+            flight.future.add_done_callback(lambda _f: ticket._wake.set())
+        since = time.monotonic()
+        while True:
+            if flight.run_started is None and not flight.remote:
+                left = QUEUED_LOOK  # still in LinkPix's queue: no timeout runs yet
+            else:
+                left = (flight.run_started or since) + timeout - time.monotonic()
+            if left <= 0:
+                raise self._overdue(flight, timeout)
+            if ticket is None:
+                try:
+                    return flight.future.result(timeout=left)
+                except TimeoutError:
+                    continue
+            ticket._wake.wait(left)
+            if ticket.cancelled:
+                raise Cancelled("this waiter left the run")
+            if flight.future.done():
+                return flight.future.result()
 
     @staticmethod
     def _overdue(flight: Flight, timeout: float) -> GenerationTimeout:
@@ -182,6 +206,7 @@ class Generator:
                 return
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]  # new identical requests must not join a doomed run
+        self.queue.withdraw(flight.key)  # waiting in LinkPix's queue: it leaves it now
         with flight.lock:
             flight.aborted = True
             prompt_id = flight.prompt_id
@@ -214,18 +239,19 @@ class Generator:
             return flight, True
 
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
-             backend_name: str | None = None, user: str = "default") -> None:
+             backend_name: str | None = None, user: str = "default", interactive: bool = True) -> None:
         started = time.monotonic()
         deadline = started + self._timeout()
         try:
             if prompt_id is not None:
                 backend = self._pool.client(backend_name or "")
                 self._pool.reserve(backend)
+                flight.run_started = time.monotonic()
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
             elif self._shared is not None:
-                result = self._fly_shared(flight, job, user, deadline, started)
+                result = self._fly_shared(flight, job, user, deadline, started, interactive)
             else:
-                result = self._run(flight, job, deadline, started)
+                result = self._run(flight, job, deadline, started, user, interactive)
             flight.future.set_result(result)
         except LinkPixError as exc:
             flight.future.set_exception(exc)
@@ -240,7 +266,7 @@ class Generator:
                 self._report(flight, job, time.monotonic() - started)
 
     def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
-                    started: float) -> tuple[Any, dict[str, Any]]:
+                    started: float, interactive: bool = True) -> tuple[Any, dict[str, Any]]:
         """Claim the key across replicas and run it, or wait for the replica that claimed it."""
         assert self._shared is not None
         while True:
@@ -257,7 +283,7 @@ class Generator:
         flight.remote = False
         try:
             try:
-                output, meta = self._run(flight, job, deadline, started)
+                output, meta = self._run(flight, job, deadline, started, user, interactive)
                 data = encode(output.data, job.output_format, strip=self._strip())
                 flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
@@ -279,9 +305,10 @@ class Generator:
                                   "output_dir (or the S3 bucket) really shared by every replica?") from None
         return None, own_meta(flight.stored.meta)
 
-    def _run(self, flight: Flight, job: RenderedJob, deadline: float,
-             started: float) -> tuple[OutputImage, dict[str, Any]]:
-        """Attempts on the pool's backends until one gives the image (see the module docstring)."""
+    def _run(self, flight: Flight, job: RenderedJob, deadline: float, started: float, user: str = "default",
+             interactive: bool = True) -> tuple[OutputImage, dict[str, Any]]:
+        """Attempts on the pool's backends until one gives the image (see the module docstring). Each
+        attempt waits its turn in LinkPix's queue first; the timeout counts from the first backend's start."""
         tried: list[Backend] = []
         failovers = 0
         submitted: str | None = None
@@ -289,13 +316,23 @@ class Generator:
         failure: BackendUnavailable | None = None
         resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
         while True:
+            slot: Slot | None = None
             if resume is not None:
                 backend, prompt_id = resume
                 self._pool.reserve(backend)
             else:
                 prompt_id = None
                 try:
-                    backend = self._pool.choose(job.graph, exclude=tried)
+                    queued = time.monotonic()
+                    slot = self.queue.acquire(flight.key, user, job.graph, interactive=interactive,
+                                              exclude=tried, cancelled=lambda: flight.aborted)
+                    if slot is None:
+                        raise Cancelled("every waiter left before the run started")
+                    backend = slot.client
+                    if flight.run_started is None:  # the timeout starts now, not when the request queued
+                        waited = time.monotonic() - queued
+                        deadline, started = deadline + waited, started + waited
+                        flight.run_started = time.monotonic()
                 except BackendUnavailable:
                     if failure is None:
                         raise
@@ -303,7 +340,8 @@ class Generator:
                         raise failure from None  # the backend's own words say more than "no other one"
                     raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
             try:
-                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None,
+                                     slot=slot, user=user)
             except ClientClosed:
                 raise  # LinkPix is shutting down (or dropped the backend): a run elsewhere would be orphaned
             except BackendUnavailable as exc:
@@ -327,12 +365,20 @@ class Generator:
                 log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
 
     def _attempt(self, flight: Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
-                 prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
-        """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
+                 prompt_id: str | None, resumed: bool = False, slot: Slot | None = None,
+                 user: str = "default") -> tuple[OutputImage, dict[str, Any]]:
+        """One try on one backend (reserved by the caller and released here, with its queue `slot`):
+        upload, submit, wait; a success's time in ComfyUI is counted for `user`."""
         reattached = prompt_id is not None and not resumed
         with flight.lock:
             flight.backend, flight.prompt_id = backend, prompt_id
-        began, error = time.monotonic(), None
+        began, error, gpu = time.monotonic(), None, None
+        clock = RunClock()
+
+        def _emit(event: Event) -> None:
+            clock.see(event)
+            flight.emit(event)
+
         try:
             if prompt_id is None:
                 for upload in job.uploads:
@@ -347,8 +393,10 @@ class Generator:
                     self._stop(flight, prompt_id)
             if not resumed:
                 flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
-            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
+            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), _emit,
                                  reattach=reattached, budget=deadline - started)
+            gpu = flight.gpu_seconds = round(clock.seconds(entry), 3)
+            self._count_gpu(user, gpu)
             outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
@@ -359,6 +407,16 @@ class Generator:
             raise
         finally:
             self._pool.finished(backend, time.monotonic() - began, error)
+            if slot is not None:
+                self.queue.finish(slot, gpu)
+
+    def _count_gpu(self, user: str, seconds: float) -> None:
+        if self.on_gpu is None:
+            return
+        try:
+            self.on_gpu(user, seconds)
+        except Exception:  # the usage book's trouble must not fail the run others wait on
+            log.exception("counting a run's GPU-seconds failed")
 
     @staticmethod
     def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""LinkPix's own queue in front of the ComfyUI backends: who runs next, by each user's fair share.
+
+ComfyUI runs prompts first come, first served, so one script that queues fifty prompts holds the GPU for
+everyone. LinkPix therefore gives each backend only what keeps it busy - `depth` of LinkPix's runs (one
+running, one waiting in ComfyUI's own queue, so the GPU never idles between two runs) - and keeps
+everything else here, where the order is ours to choose.
+
+The rule (why it is this and not plain deficit round robin: docs/fair-queue.md): when a backend has room,
+the next run goes to the waiting user with the least GPU-seconds used recently, divided by the user's
+weight. "Used" is what ComfyUI reported for that user's finished runs, decayed with a half-life
+(`fair_half_life`), plus an estimate for each of their runs already handed to a backend (the mean run
+time so far), replaced by the real figure when the run ends. Within one user, requests someone waits
+for at a link or a live preview go before that user's background jobs, oldest first. A request that no
+backend with room can run (its model is elsewhere, busy) lets the next one past; none is lost: a
+request waits until a backend takes it, ComfyUI refuses it, or its waiters leave.
+
+Runs are charged as their real GPU-seconds arrive, so a user of 40-second runs and one of 4-second runs
+get equal GPU time, not equal run counts; the decay forgets old use, so a user who had the GPU alone
+for a while yields to a newcomer until their shares meet, and nobody is owed credit forever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from linkpix.comfy.pool import AllBusy
+from linkpix.errors import LinkPixError
+
+POLL = 0.5  # s between a waiter's own looks at the pool (a backend that came back wakes nobody)
+FIRST_ESTIMATE = 1.0  # s a run is assumed to take before any ended
+ESTIMATE_WEIGHT = 0.2  # how much each ended run moves the estimate (an exponential mean)
+
+
+@dataclass
+class Slot:
+    """A place on a backend given to one run: release it with `FairQueue.finish` when the run is over."""
+
+    client: Any
+    user: str
+    estimate: float
+
+
+@dataclass
+class _Waiting:
+    seq: int
+    key: str
+    user: str
+    interactive: bool
+    graph: dict[str, Any]
+    exclude: list[Any]
+    ready: threading.Event = field(default_factory=threading.Event)
+    slot: Slot | None = None
+    error: LinkPixError | None = None
+    withdrawn: bool = False
+
+
+class Shares:
+    """GPU-seconds each user used, decayed with a half-life: old use counts less and less."""
+
+    def __init__(self, half_life: Callable[[], float]) -> None:
+        self._half_life = half_life
+        self._used: dict[str, tuple[float, float]] = {}  # user -> (seconds, as of)
+
+    def used(self, user: str, now: float) -> float:
+        seconds, at = self._used.get(user, (0.0, now))
+        half = self._half_life()
+        return seconds if half <= 0 else seconds * math.pow(0.5, (now - at) / half)
+
+    def charge(self, user: str, seconds: float, now: float) -> None:
+        self._used[user] = (self.used(user, now) + seconds, now)
+
+
+class FairQueue:
+    """See the module docstring. `acquire` blocks until the pool reserved a backend for the request."""
+
+    def __init__(self, pool: Any, depth: Callable[[], int] = lambda: 2,
+                 half_life: Callable[[], float] = lambda: 3600.0,
+                 weights: Callable[[], Mapping[str, float]] = dict) -> None:
+        self._pool = pool
+        self._depth = depth
+        self._weights = weights
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[_Waiting]] = {}  # by user, in arrival order
+        self._by_key: dict[str, _Waiting] = {}
+        self._seq = itertools.count()
+        self._shares = Shares(half_life)
+        self._granted: dict[str, float] = {}  # user -> estimates of runs on a backend, not yet charged
+        self._running: dict[str, int] = {}
+        self.estimate = FIRST_ESTIMATE
+
+    # --- the generator's side ---------------------------------------------------------------------
+    def acquire(self, key: str, user: str, graph: dict[str, Any], *, interactive: bool,
+                exclude: list[Any], cancelled: Callable[[], bool]) -> Slot | None:
+        """Wait for this request's turn and a backend with room; the reserved backend, or None if the
+        waiters left meanwhile. Raises what the pool raises when nobody can run it (400, 503)."""
+        entry = _Waiting(next(self._seq), key, user, interactive, graph, list(exclude))
+        with self._lock:
+            self._waiting.setdefault(user, []).append(entry)
+            self._by_key[key] = entry
+        try:
+            self.dispatch()
+            while not entry.ready.wait(POLL):
+                if cancelled():
+                    break
+                self.dispatch()  # a backend may have come back without anyone finishing
+        finally:
+            with self._lock:
+                entry.withdrawn = True
+                self._remove(entry)
+        if entry.error is not None:
+            raise entry.error
+        return entry.slot
+
+    def withdraw(self, key: str) -> None:
+        """Every waiter of `key` left: wake its queued request so that it leaves the queue now."""
+        with self._lock:
+            entry = self._by_key.get(key)
+        if entry is not None:
+            entry.ready.set()
+
+    def promote(self, key: str) -> None:
+        """Someone now waits at a link for a queued background request: it goes ahead of its user's jobs."""
+        with self._lock:
+            entry = self._by_key.get(key)
+            if entry is not None:
+                entry.interactive = True
+
+    def finish(self, slot: Slot, gpu_seconds: float | None) -> None:
+        """The run on `slot` is over: charge its user what ComfyUI reported, and give the room away."""
+        now = time.monotonic()
+        with self._lock:
+            self._granted[slot.user] = max(0.0, self._granted.get(slot.user, 0.0) - slot.estimate)
+            self._running[slot.user] = max(0, self._running.get(slot.user, 0) - 1)
+            if gpu_seconds is not None and gpu_seconds >= 0:
+                self._shares.charge(slot.user, gpu_seconds, now)
+                self.estimate += ESTIMATE_WEIGHT * (gpu_seconds - self.estimate)
+        self.dispatch()
+
+    # --- the order --------------------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Hand backends with room to waiting requests, best claim first (see the module docstring)."""
+        depth = max(1, self._depth())
+        with self._lock:
+            while self._by_key and self._pool.has_room(depth):
+                if not self._grant_next(depth):
+                    return
+
+    def _grant_next(self, depth: int) -> bool:
+        now = time.monotonic()
+        for user in self._users_in_turn(now):
+            for entry in self._in_user_order(self._waiting[user]):
+                if entry.withdrawn or entry.ready.is_set():
+                    continue
+                try:
+                    client = self._pool.choose(entry.graph, exclude=entry.exclude, depth=depth)
+                except AllBusy:
+                    continue  # its backends are full; another request may fit elsewhere
+                except LinkPixError as exc:  # nobody can run it at all: the request hears why
+                    entry.error = exc
+                    self._remove(entry)
+                    entry.ready.set()
+                    return True
+                entry.slot = Slot(client, user, self.estimate)
+                self._granted[user] = self._granted.get(user, 0.0) + self.estimate
+                self._running[user] = self._running.get(user, 0) + 1
+                self._remove(entry)
+                entry.ready.set()
+                return True
+        return False
+
+    def _claim(self, user: str, now: float) -> float:
+        weight = max(1e-6, float(self._weights().get(user, 1.0)))
+        return (self._shares.used(user, now) + self._granted.get(user, 0.0)) / weight
+
+    def _users_in_turn(self, now: float) -> list[str]:
+        users = [u for u, entries in self._waiting.items() if entries]
+        return sorted(users, key=lambda u: (self._claim(u, now), self._waiting[u][0].seq))
+
+    @staticmethod
+    def _in_user_order(entries: list[_Waiting]) -> list[_Waiting]:
+        return sorted(entries, key=lambda e: (not e.interactive, e.seq))
+
+    def _remove(self, entry: _Waiting) -> None:
+        entries = self._waiting.get(entry.user)
+        if entries is not None and entry in entries:
+            entries.remove(entry)
+            if not entries:
+                del self._waiting[entry.user]
+        if self._by_key.get(entry.key) is entry:
+            del self._by_key[entry.key]
+
+    # --- what /health and the Monitor show --------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Per user: the places of their waiting requests in the order they would run (1 = next), how
+        many run now, and their recent GPU-seconds. No prompt is shown."""
+        now = time.monotonic()
+        with self._lock:
+            claims = {u: self._claim(u, now) for u, e in self._waiting.items() if e}
+            queues = {u: self._in_user_order(e) for u, e in self._waiting.items() if e}
+            users = set(queues) | {u for u, n in self._running.items() if n}
+            rows = {u: {"user": u, "waiting": len(queues.get(u, [])), "interactive":
+                        sum(1 for e in queues.get(u, []) if e.interactive), "running": self._running.get(u, 0),
+                        "recent_gpu_seconds": round(self._shares.used(u, now), 2), "positions": []}
+                    for u in users}
+            estimate = self.estimate
+        place = 0
+        heads = {u: 0 for u in queues}
+        while any(heads[u] < len(queues[u]) for u in queues):
+            user = min((u for u in queues if heads[u] < len(queues[u])),
+                       key=lambda u: (claims[u], queues[u][heads[u]].seq))
+            place += 1
+            rows[user]["positions"].append(place)
+            heads[user] += 1
+            claims[user] += estimate / max(1e-6, float(self._weights().get(user, 1.0)))
+        return {"waiting": place, "depth": self._depth(), "users": sorted(rows.values(), key=lambda r: r["user"])}
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._by_key)
