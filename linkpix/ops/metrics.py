@@ -101,6 +101,9 @@ class Metrics:
                                         "refused, error)", ["result"], registry=self.registry)
         self.rate_limited = Counter("linkpix_rate_limited", "Requests refused by a rate limit, by class",
                                     ["class"], registry=self.registry)
+        self.gpu_seconds = Counter("linkpix_gpu_seconds", "Seconds ComfyUI spent on runs (execution_start to "
+                                   "execution_success), by the user they were counted for", ["user"],
+                                   registry=self.registry)
         self.registry.register(Figures(snapshot))
         self._children: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -129,6 +132,10 @@ class Metrics:
             with self._lock:
                 self.run_seconds_sum += seconds
                 self.run_count += 1
+
+    def observe_gpu(self, user: str, seconds: float) -> None:
+        """A run's time in ComfyUI, for the user who started it (once per run)."""
+        self.gpu_seconds.labels(user).inc(max(0.0, seconds))
 
     def observe_webhook(self, outcome: str) -> None:
         """`delivered` / `failed` for a delivery; `attempt:<result>` for one try."""

@@ -62,7 +62,7 @@ LINKPIX: dict[str, Schema] = {
                   status={"type": "string", "enum": ["ok", "degraded"]},
                   comfyui={"type": "string", "enum": ["reachable", "unreachable"]},
                   comfyui_url=STR, comfyui_version=nullable(STR), queue_running=INT, queue_pending=INT,
-                  error=STR, pending_generations=INT,
+                  error=STR, pending_generations=INT, fair_queue={"type": "object"},
                   cache=obj(["hits", "misses", "images", "bytes"], hits=INT, misses=INT, images=INT, bytes=INT,
                             max_bytes=nullable(INT), users=OBJ),
                   backends_up=INT,

@@ -75,6 +75,7 @@ def generate() -> Response:
     webhook, secret = _webhook(body, services().webhook_targets())
     req = dataclasses.replace(req, input_images=_input_images(body), mask=one_image(body.get("mask"), "mask"))
     rendered = _render_all(req, count)
+    _admit_runs(rendered, req.user)
     job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
                     "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count,
@@ -82,6 +83,15 @@ def generate() -> Response:
     resp.status_code = 202
     resp.headers["Location"] = f"/jobs/{job.id}"
     return no_store(resp)
+
+
+def _admit_runs(rendered: list[Any], user: str) -> None:
+    """A job that would start a run answers 429 now when the user's GPU-seconds quota is used up."""
+    svc = services()
+    admit = svc.generator.admit_run
+    if admit is not None and any(r.seed_is_random or svc.cache.get(user, svc.generator.key_for(r)) is None
+                                 for r in rendered):
+        admit(user)
 
 
 def _image_count(value: Any, limit: int) -> int:

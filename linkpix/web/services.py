@@ -26,6 +26,8 @@ from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.ops.usage import Usage, UsageBook
+from linkpix.pipeline.fairqueue import FairQueue
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import ImageCache
@@ -55,6 +57,7 @@ class Services:
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
     replica: Replica | None = None  # with redis_url: what this replica shares with the others
     replica_name: str = ""
+    usage: Usage | None = None  # GPU-seconds per user and day (ops/usage.py)
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
@@ -76,6 +79,8 @@ class Services:
             self.jobs.close()
         self.pool.close()
         self.pool.stops.close()
+        if self.usage is not None:
+            self.usage.close()
         if self.replica is not None:
             self.replica.close()
 
@@ -101,9 +106,17 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
+    queue = FairQueue(pool, lambda: settings().fair_depth, lambda: settings().fair_half_life)
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
-                          shared=replica.flights if replica is not None else None)
+                          shared=replica.flights if replica is not None else None, queue=queue)
+    usage: Usage
+    if replica is not None:
+        from linkpix.ops.usage import RedisUsageBook
+
+        usage = RedisUsageBook(replica.shared.redis)
+    else:
+        usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
     uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
     position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
@@ -120,7 +133,7 @@ def build_services(holder: ConfigHolder) -> Services:
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
-                    replica=replica, replica_name=jobs.replica or "")
+                    replica=replica, replica_name=jobs.replica or "", usage=usage)
 
 
 def default_replica_name(port: int) -> str:
