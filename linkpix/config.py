@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
     job_workers: int = Field(32, ge=1, le=64, description="Async jobs handed to the fair queue at once (POST "
                                                       "/generate); the rest wait in the job store.")
-    fair_depth: int = Field(2, ge=1, le=16, description="LinkPix runs given to each ComfyUI backend at once "
+    fair_depth: int = Field(2, ge=1, le=64, description="LinkPix runs given to each ComfyUI backend at once "
                                                         "(1 running + 1 waiting); the rest wait in the fair queue.")
     fair_half_life: float = Field(3600.0, ge=0, description="Seconds after which a user's past GPU-seconds count "
                                                             "half in the fair queue's order (0: never forgotten).")

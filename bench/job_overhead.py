@@ -1,0 +1,101 @@
+"""A job costs no more than a link: POST /generate, poll /jobs/{id} every 20 ms, fetch the image - against a
+minimal direct websocket client on the same ComfyUI (submit, wait for `executing null`, /history, /view).
+
+Goal (issue 24): the job's median end-to-end time at most 25 ms above the direct client's. Rounds alternate
+(direct, job, direct, job ...) with a new seed each round, so both see the same ComfyUI in the same state.
+
+    python3 bench/job_overhead.py                      # the simulator (demo workflow, no step delay)
+    python3 bench/job_overhead.py --comfyui http://127.0.0.1:8188 \\
+        --workflow tests/comfyui_captures/workflow_txt2img_tiny_sd15_api.json   # a real ComfyUI
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+from common import ROOT, linkpix_api, make_project, median, percentile, simulator
+from miss_overhead import direct_run
+
+from linkpix.config import load_config
+from linkpix.pipeline.request import parse_json
+from linkpix.pipeline.resolver import Resolver
+from linkpix.storage.jsonstore import JsonStore
+
+POLL = 0.02
+
+
+def job_run(api: str, session: requests.Session, body: dict) -> float:
+    """What a job client does: submit, poll every 20 ms until it succeeded, fetch the image."""
+    started = time.perf_counter()
+    resp = session.post(api + "/generate", json=body, timeout=60)
+    resp.raise_for_status()
+    job_id = resp.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = session.get(f"{api}/jobs/{job_id}", timeout=60).json()
+        if job["status"] == "succeeded":
+            session.get(api + job["images"][0]["url"], timeout=60).raise_for_status()
+            return (time.perf_counter() - started) * 1000
+        if job["status"] in ("failed", "cancelled"):
+            raise SystemExit(f"job {job_id} {job['status']}: {job.get('error')}")
+        time.sleep(POLL)
+    raise SystemExit(f"job {job_id} did not finish in 120 s")
+
+
+@contextlib.contextmanager
+def comfyui(url: str | None) -> Iterator[str]:
+    if url:
+        yield url.rstrip("/")
+        return
+    with simulator(step_delay=0.0) as sim:
+        yield sim.url
+
+
+def main() -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--comfyui", help="a running ComfyUI's URL (default: a simulator started here)")
+    parser.add_argument("--workflow", type=Path, help="an API-format graph to run (default: demo.json)")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64, help="width and height")
+    args = parser.parse_args()
+    settings: dict = {"workflow_path": "demo.json"}
+    project = make_project(**settings)
+    if args.workflow is not None:
+        shutil.copy(ROOT / args.workflow if not args.workflow.is_absolute() else args.workflow,
+                    project / "workflows" / "bench.json")
+        config = json.loads((project / "config.json").read_text())
+        config["workflow_path"] = "bench.json"
+        (project / "config.json").write_text(json.dumps(config))
+    config = load_config(project / "config.json", use_env=False)
+    resolver = Resolver(lambda: config, JsonStore(), lambda: None)
+    size = {"width": args.size, "height": args.size}
+
+    def graph(prompt: str, seed: int) -> dict:
+        return resolver.resolve(parse_json({"prompt": prompt, "seed": seed, **size}, "default")).graph
+
+    with comfyui(args.comfyui) as comfy, linkpix_api(project, comfy) as api, requests.Session() as session:
+        base = int(time.time()) % 100000 * 100
+        direct_run(comfy, graph("warm up direct", base))
+        job_run(api, session, {"prompt": "warm up job", "seed": base, **size})
+        ours, theirs = [], []
+        for i in range(args.rounds):
+            theirs.append(direct_run(comfy, graph(f"overhead round {i}", base + 2 * i + 1)))
+            ours.append(job_run(api, session, {"prompt": f"overhead round {i}", "seed": base + 2 * i + 2, **size}))
+    added = median(ours) - median(theirs)
+    where = args.comfyui or "the simulator (no step delay)"
+    print(f"job overhead ({args.rounds} rounds, {args.size}x{args.size}, {where}):")
+    print(f"  direct websocket client: median {median(theirs):.1f} ms  p90 {percentile(theirs, 90):.1f} ms")
+    print(f"  LinkPix job (poll 20 ms): median {median(ours):.1f} ms  p90 {percentile(ours, 90):.1f} ms")
+    print(f"  added: {added:+.1f} ms median (goal <= 25 ms)")
+    return {"job_added_ms": added}
+
+
+if __name__ == "__main__":
+    main()
