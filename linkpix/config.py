@@ -112,10 +112,8 @@ class Settings(BaseSettings):
     require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
     job_workers: int = Field(32, ge=1, le=64, description="Async jobs handed to the fair queue at once (POST "
                                                       "/generate); the rest wait in the job store.")
-    fair_depth: int = Field(2, ge=1, le=64, description="LinkPix runs given to each ComfyUI backend at once "
-                                                        "(1 running + 1 waiting); the rest wait in the fair queue.")
-    fair_half_life: float = Field(3600.0, ge=0, description="Seconds after which a user's past GPU-seconds count "
-                                                            "half in the fair queue's order (0: never forgotten).")
+    fair_depth: int = Field(2, ge=1, le=64, description="Runs each ComfyUI backend is given at once (fair queue).")
+    fair_half_life: float = Field(3600.0, ge=0, description="Seconds for past GPU-seconds to count half (0: never).")
     jobs_max_queued: int = Field(100, ge=1, description="Most unfinished async jobs in total before "
                                                         "POST /generate answers 429.")
     jobs_max_queued_per_user: int = Field(10, ge=1, description="Most unfinished async jobs per user before "

@@ -36,7 +36,7 @@ from linkpix.comfy.pool import NoBackend
 from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
-from linkpix.imaging.encode import encode, image_size
+from linkpix.imaging.encode import encode
 from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import (
     SUBMITTED,
@@ -50,6 +50,7 @@ from linkpix.pipeline.flight import (
     own_meta,
 )
 from linkpix.pipeline.resolver import RenderedJob
+from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, report_run, run_meta
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
@@ -57,8 +58,6 @@ if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
 
 log = logging.getLogger(__name__)
 
-RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
-GpuObserver = Callable[[str, float], None]  # user, GPU-seconds of one successful run
 
 # The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
 # seconds later only if the run somehow did not answer by then.
@@ -108,18 +107,6 @@ class Generator:
     def pending(self) -> int:
         with self._lock:
             return len(self._flights)
-
-    def _report(self, flight: Flight, job: RenderedJob, seconds: float) -> None:
-        """Tell `on_run` how a run ended: workflow, backend, seconds, and `ok` or the error's code."""
-        if self.on_run is None or not flight.future.done():
-            return
-        error = flight.future.exception()
-        backend = flight.backend
-        name = str(getattr(backend, "name", None) or getattr(backend, "base_url", None) or "none")
-        try:
-            self.on_run(job.workflow, name, seconds, "ok" if error is None else getattr(error, "code", "error"))
-        except Exception:
-            log.exception("reporting a run to the metrics failed")
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
@@ -262,8 +249,9 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
-            if not flight.remote:
-                self._report(flight, job, time.monotonic() - started)
+            if not flight.remote and flight.future.done():
+                report_run(self.on_run, job.workflow, flight.backend, time.monotonic() - started,
+                           flight.future.exception())
 
     def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
                     started: float, interactive: bool = True) -> tuple[Any, dict[str, Any]]:
@@ -396,12 +384,12 @@ class Generator:
             entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), _emit,
                                  reattach=reattached, budget=deadline - started)
             gpu = flight.gpu_seconds = round(clock.seconds(entry), 3)
-            self._count_gpu(user, gpu)
+            count_gpu(self.on_gpu, user, gpu)
             outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
-            return outputs[0], self._meta(job, outputs[0], backend.name, time.monotonic() - started)
+            return outputs[0], run_meta(job, outputs[0], backend.name, time.monotonic() - started)
         except LinkPixError as exc:
             error = exc
             raise
@@ -409,20 +397,3 @@ class Generator:
             self._pool.finished(backend, time.monotonic() - began, error)
             if slot is not None:
                 self.queue.finish(slot, gpu)
-
-    def _count_gpu(self, user: str, seconds: float) -> None:
-        if self.on_gpu is None:
-            return
-        try:
-            self.on_gpu(user, seconds)
-        except Exception:  # the usage book's trouble must not fail the run others wait on
-            log.exception("counting a run's GPU-seconds failed")
-
-    @staticmethod
-    def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
-        width, height = image_size(output.data)
-        return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
-                "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-                "width": width, "height": height, "backend": backend,
-                "prompt_id": output.prompt_id, "comfy_filename": output.filename,
-                "generation_ms": round(seconds * 1000)}
