@@ -14,6 +14,11 @@ for at a link or a live preview go before that user's background jobs, oldest fi
 backend with room can run (its model is elsewhere, busy) lets the next one past; none is lost: a
 request waits until a backend takes it, ComfyUI refuses it, or its waiters leave.
 
+With `redis_url`, several replicas feed the same backends: the ledger (`replicas/fairqueue.py`) then
+keeps the shares, the runs on each backend and every replica's waiting requests in Redis, and a replica
+hands a backend to its own best request only when no other replica's waiting request has a better claim
+(or that one has not been taken for DEFER_MAX seconds: it may fit no backend that has room).
+
 Runs are charged as their real GPU-seconds arrive, so a user of 40-second runs and one of 4-second runs
 get equal GPU time, not equal run counts; the decay forgets old use, so a user who had the GPU alone
 for a while yields to a newcomer until their shares meet, and nobody is owed credit forever.
@@ -27,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from linkpix.comfy.pool import AllBusy
 from linkpix.errors import LinkPixError
@@ -35,6 +40,39 @@ from linkpix.errors import LinkPixError
 POLL = 0.5  # s between a waiter's own looks at the pool (a backend that came back wakes nobody)
 FIRST_ESTIMATE = 1.0  # s a run is assumed to take before any ended
 ESTIMATE_WEIGHT = 0.2  # how much each ended run moves the estimate (an exponential mean)
+DEFER_MAX = 1.0  # s a replica leaves room to another replica's better-placed request before using it itself
+
+
+@dataclass(frozen=True)
+class Rival:
+    """A request waiting on another replica: enough to place it in the order (never its prompt)."""
+
+    user: str
+    interactive: bool
+    since: float  # wall clock
+    seen: float  # monotonic: when this replica first saw it waiting
+
+
+class Ledger(Protocol):
+    """What the queue shares with other replicas, if any (`LocalLedger`: nothing; Redis: everything)."""
+
+    def used(self, user: str) -> float: ...
+
+    def charge(self, user: str, seconds: float) -> None: ...
+
+    def granted(self) -> dict[str, float]: ...
+
+    def busy(self, url: str) -> int | None: ...
+
+    def take(self, slot: Slot, url: str, depth: int) -> bool: ...
+
+    def give_back(self, slot: Slot) -> None: ...
+
+    def enter(self, key: str, user: str, interactive: bool, since: float) -> None: ...
+
+    def leave(self, key: str) -> None: ...
+
+    def rivals(self) -> list[Rival]: ...
 
 
 @dataclass
@@ -44,6 +82,7 @@ class Slot:
     client: Any
     user: str
     estimate: float
+    id: str = ""
 
 
 @dataclass
@@ -54,6 +93,7 @@ class _Waiting:
     interactive: bool
     graph: dict[str, Any]
     exclude: list[Any]
+    since: float = field(default_factory=time.time)
     ready: threading.Event = field(default_factory=threading.Event)
     slot: Slot | None = None
     error: LinkPixError | None = None
@@ -76,12 +116,48 @@ class Shares:
         self._used[user] = (self.used(user, now) + seconds, now)
 
 
+class LocalLedger:
+    """One process, nothing shared: the shares and the granted estimates in memory."""
+
+    def __init__(self, half_life: Callable[[], float]) -> None:
+        self._shares = Shares(half_life)
+        self._granted: dict[str, float] = {}  # user -> estimates of runs on a backend, not yet charged
+
+    def used(self, user: str) -> float:
+        return self._shares.used(user, time.monotonic())
+
+    def charge(self, user: str, seconds: float) -> None:
+        self._shares.charge(user, seconds, time.monotonic())
+
+    def granted(self) -> dict[str, float]:
+        return self._granted
+
+    def busy(self, url: str) -> int | None:
+        return None  # the pool's own count of this process's runs is the whole truth
+
+    def take(self, slot: Slot, url: str, depth: int) -> bool:
+        self._granted[slot.user] = self._granted.get(slot.user, 0.0) + slot.estimate
+        return True
+
+    def give_back(self, slot: Slot) -> None:
+        self._granted[slot.user] = max(0.0, self._granted.get(slot.user, 0.0) - slot.estimate)
+
+    def enter(self, key: str, user: str, interactive: bool, since: float) -> None:
+        """Nobody else to tell."""
+
+    def leave(self, key: str) -> None:
+        """Nobody else to tell."""
+
+    def rivals(self) -> list[Rival]:
+        return []
+
+
 class FairQueue:
     """See the module docstring. `acquire` blocks until the pool reserved a backend for the request."""
 
     def __init__(self, pool: Any, depth: Callable[[], int] = lambda: 2,
                  half_life: Callable[[], float] = lambda: 3600.0,
-                 weights: Callable[[], Mapping[str, float]] = dict) -> None:
+                 weights: Callable[[], Mapping[str, float]] = dict, ledger: Ledger | None = None) -> None:
         self._pool = pool
         self._depth = depth
         self._weights = weights
@@ -89,9 +165,9 @@ class FairQueue:
         self._waiting: dict[str, list[_Waiting]] = {}  # by user, in arrival order
         self._by_key: dict[str, _Waiting] = {}
         self._seq = itertools.count()
-        self._shares = Shares(half_life)
-        self._granted: dict[str, float] = {}  # user -> estimates of runs on a backend, not yet charged
+        self.ledger: Ledger = ledger if ledger is not None else LocalLedger(half_life)
         self._running: dict[str, int] = {}
+        self._slot_ids = itertools.count()
         self.estimate = FIRST_ESTIMATE
 
     # --- the generator's side ---------------------------------------------------------------------
@@ -104,15 +180,18 @@ class FairQueue:
             self._waiting.setdefault(user, []).append(entry)
             self._by_key[key] = entry
         try:
+            self.ledger.enter(key, user, interactive, entry.since)
             self.dispatch()
             while not entry.ready.wait(POLL):
                 if cancelled():
                     break
+                self.ledger.enter(key, user, entry.interactive, entry.since)  # renews its lease
                 self.dispatch()  # a backend may have come back without anyone finishing
         finally:
             with self._lock:
                 entry.withdrawn = True
                 self._remove(entry)
+            self.ledger.leave(key)
         if entry.error is not None:
             raise entry.error
         return entry.slot
@@ -133,12 +212,11 @@ class FairQueue:
 
     def finish(self, slot: Slot, gpu_seconds: float | None) -> None:
         """The run on `slot` is over: charge its user what ComfyUI reported, and give the room away."""
-        now = time.monotonic()
         with self._lock:
-            self._granted[slot.user] = max(0.0, self._granted.get(slot.user, 0.0) - slot.estimate)
+            self.ledger.give_back(slot)
             self._running[slot.user] = max(0, self._running.get(slot.user, 0) - 1)
             if gpu_seconds is not None and gpu_seconds >= 0:
-                self._shares.charge(slot.user, gpu_seconds, now)
+                self.ledger.charge(slot.user, gpu_seconds)
                 self.estimate += ESTIMATE_WEIGHT * (gpu_seconds - self.estimate)
         self.dispatch()
 
@@ -147,18 +225,22 @@ class FairQueue:
         """Hand backends with room to waiting requests, best claim first (see the module docstring)."""
         depth = max(1, self._depth())
         with self._lock:
-            while self._by_key and self._pool.has_room(depth):
+            while self._by_key and self._pool.has_room(depth, self.ledger.busy):
                 if not self._grant_next(depth):
                     return
 
     def _grant_next(self, depth: int) -> bool:
-        now = time.monotonic()
-        for user in self._users_in_turn(now):
+        claims = self._claims()
+        rivals = [r for r in self.ledger.rivals() if time.monotonic() - r.seen < DEFER_MAX]
+        for user in sorted(self._waiting, key=lambda u: (claims(u), self._waiting[u][0].since)):
             for entry in self._in_user_order(self._waiting[user]):
                 if entry.withdrawn or entry.ready.is_set():
                     continue
+                mine = (claims(user), not entry.interactive, entry.since)
+                if any((claims(r.user), not r.interactive, r.since) < mine for r in rivals):
+                    return False  # another replica's request goes first; it takes the room itself
                 try:
-                    client = self._pool.choose(entry.graph, exclude=entry.exclude, depth=depth)
+                    client = self._pool.choose(entry.graph, exclude=entry.exclude, depth=depth, busy=self.ledger.busy)
                 except AllBusy:
                     continue  # its backends are full; another request may fit elsewhere
                 except LinkPixError as exc:  # nobody can run it at all: the request hears why
@@ -166,21 +248,30 @@ class FairQueue:
                     self._remove(entry)
                     entry.ready.set()
                     return True
-                entry.slot = Slot(client, user, self.estimate)
-                self._granted[user] = self._granted.get(user, 0.0) + self.estimate
+                slot = Slot(client, user, self.estimate, f"{id(self):x}-{next(self._slot_ids)}")
+                if not self.ledger.take(slot, client.base_url, depth):  # another replica filled it first
+                    self._pool.unreserve(client)
+                    return False
+                entry.slot = slot
                 self._running[user] = self._running.get(user, 0) + 1
                 self._remove(entry)
                 entry.ready.set()
                 return True
         return False
 
-    def _claim(self, user: str, now: float) -> float:
-        weight = max(1e-6, float(self._weights().get(user, 1.0)))
-        return (self._shares.used(user, now) + self._granted.get(user, 0.0)) / weight
+    def _claims(self) -> Callable[[str], float]:
+        """A user's claim on the next run: recent GPU-seconds plus runs under way, over the weight."""
+        granted = dict(self.ledger.granted())
+        weights = self._weights()
+        cache: dict[str, float] = {}
 
-    def _users_in_turn(self, now: float) -> list[str]:
-        users = [u for u, entries in self._waiting.items() if entries]
-        return sorted(users, key=lambda u: (self._claim(u, now), self._waiting[u][0].seq))
+        def claim(user: str) -> float:
+            if user not in cache:
+                weight = max(1e-6, float(weights.get(user, 1.0)))
+                cache[user] = (self.ledger.used(user) + granted.get(user, 0.0)) / weight
+            return cache[user]
+
+        return claim
 
     @staticmethod
     def _in_user_order(entries: list[_Waiting]) -> list[_Waiting]:
@@ -199,21 +290,27 @@ class FairQueue:
     def snapshot(self) -> dict[str, Any]:
         """Per user: the places of their waiting requests in the order they would run (1 = next), how
         many run now, and their recent GPU-seconds. No prompt is shown."""
-        now = time.monotonic()
         with self._lock:
-            claims = {u: self._claim(u, now) for u, e in self._waiting.items() if e}
-            queues = {u: self._in_user_order(e) for u, e in self._waiting.items() if e}
+            claim = self._claims()
+            waiting = [(e.user, e.interactive, e.since) for es in self._waiting.values() for e in es]
+            waiting += [(r.user, r.interactive, r.since) for r in self.ledger.rivals()]
+            queues: dict[str, list[tuple[bool, float]]] = {}
+            for user, interactive, since in waiting:
+                queues.setdefault(user, []).append((not interactive, since))
+            for entries in queues.values():
+                entries.sort()
+            claims = {u: claim(u) for u in queues}
             users = set(queues) | {u for u, n in self._running.items() if n}
             rows = {u: {"user": u, "waiting": len(queues.get(u, [])), "interactive":
-                        sum(1 for e in queues.get(u, []) if e.interactive), "running": self._running.get(u, 0),
-                        "recent_gpu_seconds": round(self._shares.used(u, now), 2), "positions": []}
+                        sum(1 for e in queues.get(u, []) if not e[0]), "running": self._running.get(u, 0),
+                        "recent_gpu_seconds": round(self.ledger.used(u), 2), "positions": []}
                     for u in users}
             estimate = self.estimate
         place = 0
         heads = {u: 0 for u in queues}
         while any(heads[u] < len(queues[u]) for u in queues):
             user = min((u for u in queues if heads[u] < len(queues[u])),
-                       key=lambda u: (claims[u], queues[u][heads[u]].seq))
+                       key=lambda u: (claims[u], queues[u][heads[u]][1]))
             place += 1
             rows[user]["positions"].append(place)
             heads[user] += 1
