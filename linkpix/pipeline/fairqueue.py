@@ -50,7 +50,6 @@ class Rival:
     user: str
     interactive: bool
     since: float  # wall clock
-    seen: float  # monotonic: when this replica first saw it waiting
 
 
 class Ledger(Protocol):
@@ -73,6 +72,8 @@ class Ledger(Protocol):
     def leave(self, key: str) -> None: ...
 
     def rivals(self) -> list[Rival]: ...
+
+    def estimate(self, mine: float) -> float: ...
 
 
 @dataclass
@@ -151,6 +152,9 @@ class LocalLedger:
     def rivals(self) -> list[Rival]:
         return []
 
+    def estimate(self, mine: float) -> float:
+        return mine
+
 
 class FairQueue:
     """See the module docstring. `acquire` blocks until the pool reserved a backend for the request."""
@@ -168,6 +172,7 @@ class FairQueue:
         self.ledger: Ledger = ledger if ledger is not None else LocalLedger(half_life)
         self._running: dict[str, int] = {}
         self._slot_ids = itertools.count()
+        self._deferred: dict[tuple[str, float], float] = {}  # another replica's request -> since we yield to it
         self.estimate = FIRST_ESTIMATE
 
     # --- the generator's side ---------------------------------------------------------------------
@@ -231,14 +236,19 @@ class FairQueue:
 
     def _grant_next(self, depth: int) -> bool:
         claims = self._claims()
-        rivals = [r for r in self.ledger.rivals() if time.monotonic() - r.seen < DEFER_MAX]
+        now = time.monotonic()
+        listed = self.ledger.rivals()
+        rivals = [r for r in listed if now - self._deferred.get((r.user, r.since), now) < DEFER_MAX]
         for user in sorted(self._waiting, key=lambda u: (claims(u), self._waiting[u][0].since)):
             for entry in self._in_user_order(self._waiting[user]):
                 if entry.withdrawn or entry.ready.is_set():
                     continue
                 mine = (claims(user), not entry.interactive, entry.since)
-                if any((claims(r.user), not r.interactive, r.since) < mine for r in rivals):
-                    return False  # another replica's request goes first; it takes the room itself
+                better = [r for r in rivals if (claims(r.user), not r.interactive, r.since) < mine]
+                if better:  # another replica's request goes first; it takes the room itself
+                    for r in better:
+                        self._deferred.setdefault((r.user, r.since), now)
+                    return False
                 try:
                     client = self._pool.choose(entry.graph, exclude=entry.exclude, depth=depth, busy=self.ledger.busy)
                 except AllBusy:
@@ -248,12 +258,14 @@ class FairQueue:
                     self._remove(entry)
                     entry.ready.set()
                     return True
-                slot = Slot(client, user, self.estimate, f"{id(self):x}-{next(self._slot_ids)}")
+                slot = Slot(client, user, self.ledger.estimate(self.estimate), f"{id(self):x}-{next(self._slot_ids)}")
                 if not self.ledger.take(slot, client.base_url, depth):  # another replica filled it first
                     self._pool.unreserve(client)
                     return False
                 entry.slot = slot
                 self._running[user] = self._running.get(user, 0) + 1
+                live = {(r.user, r.since) for r in listed}
+                self._deferred = {k: v for k, v in self._deferred.items() if k in live}
                 self._remove(entry)
                 entry.ready.set()
                 return True

@@ -27,7 +27,7 @@ from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.ops.usage import Usage, UsageBook
-from linkpix.pipeline.fairqueue import FairQueue
+from linkpix.pipeline.fairqueue import FairQueue, LocalLedger
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import ImageCache
@@ -106,7 +106,15 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
-    queue = FairQueue(pool, lambda: settings().fair_depth, lambda: settings().fair_half_life)
+    half_life = lambda: settings().fair_half_life  # noqa: E731
+    ledger = None
+    if replica is not None:
+        from linkpix.replicas.fairqueue import RedisLedger
+
+        ledger = RedisLedger(replica.shared, replica.bus, half_life, lambda: settings().timeout, LocalLedger(half_life))
+    queue = FairQueue(pool, lambda: settings().fair_depth, half_life, ledger=ledger)
+    if ledger is not None:
+        ledger.listen(queue.dispatch)  # before the bus starts (replica.start below)
     generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
                           lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
                           shared=replica.flights if replica is not None else None, queue=queue)
