@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from linkpix.comfy import ComfyClient
 from linkpix.comfy.pool import Pool
+from linkpix.comfy.queuepeek import QueuePeek
 from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
 from linkpix.config import ConfigHolder, LoadedConfig, Settings
@@ -127,7 +128,7 @@ def build_services(holder: ConfigHolder) -> Services:
         usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
     uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
-    position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
+    position = QueuePeek(pool.client).position  # a listing a second old at most: polls must not load ComfyUI
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
