@@ -50,11 +50,12 @@ def job_run(api: str, session: requests.Session, body: dict) -> float:
 
 
 @contextlib.contextmanager
-def comfyui(url: str | None) -> Iterator[str]:
+def comfyui(url: str | None, run_delay: float) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
     with simulator(step_delay=0.0) as sim:
+        sim.faults.run_delay = run_delay
         yield sim.url
 
 
@@ -64,6 +65,8 @@ def main() -> dict[str, float]:
     parser.add_argument("--workflow", type=Path, help="an API-format graph to run (default: demo.json)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--size", type=int, default=64, help="width and height")
+    parser.add_argument("--run-delay", type=float, default=0.0,
+                        help="the simulator's seconds per run (0.4: about the real tiny SD1.5 run on CPU)")
     args = parser.parse_args()
     settings: dict = {"workflow_path": "demo.json"}
     project = make_project(**settings)
@@ -80,7 +83,8 @@ def main() -> dict[str, float]:
     def graph(prompt: str, seed: int) -> dict:
         return resolver.resolve(parse_json({"prompt": prompt, "seed": seed, **size}, "default")).graph
 
-    with comfyui(args.comfyui) as comfy, linkpix_api(project, comfy) as api, requests.Session() as session:
+    with comfyui(args.comfyui, args.run_delay) as comfy, linkpix_api(project, comfy) as api, \
+            requests.Session() as session:
         base = int(time.time()) % 100000 * 100
         direct_run(comfy, graph("warm up direct", base))
         job_run(api, session, {"prompt": "warm up job", "seed": base, **size})
@@ -89,7 +93,7 @@ def main() -> dict[str, float]:
             theirs.append(direct_run(comfy, graph(f"overhead round {i}", base + 2 * i + 1)))
             ours.append(job_run(api, session, {"prompt": f"overhead round {i}", "seed": base + 2 * i + 2, **size}))
     added = median(ours) - median(theirs)
-    where = args.comfyui or "the simulator (no step delay)"
+    where = args.comfyui or f"the simulator, run_delay {args.run_delay:g} s"
     print(f"job overhead ({args.rounds} rounds, {args.size}x{args.size}, {where}):")
     print(f"  direct websocket client: median {median(theirs):.1f} ms  p90 {percentile(theirs, 90):.1f} ms")
     print(f"  LinkPix job (poll 20 ms): median {median(ours):.1f} ms  p90 {percentile(ours, 90):.1f} ms")
