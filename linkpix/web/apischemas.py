@@ -74,6 +74,9 @@ LINKPIX: dict[str, Schema] = {
                                      weight=NUM,
                                      max_queue=nullable(INT), tags=STRINGS, stops_pending=INT, retiring=BOOL))),
     "Ready": obj(["ready", "reason"], ready=BOOL, reason=STR),
+    "Usage": obj(["days", "totals"], days=array(obj(["user", "day", "gpu_seconds", "runs"], user=STR, day=STR,
+                                                     gpu_seconds=NUM, runs=INT)),
+                 totals={"type": "object", "additionalProperties": NUM}),
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(

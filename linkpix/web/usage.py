@@ -29,7 +29,9 @@ def usage() -> Response:
       parameters:
         - {in: query, name: user, schema: {type: string}, description: "one user only"}
       responses:
-        200: {description: "rows of user, day, gpu_seconds, runs, and each user's total"}
+        200:
+          description: "rows of user, day (UTC), gpu_seconds, runs; and each user's total"
+          content: {application/json: {schema: Usage}}
         401: {description: "LinkPix is open to the network (network_access) and no API key was sent"}
         404: {description: "another user's figures asked for with an ordinary key"}
     """
