@@ -31,9 +31,9 @@ class GpuQuota:
             stats = self._limiter.strategy.get_window_stats(policy.item, CLASS, _key(user))
             if stats.remaining <= 0:
                 wait = max(1, math.ceil(stats.reset_time - now))
-                raise RateLimited(f"user {user!r} has used the GPU time their quota allows (gpu_seconds: "
-                                  f"{policy.describe().replace(' per ', ' GPU-seconds per ', 1)}); cached pictures are still served; new "
-                                  f"runs again in {wait} s", retry_after=wait,
+                allowed = policy.describe().replace(" per ", " GPU-seconds per ", 1)
+                raise RateLimited(f"user {user!r} has used the GPU time their quota allows (gpu_seconds: {allowed}); "
+                                  f"cached pictures are still served; new runs again in {wait} s", retry_after=wait,
                                   details={"class": CLASS, "retry_after": wait, "policies": [policy.name]})
 
     def charge(self, user: str, seconds: float) -> None:
