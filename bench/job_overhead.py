@@ -53,6 +53,25 @@ def job_run(api: str, session: requests.Session, body: dict) -> float:
 SIMULATED: list = []  # the simulator of this run, if any (its request counts)
 
 
+def in_comfyui(comfy: str, base: int) -> dict[str, list[float]]:
+    """Each round's time inside ComfyUI by its own stamps, for the direct client's and the job's prompts
+    (tells LinkPix's overhead apart from a run that took longer)."""
+    out: dict[str, list[float]] = {"direct": [], "job": []}
+    history = requests.get(comfy + "/history", params={"max_items": 500}, timeout=30).json()
+    for entry in history.values():
+        text = json.dumps(entry.get("prompt", [None, None, {}])[2])
+        seeds = {n.get("inputs", {}).get("seed") for n in entry["prompt"][2].values() if isinstance(n, dict)}
+        if not any(isinstance(x, int) and base < x <= base + 10000 for x in seeds):
+            continue
+        stamps = {m[0]: m[1].get("timestamp") for m in entry.get("status", {}).get("messages", [])}
+        if "execution_success" not in stamps:
+            continue
+        kind = "direct" if "direct round" in text else "job" if "job round" in text else None
+        if kind is not None:
+            out[kind].append(stamps["execution_success"] - stamps["execution_start"])
+    return out
+
+
 @contextlib.contextmanager
 def comfyui(url: str | None, run_delay: float) -> Iterator[str]:
     if url:
@@ -107,6 +126,7 @@ def main() -> dict[str, float]:
             for run in (direct, job) if i % 2 == 0 else (job, direct):  # who goes first alternates
                 run()
         per_round = (comfy_requests() - before) / args.rounds
+        inside = in_comfyui(comfy, base)
     added = median(ours) - median(theirs)
     paired = median([o - t for o, t in zip(ours, theirs, strict=True)])  # robust to a ComfyUI others also use
     where = args.comfyui or f"the simulator, run_delay {args.run_delay:g} s"
@@ -114,6 +134,9 @@ def main() -> dict[str, float]:
     print(f"  direct websocket client: median {median(theirs):.1f} ms  p90 {percentile(theirs, 90):.1f} ms")
     print(f"  LinkPix job (poll 20 ms): median {median(ours):.1f} ms  p90 {percentile(ours, 90):.1f} ms")
     print(f"  added: {added:+.1f} ms median (goal <= 25 ms); median of each round's difference {paired:+.1f} ms")
+    if inside["direct"] and inside["job"]:
+        print(f"  time in ComfyUI (execution_start to execution_success), median: direct "
+              f"{median(inside['direct']):.1f} ms, job {median(inside['job']):.1f} ms")
     if SIMULATED:  # the direct client makes 3 (POST /prompt, /history, /view) and opens a websocket
         print(f"  HTTP requests ComfyUI answered per round (direct + job): {per_round:.1f}")
     return {"job_added_ms": added, "job_added_paired_ms": paired}
