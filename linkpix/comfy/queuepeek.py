@@ -33,7 +33,7 @@ class QueuePeek:
         with self._lock:
             cached = self._seen.get(name)
         if cached is None or now - cached[0] > self._ttl or not self._lists(cached[1], prompt_id):
-            cached = (now, self._client_of(name).queue())  # a LinkPixError goes to the caller, as before
+            cached = (now, self._client_of(name).control.queue())  # a LinkPixError goes to the caller, as before
             with self._lock:
                 self._seen[name] = cached
         queue = cached[1]

@@ -104,6 +104,11 @@ class Metrics:
         self.gpu_seconds = Counter("linkpix_gpu_seconds", "Seconds ComfyUI spent on runs (execution_start to "
                                    "execution_success), by the user they were counted for", ["user"],
                                    registry=self.registry)
+        self.provider_cost = Counter("linkpix_provider_cost", "Cost of hosted provider runs (as configured "
+                                     "per image or megapixel), by user and provider", ["user", "provider"],
+                                     registry=self.registry)
+        self.provider_runs = Counter("linkpix_provider_runs", "Hosted provider runs that gave a picture, by user "
+                                     "and provider", ["user", "provider"], registry=self.registry)
         self.registry.register(Figures(snapshot))
         self._children: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -136,6 +141,10 @@ class Metrics:
     def observe_gpu(self, user: str, seconds: float) -> None:
         """A run's time in ComfyUI, for the user who started it (once per run)."""
         self.gpu_seconds.labels(user).inc(max(0.0, seconds))
+    def observe_cost(self, user: str, provider: str, cost: float, seconds: float) -> None:
+        """A hosted provider run gave a picture for `user`; what it cost, as configured."""
+        self.provider_runs.labels(user, provider).inc()
+        self.provider_cost.labels(user, provider).inc(cost)
 
     def observe_webhook(self, outcome: str) -> None:
         """`delivered` / `failed` for a delivery; `attempt:<result>` for one try."""

@@ -1,56 +1,47 @@
 """Stages 4 and 5 together: run a rendered job in ComfyUI once, store the image, share the run.
 
-Single-flight: concurrent requests for the same cache key join one run (a "flight") instead of queueing
-identical work in ComfyUI; each joiner receives the same bytes and the run's progress events. The run
-happens on a worker thread owned by the flight, so a client that disconnects never cancels a run that
-others wait on, and the number of flights is capped so a flood of distinct links answers 429 instead of
-growing ComfyUI's queue without bound.
+Single-flight: concurrent requests for the same cache key join one run (a "flight"); each joiner gets the
+same bytes and the run's progress events. The run happens on a worker thread owned by the flight, so a
+client that disconnects never cancels a run others wait on; the number of flights is capped (429 beyond).
 
-The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
-the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
-in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
+A `Ticket` lets one waiter (a job) learn the ComfyUI prompt id as soon as it is known (a `SUBMITTED`
+event) and leave the run; the run is stopped in ComfyUI only when no waiter is left.
 `generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
 
-Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
-is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
-dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
-times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
+Each attempt waits its turn in LinkPix's fair queue (`fairqueue.py`), which takes the pool's choice of
+backend (`pool.choose`) once one has room. Failover is a loop in the run: a backend unreachable at submit
+-> the next one; one that dies, restarts or loses the prompt mid-run -> the run is submitted again
+elsewhere (`failover_retries` times), its old prompt handed to the durable stop list. A run ComfyUI itself
 refused (422) or that failed in a node (502) is not retried anywhere.
 
-With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
+With Redis configured (several replicas), a flight first claims its key across replicas (`replicas/flights.py`):
 the replica that gets the claim runs it and stores the image before announcing it; a flight on another
 replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
 """
-
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
 from linkpix.comfy.pool import NoBackend
 from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
-from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
+from linkpix.config import Settings
+from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode
+from linkpix.model import RenderedJob
+from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
 from linkpix.pipeline.fairqueue import FairQueue, Slot
-from linkpix.pipeline.flight import (
-    SUBMITTED,
-    Backend,
-    BackendPool,
-    Cancelled,
-    EventCallback,
-    Flight,
-    RemoteFailure,
-    Ticket,
-    own_meta,
-)
-from linkpix.pipeline.resolver import RenderedJob
-from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, report_run, run_meta
+from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
+from linkpix.pipeline.hostedrun import run_hosted
+from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
@@ -59,9 +50,7 @@ if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
 log = logging.getLogger(__name__)
 
 
-# The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
-# seconds later only if the run somehow did not answer by then.
-AWAIT_MARGIN = 5.0
+AWAIT_MARGIN = 5.0  # s after the run's own timeout a waiter gives up (the run enforces it; this only bounds)
 QUEUED_LOOK = 1.0  # s between a waiter's looks while its run waits in LinkPix's queue (no timeout runs yet)
 
 
@@ -78,29 +67,28 @@ class Outcome:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
-                 strip_metadata: Callable[[], bool] = lambda: False,
-                 shared: SharedFlights | None = None, queue: FairQueue | None = None) -> None:
+    def __init__(self, pool: BackendPool, cache: ImageCache, settings: Callable[[], Settings],
+                 shared: SharedFlights | None = None, providers: Providers | None = None,
+                 queue: FairQueue | None = None) -> None:
+        self.providers = providers  # hosted APIs beside the pool (providers/); None: ComfyUI only
         self.queue = queue if queue is not None else FairQueue(pool)  # who runs next (pipeline/fairqueue.py)
         self.on_gpu: GpuObserver | None = None  # usage and quotas: told each run's GPU-seconds, for its user
         self.admit_run: Callable[[str], None] | None = None  # quotas: raises before a user starts a run
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
-        self._strip = strip_metadata
         self.cache = cache
-        self._timeout = timeout
-        self._max_pending = max_pending
-        self._failover_retries = failover_retries
+        self._settings = settings  # read at each use: timeout, max_pending, failover_retries, strip_metadata
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
 
+
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
         # an image cached before it with the workflow inside.
-        fmt = job.output_format + ("+stripped" if self._strip() else "")
+        fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
+        fmt += f"@{job.provider}" if job.provider else ""  # a hosted picture never stands in for ComfyUI's
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
@@ -115,6 +103,17 @@ class Generator:
         `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
         may leave early; it then gets `Cancelled`. `background`: nobody waits at a link for it (a job),
         so the user's links go first in LinkPix's queue."""
+        job = self._route(job)
+        try:
+            return self._generate(job, user, on_event, ticket, prompt_id, backend, background)
+        except BackendUnavailable as exc:
+            if job.provider is not None or job.fallback is None or prompt_id is not None:
+                raise
+            log.info("ComfyUI could not run %s (%s); %s takes it", job.workflow, exc.message, job.fallback)
+            return self._generate(replace(job, provider=job.fallback), user, on_event, ticket, None, None, background)
+
+    def _generate(self, job: RenderedJob, user: str, on_event: EventCallback | None, ticket: Ticket | None,
+                  prompt_id: str | None, backend: str | None, background: bool = False) -> Outcome:
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -135,7 +134,7 @@ class Generator:
                                  name=f"flight-{key[:8]}", daemon=True).start()
             elif not background:
                 self.queue.promote(key)
-            if ticket is not None and not ticket._attach(self, flight, token):
+            if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
             output, meta = self._await(flight, ticket)
@@ -147,17 +146,25 @@ class Generator:
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:
-            data = encode(output.data, job.output_format, strip=self._strip())
+            data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
             stored = self.cache.put(user, key, job.output_format, data, meta)
         joined = not owner or flight.remote
         return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
+    def _route(self, job: RenderedJob) -> RenderedJob:
+        """The hosted fallback takes a job no ComfyUI backend can run now (all down, or none has its
+        models); decided before the cache key, so a hosted picture never stands in for ComfyUI's."""
+        if job.provider is None and job.fallback is not None and not self._pool.can_run(job.graph):
+            log.info("no ComfyUI backend can run %s now; %s takes it", job.workflow, job.fallback)
+            return replace(job, provider=job.fallback)
+        return job
+
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
         """The run's result. Time spent waiting in LinkPix's queue does not count: the timeout starts
         when a backend takes the run (which enforces it; this only bounds waiting)."""
-        timeout = self._timeout() + AWAIT_MARGIN
+        timeout = self._settings().timeout + AWAIT_MARGIN
         if ticket is not None:
-            flight.future.add_done_callback(lambda _f: ticket._wake.set())
+            flight.future.add_done_callback(lambda _f: ticket.wake())
         since = time.monotonic()
         while True:
             if flight.run_started is None and not flight.remote:
@@ -165,25 +172,17 @@ class Generator:
             else:
                 left = (flight.run_started or since) + timeout - time.monotonic()
             if left <= 0:
-                raise self._overdue(flight, timeout)
+                raise overdue(flight, timeout)
             if ticket is None:
                 try:
                     return flight.future.result(timeout=left)
                 except TimeoutError:
                     continue
-            ticket._wake.wait(left)
+            ticket.wait(left)
             if ticket.cancelled:
                 raise Cancelled("this waiter left the run")
             if flight.future.done():
                 return flight.future.result()
-
-    @staticmethod
-    def _overdue(flight: Flight, timeout: float) -> GenerationTimeout:
-        with flight.lock:
-            prompt_id, backend = flight.prompt_id, flight.backend
-        where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
-        return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
-                                 "in the background", {"prompt_id": prompt_id})
 
     def _leave(self, flight: Flight, token: object, abort: bool) -> None:
         """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
@@ -208,7 +207,7 @@ class Generator:
         flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[Flight, bool]:
-        limit = self._max_pending()
+        limit = self._settings().max_pending
         # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
         shared_full = (self._shared is not None and key not in self._flights
                        and self._shared.pending() >= limit and not self._shared.claimed(key))
@@ -228,13 +227,15 @@ class Generator:
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
              backend_name: str | None = None, user: str = "default", interactive: bool = True) -> None:
         started = time.monotonic()
-        deadline = started + self._timeout()
+        deadline = started + self._settings().timeout
         try:
             if prompt_id is not None:
                 backend = self._pool.client(backend_name or "")
                 self._pool.reserve(backend)
                 flight.run_started = time.monotonic()
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            elif job.provider is not None and self.providers is not None:
+                result = run_hosted(self.providers, job, user, started, flight.emit)
             elif self._shared is not None:
                 result = self._fly_shared(flight, job, user, deadline, started, interactive)
             else:
@@ -272,7 +273,7 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started, user, interactive)
-                data = encode(output.data, job.output_format, strip=self._strip())
+                data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
                 flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
@@ -338,7 +339,7 @@ class Generator:
                 queued_somewhere = queued_somewhere or submitted is not None
                 if aborted or time.monotonic() >= deadline:
                     raise
-                if submitted is not None and failovers >= self._failover_retries():
+                if submitted is not None and failovers >= self._settings().failover_retries:
                     raise
                 failure, resume = exc, None
                 frozen = isinstance(exc, BackendNotAnswering)

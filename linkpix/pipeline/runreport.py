@@ -1,5 +1,6 @@
 """What the generator tells others about a run: the metrics (`on_run`), the GPU-seconds book (`on_gpu`),
-and the metadata stored beside its image. A listener's failure is logged, never the run's failure."""
+the metadata stored beside its image, and a waiter's timeout error. A listener's failure is logged, never
+the run's failure."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from linkpix.comfy import OutputImage
+from linkpix.errors import GenerationTimeout
 from linkpix.imaging.encode import image_size
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import RenderedJob
 
 log = logging.getLogger("linkpix.pipeline.generator")
 
@@ -47,3 +49,12 @@ def run_meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float
             "width": width, "height": height, "backend": backend,
             "prompt_id": output.prompt_id, "comfy_filename": output.filename,
             "generation_ms": round(seconds * 1000)}
+
+
+def overdue(flight: Any, timeout: float) -> GenerationTimeout:
+    """The error of a waiter whose run did not answer within `timeout` (the run itself goes on stopping)."""
+    with flight.lock:
+        prompt_id, backend = flight.prompt_id, flight.backend
+    where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
+    return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
+                             "in the background", {"prompt_id": prompt_id})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -10,10 +11,11 @@ from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
 from linkpix.errors import BadRequest, Unauthorized
+from linkpix.model import RenderedJob, validate_user
 from linkpix.pipeline.generator import Outcome
-from linkpix.pipeline.request import parse_query, validate_user
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
+from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
 from linkpix.web.memo import MemoEntry
 from linkpix.web.middleware import http_date
@@ -120,6 +122,8 @@ def prompt(text: str) -> Response:
     if query.get("format") == "json":
         del query["format"]
     req = link_inputs(parse_query(prompt_from_environ(env), query, user))
+    if req.char is not None or "char:" in req.prompt:
+        req = dataclasses.replace(req, char_owner=character_owner())
     job = svc.resolver.resolve(req)
     admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
     outcome = svc.generator.generate(job, user)
@@ -129,7 +133,8 @@ def prompt(text: str) -> Response:
         resp = _json_response(outcome, job)
     else:
         headers = _image_headers(outcome.image, job, outcome.cache_hit)
-        if not job.seed_is_random and outcome.image.local:  # the memo answers with a local file
+        keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
+        if not job.seed_is_random and outcome.image.local and not keyed_char:  # the memo answers with a local file
             svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
         resp = _file_response(outcome.image, headers)
     if outcome.gpu_seconds is not None:  # this answer ran something: what it took in ComfyUI

@@ -71,6 +71,8 @@ def install(app: Flask, svc: Services) -> Ops:
 
     svc.generator.on_gpu = _on_gpu
     svc.generator.admit_run = quota.admit
+    if svc.generator.providers is not None:
+        svc.generator.providers.on_cost = metrics.observe_cost
     if svc.jobs is not None:
         svc.jobs.webhooks.observe = metrics.observe_webhook
     svc.closers.append(Sampler(history).start().close)

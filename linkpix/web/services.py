@@ -5,7 +5,7 @@ own configuration, ComfyUI pool and cache. Settings the dashboard may change whi
 (the ComfyUI backends, the cache limits) are applied live: the pool adds and retires backends on every
 configuration reload (each run keeps the backend it started on), and the cache takes its new limits.
 
-With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/shared/`, the jobs' `redis_*`
+With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/replicas/`, the jobs' `redis_*`
 modules), and with `storage: s3` the cache is a bucket (`storage/s3.py`); neither is imported otherwise.
 """
 
@@ -28,12 +28,14 @@ from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.ops.usage import Usage, UsageBook
+from linkpix.pipeline.characters import CharacterResolver
 from linkpix.pipeline.fairqueue import FairQueue, LocalLedger
 from linkpix.pipeline.generator import Generator
-from linkpix.pipeline.resolver import Resolver
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
-from linkpix.storage.opening import open_image_cache
+from linkpix.storage.opening import open_image_cache, open_uploads
+from linkpix.storage.uploads import Uploads
 from linkpix.web.memo import HitMemo
 
 if TYPE_CHECKING:
@@ -46,11 +48,12 @@ EXTENSION = "linkpix"
 class Services:
     config_holder: ConfigHolder
     store: JsonStore
-    resolver: Resolver
+    resolver: CharacterResolver
     pool: Pool
     cache: ImageCache
     generator: Generator
     memo: HitMemo
+    uploads: Uploads
     jobs: JobManager | None = None
     editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
@@ -92,16 +95,23 @@ class Services:
 
 
 def build_services(holder: ConfigHolder) -> Services:
+    """Build the parts in the order data flows: pool, cache, uploads, resolver (characters' reference pictures
+    are uploads), generator, then the editor and the job manager with uploads handed in. `settings` is read
+    at each use, so reloads apply; only state that must be rebuilt (the pool's backends, the cache's limits)
+    subscribes to reloads."""
     cfg = holder.get()
     s = cfg.settings
-    settings = lambda: holder.get().settings  # noqa: E731 - read at each use, so reloads apply
+    settings = holder.settings
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
+    providers = Providers(lambda: settings().providers)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
+    uploads = open_uploads(cfg, cache)  # before the resolver: characters' reference pictures are uploads
+    resolver = CharacterResolver(holder.get, store, pool.object_info, pool.check_models, uploads=uploads,
+                                 providers=providers)
     replica = None
     if s.redis_url:
         from linkpix.replicas.replica import open_replica
@@ -116,9 +126,8 @@ def build_services(holder: ConfigHolder) -> Services:
     queue = FairQueue(pool, lambda: settings().fair_depth, half_life, ledger=ledger)
     if ledger is not None:
         ledger.listen(queue.dispatch)  # before the bus starts (replica.start below)
-    generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
-                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
-                          shared=replica.flights if replica is not None else None, queue=queue)
+    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
+                          providers=providers, queue=queue)
     usage: Usage
     if replica is not None:
         from linkpix.ops.usage import RedisUsageBook
@@ -127,22 +136,22 @@ def build_services(holder: ConfigHolder) -> Services:
     else:
         usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
-    uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
+    editor = Editor(resolver, generator, cache, uploads)
     position = QueuePeek(pool.client).position  # a listing a second old at most: polls must not load ComfyUI
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
 
-        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
-                                                        settings, position, webhook_targets=targets, uploads=uploads)
+        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, generator, cache,
+                                                        settings, position, uploads, webhook_targets=targets,
+                                                        finish_edit=editor.finish_job, data_dir=cfg.data_dir)
         replica.start(resolver.fingerprint, store.invalidate)
     else:
-        jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
-                               replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
-    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
-    jobs.finish_edit = editor.finish_job
-    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
-                    replica=replica, replica_name=jobs.replica or "", usage=usage)
+        jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, uploads, webhook_targets=targets,
+                               replica=s.replica_name or default_replica_name(s.api_port),
+                               finish_edit=editor.finish_job)
+    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), uploads, jobs, editor,
+                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", usage=usage)
 
 
 def default_replica_name(port: int) -> str:

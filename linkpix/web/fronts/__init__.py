@@ -1,4 +1,5 @@
-"""The fronts: LinkPix answering in the dialects tools already speak (A1111, OpenAI Images, ComfyUI).
+"""The fronts: LinkPix answering in the dialects tools already speak (A1111, OpenAI Images, ComfyUI, and
+the Comfy API v2 of Comfy Cloud and its SDKs).
 
 Each is a thin translation onto the same request -> resolver -> generator path as `/prompt`
 (`common.render` / `common.generate`), with errors in the dialect's own shape from one handler per
@@ -13,11 +14,11 @@ from typing import Any
 from flask import Flask
 
 from linkpix.errors import BackendUnavailable
-from linkpix.storage.uploads import UploadStore
 from linkpix.web.fronts import openai  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import routes as a1111
 from linkpix.web.fronts.a1111.runs import A1111Runs
+from linkpix.web.fronts.comfy import fileroutes as comfy_files  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import info as comfy_info  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import routes as comfy
 from linkpix.web.fronts.comfy.files import InputFiles
@@ -26,6 +27,7 @@ from linkpix.web.fronts.comfy.ws import SocketHub
 from linkpix.web.fronts.common import backend_info
 from linkpix.web.fronts.paths import FrontPaths
 from linkpix.web.fronts.state import EXTENSION, FrontState
+from linkpix.web.fronts.v2 import register as register_v2
 from linkpix.web.services import Services
 
 JSON_ROUTES = r"^/(sdapi/v1/.*|v1/.*)$"
@@ -37,10 +39,9 @@ class ComfyState:
     def __init__(self, svc: Services) -> None:
         s = svc.config.settings
         self._svc = svc
-        self.hub = SocketHub(max(1, min(s.events_max_streams, s.threads - s.max_pending - 4)))
+        self.hub = SocketHub(s.stream_slots)
         self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
-        uploads = svc.jobs.uploads if svc.jobs is not None else UploadStore(svc.config.data_dir / "uploads")
-        self.files = InputFiles(uploads)
+        self.files = InputFiles(svc.uploads)
         self._info_cache: tuple[int, bytes] | None = None
 
     def features(self) -> dict[str, Any]:
@@ -65,4 +66,5 @@ def register(app: Flask, svc: Services) -> None:
     for blueprint in (a1111.bp, openai.bp, comfy.bp):
         app.register_blueprint(blueprint)
     svc.closers.append(state.comfy.hub.close)
+    register_v2(app, svc)
     app.wsgi_app = FrontPaths(app.wsgi_app)  # type: ignore[method-assign]
