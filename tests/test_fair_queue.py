@@ -44,6 +44,7 @@ def marked(runs: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
     return [r for r in runs if marker in r["graph"]]
 
 
+@pytest.mark.slow
 def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jobs(project, simulator):
     simulator.faults.run_delay = 0.5
     server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20)
