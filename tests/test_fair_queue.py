@@ -75,6 +75,7 @@ def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jo
         server.close()
 
 
+@pytest.mark.slow
 def test_gpu_seconds_are_counted_once_for_the_user_who_started_the_run(project, simulator):
     simulator.faults.run_delay = 0.3
     api = ApiServer(project, simulator.url)
@@ -116,6 +117,7 @@ def test_gpu_seconds_are_counted_once_for_the_user_who_started_the_run(project, 
         restarted.close()
 
 
+@pytest.mark.slow
 def test_usage_shows_a_key_its_own_user_and_an_admin_everyone(project, simulator):
     keys = {"key-alice": "alice", "key-bob": "bob", "key-admin": "admin"}
     api = ApiServer(project, simulator.url, network_access=True, api_keys=keys, admin_keys=["key-admin"])
