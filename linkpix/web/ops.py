@@ -71,8 +71,14 @@ def install(app: Flask, svc: Services) -> Ops:
 
     svc.generator.on_gpu = _on_gpu
     svc.generator.admit_run = quota.admit
+    def _on_cost(user: str, provider: str, cost: float, seconds: float) -> None:
+        """One hosted provider run: the Prometheus counters and the usage book, beside GPU-seconds."""
+        metrics.observe_cost(user, provider, cost, seconds)
+        if svc.usage is not None:
+            svc.usage.add_cost(user, cost)
+
     if svc.generator.providers is not None:
-        svc.generator.providers.on_cost = metrics.observe_cost
+        svc.generator.providers.on_cost = _on_cost
     if svc.jobs is not None:
         svc.jobs.webhooks.observe = metrics.observe_webhook
     svc.closers.append(Sampler(history).start().close)

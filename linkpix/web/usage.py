@@ -22,7 +22,7 @@ bp = Blueprint("usage", __name__)
 
 @bp.get("/api/usage")
 def usage() -> Response:
-    """GPU-seconds per user and day.
+    """GPU-seconds per user and day (and the hosted providers' cost).
     ---
     get:
       summary: GPU-seconds used, per user and UTC day (a key sees its own user; an admin key everyone)
@@ -30,7 +30,8 @@ def usage() -> Response:
         - {in: query, name: user, schema: {type: string}, description: "one user only"}
       responses:
         200:
-          description: "rows of user, day (UTC), gpu_seconds, runs; and each user's total"
+          description: "rows of user, day (UTC), gpu_seconds, runs, provider_cost, provider_runs; and each
+            user's total GPU-seconds"
           content: {application/json: {schema: Usage}}
         401: {description: "LinkPix is open to the network (network_access) and no API key was sent"}
         404: {description: "another user's figures asked for with an ordinary key"}
