@@ -27,10 +27,12 @@ from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.pipeline.generator import Generator
+from linkpix.pipeline.previews import LiveRuns
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache
+from linkpix.web.live import Live
 from linkpix.web.memo import HitMemo
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class Services:
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
     replica: Replica | None = None  # with redis_url: what this replica shares with the others
     replica_name: str = ""
+    live: Live | None = None  # live links' feeds and their writer (web/live.py)
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
@@ -70,6 +73,8 @@ class Services:
         return self.pool.members()[0].client
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         for closer in self.closers:
             closer()
         if self.jobs is not None:
@@ -119,8 +124,9 @@ def build_services(holder: ConfigHolder) -> Services:
                                replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
+    live = Live(LiveRuns(generator, position))
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
-                    replica=replica, replica_name=jobs.replica or "")
+                    replica=replica, replica_name=jobs.replica or "", live=live)
 
 
 def default_replica_name(port: int) -> str:
