@@ -160,6 +160,7 @@ def test_live_links_images_makes_it_the_default_for_img_tags(project, slow_sim):
     assert curl.headers["content-type"] == "image/png"
 
 
+@pytest.mark.slow
 def test_live_viewers_do_not_hold_server_threads(project, slow_sim):
     """With 10 worker threads, 16 open live streams leave hits as fast as ever."""
     api = FrontServer(project, slow_sim.url, threads=10, max_pending=2)

@@ -150,10 +150,18 @@ class LiveWriter:
         return asyncio.run_coroutine_threadsafe(self._serve(sock, cursor, user), loop)
 
     def close(self) -> None:
+        """End every stream (each viewer's connection is closed) and the loop's thread."""
         with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            loop, self._loop, thread = self._loop, None, self._thread
+        if loop is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(5.0)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(5.0)
+        if not loop.is_running():
+            loop.close()
 
     async def _serve(self, sock: socket.socket, cursor: Cursor, user: str) -> None:
         loop = asyncio.get_running_loop()
@@ -206,6 +214,13 @@ class LiveWriter:
                 waiter.cancel()
             if left.done():
                 return
+
+
+async def _cancel_all() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _until_closed(reader: asyncio.StreamReader) -> None:
