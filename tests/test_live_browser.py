@@ -47,7 +47,8 @@ def test_an_img_shows_the_run_as_it_draws_and_ends_on_the_image(project: Path, t
             page.wait_for_timeout(300)
             seen = page.evaluate("window.seen")
             final = page.evaluate("""async () => {
-                const blob = await (await fetch('/prompt/a%20fox%20in%20a%20browser?steps=20&width=768&height=576')).blob();
+                const link = '/prompt/a%20fox%20in%20a%20browser?steps=20&width=768&height=576';
+                const blob = await (await fetch(link)).blob();
                 const img = new Image(); img.src = URL.createObjectURL(blob); await img.decode();
                 return signature(img);
             }""")

@@ -133,9 +133,13 @@ class Feed:
         elif event.type in ("execution_start", "executing") and self.status.phase in ("waiting", "queued"):
             self._set_status(phase="drawing", position=None)
         elif event.type == "progress":
-            step, total = event.data.get("value"), event.data.get("max")
-            if isinstance(step, int) and isinstance(total, int):
-                self._set_status(phase="drawing", step=step, total=total, position=None)
+            self._step(event.data.get("value"), event.data.get("max"))
+        elif event.type == "progress_state":  # comes before the step's preview frame; `progress` after it
+            nodes = event.data.get("nodes")
+            running = [n for n in nodes.values() if isinstance(n, dict) and n.get("state") == "running"] \
+                if isinstance(nodes, dict) else []
+            if running:
+                self._step(running[-1].get("value"), running[-1].get("max"))
         elif event.type == "preview" and event.image and event.image_mime in ("image/jpeg", "image/png"):
             status = self.status
             with self._lock:
@@ -157,6 +161,10 @@ class Feed:
                 self._card = (status.version, render_card(status.headline(), self.prompt, self.width, self.height,
                                                           fraction))
             return self._card
+
+    def _step(self, step: Any, total: Any) -> None:
+        if isinstance(step, int | float) and isinstance(total, int | float) and total > 0:
+            self._set_status(phase="drawing", step=int(step), total=int(total), position=None)
 
     def set_position(self, position: int | None) -> None:
         if position is not None and self.status.phase == "queued":

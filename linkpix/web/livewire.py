@@ -57,6 +57,7 @@ class Cursor:
         self.shown_version = -1
         self.shown_frame = 0
         self.last_sent = 0.0
+        self.last_frame = 0.0
         self.done = False
         self.parts = 0
 
@@ -82,16 +83,18 @@ class Cursor:
             return self._sent(part("image/png", self._error_picture(feed), {"X-LinkPix-Part": "error"},
                                    last=True), now), None
         frame = feed.frame
-        due = self.last_sent + self.interval - now
         if frame is not None and frame.seq > self.shown_frame:
+            due = self.last_frame + self.interval - now  # a card just before does not hold the first frame back
             if due > 0:
                 return None, due
+            self.last_frame = now
             self.shown_frame, self.shown_version = frame.seq, feed.status.version
             headers = {"X-LinkPix-Part": "preview", "X-LinkPix-Received": f"{frame.received:.6f}"}
             if frame.step and frame.total:
                 headers["X-LinkPix-Step"] = f"{frame.step}/{frame.total}"
             return self._sent(part(frame.mime, frame.data, headers), now), None
         if self.shown_frame == 0 and feed.status.version != self.shown_version:  # cards until frames flow
+            due = self.last_sent + self.interval - now
             if due > 0:
                 return None, due
             version, card = feed.card()
