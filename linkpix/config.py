@@ -99,6 +99,9 @@ class Settings(BaseSettings):
                                                  "multipart stream of previews): ask = ?live=1 or an Accept "
                                                  "naming multipart/x-mixed-replace; images = also every "
                                                  "image-only client (an <img>) unless ?live=0.")
+    preview_method: Literal["auto", "latent2rgb", "taesd", "none", "default"] = Field(
+        "auto", description="Previews asked of ComfyUI per prompt (extra_data.preview_method, newer ComfyUI); "
+                            "default: ComfyUI's own --preview-method.")
     live_fps: float = Field(4.0, gt=0, le=30, description="Most preview frames a second sent to one live viewer.")
     live_max_streams: int = Field(1000, ge=0, description="Live viewers at once in one process; beyond it a "
                                                           "live link answers as a plain one.")

@@ -198,3 +198,21 @@ def test_slots_per_user_bound_live_viewers(project, slow_sim):
     assert first[0].headers["content-type"].startswith("multipart/x-mixed-replace")
     assert second.headers["content-type"] == "image/png"  # over the bound: the plain answer
     assert second.raw_body == first[0].parts[-1].body
+
+
+def test_previews_are_asked_per_prompt(project, tmp_path):
+    """extra_data.preview_method goes with every prompt: a newer ComfyUI started without previews sends them for
+    it; 0.3.64 keeps its own setting (the cards still move there)."""
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "new", step_delay=0.05, preview_method="none",
+                          profile="current")
+    sim.start()
+    api = FrontServer(project, sim.url)
+    try:
+        answer = get_live(api.url + "/prompt/asked%20for?live=1&steps=6")
+        history = requests.get(sim.url + "/history", timeout=10).json()
+    finally:
+        api.close()
+        sim.stop()
+    assert any(p.kind == "preview" for p in answer.parts)
+    (entry,) = history.values()
+    assert entry["prompt"][3]["preview_method"] == "auto"

@@ -71,6 +71,10 @@ class ComfyClient:
         self._closed = False
         self.keeper = Keeper(self)
         self.keeper.start()
+        # Sent as extra_data.preview_method with every prompt: ComfyUI with per-prompt previews (PR 11261,
+        # December 2025) then sends preview frames whatever its --preview-method; older ones ignore it and
+        # follow their own setting. "default" sends nothing.
+        self.preview_method = "auto"
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -129,6 +133,8 @@ class ComfyClient:
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if front:
             body["front"] = True
+        if self.preview_method != "default":
+            body["extra_data"] = {"preview_method": self.preview_method}
         try:
             payload = json.dumps(body)
         except (TypeError, ValueError) as exc:

@@ -96,6 +96,8 @@ def build_services(holder: ConfigHolder) -> Services:
     settings = lambda: holder.get().settings  # noqa: E731 - read at each use, so reloads apply
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
+    _ask_previews(pool, s)
+    holder.subscribe(lambda new: _ask_previews(pool, new.settings))
     store = JsonStore()
     resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
     cache = open_image_cache(cfg)
@@ -127,6 +129,12 @@ def build_services(holder: ConfigHolder) -> Services:
     live = Live(LiveRuns(generator, position))
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
                     replica=replica, replica_name=jobs.replica or "", live=live)
+
+
+def _ask_previews(pool: Pool, settings: Settings) -> None:
+    """Every backend asks ComfyUI for previews as `preview_method` says (new backends too, after a reload)."""
+    for member in pool.members():
+        member.client.preview_method = settings.preview_method
 
 
 def default_replica_name(port: int) -> str:
