@@ -121,7 +121,7 @@ def test_cards_move_when_comfyui_sends_no_previews(project, tmp_path):
     cards = [p for p in answer.parts if p.kind == "card"]
     statuses = [p.headers["x-linkpix-status"] for p in cards]
     assert "drawing, step 2 of 4" in statuses and "drawing, step 3 of 4" in statuses
-    assert Image.open(io.BytesIO(cards[0].body)).size == (512, 341)  # the link's aspect, 512 px at most
+    assert Image.open(io.BytesIO(cards[0].body)).size == (512, 341)  # the link's aspect, 512 px as previews are
     assert answer.parts[-1].kind == "final"
 
 

@@ -22,10 +22,30 @@ _DIM = (150, 160, 190)
 _BAR = (110, 170, 255)
 
 
+FRAME_BUDGET = 48 * 1024  # bytes: a preview frame above it is re-encoded (ComfyUI sends quality 95)
+FRAME_QUALITY = 80
+
+
 def card_size(width: int, height: int, side: int = CARD_SIDE) -> tuple[int, int]:
-    """`width` x `height` scaled so that the longest side is `side` (never larger than the link itself)."""
-    scale = min(1.0, side / max(width, height, 1))
+    """`width` x `height` scaled so that the longest side is `side`, as ComfyUI scales its previews (a
+    small link's previews are scaled up to it too)."""
+    scale = side / max(width, height, 1)
     return max(64, round(width * scale)), max(64, round(height * scale))
+
+
+def lighter_frame(data: bytes, budget: int = FRAME_BUDGET) -> bytes:
+    """A preview JPEG over `budget` bytes, re-encoded at quality 80 (a noisy 512 px preview: ~60 KB -> ~30 KB);
+    done once per frame for every viewer. Returns `data` unchanged when it is small or not a readable JPEG."""
+    if len(data) <= budget or not data.startswith(b"\xff\xd8"):
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            out = io.BytesIO()
+            img.convert("RGB").save(out, "JPEG", quality=FRAME_QUALITY)
+    except (OSError, ValueError):
+        return data
+    smaller = out.getvalue()
+    return smaller if len(smaller) < len(data) else data
 
 
 def render_card(headline: str, prompt: str, width: int, height: int, fraction: float | None = None) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 
 from linkpix.comfy import Event
 from linkpix.errors import ExecutionFailed, LinkPixError
-from linkpix.imaging.cards import render_card
+from linkpix.imaging.cards import lighter_frame, render_card
 from linkpix.pipeline.flight import SUBMITTED
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.resolver import RenderedJob
@@ -141,11 +141,11 @@ class Feed:
             if running:
                 self._step(running[-1].get("value"), running[-1].get("max"))
         elif event.type == "preview" and event.image and event.image_mime in ("image/jpeg", "image/png"):
-            status = self.status
+            status, received = self.status, time.time()
+            data = lighter_frame(event.image) if event.image_mime == "image/jpeg" else event.image
             with self._lock:
                 self.frames_seen += 1
-                self.frame = Frame(self.frames_seen, event.image, event.image_mime, time.time(),
-                                   status.step, status.total)
+                self.frame = Frame(self.frames_seen, data, event.image_mime, received, status.step, status.total)
             self._notify()
 
     def card_stale(self) -> bool:
@@ -163,7 +163,7 @@ class Feed:
             return self._card
 
     def _step(self, step: Any, total: Any) -> None:
-        if isinstance(step, int | float) and isinstance(total, int | float) and total > 0:
+        if isinstance(step, int | float) and isinstance(total, int | float) and total > 1:  # not a 0-of-1 node
             self._set_status(phase="drawing", step=int(step), total=int(total), position=None)
 
     def set_position(self, position: int | None) -> None:
