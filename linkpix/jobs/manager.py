@@ -32,6 +32,7 @@ from linkpix.comfy.pool import NoBackend
 from linkpix.config import Settings
 from linkpix.errors import ExecutionFailed, LinkPixError, QueueFull
 from linkpix.jobs.events import JobEvents, sse_stream, thumbnail
+from linkpix.jobs.frames import LatestFrames
 from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import (
     CANCELLED,
@@ -82,6 +83,7 @@ class JobManager:
         self._settings = settings
         self._queue_position = queue_position
         self.events = events or JobEvents(store)
+        self.frames = LatestFrames()  # each job's newest preview, for its `preview` events' URL
         # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
         self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
         s = settings()
@@ -318,7 +320,8 @@ class JobManager:
                     last_preview[0] = now
                     thumb = thumbnail(event.image)
                     if thumb:
-                        self.events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb})
+                        url = f"/jobs/{job_id}/preview?frame={self.frames.put(job_id, event.image)}"
+                        self.events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb, "url": url})
 
         return on_event
 
