@@ -153,7 +153,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
 
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
     updated = gr.Markdown(elem_id="lp-monitor-updated")
-    plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
+    plotted = plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")
@@ -174,4 +174,6 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
     timer = gr.Timer(timer_seconds)
     timer.tick(lambda: snapshot(ctx, timer_seconds), outputs=outputs, api_visibility="private",
                show_progress="hidden")
-    return timer, outputs, lambda: snapshot(ctx, timer_seconds)
+    # Opening the page or the tab fills the plots too, not only the tables: else they stay empty until
+    # their own timer first ticks.
+    return timer, [*outputs, *plotted], lambda: (*snapshot(ctx, timer_seconds), *plots.snapshot(ctx))
