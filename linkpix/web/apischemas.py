@@ -176,6 +176,7 @@ A1111: dict[str, Schema] = {
 
 # ------------------------------------------------------------------------------------------ OpenAI
 OPENAI: dict[str, Schema] = {
+    "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
         ["prompt"], prompt=STR, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,

@@ -29,6 +29,7 @@ bp = Blueprint("openai", __name__)
 
 # OpenAI's image models: each stands for the default workflow (or a1111_workflow when set).
 ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+LISTED_ALIASES = ALIASES[:3]  # what GET /v1/models shows: the names the README documents (all are accepted)
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 _PARAM_NAMES = {"width": "size", "height": "size", "style": "style", "workflow": "model", "images": "image",
                 "prompt": "prompt", "seed": "seed", "format": "output_format", "user": "user"}
@@ -83,7 +84,7 @@ def models() -> Response:
           description: "{object: list, data: [{id, object, created, owned_by}]}"
           content: {application/json: {schema: OpenAIModels}}
     """
-    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(ALIASES)
+    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(LISTED_ALIASES)
     return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
                                                for i in dict.fromkeys(ids)]})
 
