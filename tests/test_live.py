@@ -216,3 +216,17 @@ def test_previews_are_asked_per_prompt(project, tmp_path):
     assert any(p.kind == "preview" for p in answer.parts)
     (entry,) = history.values()
     assert entry["prompt"][3]["preview_method"] == "auto"
+
+
+def test_each_user_watches_from_their_own_cache(live_api, slow_sim):
+    """alice's cached picture is hers: bob's live link for the same text streams a run of his own (his cache),
+    ending on the same bytes (same seed); alice's live link answers her cached image at once."""
+    link = "/prompt/whose%20picture?steps=6"
+    alice = live_api.get(link + "&user=alice")
+    assert alice.headers["X-LinkPix-Cache"] == "miss"
+    mine = get_live(live_api.url + link + "&user=alice&live=1")
+    assert mine.headers["content-type"] == "image/png" and mine.headers["x-linkpix-cache"] == "hit"
+    bobs = get_live(live_api.url + link + "&user=bob&live=1")
+    assert bobs.headers["content-type"].startswith("multipart/x-mixed-replace")
+    assert bobs.parts[-1].body == alice.content
+    assert "/images/bob/" in live_api.get(link + "&user=bob&format=json").json()["url"]
