@@ -26,9 +26,9 @@ from linkpix.storage.cache import CachedImage
 
 log = logging.getLogger(__name__)
 
-POSITION_POLL = 1.0  # s between queue-position looks while a run waits in ComfyUI's queue
+POSITION_POLL = 0.5  # s between looks at a backend's queue while live runs wait in it
 Wake = Callable[[], None]
-PositionOf = Callable[[str, str], "int | None"]  # (prompt_id, backend name) -> place in ComfyUI's queue
+QueueOf = Callable[[str], dict[str, list[str]]]  # backend name -> {"running": [ids], "pending": [ids]}
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,10 @@ class LiveRuns:
     is the one every other viewer of the link shares; it ends with the run, whoever is still watching.
     """
 
-    def __init__(self, generator: Generator, position_of: PositionOf | None = None) -> None:
+    def __init__(self, generator: Generator, queue_of: QueueOf | None = None) -> None:
         self._generator = generator
-        self._position_of = position_of
+        self._queue_of = queue_of
+        self._poller: threading.Thread | None = None
         self._feeds: dict[tuple[str, str], Feed] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -217,9 +218,7 @@ class LiveRuns:
         self._closed.set()
 
     def _follow(self, feed: Feed, job: RenderedJob) -> None:
-        poller = threading.Thread(target=self._poll_position, args=(feed,), name=f"live-queue-{feed.key[:8]}",
-                                  daemon=True)
-        poller.start()
+        self._ensure_poller()
         try:
             outcome = self._generator.generate(job, feed.user, feed.on_event)
             feed.finish(outcome.image, outcome.image.read())
@@ -233,17 +232,34 @@ class LiveRuns:
                 if self._feeds.get((feed.user, feed.key)) is feed:
                     del self._feeds[(feed.user, feed.key)]
 
-    def _poll_position(self, feed: Feed) -> None:
-        """Look up the run's place in ComfyUI's queue while it waits there (the card says "queued, 2nd")."""
-        while not feed.over and not self._closed.is_set() and feed.status.phase in ("waiting", "queued"):
-            if feed.prompt_id and feed.backend and self._position_of is not None:
+    def _ensure_poller(self) -> None:
+        with self._lock:
+            if self._poller is None and self._queue_of is not None:
+                self._poller = threading.Thread(target=self._poll_positions, name="live-queue", daemon=True)
+                self._poller.start()
+
+    def _poll_positions(self) -> None:
+        """Every `POSITION_POLL` s, one look at each backend's queue for all its queued live runs (the cards
+        say "queued, 2nd"): a hundred viewers of twenty queued links cost one request a second, not twenty."""
+        assert self._queue_of is not None
+        while not self._closed.wait(POSITION_POLL):
+            with self._lock:
+                queued = [f for f in self._feeds.values() if f.status.phase == "queued" and f.prompt_id and f.backend]
+            by_backend: dict[str, list[Feed]] = {}
+            for feed in queued:
+                by_backend.setdefault(str(feed.backend), []).append(feed)
+            for backend, feeds in by_backend.items():
                 try:
-                    feed.set_position(self._position_of(feed.prompt_id, feed.backend))
-                except LinkPixError:
-                    pass  # the card just says "queued"; the run itself handles an unreachable ComfyUI
-                except Exception:
-                    log.debug("looking up a live run's queue position failed", exc_info=True)
-            self._closed.wait(POSITION_POLL if feed.prompt_id else 0.1)
+                    queue = self._queue_of(backend)
+                except Exception:  # the card just says "queued"; the run itself handles an unreachable ComfyUI
+                    log.debug("looking up live runs' queue positions on %s failed", backend, exc_info=True)
+                    continue
+                running, pending = list(queue.get("running", [])), list(queue.get("pending", []))
+                for feed in feeds:
+                    if feed.prompt_id in running:
+                        feed.set_position(0)
+                    elif feed.prompt_id in pending:
+                        feed.set_position(len(running) + pending.index(feed.prompt_id))
 
 
 def _size_of(job: RenderedJob) -> tuple[int, int]:

@@ -126,7 +126,7 @@ def build_services(holder: ConfigHolder) -> Services:
                                replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
     editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
     jobs.finish_edit = editor.finish_job
-    live = Live(LiveRuns(generator, position))
+    live = Live(LiveRuns(generator, lambda backend: pool.client(backend).queue()))
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
                     replica=replica, replica_name=jobs.replica or "", live=live)
 
