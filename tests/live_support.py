@@ -61,18 +61,41 @@ def get_live(url: str, accept: str = "image/*", timeout: float = 60.0, stop_afte
             if status and "content-length" in headers and len(body) >= int(headers["content-length"]):
                 break  # a plain answer on a kept-open connection
             if status and "boundary=" in headers.get("content-type", ""):
-                parts = split_parts(body, headers["content-type"].split("boundary=", 1)[1], parts)
+                data = dechunk(body) if headers.get("transfer-encoding") == "chunked" else body
+                boundary = headers["content-type"].split("boundary=", 1)[1]
+                parts = split_parts(data, boundary, parts)
+                if data.endswith(f"--{boundary}--\r\n".encode()) and "transfer-encoding" in headers:
+                    if body.endswith(b"0\r\n\r\n"):
+                        break  # a streamed body on a kept-open connection: its last chunk came
                 if stop_after is not None and len(parts) >= stop_after:
                     break
     finally:
         sock.close()
+    if headers.get("transfer-encoding") == "chunked":
+        body = dechunk(body)
     return LiveAnswer(status, headers, parts, body, started)
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The data of the complete chunks in `raw` (HTTP/1.1 chunked transfer coding)."""
+    out, pos = b"", 0
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            return out
+        size = int(raw[pos:end].split(b";")[0] or b"0", 16)
+        if size == 0 or end + 2 + size + 2 > len(raw):
+            return out
+        out += raw[end + 2:end + 2 + size]
+        pos = end + 2 + size + 2
 
 
 def split_parts(body: bytes, boundary: str, known: list[Part]) -> list[Part]:
     """The complete parts in `body` (a part is complete when the boundary after it arrived); parts already
     in `known` keep their arrival times."""
     marker = b"--" + boundary.encode()
+    if len(body) < len(marker):
+        return list(known)
     pieces = body.split(b"\r\n" + marker)
     first = pieces[0]
     assert first.startswith(marker), first[:40]

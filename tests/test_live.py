@@ -13,6 +13,7 @@ import requests
 from fronts_support import FrontServer
 from live_support import get_live
 from PIL import Image
+from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
 
@@ -230,3 +231,18 @@ def test_each_user_watches_from_their_own_cache(live_api, slow_sim):
     assert bobs.headers["content-type"].startswith("multipart/x-mixed-replace")
     assert bobs.parts[-1].body == alice.content
     assert "/images/bob/" in live_api.get(link + "&user=bob&format=json").json()["url"]
+
+
+def test_without_connection_hand_over_the_stream_is_a_streamed_body(project, slow_sim):
+    """Under a server that cannot hand connections over (here waitress without LinkPix's channel), the same
+    parts come as an ordinary streamed body."""
+    api = ApiServer(project, slow_sim.url)
+    try:
+        answer = get_live(api.url + "/prompt/streamed%20body?live=1&steps=6")
+        plain = api.get("/prompt/streamed%20body?steps=6")
+    finally:
+        api.close()
+    assert answer.headers["content-type"].startswith("multipart/x-mixed-replace")
+    assert [p.kind for p in answer.parts][0] == "card" and answer.parts[-1].kind == "final"
+    assert any(p.kind == "preview" for p in answer.parts)
+    assert answer.parts[-1].body == plain.content
