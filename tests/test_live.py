@@ -60,6 +60,10 @@ def test_a_new_link_streams_card_previews_then_the_plain_image(live_api, slow_si
     assert final.headers["content-type"] == plain.headers["Content-Type"] == "image/png"
     assert final.body == plain.content  # byte-identical to what the plain link serves
     assert slow_sim.prompts_received == 1
+    deadline = time.monotonic() + 5
+    while live_api.services.live.writer.open_slots() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert live_api.services.live.writer.open_slots() == 0  # the viewer's slot is free again
 
 
 def test_a_cached_link_answers_the_plain_image(live_api):
@@ -240,9 +244,14 @@ def test_without_connection_hand_over_the_stream_is_a_streamed_body(project, slo
     try:
         answer = get_live(api.url + "/prompt/streamed%20body?live=1&steps=6")
         plain = api.get("/prompt/streamed%20body?steps=6")
+        deadline = time.monotonic() + 5
+        while api.services.live.writer.open_slots() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        slots = api.services.live.writer.open_slots()
     finally:
         api.close()
     assert answer.headers["content-type"].startswith("multipart/x-mixed-replace")
     assert [p.kind for p in answer.parts][0] == "card" and answer.parts[-1].kind == "final"
     assert any(p.kind == "preview" for p in answer.parts)
     assert answer.parts[-1].body == plain.content
+    assert slots == 0  # released when the server closed the body

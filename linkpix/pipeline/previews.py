@@ -101,11 +101,6 @@ class Feed:
         with self._lock:
             self._wakes.discard(wake)
 
-    @property
-    def viewers(self) -> int:
-        with self._lock:
-            return len(self._wakes)
-
     def _notify(self) -> None:
         with self._lock:
             wakes = list(self._wakes)

@@ -72,33 +72,36 @@ def respond(live: Live, settings: Settings, job: RenderedJob, user: str,
         return None
     if not live.writer.try_slot(user, settings.live_max_streams, settings.live_max_per_user):
         return None
+    handed = False
     try:
         feed = live.runs.watch(job, user)
         cursor = Cursor(feed, settings.live_fps, error_picture)
         first = cursor.first()
-    except BaseException:
-        live.writer.release_slot(user)
-        raise
-    environ["linkpix.log"].update(user=user, cache="miss", live=True)
-    take = environ.get(UPGRADE)
-    if take is None:  # not waitress (or upgrades off): the stream holds this thread
-        body = _streamed(cursor, first, live.writer, user)
-        return Response(body, headers=_headers(job), direct_passthrough=True)
-    head = _status_line(job) + first
-    own = take().dup()  # waitress closes its descriptor when this view returns; this one stays open
-    try:
-        own.settimeout(HEAD_TIMEOUT)
-        own.sendall(head)
-    except OSError:
-        own.close()
-        live.writer.release_slot(user)
-        return Response(status=200)
-    if cursor.done:
-        own.close()
-        live.writer.release_slot(user)
-    else:
-        live.writer.hand_over(own, cursor, user)
-    return Response(status=200)  # waitress writes nothing more: the head went out above
+        info = environ.get("linkpix.log")
+        if info is not None:
+            info.update(user=user, cache="miss", live=True)
+        take = environ.get(UPGRADE)
+        if take is None:  # not waitress (or upgrades off): the stream holds this thread
+            resp = Response(_streamed(cursor, first), headers=_headers(job))
+            resp.call_on_close(lambda: live.writer.release_slot(user))  # when the server closes the body
+            handed = True
+            return resp
+        own = take().dup()  # waitress closes its descriptor when this view returns; this one stays open
+        try:
+            own.settimeout(HEAD_TIMEOUT)
+            own.sendall(_status_line(job) + first)
+        except OSError:
+            own.close()
+            return Response(status=200)  # the viewer is gone already
+        if cursor.done:
+            own.close()
+        else:
+            live.writer.hand_over(own, cursor, user)
+            handed = True
+        return Response(status=200)  # waitress writes nothing more: the head went out above
+    finally:
+        if not handed:
+            live.writer.release_slot(user)
 
 
 def error_picture(feed: Feed) -> bytes:
@@ -122,7 +125,7 @@ def _status_line(job: RenderedJob) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _streamed(cursor: Cursor, first: bytes, writer: LiveWriter, user: str) -> Iterator[bytes]:
+def _streamed(cursor: Cursor, first: bytes) -> Iterator[bytes]:
     """The stream as a WSGI body, for servers that cannot hand the connection over."""
     wake = threading.Event()
     cursor.feed.subscribe(wake.set)
@@ -137,4 +140,3 @@ def _streamed(cursor: Cursor, first: bytes, writer: LiveWriter, user: str) -> It
                 wake.wait(wait if wait is not None else 15.0)
     finally:
         cursor.feed.unsubscribe(wake.set)
-        writer.release_slot(user)
