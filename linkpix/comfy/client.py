@@ -71,10 +71,7 @@ class ComfyClient:
         self._closed = False
         self.keeper = Keeper(self)
         self.keeper.start()
-        # Sent as extra_data.preview_method with every prompt: ComfyUI with per-prompt previews (PR 11261,
-        # December 2025) then sends preview frames whatever its --preview-method; older ones ignore it and
-        # follow their own setting. "default" sends nothing.
-        self.preview_method = "auto"
+        self.preview_method = "auto"  # sent as extra_data.preview_method (docs/live.md); "default": not sent
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -133,7 +130,7 @@ class ComfyClient:
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if front:
             body["front"] = True
-        if self.preview_method != "default":
+        if self.preview_method != "default":  # per-prompt previews (ComfyUI PR 11261); older ones ignore it
             body["extra_data"] = {"preview_method": self.preview_method}
         try:
             payload = json.dumps(body)
