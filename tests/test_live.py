@@ -69,8 +69,11 @@ def test_a_new_link_streams_card_previews_then_the_plain_image(live_api, slow_si
 def test_a_cached_link_answers_the_plain_image(live_api):
     first = live_api.get("/prompt/cached%20one")
     again = get_live(live_api.url + "/prompt/cached%20one?live=1")
-    assert again.headers["content-type"] == "image/png"
+    assert again.headers["content-type"] == "image/png" and again.headers["x-linkpix-cache"] == "hit"
     assert again.raw_body == first.content
+    assert "x-linkpix-ignored" not in again.headers  # live steers the answer: not an unknown parameter
+    odd = get_live(live_api.url + "/prompt/new%20one?live=1&bogus=2")
+    assert odd.headers["content-type"].startswith("multipart/") and odd.headers["x-linkpix-ignored"] == "bogus"
 
 
 def test_four_live_and_four_plain_viewers_share_one_run(live_api, slow_sim):

@@ -112,9 +112,14 @@ def error_picture(feed: Feed) -> bytes:
 
 
 def _headers(job: RenderedJob) -> list[tuple[str, str]]:
-    return [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"), ("X-LinkPix-Cache", "miss"),
-            ("X-LinkPix-Live", "1"), ("X-LinkPix-Seed", str(job.seed)), ("X-LinkPix-Workflow", job.workflow),
-            ("X-Content-Type-Options", "nosniff")]
+    headers = [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"), ("X-LinkPix-Cache", "miss"),
+               ("X-LinkPix-Live", "1"), ("X-LinkPix-Seed", str(job.seed)), ("X-LinkPix-Workflow", job.workflow),
+               ("X-Content-Type-Options", "nosniff")]
+    if job.ignored:  # as the plain answer says them (web/images.py), kept short
+        headers.append(("X-LinkPix-Ignored", ",".join(job.ignored[:20]) + (",..." if len(job.ignored) > 20 else "")))
+    if job.notes:
+        headers.append(("X-LinkPix-Notes", "; ".join(job.notes)))
+    return headers
 
 
 def _status_line(job: RenderedJob) -> bytes:
