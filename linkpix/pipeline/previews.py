@@ -19,9 +19,9 @@ from typing import Any
 from linkpix.comfy import Event
 from linkpix.errors import ExecutionFailed, LinkPixError
 from linkpix.imaging.cards import lighter_frame, render_card
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import SUBMITTED
 from linkpix.pipeline.generator import Generator
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 
 log = logging.getLogger(__name__)

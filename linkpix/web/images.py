@@ -10,9 +10,9 @@ from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
 from linkpix.errors import BadRequest, Unauthorized
+from linkpix.model import RenderedJob, validate_user
 from linkpix.pipeline.generator import Outcome
-from linkpix.pipeline.request import parse_query, validate_user
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
 from linkpix.web import live
 from linkpix.web.conditional import not_modified, not_modified_headers

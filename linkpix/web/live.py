@@ -19,8 +19,8 @@ from flask import Response
 
 from linkpix.config import Settings
 from linkpix.errors import BadRequest
+from linkpix.model import RenderedJob
 from linkpix.pipeline.previews import Feed, LiveRuns
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.web.errorimage import render_error_png
 from linkpix.web.livewire import CONTENT_TYPE, Cursor, LiveWriter
 from linkpix.web.middleware import http_date

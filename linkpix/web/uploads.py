@@ -15,7 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import GenerationRequest, InputImage, parse_images
+from linkpix.model import GenerationRequest, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.uploads import Uploads
 from linkpix.web.auth import caller
 from linkpix.web.errors import no_store
@@ -31,10 +32,7 @@ def max_upload_bytes() -> int:
 
 
 def upload_store() -> Uploads:
-    jobs = services().jobs
-    if jobs is None:
-        raise BadRequest("uploads are kept by the jobs API, which is not enabled")
-    return jobs.uploads
+    return services().uploads
 
 
 def input_images(items: Any, parameter: str = "images") -> tuple[InputImage, ...]:

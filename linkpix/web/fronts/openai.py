@@ -18,8 +18,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
-from linkpix.pipeline.request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
-from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+from linkpix.model import SEED_MAX, USER_NAME_RE, make_input_image
+from linkpix.pipeline.request import parse_json
+from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, require_enabled
 from linkpix.web.fronts.openai_stream import partial_count, stream_response
 from linkpix.web.ratelimits import admit, admit_generations
 from linkpix.web.services import services
@@ -230,7 +231,7 @@ def _answer(body: dict[str, Any]) -> Response:
     partials = partial_count(body) if stream else 0
     if stream and count != 1:
         raise BadRequest("stream supports n=1 only", {"parameter": "n"})
-    jobs = render(req, count)
+    jobs = services().resolver.resolve_many(req, count)
     admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
     if stream:  # Server-Sent Events with partial images (fronts/openai_stream.py)
         return stream_response(jobs[0], req.user, partials, str(body.get("quality") or "auto"),

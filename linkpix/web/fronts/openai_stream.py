@@ -20,8 +20,8 @@ from typing import Any
 from flask import Response
 
 from linkpix.errors import BadRequest
+from linkpix.model import RenderedJob
 from linkpix.pipeline.previews import Frame
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.web.services import services
 
 MAX_PARTIALS = 3  # OpenAI's bound for partial_images

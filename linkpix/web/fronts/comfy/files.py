@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import InputImage
+from linkpix.model import InputImage
 from linkpix.storage.uploads import Uploads
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
