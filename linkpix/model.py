@@ -108,5 +108,7 @@ class RenderedJob:
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
     notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
     edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
+    provider: str | None = None  # <provider>:<model>: run on a hosted API instead of ComfyUI (providers/)
+    fallback: str | None = None  # where it goes if no ComfyUI backend can run it (provider_fallback)
 
 

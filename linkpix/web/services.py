@@ -29,6 +29,7 @@ from linkpix.jobs.targets import Targets
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.previews import LiveRuns
 from linkpix.pipeline.resolver import Resolver
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache, open_uploads
@@ -104,7 +105,8 @@ def build_services(holder: ConfigHolder) -> Services:
     _ask_previews(pool, s)
     holder.subscribe(lambda new: _ask_previews(pool, new.settings))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
+    providers = Providers(lambda: settings().providers)
+    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models, providers)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
@@ -113,7 +115,8 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
-    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None)
+    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
+                          providers=providers)
     own_ports: set[int] = set()
     uploads = open_uploads(cfg, cache)
     editor = Editor(resolver, generator, cache, uploads)
