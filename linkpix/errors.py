@@ -37,6 +37,13 @@ class Unauthorized(LinkPixError):
     code = "unauthorized"
 
 
+class Forbidden(LinkPixError):
+    """A valid key that may not do this (a shared character needs an admin key)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(LinkPixError):
     status = 404
     code = "not_found"

@@ -162,10 +162,10 @@ class Settings(BaseSettings):
     dashboard_password: str = Field("", description="Password for the dashboard login; better set as "
                                                     "LINKPIX_DASHBOARD_PASSWORD than in config.json.")
     # The fronts (web/fronts/): other tools' dialects answered on the same port.
-    fronts: list[Literal["a1111", "openai", "comfy"]] = Field(
-        default_factory=lambda: ["a1111", "openai", "comfy"],
-        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/...), openai (/v1/images/...), "
-                    "comfy (ComfyUI's API at / and /comfy/); leave one out to turn it off.")
+    fronts: list[Literal["a1111", "openai", "comfy", "v2"]] = Field(
+        default_factory=lambda: ["a1111", "openai", "comfy", "v2"],
+        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/), openai (/v1/images/), comfy (ComfyUI's "
+                    "API at / and /comfy/), v2 (the Comfy API v2 at /api/v2/); leave one out to turn it off.")
     fronts_allow: list[str] = Field(default_factory=list,
                                     description="Addresses or networks (192.168.1.20, 10.0.0.0/8) whose "
                                                 "clients may use the fronts without an API key when "

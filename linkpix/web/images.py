@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -15,6 +16,7 @@ from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
 from linkpix.web import live
+from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
 from linkpix.web.memo import MemoEntry
 from linkpix.web.middleware import http_date
@@ -124,6 +126,8 @@ def prompt(text: str) -> Response:
     if query.get("format") == "json":
         del query["format"]
     req = link_inputs(parse_query(prompt_from_environ(env), query, user))
+    if req.char is not None or "char:" in req.prompt:
+        req = dataclasses.replace(req, char_owner=character_owner())
     job = svc.resolver.resolve(req)
     admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
     if svc.live is not None and not json_mode and live.wanted(env, svc.config.settings):
@@ -136,7 +140,8 @@ def prompt(text: str) -> Response:
     if json_mode:
         return _json_response(outcome, job)
     headers = _image_headers(outcome.image, job, outcome.cache_hit)
-    if not job.seed_is_random and outcome.image.local:  # the memo answers with a local file
+    keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
+    if not job.seed_is_random and outcome.image.local and not keyed_char:  # the memo answers with a local file
         svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
     return _file_response(outcome.image, headers)
 

@@ -26,9 +26,9 @@ from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.pipeline.characters import CharacterResolver
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.previews import LiveRuns
-from linkpix.pipeline.resolver import Resolver
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
@@ -47,7 +47,7 @@ EXTENSION = "linkpix"
 class Services:
     config_holder: ConfigHolder
     store: JsonStore
-    resolver: Resolver
+    resolver: CharacterResolver
     pool: Pool
     cache: ImageCache
     generator: Generator
@@ -94,9 +94,10 @@ class Services:
 
 
 def build_services(holder: ConfigHolder) -> Services:
-    """Build the parts in the order data flows: pool, resolver, cache, generator, then uploads, the editor,
-    and the job manager with both handed in. `settings` is read at each use, so reloads apply; only state
-    that must be rebuilt (the pool's backends, the cache's limits) subscribes to reloads."""
+    """Build the parts in the order data flows: pool, cache, uploads, resolver (characters' reference pictures
+    are uploads), generator, then the editor and the job manager with uploads handed in. `settings` is read
+    at each use, so reloads apply; only state that must be rebuilt (the pool's backends, the cache's limits)
+    subscribes to reloads."""
     cfg = holder.get()
     s = cfg.settings
     settings = holder.settings
@@ -106,10 +107,12 @@ def build_services(holder: ConfigHolder) -> Services:
     holder.subscribe(lambda new: _ask_previews(pool, new.settings))
     store = JsonStore()
     providers = Providers(lambda: settings().providers)
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models, providers)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
+    uploads = open_uploads(cfg, cache)  # before the resolver: characters' reference pictures are uploads
+    resolver = CharacterResolver(holder.get, store, pool.object_info, pool.check_models, uploads=uploads,
+                                 providers=providers)
     replica = None
     if s.redis_url:
         from linkpix.replicas.replica import open_replica
@@ -118,7 +121,6 @@ def build_services(holder: ConfigHolder) -> Services:
     generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
                           providers=providers)
     own_ports: set[int] = set()
-    uploads = open_uploads(cfg, cache)
     editor = Editor(resolver, generator, cache, uploads)
     position = lambda prompt_id, backend: pool.client(backend or "").control.queue_position(prompt_id)  # noqa: E731
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
@@ -127,7 +129,7 @@ def build_services(holder: ConfigHolder) -> Services:
 
         jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, generator, cache,
                                                         settings, position, uploads, webhook_targets=targets,
-                                                        finish_edit=editor.finish_job)
+                                                        finish_edit=editor.finish_job, data_dir=cfg.data_dir)
         replica.start(resolver.fingerprint, store.invalidate)
     else:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, uploads, webhook_targets=targets,

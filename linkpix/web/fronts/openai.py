@@ -76,16 +76,20 @@ def _error_object(exc: LinkPixError) -> dict[str, Any]:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """Workflows and aliases usable as `model`.
+    """Workflows and aliases usable as `model` for generations. Workflows that edit an input image are left
+    out (a generation has none: they would answer 400); /v1/images/edits still takes them by name.
     ---
     get:
-      summary: "OpenAI model list: every LinkPix workflow and the OpenAI model names that stand for the default one"
+      summary: "OpenAI model list: the LinkPix workflows that generate from text, and the OpenAI model names
+        that stand for the default one"
       responses:
         200:
           description: "{object: list, data: [{id, object, created, owned_by}]}"
           content: {application/json: {schema: OpenAIModels}}
     """
-    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(LISTED_ALIASES)
+    needs = services().resolver.workflow_needs()
+    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()
+           if not needs.get(name, {}).get("image")] + list(LISTED_ALIASES)
     return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
                                                for i in dict.fromkeys(ids)]})
 
@@ -151,12 +155,12 @@ def edits() -> Response:
     body: dict[str, Any] = dict(request.form.items())
     count, fmt = _count_and_format(body)
     settings = services().config.settings
-    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"),
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"), "char": body.get("char"),
                               "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
                               or settings.edit_workflow,
                               "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
                               else {}}
-    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask, char_owner=g.front_user)
     admit("jobs", req.user, keyed=g.front_user != "default", cost=count)  # an edit counts as a job
     editor = services().editor
     if editor is None:
@@ -216,7 +220,7 @@ def _item(image: Any, revised_prompt: str, fmt: str) -> dict[str, Any]:
 def _answer(body: dict[str, Any]) -> Response:
     count, fmt = _count_and_format(body)
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": _size(body.get("size")),
-                              "seed": body.get("seed")}
+                              "seed": body.get("seed"), "char": body.get("char")}
     workflow = _workflow(body.get("model"), None)
     if workflow:
         fields["workflow"] = workflow
@@ -226,7 +230,7 @@ def _answer(body: dict[str, Any]) -> Response:
     if isinstance(style, str) and style in services().resolver.styles():
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
-    req = parse_json(fields, _user(body))
+    req = dataclasses.replace(parse_json(fields, _user(body)), char_owner=g.front_user)  # the key's characters
     stream = body.get("stream") in (True, "true")
     partials = partial_count(body) if stream else 0
     if stream and count != 1:

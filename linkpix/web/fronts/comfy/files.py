@@ -15,7 +15,8 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest
-from linkpix.model import InputImage
+from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.uploads import Uploads
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
@@ -54,8 +55,12 @@ class InputFiles:
             upload_id = self._names.get(user, {}).get(name.split(" [", 1)[0])
         return self.store.get(upload_id) if upload_id else None
 
-    def bind(self, user: str, graph: dict[str, Any]) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
-        """The graph with uploaded file names replaced by their content names, and those images."""
+    def bind(self, user: str, graph: dict[str, Any],
+             max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
+        """The graph with uploaded file names replaced by their content names, and those images.
+
+        A `data:image/...;base64,...` value (SillyTavern's `%char_avatar%` / `%user_avatar%`, which stock
+        ComfyUI cannot load) is stored as the caller's upload first, as if sent to /upload/image."""
         found: dict[str, InputImage] = {}
         rewritten = graph
         for node_id, node in graph.items():
@@ -64,6 +69,8 @@ class InputFiles:
                 continue
             for key in ("image", "mask"):
                 value = inputs.get(key)
+                if isinstance(value, str) and value.startswith("data:"):
+                    value = self._data_uri(user, node_id, key, value, max_bytes)
                 image = self.get(user, value) if isinstance(value, str) and value else None
                 if image is None:
                     continue
@@ -72,6 +79,17 @@ class InputFiles:
                 rewritten[node_id]["inputs"][key] = image.name
                 found[image.name] = image
         return rewritten, tuple(found.values())
+
+    def _data_uri(self, user: str, node_id: str, key: str, value: str, max_bytes: int) -> str:
+        """Store a `data:image/...;base64,` value as `user`'s upload; -> the file name to bind."""
+        if not value.startswith("data:image/") or ";base64," not in value[:100]:
+            raise BadRequest(f"node {node_id} input {key}: a data URI must be data:image/...;base64,...",
+                             {"parameter": f"{node_id}.{key}"})
+        try:
+            image = parse_images([value], max_bytes, f"{node_id}.{key}")[0]
+        except BadRequest as exc:
+            raise BadRequest(f"node {node_id} input {key}: {exc.message}", exc.details) from None
+        return self.put(user, image.name, image.data, max_bytes)
 
 
 def _key(subfolder: str, name: str) -> str:
