@@ -20,13 +20,16 @@ from flask import Flask, current_app
 
 from linkpix.comfy import ComfyClient
 from linkpix.comfy.pool import Pool
+from linkpix.comfy.queuepeek import QueuePeek
 from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
 from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.ops.usage import Usage, UsageBook
 from linkpix.pipeline.characters import CharacterResolver
+from linkpix.pipeline.fairqueue import FairQueue, LocalLedger
 from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.previews import LiveRuns
 from linkpix.providers.hosted import Providers
@@ -60,6 +63,7 @@ class Services:
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
     replica: Replica | None = None  # with redis_url: what this replica shares with the others
     replica_name: str = ""
+    usage: Usage | None = None  # GPU-seconds per user and day (ops/usage.py)
     live: Live | None = None  # live links' feeds and their writer (web/live.py)
 
     def webhook_targets(self) -> Targets:
@@ -84,6 +88,8 @@ class Services:
             self.jobs.close()
         self.pool.close()
         self.pool.stops.close()
+        if self.usage is not None:
+            self.usage.close()
         if self.replica is not None:
             self.replica.close()
 
@@ -118,11 +124,27 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
+    half_life = lambda: settings().fair_half_life  # noqa: E731
+    ledger = None
+    if replica is not None:
+        from linkpix.replicas.fairqueue import RedisLedger
+
+        ledger = RedisLedger(replica.shared, replica.bus, half_life, lambda: settings().timeout, LocalLedger(half_life))
+    queue = FairQueue(pool, lambda: settings().fair_depth, half_life, ledger=ledger)
+    if ledger is not None:
+        ledger.listen(queue.dispatch)  # before the bus starts (replica.start below)
     generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
-                          providers=providers)
+                          providers=providers, queue=queue)
+    usage: Usage
+    if replica is not None:
+        from linkpix.ops.usage import RedisUsageBook
+
+        usage = RedisUsageBook(replica.shared.redis)
+    else:
+        usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
     editor = Editor(resolver, generator, cache, uploads)
-    position = lambda prompt_id, backend: pool.client(backend or "").control.queue_position(prompt_id)  # noqa: E731
+    position = QueuePeek(pool.client).position  # a listing a second old at most: polls must not load ComfyUI
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
@@ -137,7 +159,7 @@ def build_services(holder: ConfigHolder) -> Services:
                                finish_edit=editor.finish_job)
     live = Live(LiveRuns(generator, lambda backend: pool.client(backend).control.queue()))
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), uploads, jobs, editor,
-                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", live=live)
+                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", usage=usage, live=live)
 
 
 def _ask_previews(pool: Pool, settings: Settings) -> None:
