@@ -156,7 +156,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS, drawing: Dra
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
     updated = gr.Markdown(elem_id="lp-monitor-updated")
     plotted = plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
-    usage_panel.build(ctx, timer_seconds)  # GPU-seconds per user and day, the fair queue per user
+    used = usage_panel.build(ctx, timer_seconds)  # GPU-seconds per user and day, the fair queue per user
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")
@@ -182,4 +182,5 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
                show_progress="hidden")
     # Opening the page or the tab fills the plots too, not only the tables: else they stay empty until
     # their own timer first ticks.
-    return timer, [*outputs, *plotted], lambda: (*snapshot(ctx, timer_seconds, drawing), *plots.snapshot(ctx))
+    return timer, [*outputs, *plotted, *used], lambda: (*snapshot(ctx, timer_seconds, drawing), *plots.snapshot(ctx),
+                                                        *usage_panel.snapshot(ctx))
