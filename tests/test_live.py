@@ -133,6 +133,7 @@ def test_cards_move_when_comfyui_sends_no_previews(project, tmp_path):
     assert answer.parts[-1].kind == "final"
 
 
+@pytest.mark.slow
 def test_a_queued_run_says_its_place(live_api, slow_sim):
     slow_sim.faults.step_delay = 0.2
     blocker = threading.Thread(target=live_api.get, args=("/prompt/first%20in%20line?steps=6",))
@@ -192,6 +193,7 @@ def test_live_viewers_do_not_hold_server_threads(project, slow_sim):
     assert elapsed < 2.0
 
 
+@pytest.mark.slow
 def test_slots_per_user_bound_live_viewers(project, slow_sim):
     api = FrontServer(project, slow_sim.url, live_max_per_user=1)
     try:
@@ -240,6 +242,7 @@ def test_each_user_watches_from_their_own_cache(live_api, slow_sim):
     assert "/images/bob/" in live_api.get(link + "&user=bob&format=json").json()["url"]
 
 
+@pytest.mark.slow
 def test_without_connection_hand_over_the_stream_is_a_streamed_body(project, slow_sim):
     """Under a server that cannot hand connections over (here waitress without LinkPix's channel), the same
     parts come as an ordinary streamed body."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from jobs_support import JobsServer
 from PIL import Image
 
 
+@pytest.mark.slow
 def test_preview_events_carry_a_url_to_the_newest_frame(project, simulator):
     simulator.faults.step_delay = 0.12
     server = JobsServer(project, simulator.url, network_access=True,

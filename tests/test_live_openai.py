@@ -39,6 +39,7 @@ def _client(server: FrontServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed-on-loopback", max_retries=0, timeout=60)
 
 
+@pytest.mark.slow
 def test_the_sdk_receives_partial_images_then_the_image(fronts, slow_sim):
     stream = _client(fronts).images.generate(prompt="a fox, streamed", model="demo", size="384x256",
                                              stream=True, partial_images=2, extra_body={"steps": 12})
