@@ -37,6 +37,11 @@ class Unauthorized(LinkPixError):
     code = "unauthorized"
 
 
+class Forbidden(LinkPixError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(LinkPixError):
     status = 404
     code = "not_found"
@@ -148,3 +153,10 @@ class StorageUnavailable(LinkPixError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class StorageFull(LinkPixError):
+    """The disk that holds the cache (or uploads) has no room: not the request's fault, nor a bug."""
+
+    status = 507
+    code = "storage_full"

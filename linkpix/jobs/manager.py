@@ -46,6 +46,7 @@ from linkpix.jobs.store import (
     rendered_to_dict,
 )
 from linkpix.jobs.webhooks import Schedule, Targets, WebhookSender, job_payload
+from linkpix.ops.slots import FairSlots, per_user_cap
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Ticket
 from linkpix.pipeline.generator import Generator, Outcome
 from linkpix.pipeline.resolver import RenderedJob
@@ -95,8 +96,8 @@ class JobManager:
         self._stop = threading.Event()
         self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
         # Each stream holds a server thread: leave 4 free beside the ones generations may hold.
-        self._streams = threading.BoundedSemaphore(max(1, min(s.events_max_streams,
-                                                               s.threads - s.max_pending - 4)))
+        self._streams = FairSlots(min(s.events_max_streams, s.threads - s.max_pending - 4),
+                                  lambda: per_user_cap(settings()))
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
@@ -409,12 +410,10 @@ class JobManager:
                           lambda job: self.describe(job, with_queue=False), heartbeat, max_seconds,
                           lambda: self.closed, last_id)
 
-    def acquire_stream(self) -> bool:
-        return self._streams.acquire(blocking=False)
+    def acquire_stream(self, user: str = "default") -> bool:
+        """A stream slot for `user`, within the total and the user's fair share (ops/slots.py)."""
+        return self._streams.try_take(user)
 
-    def release_stream(self) -> None:
-        try:
-            self._streams.release()
-        except ValueError:
-            pass
+    def release_stream(self, user: str = "default") -> None:
+        self._streams.release(user)
 

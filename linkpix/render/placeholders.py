@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from linkpix.comfy.objectinfo import ObjectInfo, choices
+from linkpix.comfy.objectinfo import ObjectInfo, choices, public_values
 from linkpix.errors import BadRequest, ConfigError
 
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
@@ -241,7 +241,7 @@ def _check_range(spec: ParamSpec, value: Any) -> None:
 
 def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest:
     """BadRequest for a model/sampler/LoRA the backend does not have, listing what it has."""
-    have = list(available)
+    have = public_values(list(available))  # never list users' uploads (comfy/objectinfo.py)
     shown = ", ".join(map(str, have[:50])) + (f" (and {len(have) - 50} more)" if len(have) > 50 else "")
     return BadRequest(f"{name} {value!r} is not available on the ComfyUI server; it has: {shown or 'none'}",
                       {"parameter": name, "allowed": have})

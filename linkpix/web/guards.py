@@ -17,7 +17,7 @@ from flask.json.provider import DefaultJSONProvider
 from linkpix.config import LoadedConfig, Settings
 from linkpix.errors import BadRequest, PayloadTooLarge
 from linkpix.pipeline.request import USER_NAME_RE, single_values
-from linkpix.web.auth import identify
+from linkpix.web.auth import claims_keyed_user, identify
 from linkpix.web.requestinfo import user_from_environ
 from linkpix.web.services import services
 
@@ -104,5 +104,5 @@ def _check_request() -> None:
     info = request.environ.get("linkpix.log")
     if info is not None and not who.keyed and request.path.startswith("/prompt/"):
         claimed = user_from_environ(request.environ)
-        if USER_NAME_RE.match(claimed):
+        if USER_NAME_RE.match(claimed) and not claims_keyed_user(claimed):  # never into a keyed user's log
             info["user"] = claimed

@@ -11,9 +11,10 @@ from werkzeug.wsgi import wrap_file
 from linkpix.comfy.transport import display_url
 from linkpix.errors import BadRequest, Unauthorized
 from linkpix.pipeline.generator import Outcome
-from linkpix.pipeline.request import parse_query, validate_user
+from linkpix.pipeline.request import parse_query
 from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
+from linkpix.web.auth import acting_user, identify
 from linkpix.web.conditional import not_modified, not_modified_headers
 from linkpix.web.memo import MemoEntry
 from linkpix.web.middleware import http_date
@@ -111,7 +112,8 @@ def prompt(text: str) -> Response:
     svc = services()
     env = request.environ
     raw_user = user_from_environ(env)
-    user = validate_user(raw_user)
+    user = acting_user(raw_user)  # a key's user is the user (403 for a key naming another)
+    who = identify()
     _check_signature(env)
     fingerprint = svc.fingerprint()
     json_mode = wants_json(env)
@@ -127,7 +129,7 @@ def prompt(text: str) -> Response:
     if json_mode:
         return _json_response(outcome, job)
     headers = _image_headers(outcome.image, job, outcome.cache_hit)
-    if not job.seed_is_random and outcome.image.local:  # the memo answers with a local file
+    if not job.seed_is_random and outcome.image.local and not who.keyed:  # the memo answers keyless links
         svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
     return _file_response(outcome.image, headers)
 

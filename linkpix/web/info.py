@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices
+from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices, public_values
 from linkpix.errors import BackendUnavailable, BadRequest
 from linkpix.web.auth import identify, require
 from linkpix.web.errors import no_store
@@ -189,4 +189,7 @@ def models() -> Response:
     info = services().pool.object_info()
     if info is None:
         raise BackendUnavailable("no ComfyUI backend has answered yet, so its models are unknown; see /health")
-    return no_store(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))
+    lists = {name: named_choices(info, name) for name in CHOICE_SOURCES}
+    if not identify().admin:  # users' uploads are theirs: only an admin key sees them listed
+        lists["input_images"] = public_values(lists["input_images"])
+    return no_store(jsonify(lists))

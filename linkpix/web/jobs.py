@@ -259,16 +259,16 @@ def job_events(job_id: str) -> Response:
     if last_id is not None and job.state in TERMINAL and manager.events.latest(job.id) <= last_id:
         return no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
     settings = services().config.settings
-    if not manager.acquire_stream():
-        raise QueueFull(f"{settings.events_max_streams} event streams are already open; poll "
-                        f"/jobs/{job_id} or retry shortly", retry_after=5)
+    if not manager.acquire_stream(job.user):
+        raise QueueFull(f"{settings.events_max_streams} event streams are already open, or this user's share "
+                        f"(events_max_streams_per_user); poll /jobs/{job_id} or retry shortly", retry_after=5)
     try:
         stream = manager.stream(job_id, settings.events_heartbeat, settings.events_max_seconds, last_id)
         resp = Response(stream, mimetype="text/event-stream")
     except BaseException:
-        manager.release_stream()
+        manager.release_stream(job.user)
         raise
-    resp.call_on_close(manager.release_stream)
+    resp.call_on_close(lambda: manager.release_stream(job.user))
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
