@@ -133,7 +133,7 @@ def test_an_upload_to_one_replica_is_used_by_another_that_shares_no_folder(proje
         job = b.wait_for(b.submit(prompt="a red card", workflow="sd15_img2img", images=[image_id]))
         assert job["status"] == "succeeded", job
         missing = b.get("/prompt/x?workflow=sd15_img2img&image=linkpix_" + "0" * 16 + ".png")
-        assert missing.status_code == 400 and "upload it first" in missing.json()["message"]
+        assert missing.status_code == 404 and "upload it first" in missing.json()["message"]
         # Clearing the image cache keeps the inputs.
         assert a.services.cache.clear() >= 1
         assert client.head_object(Bucket=S3_BUCKET, Key=f"{prefix}!uploads/{image_id}")
