@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from linkpix.errors import BadRequest, ImageTooLarge
+from linkpix.imaging.budget import BUDGET, DECODE_BYTES_PER_PIXEL
 
 # Pillow's format name -> ours, and the file extension of each.
 FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
@@ -40,8 +41,10 @@ def check_image(data: bytes, max_bytes: int, what: str = "the image", parameter:
                 raise BadRequest(f"{what} is a {img.format} file; send PNG, JPEG, WebP or GIF",
                                  {"parameter": parameter})
             _check_pixels(img, what, parameter)
+            width, height = img.size
             img.verify()
-        with Image.open(io.BytesIO(data)) as img:
+        with BUDGET.hold(width * height * DECODE_BYTES_PER_PIXEL, "decoding " + what), \
+                Image.open(io.BytesIO(data)) as img:
             img.load()
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"{what} has too many pixels to decode safely (more than "

@@ -24,6 +24,7 @@ from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
 from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
+from linkpix.imaging.budget import BUDGET
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.pipeline.generator import Generator
@@ -117,7 +118,9 @@ def build_services(holder: ConfigHolder) -> Services:
     else:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
                                replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
-    editor = Editor(resolver, generator, cache, lambda: jobs.uploads)
+    editor = Editor(resolver, generator, cache, lambda: jobs.uploads, lambda: settings().edit_max_megapixels)
+    BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
+    holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
     jobs.finish_edit = editor.finish_job
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
                     replica=replica, replica_name=jobs.replica or "")
