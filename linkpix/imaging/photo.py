@@ -176,7 +176,13 @@ def image_size(data: bytes) -> tuple[int, int]:
     """The upright size of image bytes (header only)."""
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
-        orientation = img.getexif().get(0x0112, 1)
+        if img.format == "PNG":  # Pillow's getexif() decodes a whole PNG to look for a late eXIf chunk
+            exif = Image.Exif()
+            if img.info.get("exif"):
+                exif.load(img.info["exif"])
+            orientation = exif.get(0x0112, 1)
+        else:
+            orientation = img.getexif().get(0x0112, 1)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
