@@ -151,3 +151,20 @@ def test_edits_share_one_memory_budget_and_give_the_memory_back(editing):
     print(f"six 3000x3000 edits: peak +{peak:.0f} MiB, after +{after:.0f} MiB")
     assert peak < 400, peak
     assert after < 120, after
+
+
+def test_one_slow_submit_does_not_mark_the_backend_frozen_for_everyone(project, simulator):
+    server = ApiServer(project, simulator.url)
+    try:
+        assert server.get("/prompt/warm%20up?width=64&height=64").status_code == 200
+        simulator.faults.validate_delay = 3.0  # one graph that takes ComfyUI 3 s to validate (> 1.5 s)
+        slow = server.get("/prompt/one%20huge%20graph?width=64&height=64")
+        assert slow.status_code in (503, 504), slow.text
+        simulator.faults.validate_delay = 0.0
+        states = [b["state"] for b in server.get("/health").json()["backends"]]
+        assert "frozen" not in states, states
+        r = server.get("/prompt/another%20user%27s%20link?width=64&height=64")
+        assert r.status_code == 200, r.text
+    finally:
+        simulator.faults.validate_delay = 0.0
+        server.close()
