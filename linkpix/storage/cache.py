@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from linkpix.errors import BadRequest, NotFound
+from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,10 @@ class ImageCache(HitCounts):
         if fmt not in CONTENT_TYPES:
             raise BadRequest(f"unknown image format {fmt!r}; allowed: {', '.join(CONTENT_TYPES)}")
         path = self.root / user / f"{key}.{fmt}"
-        atomic_write_bytes(path, data)
         body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
-        atomic_write_bytes(path.with_suffix(".json"), json.dumps(body, indent=1, ensure_ascii=False).encode())
+        with room_in(self.root, "cache", path, path.with_suffix(".json")):  # 507, and no half entry left
+            atomic_write_bytes(path, data)
+            atomic_write_bytes(path.with_suffix(".json"), json.dumps(body, indent=1, ensure_ascii=False).encode())
         st = path.stat()
         with self._lock:
             self._account(path, st.st_size, st.st_mtime)

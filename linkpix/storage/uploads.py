@@ -16,6 +16,7 @@ from typing import Protocol
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import atomic_write_bytes
 from linkpix.storage.owners import file_secret, owned_copy
 
@@ -54,7 +55,8 @@ class UploadStore:
             image = owned_copy(self.secret(), owner, image)
         path = self.root / image.name
         if not path.exists():
-            atomic_write_bytes(path, data)
+            with room_in(self.root, "uploads", path):
+                atomic_write_bytes(path, data)
         else:
             _used(path)
         return image
@@ -62,7 +64,8 @@ class UploadStore:
     def keep(self, image: InputImage) -> None:
         path = self.root / image.name
         if not path.exists():
-            atomic_write_bytes(path, image.data)
+            with room_in(self.root, "uploads", path):
+                atomic_write_bytes(path, image.data)
         else:
             _used(path)
 
