@@ -91,10 +91,14 @@ def ready() -> Response:
           description: "some ComfyUI backend answers and its queue is not full"
           content: {application/json: {schema: Ready}}
         503:
-          description: "no backend answers, or every backend's queue is at its max_queue (Retry-After)"
+          description: "no backend answers, every backend's queue is at its max_queue, or Redis does not
+            answer (Retry-After)"
           content: {application/json: {schema: Ready}}
     """
-    ok, reason = services().pool.ready()
+    svc = services()
+    ok, reason = svc.pool.ready()
+    if ok and svc.replica is not None and svc.replica.health()["state"] != "up":  # new work would be refused
+        ok, reason = False, "Redis, which the replicas share their work through, does not answer"
     resp = jsonify({"ready": ok, "reason": reason})
     resp.status_code = 200 if ok else 503
     if not ok:
