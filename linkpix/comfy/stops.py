@@ -120,6 +120,15 @@ class StopList:
                 return []
             return [r[0] for r in self._db.execute("SELECT DISTINCT backend FROM stops ORDER BY backend")]
 
+    def forget(self, backend: str, added_before: float) -> int:
+        """Drop the entries of `backend` added before `added_before` (a backend no longer configured:
+        nothing will ever stop them, and ComfyUI has run or dropped them long since); returns how many."""
+        with self._lock:
+            if self._closed:
+                return 0
+            return self._db.execute("DELETE FROM stops WHERE backend = ? AND added < ?",
+                                    (backend, added_before)).rowcount
+
     def close(self) -> None:
         with self._lock:
             if not self._closed:

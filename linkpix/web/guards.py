@@ -44,12 +44,22 @@ class GuardedJSONProvider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
-            value = json.loads(s, **kwargs)
+            value = json.loads(s, parse_int=_bounded_int, **kwargs)
         except RecursionError:
             raise _too_deep() from None
         if _depth_exceeds(value, MAX_JSON_DEPTH):
             raise _too_deep()
         return value
+
+
+MAX_INT_DIGITS = 100  # a seed has 20; Python refuses to parse more than 4300 and the body looked "not JSON"
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(f"a number in the JSON body has {len(text.lstrip('-'))} digits; at most "
+                         f"{MAX_INT_DIGITS} are accepted (a seed has at most 20)")
+    return int(text)
 
 
 def _too_deep() -> BadRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -210,6 +211,9 @@ def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Respon
     resp = Response(wrap_file(request.environ, open(image.path, "rb")), headers=headers,
                     direct_passthrough=True)
     resp.content_length = image.size
+    # waitress dates a response from when the request started; a picture made since would then be
+    # Last-Modified after its Date. Date it now, which is after the file was written.
+    resp.headers["Date"] = http_date(max(time.time(), image.mtime))
     return resp
 
 

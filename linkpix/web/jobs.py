@@ -257,7 +257,9 @@ def job_events(job_id: str) -> Response:
     job = _visible_job(job_id, "following a job")
     last_id = _last_event_id()
     if last_id is not None and job.state in TERMINAL and manager.events.latest(job.id) <= last_id:
-        return no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
+        ended = no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
+        del ended.headers["Content-Type"]  # no body, so no type (Flask's default says text/html)
+        return ended
     settings = services().config.settings
     if not manager.acquire_stream(job.user):
         raise QueueFull(f"{settings.events_max_streams} event streams are already open, or this user's share "
