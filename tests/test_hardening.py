@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 from jobs_support import JobsServer
+from support import ApiServer
 
 from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
@@ -96,3 +97,13 @@ def test_old_stops_on_a_backend_no_longer_configured_are_forgotten(project, simu
     again = StopList(data / STOPS_FILE)
     assert again.count("http://127.0.0.1:1") == 1
     again.close()
+
+
+def test_with_both_backends_down_the_503_names_both(project):
+    server = ApiServer(project, None, comfyui_urls=["http://127.0.0.1:9", "http://127.0.0.1:11"])
+    try:
+        r = server.get("/prompt/nobody%20home?width=64&height=64")
+        assert r.status_code == 503, r.text
+        assert "127.0.0.1:9" in r.json()["message"] and "127.0.0.1:11" in r.json()["message"], r.text
+    finally:
+        server.close()

@@ -152,5 +152,7 @@ def _fuzz_all_checks(operation: Any, mode: GenerationMode, figures: dict[str, An
 
     try:
         run()
-    except Exception:  # noqa: BLE001 - counted above; the figures are the result
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - Schemathesis' FailureGroup; counted above, the figures are the result
         pass

@@ -287,6 +287,7 @@ class Generator:
         submitted: str | None = None
         queued_somewhere = False
         failure: BackendUnavailable | None = None
+        failed: dict[str, str] = {}  # backend name -> why its try failed
         resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
         while True:
             if resume is not None:
@@ -301,6 +302,9 @@ class Generator:
                         raise
                     if isinstance(failure, NoBackend) or queued_somewhere:
                         raise failure from None  # the backend's own words say more than "no other one"
+                    if len(failed) > 1:  # every backend tried failed: name each, not only the last
+                        raise NoBackend("no ComfyUI backend answers: " + "; ".join(failed.values()),
+                                        {"backends": list(failed)}) from None
                     raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
             try:
                 return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
@@ -315,6 +319,7 @@ class Generator:
                 if submitted is not None and failovers >= self._failover_retries():
                     raise
                 failure, resume = exc, None
+                failed[backend.name] = exc.message
                 frozen = isinstance(exc, BackendNotAnswering)
                 if submitted is not None and frozen and not self._pool.can_run(job.graph, [*tried, backend]):
                     resume = (backend, submitted)  # nowhere else to go: wait for it, until the timeout
