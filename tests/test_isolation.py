@@ -155,3 +155,14 @@ def test_without_network_access_a_named_user_is_taken_as_before(project, simulat
         assert r.headers["X-LinkPix-Image-Url"].startswith("/images/alice/")
     finally:
         server.close()
+
+
+def test_a_keys_user_is_the_user_on_jobs(shared):
+    job = {"prompt": "x", "width": 64, "height": 64}
+    r = requests.post(shared.url + "/generate", json={**job, "user": "bob"}, headers=ALICE, timeout=30)
+    assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
+    r = requests.post(shared.url + "/generate", json=job, headers={**ALICE, "X-LinkPix-User": "bob"}, timeout=30)
+    assert r.status_code == 403, r.text
+    r = requests.post(shared.url + "/generate", json={**job, "user": "bob"}, headers=ROOT, timeout=30)
+    assert r.status_code == 202, r.text
+    assert shared.get(f"/jobs/{r.json()['job_id']}", headers=BOB).json()["user"] == "bob"

@@ -128,6 +128,8 @@ def test_strict_mode_figures(fuzz_api: ApiServer, capsys: pytest.CaptureFixture[
         print("\n" + _report(figures))
         for check, labels in sorted(figures["by_check"].items()):
             print(f"  {check}: {len(set(labels))} operations: {', '.join(sorted(set(labels)))}")
+        for where, example in sorted(figures.get("examples", {}).items()):
+            print(f"    {where}: {example}")
     assert figures["failures"] == 0, _report(figures)
 
 
@@ -148,6 +150,7 @@ def _fuzz_all_checks(operation: Any, mode: GenerationMode, figures: dict[str, An
             for failure in getattr(exc, "exceptions", [exc]):
                 name = getattr(failure, "title", type(failure).__name__)
                 figures["by_check"].setdefault(str(name), []).append(f"{label} ({mode.value})")
+            figures.setdefault("examples", {}).setdefault(f"{label} ({mode.value})", " ".join(str(exc).split())[:500])
             raise
 
     try:

@@ -20,7 +20,7 @@ from linkpix.jobs.webhooks import Targets, check_secret, check_url
 from linkpix.pipeline.request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
 from linkpix.pipeline.resolver import RenderedJob
 from linkpix.render.placeholders import whole_number
-from linkpix.web.auth import require, visible_job_owner
+from linkpix.web.auth import acting_user, require, visible_job_owner
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
 from linkpix.web.uploads import input_images, one_image
@@ -69,6 +69,9 @@ def generate() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"a red fox\"}")
+    named = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("X-LinkPix-User")
+    if named:
+        user = acting_user(named)  # a key naming another user: 403 (web/auth.py)
     settings = services().config.settings
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
     count = _image_count(body.get("image_count", 1), settings.max_image_count)

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
 from linkpix.pipeline.request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from linkpix.web.auth import claims_keyed_user
 from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
 from linkpix.web.ratelimits import admit, admit_generations
 from linkpix.web.services import services
@@ -188,7 +189,8 @@ def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
 def _user(body: dict[str, Any]) -> str:
     """The key's user; without a key, OpenAI's `user` field when it is a valid LinkPix user name."""
     user = g.front_user
-    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
+    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]) \
+            and not claims_keyed_user(body["user"]):  # never a user with a key (web/auth.py)
         return body["user"]
     return user
 
