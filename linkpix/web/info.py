@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices, public_values
-from linkpix.errors import BackendUnavailable, BadRequest
+from linkpix.errors import BackendUnavailable, BadRequest, NotFound
 from linkpix.web.auth import identify, require
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
@@ -150,9 +150,15 @@ def workflow(name: str) -> Response:
         200:
           description: "parameters, types, defaults, targets"
           content: {application/json: {schema: WorkflowDescription}}
-        400: {description: "unknown workflow (lists the available ones)"}
+        404: {description: "unknown workflow (lists the available ones)"}
     """
-    return no_store(jsonify(services().resolver.describe_workflow(name)))
+    try:
+        described = services().resolver.describe_workflow(name)
+    except BadRequest as exc:  # a name in the path that names nothing: 404, with the list
+        if not isinstance(exc.details, dict) or exc.details.get("parameter") != "workflow":
+            raise
+        raise NotFound(exc.message, exc.details) from None
+    return no_store(jsonify(described))
 
 
 @bp.get("/api/requests")

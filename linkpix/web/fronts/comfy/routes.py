@@ -190,6 +190,7 @@ def free() -> Response:
       responses:
         200: {description: empty}
     """
+    _json_body()
     return empty_response()
 
 
@@ -325,6 +326,8 @@ def upload_image() -> Response:
     file = request.files.get("image")
     if file is None or not file.filename:
         raise BadRequest("send the image as the multipart file field 'image'")
+    if request.form.get("type", "input") not in ("input", "temp", "output"):
+        raise BadRequest("type must be input, temp or output")
     subfolder = request.form.get("subfolder", "")
     overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
     name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
@@ -371,10 +374,11 @@ def required_info() -> dict[str, Any]:
 
 
 def _json_body() -> dict[str, Any]:
+    """The body as an object; none is `{}`, and a body that is not JSON is a 400 rather than ignored."""
     try:
         body = json.loads(request.get_data(cache=False) or b"{}")
     except ValueError:
-        body = {}
+        raise BadRequest("the body is not JSON") from None
     return body if isinstance(body, dict) else {}
 
 
