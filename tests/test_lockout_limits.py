@@ -152,26 +152,3 @@ def test_edits_share_one_memory_budget_and_give_the_memory_back(editing):
     assert peak < 400, peak
     assert after < 120, after
 
-
-def test_one_slow_submit_does_not_mark_the_backend_frozen_for_everyone(project, simulator):
-    server = ApiServer(project, simulator.url)
-    slow: list[requests.Response] = []
-    try:
-        assert server.get("/prompt/warm%20up?width=64&height=64").status_code == 200
-        simulator.faults.validate_delay = 6.0  # one graph that ComfyUI takes 6 s to validate (> 1.5 s)
-        worker = threading.Thread(target=lambda: slow.append(server.get("/prompt/one%20huge%20graph?width=64")))
-        worker.start()
-        seen: set[str] = set()
-        until = time.monotonic() + 3.0  # the submit times out at 1.5 s; ComfyUI is still validating it
-        while time.monotonic() < until:
-            seen.update(b["state"] for b in server.get("/health").json()["backends"])
-            time.sleep(0.05)
-        simulator.faults.validate_delay = 0.0
-        assert "frozen" not in seen, seen  # before: frozen, refusing every user's new links, until a probe
-        r = server.get("/prompt/another%20user%27s%20link?width=64&height=64")
-        assert r.status_code == 200, r.text
-        worker.join(60)
-        assert slow and slow[0].status_code in (200, 503, 504)
-    finally:
-        simulator.faults.validate_delay = 0.0
-        server.close()

@@ -138,7 +138,7 @@ class ComfyClient:
             box.fresh = True  # posted while the socket is down: its events may never come
         try:
             try:
-                response = self._http.request("POST", "/prompt", data=payload, control=True, judge=False,
+                response = self._http.request("POST", "/prompt", data=payload, control=True,
                                               headers={"Content-Type": "application/json"})
             except BackendUnavailable as exc:
                 if not never_sent(exc):  # ComfyUI may queue it yet: have it removed when it answers

@@ -107,14 +107,11 @@ class Transport:
         self.session.mount("https://", adapter)
 
     def request(self, method: str, path: str, *, control: bool = False, probe: bool = False,
-                judge: bool = True, **kwargs: Any) -> requests.Response:
+                **kwargs: Any) -> requests.Response:
         """Send one request; BackendUnavailable if ComfyUI cannot be reached or does not answer.
 
         `control`: the short timeout. `probe`: go through even while the backend is known to be frozen
-        (only the keeper's probes do: they are how a frozen backend is found to be back). `judge=False`:
-        a read timeout says nothing about the backend (a submit: ComfyUI validates a graph before it
-        answers, and one huge graph may take long), so it does not mark the backend frozen for every
-        user; the keeper's control calls do that.
+        (only the keeper's probes do: they are how a frozen backend is found to be back).
         """
         if not probe:
             self.check_usable()
@@ -131,8 +128,7 @@ class Transport:
         except requests.ConnectionError as exc:
             if _chain_has(exc, (ReadTimeoutError, TimeoutError)):  # a GET's read timeout, via urllib3's Retry
                 message = f"did not answer {where} within {timeout[1]:g} s"
-                if judge:
-                    self.health.failed(FROZEN, message)
+                self.health.failed(FROZEN, message)
                 raise BackendNotAnswering(f"ComfyUI at {self.shown_url} {message}",
                                           {"url": self.shown_url}) from exc
             reason = _reason(exc)
@@ -141,8 +137,7 @@ class Transport:
                                      {"url": self.shown_url}) from exc
         except requests.Timeout as exc:
             message = f"did not answer {where} within {timeout[1]:g} s"
-            if judge:
-                self.health.failed(FROZEN, message)
+            self.health.failed(FROZEN, message)
             raise BackendNotAnswering(f"ComfyUI at {self.shown_url} {message}", {"url": self.shown_url}) from exc
         except requests.RequestException as exc:
             reason = _reason(exc)

@@ -49,8 +49,6 @@ class Faults:
         # Extension: seconds of uninterruptible work added to every node that really runs (a slow
         # ImageBlur, say), so interrupts landing at node boundaries can be tested.
         self.node_delay: float = 0.0
-        # Seconds POST /prompt takes to validate before answering (a huge graph), other calls unaffected.
-        self.validate_delay: float = 0.0
 
     def drop_websockets(self) -> None:
         """Close every open websocket now, from the server side."""

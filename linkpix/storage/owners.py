@@ -35,6 +35,14 @@ def scoped_name(secret: bytes, owner: str, image: InputImage) -> str:
     return f"linkpix_{mac}.{ext}"
 
 
+def content_named(image: InputImage) -> InputImage:
+    """The image under its content name, as a run uses it: the graph, the cache key and the seed then
+    depend on the bytes only (an upload id and the same picture sent inline give the same picture). The
+    name is never an id anyone can use: no user owns it (see `is_owner`)."""
+    ext = image.name.rsplit(".", 1)[-1]
+    return InputImage(f"linkpix_{hashlib.sha256(image.data).hexdigest()[:16]}.{ext}", image.data)
+
+
 def owned_copy(secret: bytes, owner: str, image: InputImage) -> InputImage:
     """The image under `owner`'s id."""
     return InputImage(scoped_name(secret, owner, image), image.data)

@@ -107,13 +107,16 @@ def acting_user(claimed: str | None) -> str:
     """The user a request acts as, given the user it names (`?user=`, X-LinkPix-User; None or "default":
     none). A key's user is the user: a key naming another user is a 403 on a shared LinkPix (an admin key
     may act as anyone), and a request without a key may not name a user that has one. With network_access
-    off every caller is on this machine and a named user is taken as it is, as before keys existed."""
+    off every caller is on this machine and a named user is taken as it is, as before keys existed; a key
+    naming a user without a key stays its own user."""
     who = identify()
     settings = services().config.settings
     named = None if claimed in (None, "", ANONYMOUS) else claimed
     if named is None:
         return who.user
     if who.keyed and named != who.user and settings.network_access and not who.admin:
+        if named not in settings.api_keys.values():
+            return who.user  # a name without a key: the key's user it stays, as before
         raise Forbidden(f"this API key belongs to user {who.user!r}; it may not act as {named!r} (leave user "
                         f"out, or use that user's key)", {"parameter": "user"})
     if not who.keyed and settings.network_access and named in settings.api_keys.values():

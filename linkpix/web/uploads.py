@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from linkpix.errors import BadRequest
 from linkpix.pipeline.request import GenerationRequest, InputImage, parse_images
-from linkpix.storage.owners import is_owner
+from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads, missing
 from linkpix.web.auth import Caller, caller, identify
 from linkpix.web.errors import no_store
@@ -52,7 +52,7 @@ def owned_upload(upload_id: str, parameter: str) -> InputImage:
     image = upload_store().get(upload_id, parameter)
     if not may_use(image, identify()):
         raise missing(upload_id, parameter)
-    return image
+    return content_named(image)  # runs name pictures by their bytes (the cache, the seed, working copies)
 
 
 def input_images(items: Any, parameter: str = "images") -> tuple[InputImage, ...]:

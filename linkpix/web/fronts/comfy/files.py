@@ -16,7 +16,7 @@ from typing import Any
 
 from linkpix.errors import BadRequest, LinkPixError
 from linkpix.pipeline.request import InputImage
-from linkpix.storage.owners import is_owner
+from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.comfy.graphcheck import is_file_input, is_loader, loader_file_inputs, refuse
 
@@ -81,6 +81,7 @@ class InputFiles:
             if image is None:
                 raise refuse(node_id, class_type, name, value,
                              "not one of your uploaded files: upload it first (POST /upload/image)")
+            image = content_named(image)  # the run names it by its bytes (cache key, working copy)
             rewritten[node_id]["inputs"][name] = image.name
             found[image.name] = image
         for node_id, node in graph.items():  # other nodes' image/mask inputs that name an upload
@@ -91,6 +92,7 @@ class InputFiles:
                 value = inputs.get(key)
                 image = self.get(user, value) if isinstance(value, str) and value else None
                 if image is not None:
+                    image = content_named(image)
                     rewritten[node_id]["inputs"][key] = image.name
                     found[image.name] = image
         return rewritten, tuple(found.values())
