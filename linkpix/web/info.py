@@ -173,13 +173,16 @@ def recent_requests() -> Response:
         200:
           description: "a list of requests (a key that is not in admin_keys sees its own user's only)"
           content: {application/json: {schema: RequestLog}}
+        400: {description: "limit is not a whole number from 1 to 200"}
         401: {description: "network_access is on and no valid API key was sent"}
     """
     who = require("the request log")  # it shows users' prompts: key holders only, on the network
     try:
-        limit = max(1, min(200, int(request.args.get("limit", 50))))
+        limit = int(request.args.get("limit", 50))
     except ValueError:
-        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"}) from None
+        limit = 0
+    if not 1 <= limit <= 200:  # as documented: out of range is a 400, not quietly another number
+        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"})
     newest = (entry for entry in reversed(services().recent_requests.copy()) if who.sees(entry.get("user")))
     return no_store(jsonify(list(itertools.islice(newest, limit))))
 

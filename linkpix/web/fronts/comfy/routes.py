@@ -379,7 +379,9 @@ def _json_body() -> dict[str, Any]:
         body = json.loads(request.get_data(cache=False) or b"{}")
     except ValueError:
         raise BadRequest("the body is not JSON") from None
-    return body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
 
 
 def _int_arg(name: str) -> int | None:
