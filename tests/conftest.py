@@ -1,4 +1,5 @@
-"""Shared fixtures: a running ComfyUI simulator on a loopback port, and a throw-away project folder."""
+"""Shared fixtures: a running ComfyUI simulator on a loopback port, and a throw-away project folder; the
+support modules' fixtures (a webhook `receiver`, a running `dashboard`) are made available here."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobs_support import JobsServer
+from dashboard_support import dashboard  # noqa: F401 - a fixture for every test
+from jobs_support import JobsServer, receiver  # noqa: F401 - receiver: a fixture for every test
 from support import CAPTURES, ApiServer
 
 from linkpix.simulator import SimulatorServer

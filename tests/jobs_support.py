@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from support import ApiServer
 
@@ -117,6 +118,16 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a loopback port (conftest.py makes this fixture available to every test)."""
+    hook = Receiver()
+    try:
+        yield hook
+    finally:
+        hook.close()
 
 
 def read_events(url: str, timeout: float = 30) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -58,7 +58,7 @@ def prompts_in(sim: SimulatorServer) -> list[str]:
 
 def posts_to(sim: SimulatorServer) -> int:
     """How many POST /prompt the simulator got, refused ones included (ComfyUI's counter)."""
-    return sim._life.counter  # noqa: SLF001 - a test's window into the fake server
+    return sim.prompt_counter
 
 
 def write_workflow(project: Path, name: str, change: dict[str, dict[str, Any]]) -> str:

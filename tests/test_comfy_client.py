@@ -144,7 +144,7 @@ def test_validation_error_is_workflow_rejected_with_node_errors(client):
     assert error.message.startswith("ComfyUI refused the workflow: node 1 (EmptyImage): Value 0 smaller")
     assert error.node_errors["1"]["class_type"] == "EmptyImage"
     assert error.node_errors["1"]["errors"][0]["type"] == "value_smaller_than_min"
-    assert client.queue() == {"running": [], "pending": []}
+    assert client.control.queue() == {"running": [], "pending": []}
 
 
 def test_unknown_sampler_is_rejected_with_the_list_length(client):
@@ -175,7 +175,7 @@ def test_interrupt_gives_interrupted(simulator, client):
     started = sampling_started(events)
     thread, outcome = in_thread(client.run, txt2img_graph(), 20, started.on_event)
     assert started.wait(10)
-    client.interrupt(events[-1].prompt_id)
+    client.control.interrupt(events[-1].prompt_id)
     thread.join(10)
     error = outcome.get("error")
     assert isinstance(error, Interrupted), outcome
@@ -189,8 +189,8 @@ def test_timeout_stops_the_running_prompt(simulator, client):
         client.run(txt2img_graph(), timeout=0.5)
     assert time.monotonic() - started < 5
     prompt_id = caught.value.details["prompt_id"]
-    assert client.queue_position(prompt_id) is None
-    queue = client.queue()
+    assert client.control.queue_position(prompt_id) is None
+    queue = client.control.queue()
     assert prompt_id not in queue["running"] + queue["pending"]
 
 
@@ -199,9 +199,9 @@ def test_timeout_removes_a_pending_prompt_from_the_queue(simulator, client):
     blocker = client.submit(txt2img_graph())
     with pytest.raises(GenerationTimeout, match="removed from the queue"):
         client.run(small_graph(color=2), timeout=0.3)
-    queue = client.queue()
+    queue = client.control.queue()
     assert queue == {"running": [blocker], "pending": []}
-    client.interrupt(blocker)
+    client.control.interrupt(blocker)
     with pytest.raises(Interrupted):
         client.wait(blocker, timeout=5)
 
@@ -333,15 +333,15 @@ def test_queue_order_and_positions(simulator, client):
     second = client.submit(small_graph(color=11))
     urgent = client.submit(small_graph(color=12), front=True)
     deadline = time.monotonic() + 5
-    while client.queue()["running"] != [first] and time.monotonic() < deadline:
+    while client.control.queue()["running"] != [first] and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert client.queue() == {"running": [first], "pending": [urgent, second]}
-    assert [client.queue_position(p) for p in (first, urgent, second)] == [0, 1, 2]
-    client.delete_from_queue([second, urgent])
-    client.interrupt()
+    assert client.control.queue() == {"running": [first], "pending": [urgent, second]}
+    assert [client.control.queue_position(p) for p in (first, urgent, second)] == [0, 1, 2]
+    client.control.delete_from_queue([second, urgent])
+    client.control.interrupt()
     with pytest.raises(Interrupted):
         client.wait(first, timeout=10)
-    assert client.queue_position(second) is None
+    assert client.control.queue_position(second) is None
 
 
 def test_object_info_is_cached_and_feeds_the_choice_helpers(simulator):

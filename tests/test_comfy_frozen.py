@@ -114,7 +114,7 @@ def test_cancel_during_a_freeze_answers_at_once(thawing, client):
     wait_until(lambda: comfy_queue(thawing) == [prompt_id], 5, "the prompt to run")
     thawing.freeze()
     with pytest.raises(BackendUnavailable):
-        client.queue()  # learns that ComfyUI is frozen
+        client.control.queue()  # learns that ComfyUI is frozen
     started = time.monotonic()
     client.stop(prompt_id, "cancelled by the client")
     assert time.monotonic() - started < 0.2
@@ -128,7 +128,7 @@ def test_one_log_line_per_state_change_and_no_urllib3_retry_warnings(thawing, cl
         thawing.freeze()
         for _ in range(5):
             with pytest.raises(BackendUnavailable):
-                client.queue()
+                client.control.queue()
         thawing.thaw()
         wait_until(lambda: client.health.up, 5, "ComfyUI to answer again")
         thawing.pause()

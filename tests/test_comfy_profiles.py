@@ -51,9 +51,9 @@ def test_the_client_asks_once_which_routes_the_server_has(sim: SimulatorServer) 
         assert client.features.known()["jobs_api"] is None  # nothing asked before it matters
         images = client.run(small_graph(), timeout=10)
         assert images[0].data.startswith(b"\x89PNG")
-        assert client.queue() == {"running": [], "pending": []}
+        assert client.control.queue() == {"running": [], "pending": []}
         assert client.features.jobs_api() is current(sim)
-        assert client.queue() == {"running": [], "pending": []}
+        assert client.control.queue() == {"running": [], "pending": []}
     asked = sim.stats.requests
     assert asked["GET /api/jobs"] <= 3  # the one probe (+ the job lists of current's two queue() calls)
     if current(sim):
@@ -71,7 +71,7 @@ def test_stopping_uses_the_cancel_route_where_there_is_one(sim: SimulatorServer)
         with pytest.raises(GenerationTimeout, match="it was interrupted"):
             client.wait(blocker, timeout=0.3)  # running: interrupted
         deadline = time.monotonic() + 5
-        while client.queue() != {"running": [], "pending": []}:
+        while client.control.queue() != {"running": [], "pending": []}:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert client.stops.count() == 0
@@ -118,7 +118,7 @@ def test_a_server_upgraded_behind_the_same_url_is_asked_again(tmp_path: Path) ->
             sim.faults.hang = True
             thread, outcome = in_thread(client.run, txt2img_graph(), 20, started.on_event)
             assert started.wait(10)
-            assert client.queue()["running"] == [events[-1].prompt_id]
+            assert client.control.queue()["running"] == [events[-1].prompt_id]
             sim.faults.hang = False
             thread.join(20)
             assert outcome.get("result"), outcome

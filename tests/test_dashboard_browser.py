@@ -7,35 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from browser import browser_page, screenshot
-
-from linkpix.config import ConfigHolder
-from linkpix.dashboard.context import DashboardContext
-from linkpix.dashboard.server import Running, start
-from linkpix.run.launcher import free_port
 
 pytestmark = [pytest.mark.browser,  # gradio's Dataframe on pandas 3 warns about its own pandas calls
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 TABS = ("Dashboard", "Generate", "Monitor", "Settings", "Advanced")
-
-
-@pytest.fixture
-def dashboard(api, project: Path, simulator) -> Iterator[Running]:
-    path = project / "config.json"
-    config = json.loads(path.read_text())
-    config.update(comfyui_url=simulator.url, workflow_path="demo.json")
-    path.write_text(json.dumps(config))
-    ctx = DashboardContext(path, ConfigHolder(path, use_env=False), environ={"LINKPIX_API_URL": api.url})
-    running = start(ctx, port=free_port(), host="127.0.0.1", monitor_seconds=1.0)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture

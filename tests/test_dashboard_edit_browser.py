@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from browser import screenshot
 from PIL import Image
-from test_dashboard_browser import dashboard, field, no_error_toast, open_tab, page  # noqa: F401 (fixtures)
+from test_dashboard_browser import field, no_error_toast, open_tab, page  # noqa: F401 (fixtures)
 
 from linkpix.dashboard.edit_tab import summary
 

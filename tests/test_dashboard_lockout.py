@@ -4,33 +4,22 @@ sockets against the Gradio server as the launcher starts it; another address may
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from dashboard_support import running_dashboard
 
-from linkpix.config import ConfigHolder
-from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.lockout import MAX_FAILURES
-from linkpix.dashboard.server import Running, start
-from linkpix.run.launcher import free_port
+from linkpix.dashboard.server import Running
 
 
 @pytest.fixture
 def dashboard(api, project: Path) -> Iterator[Running]:
-    path = project / "config.json"
-    config = json.loads(path.read_text())
-    config.update(network_access=True, dashboard_user="admin", dashboard_password="right",
-                  api_keys={"k": "admin"})
-    path.write_text(json.dumps(config))
-    ctx = DashboardContext(path, ConfigHolder(path, use_env=False), environ={"LINKPIX_API_URL": api.url})
-    running = start(ctx, port=free_port(), host="127.0.0.1", monitor_seconds=60.0)
-    try:
+    with running_dashboard(api, project, monitor_seconds=60.0, network_access=True, dashboard_user="admin",
+                           dashboard_password="right", api_keys={"k": "admin"}) as running:
         yield running
-    finally:
-        running.close()
 
 
 def _login(running: Running, password: str, source: str = "127.0.0.1") -> http.client.HTTPResponse:

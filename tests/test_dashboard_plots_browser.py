@@ -3,20 +3,13 @@ figures (GET /api/stats/history), drawn as four lines; screenshot in tests/artif
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from browser import browser_page, screenshot
 from jobs_support import wait_until
 
-from linkpix.config import ConfigHolder
-from linkpix.dashboard.context import DashboardContext
 from linkpix.dashboard.plots import frames
-from linkpix.dashboard.server import Running, start
-from linkpix.run.launcher import free_port
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -24,20 +17,6 @@ pytestmark = [pytest.mark.browser,
               # gradio's LinePlot on pandas 3 warns about its own pandas calls
               pytest.mark.filterwarnings("ignore:The default formatting of datetime"),
               pytest.mark.filterwarnings("ignore:is_categorical_dtype is deprecated")]
-
-
-@pytest.fixture
-def dashboard(api, project: Path, simulator) -> Iterator[Running]:
-    path = project / "config.json"
-    config = json.loads(path.read_text())
-    config.update(comfyui_url=simulator.url, workflow_path="demo.json")
-    path.write_text(json.dumps(config))
-    ctx = DashboardContext(path, ConfigHolder(path, use_env=False), environ={"LINKPIX_API_URL": api.url})
-    running = start(ctx, port=free_port(), host="127.0.0.1", monitor_seconds=1.0)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def three_minutes_of_traffic(api) -> None:

@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from linkpix.config import load_config
-from linkpix.pipeline.request import GenerationRequest, make_input_image
-from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.model import GenerationRequest, RenderedJob, make_input_image
+from linkpix.pipeline.resolver import Resolver
 from linkpix.render.placeholders import Registry
 from linkpix.render.workflows import WorkflowTemplate
 from linkpix.simulator import SimulatorServer

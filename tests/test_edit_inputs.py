@@ -12,7 +12,7 @@ from PIL import Image
 from test_resolver import make
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import GenerationRequest, make_input_image
+from linkpix.model import GenerationRequest, make_input_image
 
 
 def png(img: Image.Image) -> bytes:

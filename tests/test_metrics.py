@@ -4,10 +4,8 @@ prometheus_client's own parser and move as requests are made, over real sockets.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
-from jobs_support import Receiver, wait_until
+from jobs_support import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support import ApiServer
 
@@ -36,15 +34,6 @@ def settled(server: ApiServer, name: str, expected: float, **labels: str) -> dic
     can be a moment after the client has read it."""
     return wait_until(lambda: (lambda s: s if value(s, name, **labels) == expected else None)(scrape(server)),
                       10, f"{name} {labels} to reach {expected}")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    try:
-        yield hook
-    finally:
-        hook.close()
 
 
 def test_requests_runs_and_cache_figures_move_as_links_are_opened(api):

@@ -8,14 +8,8 @@ import hashlib
 import pytest
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import (
-    GenerationRequest,
-    make_input_image,
-    parse_json,
-    parse_query,
-    validate_user,
-    validate_workflow_name,
-)
+from linkpix.model import GenerationRequest, make_input_image, validate_user, validate_workflow_name
+from linkpix.pipeline.request import parse_json, parse_query
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"  # 1x1 red, decodes fully
                     "1f15c4890000000d49444154789c63f8cfc0f01f00050001ff89993d1d0000000049454e44ae426082")

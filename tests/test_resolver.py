@@ -13,7 +13,8 @@ from test_request import PNG
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.pipeline.request import GenerationRequest, make_input_image, parse_query
+from linkpix.model import GenerationRequest, make_input_image
+from linkpix.pipeline.request import parse_query
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 

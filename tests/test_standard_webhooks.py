@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from jobs_support import JobsServer, Receiver, wait_until
@@ -18,15 +17,6 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, standard_signature, verify
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    try:
-        yield hook
-    finally:
-        hook.close()
 
 
 def test_a_whsec_secret_signs_what_the_standard_library_verifies(jobs, receiver):

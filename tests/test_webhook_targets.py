@@ -6,24 +6,14 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
-from jobs_support import JobsServer, Receiver, free_port
+from jobs_support import JobsServer, free_port
 
 from linkpix.errors import BadRequest
 from linkpix.jobs.targets import PinnedAdapter, Targets, check_url
 from linkpix.jobs.webhooks import Schedule, WebhookSender
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    try:
-        yield hook
-    finally:
-        hook.close()
 
 
 def test_a_webhook_aimed_at_comfyui_is_refused_and_the_other_users_run_completes(project, simulator):

@@ -6,22 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterator
 
 import pytest
 from jobs_support import JobsServer, Receiver, free_port, wait_until
 
 from linkpix.errors import BadRequest
 from linkpix.jobs.webhooks import SIGNATURE_HEADER, Targets, check_url, verify
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    try:
-        yield hook
-    finally:
-        hook.close()
 
 
 def webhook_state(server: JobsServer, job_id: str, *states: str) -> dict:

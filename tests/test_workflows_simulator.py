@@ -14,8 +14,9 @@ import requests
 
 from linkpix.config import load_config
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import GenerationRequest, make_input_image, parse_query
-from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.model import GenerationRequest, RenderedJob, make_input_image
+from linkpix.pipeline.request import parse_query
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,8 @@
 """Talk to ComfyUI: `ComfyClient.run(graph, timeout)` returns the images a workflow produced.
 
-Modules: `client` (the client), `follow` (waiting for a prompt), `transport` (HTTP, timeouts), `health`
-(is it answering?), `keeper` (the background thread per backend), `stops` (the durable stop list),
+Modules: `client` (the client), `follow` (waiting for a prompt), `queue` (queue control: list, dequeue,
+interrupt, cancel), `transport` (HTTP, timeouts), `health` (is it answering?), `keeper` (the background
+thread per backend), `infocache` (the cached /object_info), `stops` (the durable stop list),
 `stream` (the websocket reader), `waiters` (per-prompt mailboxes), `events` (frame decoding), `failures`
 (error messages), `objectinfo` (reading /object_info), `routing` (model files, merged object_info, the
 choice), `pool` (several backends: `Pool.choose(graph)`).

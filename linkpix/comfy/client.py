@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from linkpix.comfy import objectinfo
@@ -22,7 +21,9 @@ from linkpix.comfy.failures import workflow_rejected
 from linkpix.comfy.features import ServerFeatures
 from linkpix.comfy.follow import ClientClosed, Follower, PromptLost
 from linkpix.comfy.health import Health
+from linkpix.comfy.infocache import ObjectInfoCache
 from linkpix.comfy.keeper import Keeper
+from linkpix.comfy.queue import QueueControl
 from linkpix.comfy.stops import StopList
 from linkpix.comfy.stream import EventStream
 from linkpix.comfy.transport import CONTROL_TIMEOUT, Transport, display_url, never_sent
@@ -62,14 +63,14 @@ class ComfyClient:
         self.health.on_down = lambda: self._mailboxes.broadcast(DISCONNECTED)
         self._stream = EventStream(self.base_url, self.client_id, self._mailboxes, connect_timeout,
                                    self.health, self.shown_url)
-        self._follower = Follower(self)
-        self._object_info_ttl = object_info_ttl
-        self._object_info: tuple[float, dict[str, Any]] | None = None
-        self._object_info_lock = threading.Lock()
+        self._info = ObjectInfoCache(self._http, self.health, object_info_ttl)
         self._own_stops = stops is None
         self.stops = stops if stops is not None else StopList(None)
         self._closed = False
-        self.keeper = Keeper(self)
+        self.control = QueueControl(self._http, self.features)  # queue, position, dequeue, interrupt
+        self.keeper = Keeper(self._http, self.health, self.features, self.stops, self.control, self._info)
+        self._follower = Follower(self._http, self._stream, self._mailboxes, self.client_id, self.features,
+                                  self.health, self.stops, self.control, self.keeper.wake, connect_timeout)
         self.keeper.start()
 
     def __enter__(self) -> ComfyClient:
@@ -85,18 +86,6 @@ class ComfyClient:
     def shown(url: str) -> str:
         """A URL as logs and messages show it: without user and password."""
         return display_url(url)
-
-    @property
-    def transport(self) -> Transport:
-        return self._http
-
-    @property
-    def stream(self) -> EventStream:
-        return self._stream
-
-    @property
-    def mailboxes(self) -> Mailboxes:
-        return self._mailboxes
 
     @property
     def queue_remaining(self) -> int | None:
@@ -150,12 +139,7 @@ class ComfyClient:
                 except ValueError:
                     answer = response.text
                 raise workflow_rejected(answer, 400)
-            if response.status_code != 200:
-                raise self._http.unexpected(response)
-            try:
-                answer = response.json()
-            except ValueError as exc:
-                raise self._http.unexpected(response) from exc
+            answer = self._http.answer_json(response)
         except Exception:
             self._mailboxes.discard(prompt_id)
             raise
@@ -206,9 +190,7 @@ class ComfyClient:
     def _fetch(self, prompt_id: str, node_id: str, image: dict[str, Any]) -> OutputImage:
         params = {"filename": image["filename"], "subfolder": image.get("subfolder") or "",
                   "type": image["type"]}
-        response = self._http.request("GET", "/view", params=params)
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
+        response = self._http.expect_ok(self._http.request("GET", "/view", params=params))
         return OutputImage(data=response.content, filename=params["filename"],
                            subfolder=params["subfolder"], type=params["type"], node_id=node_id,
                            prompt_id=prompt_id,
@@ -224,66 +206,10 @@ class ComfyClient:
         self.stops.add(self.base_url, prompt_id, reason, unconfirmed=unconfirmed)
         if now and not self.health.frozen and not self._closed:
             try:
-                if self.features.jobs_api():
-                    self.features.cancel(prompt_id)
-                else:
-                    self.delete_from_queue([prompt_id])
-                    self.interrupt(prompt_id)
+                self.control.stop_now(prompt_id)
             except BackendUnavailable as exc:
                 log.info("could not stop prompt %s yet (%s); it stays in the stop list", prompt_id, exc.message)
         self.keeper.wake()
-
-    # --- queue control ------------------------------------------------------------------------
-
-    def interrupt(self, prompt_id: str | None = None) -> None:
-        """Interrupt `prompt_id` if it is the running prompt; with no id, whatever is running."""
-        body = {"prompt_id": prompt_id} if prompt_id is not None else {}
-        response = self._http.post_json("/interrupt", body, control=True)
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
-
-    def delete_from_queue(self, ids: Iterable[str]) -> None:
-        """Remove pending prompts (running ones need `interrupt`); unknown ids are ignored."""
-        response = self._http.post_json("/queue", {"delete": [str(i) for i in ids]}, control=True)
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
-
-    def stop_listed(self, running: Iterable[str], pending: Iterable[str]) -> None:
-        """Stop prompts `queue()` listed: each cancelled where the server has the jobs routes, else the
-        pending ones dequeued and the running ones interrupted (by id: only if still the one running)."""
-        running, pending = list(running), list(pending)
-        if self.features.jobs_api():
-            for prompt_id in running + pending:
-                self.features.cancel(prompt_id)
-            return
-        if pending:
-            self.delete_from_queue(pending)
-        for prompt_id in running:
-            self.interrupt(prompt_id)
-
-    def queue(self) -> dict[str, list[str]]:
-        """`{"running": [ids], "pending": [ids]}`, pending sorted in run order (the server's is a heap).
-        From the job list where the server has one (it carries no graphs), else from /queue."""
-        if self.features.jobs_api():
-            return self.features.queue()
-        answer = self._http.json("GET", "/queue", control=True)
-        answer = answer if isinstance(answer, dict) else {}
-
-        def items(key: str) -> list[list[Any]]:
-            return [i for i in answer.get(key) or [] if isinstance(i, list) and len(i) >= 2]
-
-        pending = sorted(items("queue_pending"), key=lambda i: (_number(i[0]), str(i[1])))
-        return {"running": [str(i[1]) for i in items("queue_running")],
-                "pending": [str(i[1]) for i in pending]}
-
-    def queue_position(self, prompt_id: str) -> int | None:
-        """How many prompts run before this one (0 = running or next), or None if it is not queued."""
-        queue = self.queue()
-        if prompt_id in queue["running"]:
-            return 0
-        if prompt_id in queue["pending"]:
-            return len(queue["running"]) + queue["pending"].index(prompt_id)
-        return None
 
     # --- files --------------------------------------------------------------------------------
 
@@ -300,12 +226,10 @@ class ComfyClient:
         fields = {"overwrite": "true" if overwrite else "false", "type": "input", "subfolder": subfolder}
         response = self._http.request("POST", "/upload/image", files={"image": (name, bytes(data))},
                                       data=fields)
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
+        answer = self._http.answer_json(response)
         try:
-            answer = response.json()
             stored = str(answer["name"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise self._http.unexpected(response) from exc
         folder = str(answer.get("subfolder") or "").strip("/")
         return f"{folder}/{stored}" if folder else stored
@@ -329,23 +253,11 @@ class ComfyClient:
 
         While the backend is known to be frozen, a cached answer is returned however old it is.
         """
-        with self._object_info_lock:
-            cached = self._object_info
-            if cached is not None and self.health.frozen:
-                return cached[1]
-            if refresh or cached is None or time.monotonic() - cached[0] > self._object_info_ttl:
-                info = self._http.json("GET", "/object_info")
-                cached = self._object_info = (time.monotonic(), info if isinstance(info, dict) else {})
-            return cached[1]
+        return self._info.get(refresh)
 
     def cached_object_info(self) -> dict[str, Any] | None:
         """The last object_info answer, without asking ComfyUI (None before the first)."""
-        cached = self._object_info
-        return cached[1] if cached is not None else None
-
-    def object_info_stale(self) -> bool:
-        cached = self._object_info
-        return cached is None or time.monotonic() - cached[0] > self._object_info_ttl
+        return self._info.cached()
 
     def checkpoints(self) -> list[Any]:
         return objectinfo.named_choices(self.object_info(), "checkpoints")
@@ -394,9 +306,3 @@ def canonical_prompt_id(prompt_id: str | None) -> str:
     except ValueError:
         raise BadRequest(f"prompt id {prompt_id!r} is not a UUID") from None
 
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("inf")

@@ -90,7 +90,7 @@ class ServerFeatures:
         jobs = [j for j in (answer.get("jobs") or []) if isinstance(j, dict) and j.get("id")] \
             if isinstance(answer, dict) else []
         pending = sorted((j for j in jobs if j.get("status") == PENDING),
-                         key=lambda j: (_number(j.get("priority")), _number(j.get("create_time"))))
+                         key=lambda j: (order_number(j.get("priority")), order_number(j.get("create_time"))))
         return {"running": [str(j["id"]) for j in jobs if j.get("status") == RUNNING],
                 "pending": [str(j["id"]) for j in pending]}
 
@@ -99,27 +99,18 @@ class ServerFeatures:
         response = self._http.request("GET", f"/api/jobs/{quote(prompt_id, safe='')}", control=True)
         if response.status_code == 404:
             return None
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
-        try:
-            answer = response.json()
-        except ValueError as exc:
-            raise self._http.unexpected(response) from exc
+        answer = self._http.answer_json(response)
         return answer if isinstance(answer, dict) else None
 
     def cancel(self, prompt_id: str) -> bool:
         """Interrupt the prompt if it runs, dequeue it if it waits; False if there was nothing to stop."""
         response = self._http.request("POST", f"/api/jobs/{quote(prompt_id, safe='')}/cancel", control=True)
-        if response.status_code != 200:
-            raise self._http.unexpected(response)
-        try:
-            answer = response.json()
-        except ValueError as exc:
-            raise self._http.unexpected(response) from exc
+        answer = self._http.answer_json(response)
         return bool(answer.get("cancelled")) if isinstance(answer, dict) else False
 
 
-def _number(value: Any) -> float:
+def order_number(value: Any) -> float:
+    """A queue position or time as a number for sorting; anything else sorts last."""
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -16,18 +16,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from linkpix.comfy.events import TERMINAL_EVENTS, Event
 from linkpix.comfy.failures import raise_for_history
-from linkpix.comfy.features import FINISHED, PENDING, RUNNING
+from linkpix.comfy.features import FINISHED, PENDING, RUNNING, ServerFeatures
+from linkpix.comfy.health import Health
+from linkpix.comfy.queue import QueueControl
+from linkpix.comfy.stops import StopList
 from linkpix.comfy.stream import EventStream
-from linkpix.comfy.waiters import CLOSED, DISCONNECTED, RECONNECTED, Mailbox
+from linkpix.comfy.transport import Transport
+from linkpix.comfy.waiters import CLOSED, DISCONNECTED, RECONNECTED, Mailbox, Mailboxes
 from linkpix.errors import BackendUnavailable, GenerationTimeout
-
-if TYPE_CHECKING:
-    from linkpix.comfy.client import ComfyClient
 
 log = logging.getLogger("linkpix.comfy.client")
 
@@ -50,24 +51,36 @@ class ClientClosed(BackendUnavailable):
 
 
 class Follower:
-    """The waiting half of a `ComfyClient` (one per client)."""
+    """The waiting half of a `ComfyClient` (one per client), built from the parts it uses: the client's
+    HTTP transport, its event stream (under `client_id`) and mailboxes, the server's features, its health,
+    the stop list, queue control, and how to wake the keeper once a stop is recorded."""
 
-    def __init__(self, client: ComfyClient) -> None:
-        self._client = client
+    def __init__(self, transport: Transport, stream: EventStream, mailboxes: Mailboxes, client_id: str,
+                 features: ServerFeatures, health: Health, stops: StopList, control: QueueControl,
+                 wake_keeper: Callable[[], None], connect_timeout: float) -> None:
+        self._http = transport
+        self._stream = stream
+        self._mailboxes = mailboxes
+        self._client_id = client_id
+        self._features = features
+        self._health = health
+        self._stops = stops
+        self._control = control
+        self._wake_keeper = wake_keeper
+        self._connect_timeout = connect_timeout
         self._owners: dict[str, list[Any]] = {}  # other client ids whose prompts we follow -> [stream, n]
         self._lock = threading.Lock()
 
     def wait(self, prompt_id: str, deadline: float, timeout: float, on_event: EventCallback | None,
              reattach: bool = False) -> dict[str, Any]:
-        client = self._client
-        client.stream.start()
-        box = client.mailboxes.claim(prompt_id)
+        self._stream.start()
+        box = self._mailboxes.claim(prompt_id)
         owner = self._owner_of(prompt_id) if reattach else None
-        stream = self._follow_owner(owner) if owner else client.stream
+        stream = self._follow_owner(owner) if owner else self._stream
         try:
             entry = self._follow(box, deadline, timeout, on_event, stream)
         finally:
-            client.mailboxes.release(box)
+            self._mailboxes.release(box)
             if owner:
                 self._unfollow_owner(owner)
         raise_for_history(entry, prompt_id)
@@ -82,15 +95,14 @@ class Follower:
     # --- following a prompt submitted under another client id -------------------------------------
     def _owner_of(self, prompt_id: str) -> str | None:
         """The client id another LinkPix submitted `prompt_id` under, if ComfyUI still queues it."""
-        client = self._client
         try:
-            if client.features.jobs_api():  # one job, not every queued graph
-                job = client.features.job(prompt_id) or {}
+            if self._features.jobs_api():  # one job, not every queued graph
+                job = self._features.job(prompt_id) or {}
                 workflow = job.get("workflow") if isinstance(job.get("workflow"), dict) else {}
                 extra = workflow.get("extra_data") if isinstance(workflow.get("extra_data"), dict) else {}
                 owner = extra.get("client_id") if job.get("status") in (RUNNING, PENDING) else None
-                return str(owner) if owner and str(owner) != client.client_id else None
-            answer = client.transport.json("GET", "/queue", control=True)
+                return str(owner) if owner and str(owner) != self._client_id else None
+            answer = self._http.json("GET", "/queue", control=True)
         except BackendUnavailable:
             return None
         for key in ("queue_running", "queue_pending"):
@@ -98,18 +110,17 @@ class Follower:
                 if isinstance(item, list) and len(item) > 3 and str(item[1]) == prompt_id \
                         and isinstance(item[3], dict) and item[3].get("client_id"):
                     owner = str(item[3]["client_id"])
-                    return owner if owner != self._client.client_id else None
+                    return owner if owner != self._client_id else None
         return None
 
     def _follow_owner(self, owner: str) -> EventStream:
         """A socket under `owner`'s id, shared by every prompt of `owner` (a second socket under one id
         would silently take the first one's events, reference §8.1)."""
-        client = self._client
         with self._lock:
             held = self._owners.get(owner)
             if held is None:
-                stream = EventStream(client.base_url, owner, client.mailboxes, client.connect_timeout,
-                                     client.health, client.shown_url)
+                stream = EventStream(self._http.base_url, owner, self._mailboxes, self._connect_timeout,
+                                     self._health, self._http.shown_url)
                 held = self._owners[owner] = [stream, 0]
             held[1] += 1
         held[0].start()
@@ -167,7 +178,7 @@ class Follower:
                 pace = DISCONNECTED_POLL if brisk else RECONNECT_RECHECK if recheck else SAFETY_POLL
                 next_check = time.monotonic() + pace
             elif event.type == CLOSED:
-                raise ClientClosed(f"the client for ComfyUI at {self._client.shown_url} was closed "
+                raise ClientClosed(f"the client for ComfyUI at {self._http.shown_url} was closed "
                                    f"while waiting for prompt {prompt_id}")
             elif event.type == DISCONNECTED:
                 next_check = min(next_check, now + DISCONNECTED_POLL)
@@ -176,7 +187,7 @@ class Follower:
                 next_check = min(next_check, now + TERMINAL_GRACE)
 
     def history_entry(self, prompt_id: str) -> dict[str, Any] | None:
-        answer = self._client.transport.json("GET", f"/history/{quote(prompt_id, safe='')}", control=True)
+        answer = self._http.json("GET", f"/history/{quote(prompt_id, safe='')}", control=True)
         entry = answer.get(prompt_id) if isinstance(answer, dict) else None
         return entry if isinstance(entry, dict) else None
 
@@ -194,18 +205,17 @@ class Follower:
         entry = self.history_entry(prompt_id)
         if entry is not None:
             return entry
-        url = self._client.shown_url
+        url = self._http.shown_url
         raise PromptLost(f"ComfyUI at {url} lost prompt {prompt_id} (did it restart?)",
                          {"url": url, "prompt_id": prompt_id})
 
     def _still_there(self, prompt_id: str) -> bool:
         """Whether ComfyUI still queues or runs the prompt: its job where the server has the jobs routes
         (a finished job whose history we just missed counts: history is read again), else /queue."""
-        client = self._client
-        if client.features.jobs_api():
-            job = client.features.job(prompt_id)
+        if self._features.jobs_api():
+            job = self._features.job(prompt_id)
             return job is not None and job.get("status") not in FINISHED
-        return client.queue_position(prompt_id) is not None
+        return self._control.queue_position(prompt_id) is not None
 
     def give_up(self, prompt_id: str, timeout: float) -> dict[str, Any]:
         """After a timeout: stop the prompt (interrupt if running, dequeue if pending), then raise.
@@ -215,22 +225,21 @@ class Follower:
         whatever is not confirmed by then, the keeper finishes. A prompt that finished by itself just as
         time ran out is not stopped: its entry is returned and judged like any other.
         """
-        client = self._client
-        client.stops.add(client.base_url, prompt_id, f"it did not finish within {round(timeout, 1):g} s")
+        self._stops.add(self._http.base_url, prompt_id, f"it did not finish within {round(timeout, 1):g} s")
         end = time.monotonic() + STOP_BUDGET
         acted, outcome, entry = False, "it could not be stopped", None
         try:
             while True:
-                queue = client.queue()
+                queue = self._control.queue()
                 if prompt_id in queue["running"]:
                     if not acted:
-                        client.stop_listed([prompt_id], [])
+                        self._control.stop_listed([prompt_id], [])
                     acted, outcome = True, "it was interrupted"
                 elif prompt_id in queue["pending"]:
-                    client.stop_listed([], [prompt_id])
+                    self._control.stop_listed([], [prompt_id])
                     acted, outcome = True, "it was removed from the queue"
                 else:
-                    client.stops.done(client.base_url, prompt_id)
+                    self._stops.done(self._http.base_url, prompt_id)
                     entry = None if acted else self.history_entry(prompt_id)
                     break
                 if time.monotonic() >= end:
@@ -241,10 +250,10 @@ class Follower:
             outcome = (f"ComfyUI did not answer the stop ({exc.message}); LinkPix removes it as soon as "
                        "ComfyUI answers again")
         finally:
-            client.keeper.wake()
+            self._wake_keeper()
         if entry is not None:
             return entry
-        raise GenerationTimeout(f"ComfyUI at {client.shown_url} did not finish prompt {prompt_id} within "
+        raise GenerationTimeout(f"ComfyUI at {self._http.shown_url} did not finish prompt {prompt_id} within "
                                 f"{round(timeout, 1):g} s; {outcome}", {"prompt_id": prompt_id, "stopped": acted})
 
 

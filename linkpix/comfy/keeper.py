@@ -12,15 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_when_event_set
 from tenacity.wait import wait_exponential_jitter
 
+from linkpix.comfy.features import ServerFeatures
+from linkpix.comfy.health import Health
+from linkpix.comfy.infocache import ObjectInfoCache
+from linkpix.comfy.queue import QueueControl
+from linkpix.comfy.stops import StopList
+from linkpix.comfy.transport import Transport
 from linkpix.errors import BackendUnavailable, LinkPixError
-
-if TYPE_CHECKING:
-    from linkpix.comfy.client import ComfyClient
 
 log = logging.getLogger("linkpix.comfy")
 
@@ -32,10 +35,17 @@ SETTLE = 5.0  # s a prompt whose submit got no answer must stay unlisted before 
 
 
 class Keeper:
-    """The backend's background thread (see the module docstring); started by the client."""
+    """The backend's background thread (see the module docstring); started by the client, from the
+    parts it uses (not the client itself)."""
 
-    def __init__(self, client: ComfyClient) -> None:
-        self._client = client
+    def __init__(self, transport: Transport, health: Health, features: ServerFeatures, stops: StopList,
+                 control: QueueControl, object_info: ObjectInfoCache) -> None:
+        self._http = transport
+        self._health = health
+        self._features = features
+        self._stops = stops
+        self._control = control
+        self._object_info = object_info
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,7 +57,7 @@ class Keeper:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"comfy-keeper {self._client.shown_url}",
+            self._thread = threading.Thread(target=self._run, name=f"comfy-keeper {self._http.shown_url}",
                                             daemon=True)
             self._thread.start()
 
@@ -57,7 +67,7 @@ class Keeper:
 
     def probe_now(self, timeout: float) -> bool:
         """Wake the keeper and wait up to `timeout` s for its probe to report; False if it did not."""
-        health = self._client.health
+        health = self._health
         before = health.generation
         self.wake()
         return health.wait_report(before, timeout)
@@ -67,7 +77,7 @@ class Keeper:
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self._client.control_timeout + 1.0)
+            thread.join(timeout=self._http.control_timeout[1] + 1.0)
 
     # --- the loop ------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -80,7 +90,7 @@ class Keeper:
             except RetryError:
                 return  # closed while backing off
             except Exception:  # a bug here must not end probing and draining for good
-                log.exception("keeper of ComfyUI at %s failed; restarting it", self._client.shown_url)
+                log.exception("keeper of ComfyUI at %s failed; restarting it", self._http.shown_url)
                 busy = False
             self._sleep(DRAIN_INTERVAL if busy else PROBE_INTERVAL)
 
@@ -90,7 +100,7 @@ class Keeper:
 
     def _step(self) -> bool:
         """Probe, then drain and refresh; returns whether stops are still pending. Raises while down."""
-        answer = self._client.transport.json("GET", "/prompt", control=True, probe=True)
+        answer = self._http.json("GET", "/prompt", control=True, probe=True)
         remaining = answer.get("exec_info", {}).get("queue_remaining") if isinstance(answer, dict) else None
         if isinstance(remaining, int):
             self.queue_remaining, self.queue_at = remaining, time.monotonic()
@@ -103,47 +113,47 @@ class Keeper:
         if now - self._stats_at > STATS_EVERY:
             self._stats_at = now
             try:
-                self.system_stats = self._client.system_stats()
+                self.system_stats = self._http.json("GET", "/system_stats", control=True)
                 system = self.system_stats.get("system") if isinstance(self.system_stats, dict) else None
-                self._client.features.note_version((system or {}).get("comfyui_version"))
+                self._features.note_version((system or {}).get("comfyui_version"))
             except LinkPixError as exc:
-                log.debug("system_stats of %s: %s", self._client.shown_url, exc.message)
-        if self._client.object_info_stale() and (self._info_thread is None or not self._info_thread.is_alive()):
+                log.debug("system_stats of %s: %s", self._http.shown_url, exc.message)
+        if self._object_info.stale() and (self._info_thread is None or not self._info_thread.is_alive()):
             # A large answer: fetched beside the probes, so a backend freezing meanwhile is still noticed.
             self._info_thread = threading.Thread(target=self._fetch_object_info, daemon=True,
-                                                 name=f"comfy-object-info {self._client.shown_url}")
+                                                 name=f"comfy-object-info {self._http.shown_url}")
             self._info_thread.start()
 
     def _fetch_object_info(self) -> None:
         try:
-            self._client.object_info()  # fetches only if still stale (a caller may just have fetched it)
+            self._object_info.get()  # fetches only if still stale (a caller may just have fetched it)
         except LinkPixError as exc:
-            log.debug("object_info of %s: %s", self._client.shown_url, exc.message)
+            log.debug("object_info of %s: %s", self._http.shown_url, exc.message)
 
     # --- the stop list -------------------------------------------------------------------------------
     def drain(self) -> bool:
         """One round over this backend's stop list: dequeue or interrupt what ComfyUI still lists, and
         forget what it no longer does. Returns whether entries remain. Raises BackendUnavailable."""
-        client = self._client
-        entries = client.stops.entries(client.base_url)
+        stops = self._stops
+        entries = stops.entries(self._http.base_url)
         if not entries:
             return False
-        queue = client.queue()
+        queue = self._control.queue()
         running, pending = set(queue["running"]), set(queue["pending"])
-        client.stop_listed([e.prompt_id for e in entries if e.prompt_id in running],
+        self._control.stop_listed([e.prompt_id for e in entries if e.prompt_id in running],
                            [e.prompt_id for e in entries if e.prompt_id in pending])
         now = time.time()
         left = False
         for entry in entries:
             if entry.prompt_id in running or entry.prompt_id in pending:
-                client.stops.attempted(entry.backend, entry.prompt_id, None, None)
+                stops.attempted(entry.backend, entry.prompt_id, None, None)
                 left = True
             elif entry.unconfirmed and now - (entry.absent_since or now) < SETTLE:
                 # Its submit may still be in ComfyUI's socket buffer: watch a little longer.
-                client.stops.attempted(entry.backend, entry.prompt_id, None, entry.absent_since or now)
+                stops.attempted(entry.backend, entry.prompt_id, None, entry.absent_since or now)
                 left = True
             else:
-                client.stops.done(entry.backend, entry.prompt_id)
-                log.info("prompt %s is gone from ComfyUI at %s (%s)", entry.prompt_id, client.shown_url,
+                stops.done(entry.backend, entry.prompt_id)
+                log.info("prompt %s is gone from ComfyUI at %s (%s)", entry.prompt_id, self._http.shown_url,
                          entry.reason)
         return left

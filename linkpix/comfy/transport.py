@@ -163,9 +163,17 @@ class Transport:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """A call whose 200 answer is JSON; anything else is BackendUnavailable."""
-        response = self.request(method, path, **kwargs)
+        return self.answer_json(self.request(method, path, **kwargs))
+
+    def expect_ok(self, response: requests.Response) -> requests.Response:
+        """The response if it is a 200, else BackendUnavailable (`unexpected`)."""
         if response.status_code != 200:
             raise self.unexpected(response)
+        return response
+
+    def answer_json(self, response: requests.Response) -> Any:
+        """A 200's JSON body; another status, or a body that is not JSON, is BackendUnavailable."""
+        self.expect_ok(response)
         try:
             return response.json()
         except ValueError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from linkpix.pipeline.request import validate_user
+from linkpix.model import validate_user
 from linkpix.storage.cache import ImageCache
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.pipeline.request import STYLE_NAME_RE, validate_user
+from linkpix.model import STYLE_NAME_RE, validate_user
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles
 from linkpix.storage.jsonstore import JsonStore
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from linkpix.dashboard.graphcheck import graph_problems
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
-from linkpix.pipeline.request import validate_workflow_name
+from linkpix.model import validate_workflow_name
 from linkpix.render.placeholders import Registry
 from linkpix.render.uiformat import is_ui_format, ui_to_api
 from linkpix.render.workflows import (

@@ -20,10 +20,11 @@ from linkpix.edit import finish, resize
 from linkpix.errors import BadRequest
 from linkpix.imaging import photo
 from linkpix.imaging.budget import BUDGET, EDIT_BYTES_PER_PIXEL, check_pixels
-from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image
+from linkpix.pipeline.backends import EventCallback
+from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Generator, Outcome
-from linkpix.pipeline.request import GenerationRequest, InputImage
-from linkpix.pipeline.resolver import RenderedJob, Resolver
+from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import CachedImage, ImageCache
 from linkpix.storage.uploads import Uploads
 
@@ -43,15 +44,11 @@ class EditOutcome:
     cache_hit: bool = False
 
 
-def _png_input(data: bytes) -> InputImage:
-    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
-
-
 class Editor:
     """Runs edits through a resolver and a generator; stores results in the image cache."""
 
-    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache,
-                 uploads: Callable[[], Uploads | None], max_megapixels: Callable[[], float] = lambda: 40.0) -> None:
+    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache, uploads: Uploads,
+                 max_megapixels: Callable[[], float] = lambda: 40.0) -> None:
         """`max_megapixels()`: edit_max_megapixels (imaging/budget.py says why)."""
         self.resolver = resolver
         self.generator = generator
@@ -72,8 +69,9 @@ class Editor:
             raise self.resolver.lacks_input(template.name, "image")
         prep = finish.prepare(source.data, resize.profile_for(template.graph),
                                 req.mask.data if req.mask is not None else None)
-        mask = _png_input(prep.small_mask_png) if prep.small_mask_png is not None else None
-        small = dataclasses.replace(req, input_images=(_png_input(prep.small_png),), output_format="png", mask=mask)
+        mask = png_input_image(prep.small_mask_png) if prep.small_mask_png is not None else None
+        small = dataclasses.replace(req, input_images=(png_input_image(prep.small_png),), output_format="png",
+                                    mask=mask)
         return small, prep
 
     def resolve(self, req: GenerationRequest, source: InputImage) -> tuple[RenderedJob, finish.Prepared]:
@@ -144,9 +142,7 @@ class Editor:
         """The job manager's hook: turn the model output of an edit job into the full-resolution result."""
         if not spec.edit:
             return outcome
-        uploads = self._uploads()
-        if uploads is None:
-            raise BadRequest("edit jobs need the upload store")
+        uploads = self._uploads
         source = uploads.get(spec.edit["source"], "image")
         mask = uploads.get(spec.edit["mask"], "mask") if spec.edit.get("mask") else None
         template = self.resolver.template(spec.workflow)

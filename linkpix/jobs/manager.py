@@ -11,13 +11,14 @@ A job counts as `queued` until ComfyUI starts executing its prompt, so "queued" 
 position mean the same thing to a client. Cancelling leaves the shared run through a `Ticket`: ComfyUI is
 told to dequeue or interrupt the prompt only when no other request waits on it.
 
-With Redis (several replicas) `shared_manager.SharedJobManager` keeps all of this and changes where jobs
-wait and who runs them (the hooks `_dispatch`, `_after_run`, `_webhook_settled`).
+This module runs jobs; `progress.py` turns a run's ComfyUI events into the job's progress and events,
+`delivery.py` sends its webhook. With Redis (several replicas) `replicated_manager.SharedJobManager` keeps
+all of this and changes where jobs wait and who runs them (the hooks `_dispatch`, `_after_run`,
+`_webhook_settled`).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -27,11 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from linkpix.comfy import Event, PromptLost
+from linkpix.comfy import PromptLost
 from linkpix.comfy.pool import NoBackend
 from linkpix.config import Settings
 from linkpix.errors import ExecutionFailed, LinkPixError, QueueFull
-from linkpix.jobs.events import JobEvents, sse_stream, thumbnail
+from linkpix.jobs.delivery import Delivery
+from linkpix.jobs.events import JobEvents, sse_stream
+from linkpix.jobs.progress import Progress
 from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import (
     CANCELLED,
@@ -45,17 +48,16 @@ from linkpix.jobs.store import (
     rendered_from_dict,
     rendered_to_dict,
 )
-from linkpix.jobs.webhooks import Schedule, Targets, WebhookSender, job_payload
+from linkpix.jobs.webhooks import Targets
+from linkpix.model import RenderedJob
 from linkpix.ops.slots import FairSlots, per_user_cap
-from linkpix.pipeline.flight import SUBMITTED, Cancelled, Ticket
+from linkpix.pipeline.flight import Cancelled, Ticket
 from linkpix.pipeline.generator import Generator, Outcome
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import ImageCache
-from linkpix.storage.uploads import Uploads, UploadStore
+from linkpix.storage.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
-PREVIEW_INTERVAL = 0.5  # s between preview events of one job
 NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
 
 
@@ -67,55 +69,58 @@ class Conflict(LinkPixError):
 
 
 class JobManager:
-    """Owns the job pool, the live progress of running jobs, and webhook delivery."""
+    """Owns the job pool and runs jobs; their live progress is `progress`'s, their webhooks `delivery`'s.
+
+    `uploads` is the upload service (the same one the API's /uploads and the editor use); `finish_edit`
+    turns an edit job's model output into its result (`edit.editor.Editor.finish_job`).
+    """
 
     def __init__(self, store: JobStore, uploads: Uploads, generator: Generator, cache: ImageCache,
                  settings: Callable[[], Settings],
                  queue_position: Callable[[str, str | None], int | None],
                  webhook_targets: Callable[[], Targets] | None = None, *, events: JobEvents | None = None,
-                 replica: str | None = None) -> None:
+                 replica: str | None = None,
+                 finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> None:
         self.store = store
         self.replica = replica  # shown in a job's `replica` field
-        self._targets = webhook_targets or (lambda: Targets(tuple(settings().webhook_allow)))
         self.uploads = uploads
         self.generator = generator
         self.cache = cache
         self._settings = settings
         self._queue_position = queue_position
         self.events = events or JobEvents(store)
-        # Set by the app factory: turns an edit job's model output into its result (edit/editor.py).
-        self.finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None
+        self._finish_edit = finish_edit
         s = settings()
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
-        self.webhooks = WebhookSender(self._schedule)
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}
         self._cancelling: set[str] = set()
         self._lost: set[str] = set()  # taken over by another replica: let go, never end them here
-        self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self._stop = threading.Event()
+        self.progress = Progress(store, self.events, self._lock, lambda: self.closed,
+                                 lambda job: self.describe(job, with_queue=False))
+        self.delivery = Delivery(store, cache, settings,
+                                 webhook_targets or (lambda: Targets(tuple(settings().webhook_allow))),
+                                 self._lock, lambda: self.closed, lambda job_id: self._webhook_settled(job_id))
+        self.webhooks = self.delivery.sender
         self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
-        # Each stream holds a server thread: leave 4 free beside the ones generations may hold.
-        self._streams = FairSlots(min(s.events_max_streams, s.threads - s.max_pending - 4),
-                                  lambda: per_user_cap(settings()))
+        self._streams = FairSlots(s.stream_slots, lambda: per_user_cap(self._settings()))  # ops/slots.py
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
-             queue_position: Callable[[str, str | None], int | None],
+             queue_position: Callable[[str, str | None], int | None], uploads: Uploads,
              webhook_targets: Callable[[], Targets] | None = None, replica: str | None = None,
-             uploads: Uploads | None = None) -> JobManager:
+             finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
-        manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads or UploadStore(Path(data_dir) / "uploads"),
-                      generator, cache, settings, queue_position, webhook_targets, replica=replica)
+        manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads, generator, cache, settings,
+                      queue_position, webhook_targets, replica=replica, finish_edit=finish_edit)
         manager.recover()
-        manager.pruner = Pruner(manager.store, manager.uploads, lambda: settings().jobs_keep_days,
-                                manager._stop).start()
+        manager.start_pruner()
         return manager
 
-    def _schedule(self) -> Schedule:
-        s = self._settings()
-        return Schedule(s.webhook_attempts, s.webhook_backoff, s.webhook_timeout, self._targets(),
-                        s.webhook_legacy_signature)
+    def start_pruner(self) -> None:
+        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes."""
+        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop).start()
 
     @property
     def closed(self) -> bool:
@@ -132,7 +137,7 @@ class JobManager:
         for ticket in tickets:
             ticket.detach()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self.webhooks.close()
+        self.delivery.close()
         self.store.close()
 
     # -- accepting ---------------------------------------------------------------------------------
@@ -168,14 +173,13 @@ class JobManager:
             log.info("resuming job %s (%s, prompt %s)", job.id, job.state, job.prompt_id)
             self._pool.submit(self._run, job.id, bool(job.prompt_id))
         for job in self.store.undelivered():
-            self._send_webhook(job)
+            self.delivery.send(job)
 
     # -- reading -----------------------------------------------------------------------------------
     def describe(self, job: Job, *, with_queue: bool = True) -> dict[str, Any]:
         """The job as GET /jobs/<id> shows it: stored facts plus live progress and queue position."""
         body = job.public()
-        with self._lock:
-            live = {k: v for k, v in self._live.get(job.id, {}).items() if k != "running"}
+        live = self.progress.live(job.id)
         if not live and job.state == RUNNING:  # perhaps running on another replica: its newest notice
             live = self.events.last_progress(job.id) or {}
         body["progress"] = live or None
@@ -198,11 +202,28 @@ class JobManager:
             ticket = self._tickets.get(job_id)
         if self.store.finish(job_id, CANCELLED, error={"error": "cancelled", "details": None,
                                                        "message": "cancelled by the client"}):
-            self._skip_webhook(job_id)
+            self.delivery.skip(job_id)
             self.events.publish(job_id, CANCELLED, self.describe(self.store.get(job_id), with_queue=False))
         if ticket is not None:
             ticket.cancel()  # leaves the run; ComfyUI stops it if no other request shares it
         return self.store.get(job_id)
+
+    def leave_run(self, job_id: str) -> None:
+        """Another replica cancelled this job: if it runs here, leave its run."""
+        with self._lock:
+            ticket = self._tickets.get(job_id)
+            if ticket is not None:
+                self._cancelling.add(job_id)
+        if ticket is not None:
+            ticket.cancel()
+
+    def let_go(self, job_id: str) -> None:
+        """Another replica took this job over (its lease lapsed here): stop waiting on it, stop nothing."""
+        with self._lock:
+            self._lost.add(job_id)
+            ticket = self._tickets.get(job_id)
+        if ticket is not None:
+            ticket.detach()
 
     # -- running -----------------------------------------------------------------------------------
     def _run(self, job_id: str, reattach: bool) -> None:
@@ -218,9 +239,9 @@ class JobManager:
             with self._lock:
                 self._tickets.pop(job_id, None)
                 self._cancelling.discard(job_id)
-                self._live.pop(job_id, None)
                 lost = job_id in self._lost
                 self._lost.discard(job_id)
+            self.progress.forget(job_id)
             if not self.closed and not lost:
                 self._after_run(job_id)
 
@@ -246,8 +267,8 @@ class JobManager:
             prompt_id = job.prompt_id if reattach and index == len(job.images) else None
             try:
                 outcome = self._generate(job, index, spec, prompt_id)
-                if spec.edit and self.finish_edit is not None:  # an edit job: the result at full resolution
-                    outcome = self.finish_edit(spec, outcome, job.user)
+                if spec.edit and self._finish_edit is not None:  # an edit job: the result at full resolution
+                    outcome = self._finish_edit(spec, outcome, job.user)
             except Cancelled:
                 return  # cancel() has recorded it, or we are shutting down
             except LinkPixError as exc:
@@ -259,7 +280,7 @@ class JobManager:
                 return
             if self.closed:
                 return
-            self._mark_running(job_id)
+            self.progress.mark_running(job_id)
             meta = outcome.image.meta
             image = {"url": outcome.image.url, "seed": spec.seed, "width": meta.get("width"),
                      "height": meta.get("height"), "format": outcome.image.fmt,
@@ -280,12 +301,9 @@ class JobManager:
                 self._tickets[job.id] = ticket
                 if job.id in self._cancelling:
                     ticket.cancel()
-            with self._lock:
-                running = self._live.get(job.id, {}).get("running", False)
-                self._live[job.id] = {"image": index + 1, "images": job.image_count, "step": 0,
-                                      "total": None, "node": None, "running": running}
+            self.progress.start_image(job.id, index, job.image_count)
             try:
-                return self.generator.generate(spec, job.user, self._listener(job.id, index), ticket=ticket,
+                return self.generator.generate(spec, job.user, self.progress.listener(job.id, index), ticket=ticket,
                                                prompt_id=prompt_id, backend=job.backend if prompt_id else None)
             except QueueFull as exc:
                 if self._stop.wait(min(exc.retry_after, 2.0)):
@@ -295,61 +313,6 @@ class JobManager:
                     raise
                 if self._stop.wait(NO_BACKEND_RETRY):
                     raise Cancelled("shutting down") from None
-
-    def _listener(self, job_id: str, index: int) -> Callable[[Event], None]:
-        last_preview = [0.0]
-
-        def on_event(event: Event) -> None:
-            if self.closed:
-                return
-            if event.type == SUBMITTED:
-                self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
-            elif event.type == "execution_start":
-                self._mark_running(job_id)
-            elif event.type == "executing" and event.data.get("node") is not None:
-                self._mark_running(job_id)
-                self._progress(job_id, node=str(event.data["node"]))
-            elif event.type == "progress":
-                self._mark_running(job_id)
-                self._progress(job_id, step=event.data.get("value"), total=event.data.get("max"),
-                               node=event.data.get("node"))
-            elif event.type == "preview" and event.image:
-                now = time.monotonic()
-                if now - last_preview[0] >= PREVIEW_INTERVAL:
-                    last_preview[0] = now
-                    thumb = thumbnail(event.image)
-                    if thumb:
-                        self.events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb})
-
-        return on_event
-
-    def _submitted(self, job_id: str, prompt_id: str, backend: str | None) -> None:
-        job = self.store.get(job_id)
-        ids = job.prompt_ids if prompt_id in job.prompt_ids else [*job.prompt_ids, prompt_id]
-        self.store.update(job_id, prompt_id=prompt_id, prompt_ids=ids, backend=backend)
-
-    def _progress(self, job_id: str, **values: Any) -> None:
-        with self._lock:
-            live = self._live.setdefault(job_id, {})
-            live.update({k: v for k, v in values.items() if v is not None})
-            snapshot = {k: v for k, v in live.items() if k != "running"}
-        self.events.publish(job_id, "progress", snapshot)
-
-    def _mark_running(self, job_id: str) -> None:
-        if self._set_running(job_id, time.time()):
-            self.events.publish(job_id, "started", self.describe(self.store.get(job_id), with_queue=False))
-
-    def _set_running(self, job_id: str, now: float) -> bool:
-        """queued -> running, once; True if this call made the change (cheap after the first call)."""
-        with self._lock:
-            live = self._live.setdefault(job_id, {})
-            if live.get("running"):
-                return False
-            live["running"] = True
-            job = self.store.get(job_id)
-            if job.state != QUEUED:
-                return False
-            return self.store.update(job_id, state=RUNNING, started=now)
 
     def _end(self, job_id: str, state: str, error: LinkPixError | None) -> None:
         changes: dict[str, Any] = {"error": error.to_dict() if error is not None else None}
@@ -361,46 +324,7 @@ class JobManager:
         job = self.store.get(job_id)
         self.events.publish(job_id, state, self.describe(job, with_queue=False))
         if job.webhook:
-            self._send_webhook(job)
-
-    # -- webhooks ----------------------------------------------------------------------------------
-    def _skip_webhook(self, job_id: str) -> None:
-        job = self.store.get(job_id)
-        if job.webhook:
-            self.store.set_webhook(job_id, dict(job.webhook, state="skipped"))
-
-    def webhook_payload(self, job: Job) -> dict[str, Any]:
-        return job_payload(job, self._image_base64)
-
-    def _image_base64(self, user: str, url: str) -> str | None:
-        try:
-            image = self.cache.lookup_file(user, url.rsplit("/", 1)[-1])
-            return base64.b64encode(image.read()).decode()
-        except (LinkPixError, OSError):
-            return None  # evicted meanwhile; the URL is still reported
-
-    def _send_webhook(self, job: Job) -> None:
-        assert job.webhook is not None
-        job_id = job.id
-
-        def on_attempt(record: dict[str, Any]) -> None:
-            with self._lock:
-                if self.closed:
-                    return
-                current = self.store.get(job_id).webhook or {}
-                attempts = [*current.get("attempts", []), record]
-                self.store.set_webhook(job_id, dict(current, attempts=attempts))
-
-        def on_done(delivered: bool) -> None:
-            with self._lock:
-                if self.closed:
-                    return
-                current = self.store.get(job_id).webhook or {}
-                self.store.set_webhook(job_id, dict(current, state="delivered" if delivered else "failed"))
-            self._webhook_settled(job_id)
-
-        self.webhooks.send(job.webhook["url"], self.webhook_payload(job), job.webhook_secret,
-                           on_attempt, on_done)
+            self.delivery.send(job)
 
     # -- event streams -----------------------------------------------------------------------------
     def stream(self, job_id: str, heartbeat: float, max_seconds: float,

@@ -11,7 +11,6 @@ even when the replica that ended the job dies before delivering it (the one that
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from linkpix.config import Settings
 from linkpix.errors import LinkPixError, NotFound
@@ -19,35 +18,34 @@ from linkpix.jobs.manager import JobManager
 from linkpix.jobs.redis_events import RedisJobEvents
 from linkpix.jobs.redis_queue import RedisJobQueue
 from linkpix.jobs.redis_store import RedisJobStore
-from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import FAILED, TERMINAL, Job
 from linkpix.jobs.webhooks import Targets
-from linkpix.pipeline.generator import Generator
+from linkpix.model import RenderedJob
+from linkpix.pipeline.generator import Generator, Outcome
 from linkpix.replicas.bus import Bus
 from linkpix.replicas.connection import RedisLink
 from linkpix.storage.cache import ImageCache
-from linkpix.storage.uploads import Uploads, UploadStore
+from linkpix.storage.uploads import Uploads
 
 
 class SharedJobManager(JobManager):
     queue: RedisJobQueue
 
     @classmethod
-    def open_shared(cls, shared: RedisLink, bus: Bus, data_dir: Path, generator: Generator, cache: ImageCache,
+    def open_shared(cls, shared: RedisLink, bus: Bus, generator: Generator, cache: ImageCache,
                     settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
-                    webhook_targets: Callable[[], Targets] | None = None,
-                    uploads: Uploads | None = None) -> SharedJobManager:
+                    uploads: Uploads, webhook_targets: Callable[[], Targets] | None = None,
+                    finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> SharedJobManager:
         """Uploads are in the bucket with `storage: s3`, else in the data folder, which the replicas then
         share. The queue starts reading at once (this replica's own unfinished jobs from before a restart
         first)."""
         store = RedisJobStore(shared)
-        manager = cls(store, uploads or UploadStore(Path(data_dir) / "uploads"), generator, cache,  # type: ignore[arg-type]
-                      settings, queue_position, webhook_targets, events=RedisJobEvents(store, bus),
-                      replica=shared.name)
+        manager = cls(store, uploads, generator, cache, settings, queue_position,  # type: ignore[arg-type]
+                      webhook_targets, events=RedisJobEvents(store, bus), replica=shared.name,
+                      finish_edit=finish_edit)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
-                                      manager._cancel_here, manager._let_go).start()
-        manager.pruner = Pruner(store, manager.uploads, lambda: settings().jobs_keep_days,  # type: ignore[arg-type]
-                                manager._stop).start()
+                                      manager.leave_run, manager.let_go).start()
+        manager.start_pruner()
         return manager
 
     def close(self) -> None:
@@ -71,23 +69,6 @@ class SharedJobManager(JobManager):
         self.queue.announce_cancel(job_id)  # the replica running it leaves its run too
         return job
 
-    def _cancel_here(self, job_id: str) -> None:
-        """Another replica cancelled this job: if it runs here, leave its run."""
-        with self._lock:
-            ticket = self._tickets.get(job_id)
-            if ticket is not None:
-                self._cancelling.add(job_id)
-        if ticket is not None:
-            ticket.cancel()
-
-    def _let_go(self, job_id: str) -> None:
-        """Another replica took this job over (its lease lapsed here): stop waiting on it, stop nothing."""
-        with self._lock:
-            self._lost.add(job_id)
-            ticket = self._tickets.get(job_id)
-        if ticket is not None:
-            ticket.detach()
-
     def _run_entry(self, job_id: str, claimed: bool) -> None:
         """The queue handed this replica a job (`claimed`: from a replica that stopped renewing it, or
         from this one before a restart): run it, re-attach it, or settle what is left of it."""
@@ -100,7 +81,7 @@ class SharedJobManager(JobManager):
             return  # Redis is down: the entry stays pending and comes back
         if job.state in TERMINAL:
             if job.webhook and job.webhook.get("state") == "pending":
-                self._send_webhook(job)  # the replica that ended it died before delivering it
+                self.delivery.send(job)  # the replica that ended it died before delivering it
             else:
                 self.queue.done(job_id)
             return

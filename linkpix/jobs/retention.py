@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from linkpix.config import Settings
 from linkpix.jobs.store import JobStore
 from linkpix.storage.uploads import Uploads
 
@@ -26,11 +27,11 @@ INTERVAL = 3600.0  # s between two prunings
 class Pruner:
     """Prunes one job store and its uploads; `prune()` runs once, `start()` every hour."""
 
-    def __init__(self, store: JobStore, uploads: Uploads, keep_days: Callable[[], float],
+    def __init__(self, store: JobStore, uploads: Uploads, settings: Callable[[], Settings],
                  stop: threading.Event, interval: float = INTERVAL) -> None:
         self._store = store
         self._uploads = uploads
-        self._keep_days = keep_days
+        self._settings = settings  # jobs_keep_days, read at each round
         self._stop = stop
         self._interval = interval
         self._thread = threading.Thread(target=self._run, name="jobs-retention", daemon=True)
@@ -51,7 +52,7 @@ class Pruner:
 
     def prune(self, now: float | None = None) -> dict[str, int]:
         """Delete what is older than jobs_keep_days as of `now`; returns how many jobs and uploads went."""
-        days = self._keep_days()
+        days = self._settings().jobs_keep_days
         if days <= 0:
             return {"jobs": 0, "uploads": 0}
         cutoff = (time.time() if now is None else now) - days * DAY

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from linkpix.errors import NotFound
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import RenderedJob
 from linkpix.storage.uploads import Uploads
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"

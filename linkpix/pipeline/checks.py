@@ -72,3 +72,11 @@ def upload_combo(spec: list[Any] | None) -> bool:
     today's list cannot hold it yet."""
     options = spec[1] if spec and len(spec) > 1 and isinstance(spec[1], Mapping) else {}
     return any(key.endswith("_upload") and value for key, value in options.items())
+
+
+def check_size(values: Mapping[str, Any], max_pixels: int) -> None:
+    """width x height within `max_pixels`, whoever chose them."""
+    w, h = values.get("width"), values.get("height")
+    if isinstance(w, int) and isinstance(h, int) and w * h > max_pixels:
+        raise BadRequest(f"{w}x{h} is {w * h} pixels; the limit is {max_pixels} (max_pixels)",
+                         {"parameter": "width", "max_pixels": max_pixels})

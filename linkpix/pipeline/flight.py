@@ -13,60 +13,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from linkpix.comfy import Event, OutputImage
 from linkpix.errors import LinkPixError
+from linkpix.pipeline.backends import Backend, EventCallback
 from linkpix.storage.cache import CachedImage
 
-if TYPE_CHECKING:
-    from linkpix.pipeline.generator import Generator
-
 log = logging.getLogger(__name__)
-
-EventCallback = Callable[[Event], None]
 
 # LinkPix's own event, sent to a run's listeners once ComfyUI accepted the prompt: data has prompt_id
 # and backend. Late joiners get it (and execution_start) replayed, so every waiter learns the id.
 SUBMITTED = "linkpix_submitted"
 _REPLAYED = frozenset({SUBMITTED, "execution_start"})
+
+
 class Cancelled(LinkPixError):
     """This waiter left the run (its job was cancelled); the run itself may go on for others."""
 
     status = 409
     code = "cancelled"
-
-
-class Backend(Protocol):
-    """What the generator needs of a ComfyUI client (the real one is `linkpix.comfy.ComfyClient`)."""
-
-    name: str
-
-    def submit(self, graph: dict[str, Any]) -> str: ...
-
-    def wait(self, prompt_id: str, timeout: float, on_event: EventCallback | None = None, *,
-             reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
-
-    def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
-
-    def stop(self, prompt_id: str, reason: str) -> None: ...
-
-    def upload_image(self, data: bytes, name: str, *, overwrite: bool = False,
-                     subfolder: str = "") -> str: ...
-
-
-class BackendPool(Protocol):
-    """What the generator needs of the pool (the real one is `linkpix.comfy.pool.Pool`)."""
-
-    def choose(self, graph: dict[str, Any], exclude: Any = ()) -> Any: ...
-
-    def client(self, name: str) -> Any: ...
-
-    def can_run(self, graph: dict[str, Any], exclude: Any = ()) -> bool: ...
-
-    def reserve(self, client: Any) -> None: ...
-
-    def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
 
 
 @dataclass
@@ -129,13 +95,17 @@ def _call(callback: EventCallback, event: Event) -> None:
 
 class Ticket:
     """One waiter's handle on its run, for the jobs API: `cancel()` leaves the run (stopping it in
-    ComfyUI if nobody else waits on it), `detach()` leaves it without stopping it (shutdown)."""
+    ComfyUI if nobody else waits on it), `detach()` leaves it without stopping it (shutdown).
+
+    The generator binds the ticket to its run with `bind(leave)`: the ticket knows only how to leave,
+    not who runs the flight, so the run's owner and the waiter's handle do not import each other.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._woken = threading.Event()
         self._left = False
-        self._target: tuple[Generator, Flight, object] | None = None
+        self._leave_run: Callable[[bool], None] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -152,15 +122,23 @@ class Ticket:
             if self._left:
                 return
             self._left = True
-            target = self._target
-        self._wake.set()
-        if target is not None:
-            generator, flight, token = target
-            generator._leave(flight, token, abort)
+            leave = self._leave_run
+        self._woken.set()
+        if leave is not None:
+            leave(abort)
 
-    def _attach(self, generator: Generator, flight: Flight, token: object) -> bool:
-        """Bind to a run; False if the ticket was already cancelled (the caller then leaves)."""
+    def bind(self, leave: Callable[[bool], None]) -> bool:
+        """Bind to a run (`leave(abort)` leaves it); False if the ticket was already cancelled (the caller
+        then leaves)."""
         with self._lock:
-            self._wake.clear()
-            self._target = (generator, flight, token)
+            self._woken.clear()
+            self._leave_run = leave
             return not self._left
+
+    def wake(self) -> None:
+        """The run ended (or the waiter left): `wait` returns."""
+        self._woken.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until `wake()` or `timeout`; True if woken."""
+        return self._woken.wait(timeout)

@@ -24,6 +24,7 @@ replica waits for that notice and hands its waiters the stored image, copied int
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,20 +35,12 @@ from typing import TYPE_CHECKING, Any
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
 from linkpix.comfy.pool import NoBackend
 from linkpix.comfy.transport import BackendNotAnswering
+from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode, image_size
-from linkpix.pipeline.flight import (
-    SUBMITTED,
-    Backend,
-    BackendPool,
-    Cancelled,
-    EventCallback,
-    Flight,
-    RemoteFailure,
-    Ticket,
-    own_meta,
-)
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import RenderedJob
+from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
+from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
@@ -74,17 +67,12 @@ class Outcome:
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
-    def __init__(self, pool: BackendPool, cache: ImageCache, timeout: Callable[[], float],
-                 max_pending: Callable[[], int], failover_retries: Callable[[], int] = lambda: 1,
-                 strip_metadata: Callable[[], bool] = lambda: False,
+    def __init__(self, pool: BackendPool, cache: ImageCache, settings: Callable[[], Settings],
                  shared: SharedFlights | None = None) -> None:
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
-        self._strip = strip_metadata
         self.cache = cache
-        self._timeout = timeout
-        self._max_pending = max_pending
-        self._failover_retries = failover_retries
+        self._settings = settings  # read at each use: timeout, max_pending, failover_retries, strip_metadata
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
         self.runs_started = 0
@@ -93,7 +81,7 @@ class Generator:
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
         # an image cached before it with the workflow inside.
-        fmt = job.output_format + ("+stripped" if self._strip() else "")
+        fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
@@ -135,7 +123,7 @@ class Generator:
             if owner:
                 threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
                                  name=f"flight-{key[:8]}", daemon=True).start()
-            if ticket is not None and not ticket._attach(self, flight, token):
+            if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
             output, meta = self._await(flight, ticket)
@@ -147,19 +135,19 @@ class Generator:
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:
-            data = encode(output.data, job.output_format, strip=self._strip())
+            data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._timeout() + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
+        timeout = self._settings().timeout + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
         if ticket is None:
             try:
                 return flight.future.result(timeout=timeout)
             except TimeoutError:
                 raise self._overdue(flight, timeout) from None
-        flight.future.add_done_callback(lambda _f: ticket._wake.set())
-        ticket._wake.wait(timeout)
+        flight.future.add_done_callback(lambda _f: ticket.wake())
+        ticket.wait(timeout)
         if ticket.cancelled:
             raise Cancelled("this waiter left the run")
         if not flight.future.done():
@@ -196,7 +184,7 @@ class Generator:
         flight.backend.stop(prompt_id, "every request waiting on it left")
 
     def _join(self, key: str, token: object) -> tuple[Flight, bool]:
-        limit = self._max_pending()
+        limit = self._settings().max_pending
         # Across replicas the cap counts every replica's runs; joining a run (here or elsewhere) is free.
         shared_full = (self._shared is not None and key not in self._flights
                        and self._shared.pending() >= limit and not self._shared.claimed(key))
@@ -216,7 +204,7 @@ class Generator:
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
              backend_name: str | None = None, user: str = "default") -> None:
         started = time.monotonic()
-        deadline = started + self._timeout()
+        deadline = started + self._settings().timeout
         try:
             if prompt_id is not None:
                 backend = self._pool.client(backend_name or "")
@@ -258,7 +246,7 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started)
-                data = encode(output.data, job.output_format, strip=self._strip())
+                data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
                 flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
@@ -316,7 +304,7 @@ class Generator:
                 queued_somewhere = queued_somewhere or submitted is not None
                 if aborted or time.monotonic() >= deadline:
                     raise
-                if submitted is not None and failovers >= self._failover_retries():
+                if submitted is not None and failovers >= self._settings().failover_retries:
                     raise
                 failure, resume = exc, None
                 failed[backend.name] = exc.message

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from linkpix.errors import BadRequest, WorkflowRejected
-from linkpix.pipeline.request import InputImage
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import InputImage, RenderedJob
 
 CLIENT_GRAPH = "(client graph)"  # the `workflow` a RenderedJob of a client graph reports
 _SEED_INPUTS = ("seed", "noise_seed")

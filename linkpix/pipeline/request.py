@@ -12,28 +12,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from linkpix.errors import BadRequest, ImageTooLarge
-from linkpix.imaging.photo import EXTENSIONS, check_image
+from linkpix.model import (
+    MAX_INPUT_IMAGE_BYTES,
+    PARAM_NAME_RE,
+    SEED_MAX,
+    STYLE_NAME_RE,
+    GenerationRequest,
+    InputImage,
+    make_input_image,
+    validate_user,
+    validate_workflow_name,
+)
 from linkpix.render.placeholders import whole_number
 
-USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
-STYLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 MAX_INPUT_IMAGES = 4
 MAX_STYLES = 8
-# The default of `max_upload_mb`; the routes pass the configured limit (`settings.max_upload_mb`).
-MAX_INPUT_IMAGE_BYTES = 64 * 1024 * 1024
 
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
 DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
@@ -42,57 +40,6 @@ _RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user"})
 # URL spellings of canonical parameter names. Other aliases (SillyTavern's `scale`...) are defined in
 # data/placeholders.json and mapped by the resolver, so that adding one needs no code change.
 _URL_ALIASES = {"negative": "negative_prompt", "neg": "negative_prompt"}
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """An image to upload to ComfyUI before the run; `name` is content-addressed, so identical
-    uploads share one file and the name can go into the cache key."""
-
-    name: str
-    data: bytes
-
-    def __repr__(self) -> str:  # never dump megabytes into a log line
-        return f"InputImage(name={self.name!r}, {len(self.data)} bytes)"
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """Everything a client asked for, validated for shape, not yet merged with defaults."""
-
-    prompt: str
-    user: str = "default"
-    workflow: str | None = None  # None -> user's preference -> settings.workflow_path
-    styles: tuple[str, ...] | None = None  # None -> user's default style
-    params: Mapping[str, Any] = field(default_factory=dict)  # parameter name -> raw value
-    seed: int | None = None  # None -> derived from the request
-    random_seed: bool = False
-    output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
-    input_images: tuple[InputImage, ...] = ()
-    mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
-
-    def __post_init__(self) -> None:
-        # Read-only view: a request is a value; nobody downstream may change what the client asked.
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-
-
-def validate_user(name: str) -> str:
-    """Return `name` if it is a valid user name (it becomes a folder under cache/), else BadRequest."""
-    if not isinstance(name, str) or not USER_NAME_RE.match(name):
-        raise BadRequest(f"invalid user name {name!r}: use 1-64 letters, digits, '-' or '_'",
-                         {"parameter": "user"})
-    return name
-
-
-def validate_workflow_name(name: str) -> str:
-    """Syntax of a workflow file name: no folders, no traversal, only [A-Za-z0-9_.-].
-
-    Existence is checked by the resolver. A name without `.json` gets it appended (`sd15` = `sd15.json`).
-    """
-    if not isinstance(name, str) or not WORKFLOW_NAME_RE.match(name) or ".." in name:
-        raise BadRequest(f"invalid workflow name {name!r}: a file name from the workflows folder, "
-                         "using only letters, digits, '.', '-' and '_'", {"parameter": "workflow"})
-    return name if name.endswith(".json") else name + ".json"
 
 
 def parse_styles(value: Any) -> tuple[str, ...] | None:
@@ -283,15 +230,6 @@ def parse_json(body: Mapping[str, Any], user: str,
         mask = parse_images([body["mask"]], max_image_bytes, "mask")[0]
         req = GenerationRequest(**{**req.__dict__, "mask": mask})
     return req
-
-
-def make_input_image(data: bytes, index: int = 0, max_bytes: int = MAX_INPUT_IMAGE_BYTES,
-                     parameter: str = "images") -> InputImage:
-    """Content-addressed InputImage from raw bytes: 400 unless they decode completely as PNG, JPEG, WebP
-    or GIF, 413 over `max_bytes` or past Pillow's decompression-bomb limit."""
-    what = "the mask" if parameter == "mask" else f"image {index + 1}"
-    ext = EXTENSIONS[check_image(data, max_bytes, what, parameter)]
-    return InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
 
 
 def parse_images(images: Any, max_bytes: int = MAX_INPUT_IMAGE_BYTES,

@@ -14,12 +14,9 @@ the store's file stamps, so a request costs a few `os.stat` calls plus one graph
 
 from __future__ import annotations
 
-import hashlib
-import json
-import secrets
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +24,10 @@ from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
-from linkpix.pipeline.checks import check_models, check_style_length, check_text_length, remote_combo
-from linkpix.pipeline.request import GenerationRequest, InputImage, parse_styles, validate_workflow_name
+from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image, validate_workflow_name
+from linkpix.pipeline.checks import check_models, check_size, check_style_length, check_text_length, remote_combo
+from linkpix.pipeline.request import parse_styles
+from linkpix.pipeline.seeds import choose_seed, seed_of_image
 from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
 from linkpix.render.uiformat import is_ui_format
@@ -42,30 +41,11 @@ from linkpix.render.workflows import (
 )
 from linkpix.storage.jsonstore import JsonStore
 
-SEED_SPACE = 2**32  # derived and random seeds: valid for every sampler and custom node we know
 PLACEHOLDERS_FILE = "placeholders.json"
 STYLES_FILE = "styles.json"
 PREFERENCES_FILE = "user_preferences.json"
 # Names with a meaning outside the workflow graph: never reported as "ignored" for that reason alone.
 _SPECIAL = frozenset({"prompt", "seed", "img_format"})
-
-
-@dataclass(frozen=True)
-class RenderedJob:
-    """Everything the generator needs to run one request, and everything the API reports back."""
-
-    graph: dict[str, Any]  # the API-format graph to POST to ComfyUI
-    workflow: str  # workflow file name
-    prompt: str  # final positive prompt (after styles)
-    negative: str
-    seed: int
-    seed_is_random: bool
-    params: dict[str, Any]  # every resolved parameter value (for metadata / X- headers)
-    output_format: str
-    uploads: tuple[InputImage, ...]  # images to upload (under their names) before submitting
-    ignored: tuple[str, ...]  # request params the chosen workflow does not accept
-    notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
-    edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
 
 
 class Resolver:
@@ -191,10 +171,10 @@ class Resolver:
         ignored = [k for k in requested if k not in template.params and k not in _SPECIAL]
         uploads, notes = self._inputs(req, template, values, requested)
 
-        self._check_size(values, settings.max_pixels)
+        check_size(values, settings.max_pixels)
         self._check_backend(template, values, from_request, registry)
 
-        seed, is_random = self._seed(req, final_prompt, template.name, values, uploads)
+        seed, is_random = choose_seed(req, final_prompt, template.name, values, uploads)
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
@@ -208,6 +188,19 @@ class Resolver:
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
                            uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+
+    def resolve_many(self, req: GenerationRequest, count: int) -> list[RenderedJob]:
+        """`count` rendered jobs, all resolved now (nothing is accepted that would fail later): image i > 0
+        gets seed + i; with a random seed each image draws its own."""
+        first = self.resolve(req)
+        rendered = [first]
+        for i in range(1, count):
+            if first.seed_is_random:
+                rendered.append(self.resolve(req))
+            else:
+                rendered.append(self.resolve(dataclasses.replace(req, seed=seed_of_image(first.seed, i),
+                                                                 random_seed=False)))
+        return rendered
 
     def _inputs(self, req: GenerationRequest, template: WorkflowTemplate, values: dict[str, Any],
                 requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
@@ -227,10 +220,10 @@ class Resolver:
             size = image_size(images[0].data)
             if needs["mask"] == "alpha":
                 data, resized = with_alpha_mask(images[0].data, mask.data)
-                images[0] = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                images[0] = png_input_image(data)
             else:
                 data, resized = mask_file(mask.data, size)
-                mask = InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.png", data)
+                mask = png_input_image(data)
                 images.append(mask)
                 values["mask"] = mask.name
             if resized:
@@ -262,13 +255,6 @@ class Resolver:
         """Workflow names whose graph takes an image (`what="image"`) or a mask."""
         return [name for name, needs in self.workflow_needs().items() if needs[what]]
 
-    @staticmethod
-    def _check_size(values: Mapping[str, Any], max_pixels: int) -> None:
-        w, h = values.get("width"), values.get("height")
-        if isinstance(w, int) and isinstance(h, int) and w * h > max_pixels:
-            raise BadRequest(f"{w}x{h} is {w * h} pixels; the limit is {max_pixels} (max_pixels)",
-                             {"parameter": "width", "max_pixels": max_pixels})
-
     def _check_backend(self, template: WorkflowTemplate, values: Mapping[str, Any], names: set[str],
                        registry: Registry) -> None:
         """A model/sampler/LoRA the backend lacks is the client's mistake: say what it has."""
@@ -290,24 +276,6 @@ class Resolver:
                     allowed = None  # a remote combo: ComfyUI fetches the list itself
                 if allowed is not None and value not in allowed:
                     raise not_available(pname, value, allowed)
-
-    @staticmethod
-    def _seed(req: GenerationRequest, prompt: str, workflow: str, values: Mapping[str, Any],
-              uploads: tuple[InputImage, ...]) -> tuple[int, bool]:
-        """Given, fresh, or derived from the values that land in the graph, whatever their source: a
-        default stated in the link (`steps=8` when 8 is the default) or set in a settings file gives the
-        same seed, and so the same picture and cache entry, as leaving it out; a parameter the workflow
-        ignores (`&frobnicate=1`) is not among the values, so it keeps the picture too. The output format
-        is left out: png and webp of one link show one picture."""
-        if req.seed is not None:
-            return req.seed, False
-        if req.random_seed:
-            return secrets.randbelow(SEED_SPACE), True
-        landed = {k: v for k, v in values.items() if k not in ("seed", "img_format")}
-        basis = json.dumps({"prompt": prompt, "workflow": workflow, "values": landed,
-                            "images": [u.name for u in uploads]},  # content-addressed names
-                           sort_keys=True, ensure_ascii=False, default=str)
-        return int.from_bytes(hashlib.sha256(basis.encode("utf-8")).digest()[:8], "big") % SEED_SPACE, False
 
     # ---------------------------------------------------------------------------- descriptions
     def workflow_names(self) -> list[str]:

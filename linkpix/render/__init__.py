@@ -1,1 +1,2 @@
-"""Stage 3: workflow templates, their bindings (placeholders, sidecars, detection), UI-format conversion and styles."""
+"""Workflow files made ready to run: templates and their bindings (`workflows`, `placeholders`, `detect`),
+UI-format conversion (`uiformat`) and styles (`styles`)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from linkpix.errors import BadRequest, ConfigError
-from linkpix.pipeline.request import validate_workflow_name
+from linkpix.model import validate_workflow_name
 from linkpix.render.detect import detect, link_of, mask_from_alpha
 from linkpix.render.placeholders import Ref, Registry, split_text
 from linkpix.render.uiformat import is_ui_format, ui_to_api

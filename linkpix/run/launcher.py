@@ -29,7 +29,7 @@ from linkpix.config import ENV_PREFIX, LAUNCHER_ENV, Settings, load_config
 from linkpix.errors import ConfigError
 from linkpix.run.lifeline import PARENT_ENV, death_signal_preexec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project folder (linkpix/run/launcher.py)
 
 
 @dataclass

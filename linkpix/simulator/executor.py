@@ -16,27 +16,16 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from linkpix.simulator import wshub
 from linkpix.simulator.graph import DependencyCycleError, ExecutionList, is_link, signatures
+from linkpix.simulator.jobqueue import PromptQueue
 from linkpix.simulator.nodes import NodeRunner
 from linkpix.simulator.profiles import with_assets
+from linkpix.simulator.state import SimState
 from linkpix.simulator.validation import annotated_filepath, full_type_name
-
-if TYPE_CHECKING:
-    from linkpix.simulator.server import Life, SimulatorServer
-
-
-@dataclass
-class Stats:
-    prompts_received: int = 0
-    prompts_executed: int = 0
-    nodes_executed: int = 0
-    # "METHOD /route/{template}" -> requests answered: which routes a client used (tests read it)
-    requests: Counter[str] = field(default_factory=Counter)
+from linkpix.simulator.wshub import WebSocketHub
 
 
 class InterruptProcessingException(Exception):
@@ -63,8 +52,8 @@ class NodeContext:
     def __init__(self, run: PromptRun, node_id: str) -> None:
         self.run = run
         self.node_id = node_id
-        self.dirs = run.sim.dirs
-        self.previews = run.sim.preview_method not in ("none", "", None)
+        self.dirs = run.state.dirs
+        self.previews = run.state.preview_method not in ("none", "", None)
 
     def check(self) -> None:
         if self.run.abandoned:
@@ -74,7 +63,7 @@ class NodeContext:
 
     def wait_step(self) -> None:
         """One sampler step's worth of time; with faults.hang, wait until interrupted."""
-        faults = self.run.sim.faults
+        faults = self.run.state.faults
         while faults.hang or faults.frozen.is_set():
             if not faults.frozen.is_set():
                 self.check()
@@ -95,7 +84,7 @@ class NodeContext:
             if self.run.abandoned:
                 raise Abandoned()
             time.sleep(min(0.02, max(0.0, end - time.monotonic())))
-        while self.run.sim.faults.frozen.is_set() and not self.run.abandoned:
+        while self.run.state.faults.frozen.is_set() and not self.run.abandoned:
             time.sleep(0.01)
 
     def progress(self, value: int, total: int, preview: tuple[str, bytes] | None) -> None:
@@ -121,8 +110,8 @@ class PromptRun:
 
     def __init__(self, executor: Executor, item: list[Any]) -> None:
         self.executor = executor
-        self.sim = executor.sim
-        self.hub = executor.life.hub
+        self.state = executor.state
+        self.hub = executor.hub
         self.loop = asyncio.get_running_loop()
         self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs = item[:5]
         extra = self.extra_data if isinstance(self.extra_data, dict) else {}
@@ -164,9 +153,10 @@ class PromptRun:
 class Executor:
     """Runs queued prompts one at a time and keeps the classic node cache."""
 
-    def __init__(self, sim: SimulatorServer, life: Life) -> None:
-        self.sim = sim
-        self.life = life
+    def __init__(self, state: SimState, hub: WebSocketHub, queue: PromptQueue) -> None:
+        self.state = state
+        self.hub = hub
+        self.queue = queue
         self.outputs_cache: dict[str, tuple[Any, ...]] = {}
         self.ui_cache: dict[str, dict[str, Any]] = {}
         self.interrupt_flag = False
@@ -186,13 +176,13 @@ class Executor:
         return (run.client_id if run else None), self.last_node_id
 
     async def worker_loop(self) -> None:
-        queue = self.life.queue
+        queue = self.queue
         while True:
             got = await queue.get()
             self._apply_flags()  # a /free sent while idle applies before the next prompt
             if got is not None:
                 item, task_id = got
-                self.sim.stats.prompts_executed += 1
+                self.state.stats.prompts_executed += 1
                 run = PromptRun(self, item)
                 self.current = run
                 try:
@@ -209,11 +199,11 @@ class Executor:
                           "messages": run.messages}
                 queue.task_done(task_id, history_result, status)
                 if run.client_id is not None:
-                    self.life.hub.send("executing", {"node": None, "prompt_id": run.prompt_id}, run.client_id)
+                    self.hub.send("executing", {"node": None, "prompt_id": run.prompt_id}, run.client_id)
             self._apply_flags()
 
     def _apply_flags(self) -> None:
-        flags = self.life.queue.take_flags()
+        flags = self.queue.take_flags()
         if flags.get("free_memory"):  # also implies unloading models, which the simulator has none of
             self.outputs_cache.clear()
             self.ui_cache.clear()
@@ -224,8 +214,8 @@ class Executor:
         if cls in ("LoadImage", "LoadImageMask", "LoadImageOutput"):
             image = node.get("inputs", {}).get("image")
             if isinstance(image, str):
-                name, base = annotated_filepath(image, self.sim.dirs)
-                path = (base if base is not None else self.sim.dirs["input"]) / name
+                name, base = annotated_filepath(image, self.state.dirs)
+                path = (base if base is not None else self.state.dirs["input"]) / name
                 try:
                     return hashlib.sha256(path.read_bytes()).hexdigest()
                 except OSError:
@@ -245,7 +235,7 @@ class Executor:
                 del cache[key]
         cached_nodes = [nid for nid in prompt if keys[nid] in self.outputs_cache]
         run.add_message("execution_cached", {"nodes": cached_nodes, "prompt_id": run.prompt_id}, False)
-        catalogue = self.sim.catalogue
+        catalogue = self.state.catalogue
         elist = ExecutionList(prompt, lambda nid: catalogue.is_output_node(prompt[nid]["class_type"]),
                               lambda nid: keys[nid] in self.outputs_cache)
         for nid in list(run.outputs):
@@ -272,7 +262,7 @@ class Executor:
 
     def _inputs(self, run: PromptRun, nid: str, keys: dict[str, str]) -> dict[str, Any]:
         node = run.prompt[nid]
-        info = self.sim.catalogue.class_info(node["class_type"]) or {}
+        info = self.state.catalogue.class_info(node["class_type"]) or {}
         declared = list(info.get("input", {}).get("required", {})) + list(info.get("input", {}).get("optional", {}))
         values: dict[str, Any] = {}
         for name in declared:
@@ -299,7 +289,7 @@ class Executor:
         if key in self.outputs_cache:
             cached_ui = self._with_assets(self.ui_cache.get(key))
             if run.client_id is not None:
-                self.life.hub.send("executed", {"node": nid, "display_node": nid,
+                self.hub.send("executed", {"node": nid, "display_node": nid,
                                                 "output": (cached_ui or {}).get("output"),
                                                 "prompt_id": run.prompt_id}, run.client_id)
             if cached_ui is not None:
@@ -313,16 +303,16 @@ class Executor:
         run.send_progress_state()
         self.last_node_id = nid
         if run.client_id is not None:
-            self.life.hub.send("executing", {"node": nid, "display_node": nid, "prompt_id": run.prompt_id},
+            self.hub.send("executing", {"node": nid, "display_node": nid, "prompt_id": run.prompt_id},
                                run.client_id)
         inputs: dict[str, Any] = {}
         try:
             inputs = self._inputs(run, nid, keys)
             if self.interrupt_flag:
                 raise InterruptProcessingException("Processing interrupted")
-            info = self.sim.catalogue.class_info(class_type) or {}
+            info = self.state.catalogue.class_info(class_type) or {}
             ctx = NodeContext(run, nid)
-            pool = self.sim._pool
+            pool = self.state.node_pool
             outputs, ui = await run.loop.run_in_executor(pool, self._run_node, ctx, class_type, inputs, info)
         except InterruptProcessingException:
             run.add_message("execution_interrupted", {"prompt_id": run.prompt_id, "node_id": nid,
@@ -332,14 +322,14 @@ class Executor:
             run.add_message("execution_error", self._error_payload(run, nid, exc, inputs, executed), False)
             return False
         self.outputs_cache[key] = outputs
-        self.sim.stats.nodes_executed += 1
+        self.state.stats.nodes_executed += 1
         if ui:
             self.ui_cache[key] = {"meta": meta, "output": ui}
             entry = self._with_assets(self.ui_cache[key])
             assert entry is not None
             ui_outputs[nid] = entry
             if run.client_id is not None:
-                self.life.hub.send("executed", {"node": nid, "display_node": nid, "output": entry["output"],
+                self.hub.send("executed", {"node": nid, "display_node": nid, "output": entry["output"],
                                                 "prompt_id": run.prompt_id}, run.client_id)
         run.finish_progress(nid)
         run.send_progress_state()
@@ -348,19 +338,19 @@ class Executor:
 
     def _with_assets(self, entry: dict[str, Any] | None) -> dict[str, Any] | None:
         """Today's ComfyUI registers output files as assets: `executed` and history carry their ids."""
-        if entry is None or not self.sim.profile.output_assets or not isinstance(entry.get("output"), dict):
+        if entry is None or not self.state.profile.output_assets or not isinstance(entry.get("output"), dict):
             return entry
         return {**entry, "output": with_assets(entry["output"])}
 
     def _run_node(self, ctx: NodeContext, class_type: str, inputs: dict[str, Any],
                   info: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
         ctx.check()
-        if self.sim.faults.fail_class is not None and class_type == self.sim.faults.fail_class:
+        if self.state.faults.fail_class is not None and class_type == self.state.faults.fail_class:
             raise RuntimeError(f"Simulated failure of {class_type} (LinkPix simulator fault injection)")
-        ctx.sleep(float(getattr(self.sim.faults, "node_delay", 0.0) or 0.0))
+        ctx.sleep(float(getattr(self.state.faults, "node_delay", 0.0) or 0.0))
         if not ctx.run.delayed:
             ctx.run.delayed = True
-            ctx.work(float(self.sim.faults.run_delay or 0.0))
+            ctx.work(float(self.state.faults.run_delay or 0.0))
         outputs, ui = self.runner.run(ctx, class_type, inputs, info)
         if ctx.run.abandoned:
             raise Abandoned()

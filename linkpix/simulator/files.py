@@ -14,20 +14,19 @@ import mimetypes
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from linkpix.simulator.profiles import OLD_FORCED_DOWNLOAD, is_dangerous
+from linkpix.simulator.state import SimState
 from linkpix.simulator.validation import annotated_filepath
 from linkpix.storage.jsonstore import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from linkpix.simulator.server import SimulatorServer
 
-def add_routes(routes: web.RouteTableDef, sim: SimulatorServer) -> None:
+def add_routes(routes: web.RouteTableDef, sim: SimState) -> None:
     dirs = {k: str(v) for k, v in sim.dirs.items()}
 
     def directory_by_type(kind: str) -> str | None:

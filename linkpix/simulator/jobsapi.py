@@ -15,7 +15,7 @@ from aiohttp import web
 from linkpix.simulator.profiles import valid_job_id
 
 if TYPE_CHECKING:
-    from linkpix.simulator.server import Life
+    from linkpix.simulator.life import Life
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 

@@ -23,7 +23,8 @@ from linkpix.simulator.profiles import INVALID_PROMPT_ID, valid_job_id
 from linkpix.simulator.wshub import SERVER_FEATURES
 
 if TYPE_CHECKING:
-    from linkpix.simulator.server import Life, SimulatorServer
+    from linkpix.simulator.life import Life
+    from linkpix.simulator.state import SimState
 
 VERSION_SUFFIX = "-linkpix-simulator"
 
@@ -75,8 +76,8 @@ def _ram() -> tuple[int, int]:
         return 8 * 1024**3, 4 * 1024**3
 
 
-def build_app(sim: SimulatorServer, life: Life) -> web.Application:
-    """A fresh aiohttp app bound to the simulator and its current life (rebuilt on every listen)."""
+def build_app(sim: SimState, life: Life) -> web.Application:
+    """A fresh aiohttp app bound to the simulator's state and its current life (rebuilt on every listen)."""
     routes = web.RouteTableDef()
     q = life.queue
 

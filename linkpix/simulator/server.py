@@ -1,8 +1,9 @@
 """SimulatorServer: a ComfyUI-compatible aiohttp server on loopback, run in a background thread.
 
-The server owns one event loop in its own thread. A `Life` holds everything ComfyUI forgets when it
-restarts (queue, history, node cache, counter, websockets); `restart()` replaces it, `pause()`/`resume()`
-only stop and restart listening on the same port so clients see "connection refused" meanwhile, and
+The server owns one event loop in its own thread and builds the `SimState` its parts read (state.py); a
+`Life` (life.py) holds everything ComfyUI forgets when it restarts (queue, history, node cache, counter,
+websockets). `restart()` replaces the life, `pause()`/`resume()` only stop and restart listening on the
+same port so clients see "connection refused" meanwhile, and
 `freeze()`/`thaw()` stop the whole server as `kill -STOP` / `kill -CONT` would: connections are still
 accepted (by the kernel), nothing is answered, and whatever arrived meanwhile is handled after the thaw.
 
@@ -25,65 +26,14 @@ from typing import Any
 from aiohttp import web
 
 from linkpix.simulator.catalogue import DATA_DIR, Catalogue
-from linkpix.simulator.executor import Executor, Stats
-from linkpix.simulator.jobqueue import PromptQueue
+from linkpix.simulator.life import Life
 from linkpix.simulator.profiles import DEFAULT as DEFAULT_PROFILE
 from linkpix.simulator.profiles import Profile, get_profile
 from linkpix.simulator.routes import build_app
+from linkpix.simulator.state import Faults, SimState, Stats
 from linkpix.simulator.validation import Validator
-from linkpix.simulator.wshub import WebSocketHub
 
 log = logging.getLogger("linkpix.simulator")
-
-
-class Faults:
-    """Fault-injection settings, read at each use by the running simulator."""
-
-    def __init__(self, server: SimulatorServer, step_delay: float) -> None:
-        self._server = server
-        self.step_delay: float = float(step_delay)
-        self.run_delay: float = 0.0  # seconds of (interruptible) work added to every run that executes nodes
-        self.fail_class: str | None = None
-        self.hang: bool = False
-        self.frozen = threading.Event()  # set by SimulatorServer.freeze(): node work stands still too
-        # Extension: seconds of uninterruptible work added to every node that really runs (a slow
-        # ImageBlur, say), so interrupts landing at node boundaries can be tested.
-        self.node_delay: float = 0.0
-
-    def drop_websockets(self) -> None:
-        """Close every open websocket now, from the server side."""
-        self._server._call(self._server._life.hub.close_all())
-
-
-class Life:
-    """One run of 'ComfyUI': state that a restart forgets."""
-
-    def __init__(self, server: SimulatorServer) -> None:
-        self.hub = WebSocketHub()
-        self.queue = PromptQueue(self.queue_updated)
-        self.counter = 0
-        self.executor = Executor(server, self)
-        self.worker: asyncio.Task[None] | None = None
-
-    def queue_info(self) -> dict[str, Any]:
-        return {"exec_info": {"queue_remaining": self.queue.remaining()}}
-
-    def queue_updated(self) -> None:
-        self.hub.send("status", {"status": self.queue_info()})
-
-    def start(self) -> None:
-        self.hub.start()
-        self.worker = asyncio.get_running_loop().create_task(self.executor.worker_loop())
-
-    async def close(self) -> None:
-        self.executor.abandon()
-        if self.worker is not None:
-            self.worker.cancel()
-            try:
-                await self.worker
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self.hub.close()
 
 
 class SimulatorServer:
@@ -94,17 +44,14 @@ class SimulatorServer:
                  preview_method: str = "auto", *, name: str = "", checkpoints: list[str] | None = None,
                  unets: list[str] | None = None, loras: list[str] | None = None,
                  run_delay: float = 0.0, profile: str = DEFAULT_PROFILE) -> None:
-        self.host = host
-        self.name = name
-        self.profile: Profile = get_profile(profile)  # which ComfyUI it plays (profiles.py)
-        self.port = int(port)
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="linkpix-sim-") if root is None else root).resolve()
-        self.dirs = {"input": self.root / "input", "output": self.root / "output", "temp": self.root / "temp"}
-        self.preview_method = preview_method
-        self.faults = Faults(self, step_delay)
-        self.faults.run_delay = float(run_delay)
-        self.stats = Stats()
+        dirs = {"input": self.root / "input", "output": self.root / "output", "temp": self.root / "temp"}
+        faults = Faults(step_delay, self._drop_websockets)
+        faults.run_delay = float(run_delay)
+        # What the routes, the executor and the file handlers read (state.py); profile: which ComfyUI it plays
+        self.state = SimState(host=host, port=int(port), name=name, profile=get_profile(profile), dirs=dirs,
+                              preview_method=preview_method, faults=faults)
         models = dict(models or {})
         for folder, files in (("checkpoints", checkpoints), ("diffusion_models", unets), ("loras", loras)):
             if files is not None:
@@ -116,10 +63,57 @@ class SimulatorServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._life: Life = None  # type: ignore[assignment]
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.catalogue: Catalogue = None  # type: ignore[assignment]
-        self.validator: Validator = None  # type: ignore[assignment]
+
+    # -- the state, as tests and callers read it --------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.state.host
+
+    @property
+    def port(self) -> int:
+        return self.state.port
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def profile(self) -> Profile:
+        return self.state.profile
+
+    @profile.setter
+    def profile(self, profile: Profile) -> None:
+        self.state.profile = profile
+
+    @property
+    def dirs(self) -> dict[str, Path]:
+        return self.state.dirs
+
+    @property
+    def preview_method(self) -> str:
+        return self.state.preview_method
+
+    @property
+    def faults(self) -> Faults:
+        return self.state.faults
+
+    @property
+    def stats(self) -> Stats:
+        return self.state.stats
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.state.catalogue
+
+    @property
+    def validator(self) -> Validator:
+        return self.state.validator
+
+    @property
+    def prompt_counter(self) -> int:
+        """How many POST /prompt this life got, refused ones included (ComfyUI's counter)."""
+        return self._life.counter
 
     # -- public counters -------------------------------------------------------------------
     @property
@@ -154,10 +148,10 @@ class SimulatorServer:
             if self._thread is not None:
                 return
             self._prepare_dirs()
-            self.catalogue = Catalogue(self.dirs["input"], self._models)
-            self.validator = Validator(self.catalogue, self.dirs)
+            self.state.catalogue = Catalogue(self.dirs["input"], self._models)
+            self.state.validator = Validator(self.catalogue, self.dirs)
             self._loop = asyncio.new_event_loop()
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-node")
+            self.state.node_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-node")
             ready = threading.Event()
             self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="linkpix-simulator",
                                             daemon=True)
@@ -182,19 +176,19 @@ class SimulatorServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _boot(self) -> None:
-        self._life = Life(self)
+        self._life = Life(self.state)
         self._life.start()
         await self._listen()
 
     async def _listen(self) -> None:
-        app = build_app(self, self._life)
+        app = build_app(self.state, self._life)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
         self._runner = runner
-        if self.port == 0:
-            self.port = int(runner.addresses[0][1])
+        if self.state.port == 0:
+            self.state.port = int(runner.addresses[0][1])
 
     async def _unlisten(self) -> None:
         await self._life.hub.close_all()
@@ -224,6 +218,9 @@ class SimulatorServer:
         self.faults.frozen.clear()
         self._thawed.set()
 
+    def _drop_websockets(self) -> None:
+        self._call(self._life.hub.close_all())
+
     def restart(self) -> None:
         """Like ComfyUI restarting: drop sockets, queue, history, cache and counter; same port."""
         self._call(self._restart())
@@ -233,7 +230,7 @@ class SimulatorServer:
         await self._life.close()
         shutil.rmtree(self.dirs["temp"], ignore_errors=True)
         self.dirs["temp"].mkdir(parents=True, exist_ok=True)
-        self._life = Life(self)
+        self._life = Life(self.state)
         self._life.start()
         await self._listen()
 
@@ -262,11 +259,11 @@ class SimulatorServer:
             self._thread.join(10)
         if self._loop is not None and not self._loop.is_running():
             self._loop.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.state.node_pool is not None:
+            self.state.node_pool.shutdown(wait=False, cancel_futures=True)
         self._thread = None
         self._loop = None
-        self._pool = None
+        self.state.node_pool = None
 
     def __enter__(self) -> SimulatorServer:
         self.start()

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from linkpix.pipeline.request import InputImage
+from linkpix.model import InputImage
 
 SECRET_BYTES = 32
 SECRET_FILE = ".owner-secret"  # in the uploads folder; `linkpix_*` globs and listings never see it

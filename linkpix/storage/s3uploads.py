@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
 from linkpix.storage.owners import owned_copy, shared_secret
 from linkpix.storage.uploads import USED_RESOLUTION, check_id, missing
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from linkpix.errors import BadRequest, NotFound
-from linkpix.pipeline.request import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
 from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import atomic_write_bytes
 from linkpix.storage.owners import file_secret, owned_copy

@@ -9,7 +9,6 @@ from flask import Flask
 from flask_cors import CORS
 
 from linkpix.config import ConfigHolder
-from linkpix.errors import ConfigError
 from linkpix.web import edit, fronts, guards, images, info, jobs, openapi, ops, uploads
 from linkpix.web.errors import register_error_handlers
 from linkpix.web.middleware import HitPath, RequestLog
@@ -23,10 +22,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     """Build the API. Tests pass `overrides` and `use_env=False`."""
     holder = ConfigHolder(config_path, overrides, use_env)
     settings = holder.get().settings
-    if settings.threads < settings.max_pending + 8:
-        raise ConfigError(f"'threads' ({settings.threads}) must exceed 'max_pending' "
-                          f"({settings.max_pending}) by at least 8, so cached images are never "
-                          f"stuck behind pending generations")
+    settings.check_rules()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     svc: Services = build_services(holder)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from flask import request
 
 from linkpix.errors import Forbidden, NotFound, Unauthorized
-from linkpix.pipeline.request import validate_user
+from linkpix.model import validate_user
 from linkpix.web.services import services
 
 ANONYMOUS = "default"

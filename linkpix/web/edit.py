@@ -17,10 +17,11 @@ from linkpix.edit.finish import CUBE, parse_method
 from linkpix.errors import BadRequest, UnsupportedMediaType
 from linkpix.imaging.budget import check_pixels
 from linkpix.imaging.photo import image_size
-from linkpix.pipeline.request import InputImage, make_input_image, parse_format, parse_json
+from linkpix.model import InputImage, make_input_image
+from linkpix.pipeline.request import parse_format, parse_json
 from linkpix.web.auth import require
 from linkpix.web.errors import no_store
-from linkpix.web.jobs import _manager, _webhook
+from linkpix.web.jobs import accept, parse_webhook
 from linkpix.web.services import services
 from linkpix.web.uploads import max_upload_bytes, one_image, upload_store
 
@@ -141,18 +142,13 @@ def edit() -> Response:
 def _submit(fields: dict[str, Any], req: Any, image: InputImage, method: str, fmt: str | None) -> Response:
     editor = services().editor
     assert editor is not None
-    webhook, secret = _webhook(fields, services().webhook_targets())
+    webhook, secret = parse_webhook(fields, services().webhook_targets())
     job, _prep = editor.resolve(req, image)
     spec = editor.job_spec(job, image, method, fmt, req.mask)
     upload_store().keep(image)
     if req.mask is not None:
         upload_store().keep(req.mask)
-    job = _manager().submit(req.user, [spec], webhook, secret, request.host_url)
-    resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
-                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count})
-    resp.status_code = 202
-    resp.headers["Location"] = f"/jobs/{job.id}"
-    return no_store(resp)
+    return accept(req.user, [spec], webhook, secret)
 
 
 def _headers(done: EditOutcome) -> dict[str, str]:

@@ -16,7 +16,8 @@ from flask.json.provider import DefaultJSONProvider
 
 from linkpix.config import LoadedConfig, Settings
 from linkpix.errors import BadRequest, PayloadTooLarge
-from linkpix.pipeline.request import USER_NAME_RE, single_values
+from linkpix.model import USER_NAME_RE
+from linkpix.pipeline.request import single_values
 from linkpix.web.auth import claims_keyed_user, identify
 from linkpix.web.requestinfo import user_from_environ
 from linkpix.web.services import services

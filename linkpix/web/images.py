@@ -11,9 +11,9 @@ from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
 from linkpix.errors import BadRequest, Unauthorized
+from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.auth import acting_user, identify
 from linkpix.web.conditional import not_modified, not_modified_headers

@@ -17,8 +17,8 @@ from linkpix.errors import BadRequest, NotFound, QueueFull, UnsupportedMediaType
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.store import STATES, TERMINAL, Job
 from linkpix.jobs.webhooks import Targets, check_secret, check_url
-from linkpix.pipeline.request import SEED_MAX, GenerationRequest, check_text, parse_json, validate_user
-from linkpix.pipeline.resolver import RenderedJob
+from linkpix.model import RenderedJob, validate_user
+from linkpix.pipeline.request import check_text, parse_json
 from linkpix.render.placeholders import whole_number
 from linkpix.web.auth import acting_user, require, visible_job_owner
 from linkpix.web.errors import no_store
@@ -33,7 +33,7 @@ _UPLOAD_ID_RE = re.compile(r"^linkpix_[0-9a-f]{16}\.(png|jpg|gif|webp)$")
 MAX_SECRET_CHARS = 256
 
 
-def _manager() -> JobManager:
+def job_manager() -> JobManager:
     manager = services().jobs
     if manager is None:
         raise NotFound("the jobs API is not enabled")
@@ -75,13 +75,18 @@ def generate() -> Response:
     settings = services().config.settings
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
     count = _image_count(body.get("image_count", 1), settings.max_image_count)
-    webhook, secret = _webhook(body, services().webhook_targets())
+    webhook, secret = parse_webhook(body, services().webhook_targets())
     req = dataclasses.replace(req, input_images=_input_images(body), mask=one_image(body.get("mask"), "mask"))
-    rendered = _render_all(req, count)
-    job = _manager().submit(req.user, rendered, webhook, secret, request.host_url)
+    rendered = services().resolver.resolve_many(req, count)
+    return accept(req.user, rendered, webhook, secret, ignored=list(rendered[0].ignored))
+
+
+def accept(user: str, rendered: list[RenderedJob], webhook: dict[str, Any] | None, secret: str | None,
+           **extra: Any) -> Response:
+    """Queue a job and answer 202 with where to follow it: the one "job accepted" answer (/jobs, /edit)."""
+    job = job_manager().submit(user, rendered, webhook, secret, request.host_url)
     resp = jsonify({"job_id": job.id, "status": job.state, "status_url": f"/jobs/{job.id}",
-                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count,
-                    "ignored": list(rendered[0].ignored)})
+                    "events_url": f"/jobs/{job.id}/events", "image_count": job.image_count, **extra})
     resp.status_code = 202
     resp.headers["Location"] = f"/jobs/{job.id}"
     return no_store(resp)
@@ -95,7 +100,7 @@ def _image_count(value: Any, limit: int) -> int:
     return count
 
 
-def _webhook(body: dict[str, Any], targets: Targets) -> tuple[dict[str, Any] | None, str | None]:
+def parse_webhook(body: dict[str, Any], targets: Targets) -> tuple[dict[str, Any] | None, str | None]:
     url, secret = body.get("webhook_url"), body.get("webhook_secret")
     include = body.get("webhook_include_base64", False)
     if not isinstance(include, bool):
@@ -123,21 +128,6 @@ def _input_images(body: dict[str, Any]) -> tuple[Any, ...]:
     return input_images(images)
 
 
-def _render_all(req: GenerationRequest, count: int) -> list[RenderedJob]:
-    """Resolve every image's request now, so nothing is accepted that would fail validation later.
-    Image i > 0 gets seed + i; with a random seed each image draws its own."""
-    resolver = services().resolver
-    first = resolver.resolve(req)
-    rendered = [first]
-    for i in range(1, count):
-        if first.seed_is_random:
-            rendered.append(resolver.resolve(req))
-        else:
-            rendered.append(resolver.resolve(dataclasses.replace(
-                req, seed=(first.seed + i) % (SEED_MAX + 1), random_seed=False)))
-    return rendered
-
-
 def _job_id(job_id: str) -> str:
     if not _JOB_ID_RE.match(job_id):
         raise NotFound(f"no job {job_id!r}")
@@ -148,7 +138,7 @@ def _visible_job(job_id: str, what: str) -> Job:
     """The job, if this caller may see it: with network_access on, only with the job's key (or an
     admin key); a key always sees only its own user's jobs."""
     who = require(what)
-    job = _manager().store.get(_job_id(job_id))
+    job = job_manager().store.get(_job_id(job_id))
     visible_job_owner(job.user, job_id, who)
     return job
 
@@ -186,7 +176,7 @@ def list_jobs() -> Response:
         limit = 0
     if not 1 <= limit <= 1000:
         raise BadRequest("limit must be a whole number from 1 to 1000", {"parameter": "limit"})
-    manager = _manager()
+    manager = job_manager()
     jobs = [manager.describe(job, with_queue=False) for job in manager.store.list(user, state, limit)]
     return no_store(jsonify({"jobs": jobs}))
 
@@ -206,7 +196,7 @@ def get_job(job_id: str) -> Response:
         401: {description: "network_access is on and no valid API key was sent"}
         404: {description: "no such job (or not this key's)"}
     """
-    return no_store(jsonify(_manager().describe(_visible_job(job_id, "reading a job"))))
+    return no_store(jsonify(job_manager().describe(_visible_job(job_id, "reading a job"))))
 
 
 @bp.delete("/jobs/<job_id>")
@@ -226,7 +216,7 @@ def cancel_job(job_id: str) -> Response:
         409: {description: "the job has already ended"}
     """
     job = _visible_job(job_id, "cancelling a job")
-    manager = _manager()
+    manager = job_manager()
     return no_store(jsonify(manager.describe(manager.cancel(job.id), with_queue=False)))
 
 
@@ -256,7 +246,7 @@ def job_events(job_id: str) -> Response:
         404: {description: "no such job (or not this key's)"}
         429: {description: "too many event streams are open; see Retry-After"}
     """
-    manager = _manager()
+    manager = job_manager()
     job = _visible_job(job_id, "following a job")
     last_id = _last_event_id()
     if last_id is not None and job.state in TERMINAL and manager.events.latest(job.id) <= last_id:

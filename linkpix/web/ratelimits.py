@@ -21,9 +21,8 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
+from linkpix.model import USER_NAME_RE, RenderedJob
 from linkpix.ops.ratelimit import RateLimiter, client_address
-from linkpix.pipeline.request import USER_NAME_RE
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.web.auth import ANONYMOUS, identify
 from linkpix.web.requestinfo import user_from_environ
 from linkpix.web.services import services

@@ -5,7 +5,7 @@ own configuration, ComfyUI pool and cache. Settings the dashboard may change whi
 (the ComfyUI backends, the cache limits) are applied live: the pool adds and retires backends on every
 configuration reload (each run keeps the backend it started on), and the cache takes its new limits.
 
-With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/shared/`, the jobs' `redis_*`
+With `redis_url` the same interfaces get their Redis-backed twins (`linkpix/replicas/`, the jobs' `redis_*`
 modules), and with `storage: s3` the cache is a bucket (`storage/s3.py`); neither is imported otherwise.
 """
 
@@ -31,7 +31,8 @@ from linkpix.pipeline.generator import Generator
 from linkpix.pipeline.resolver import Resolver
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
-from linkpix.storage.opening import open_image_cache
+from linkpix.storage.opening import open_image_cache, open_uploads
+from linkpix.storage.uploads import Uploads
 from linkpix.web.memo import HitMemo
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Services:
     cache: ImageCache
     generator: Generator
     memo: HitMemo
+    uploads: Uploads
     jobs: JobManager | None = None
     editor: Editor | None = None
     recent_requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
@@ -87,9 +89,12 @@ class Services:
 
 
 def build_services(holder: ConfigHolder) -> Services:
+    """Build the parts in the order data flows: pool, resolver, cache, generator, then uploads, the editor,
+    and the job manager with both handed in. `settings` is read at each use, so reloads apply; only state
+    that must be rebuilt (the pool's backends, the cache's limits) subscribes to reloads."""
     cfg = holder.get()
     s = cfg.settings
-    settings = lambda: holder.get().settings  # noqa: E731 - read at each use, so reloads apply
+    settings = holder.settings
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
@@ -102,28 +107,27 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
-    generator = Generator(pool, cache, lambda: settings().timeout, lambda: settings().max_pending,
-                          lambda: settings().failover_retries, strip_metadata=lambda: settings().strips_metadata,
-                          shared=replica.flights if replica is not None else None)
+    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None)
     own_ports: set[int] = set()
-    uploads = cache.upload_store() if s.storage == "s3" else None  # None: data_dir/uploads
-    position = lambda prompt_id, backend: pool.client(backend or "").queue_position(prompt_id)  # noqa: E731
+    uploads = open_uploads(cfg, cache)
+    editor = Editor(resolver, generator, cache, uploads, lambda: settings().edit_max_megapixels)
+    BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
+    holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
+    position = lambda prompt_id, backend: pool.client(backend or "").control.queue_position(prompt_id)  # noqa: E731
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
 
-        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, cfg.data_dir, generator, cache,
-                                                        settings, position, webhook_targets=targets, uploads=uploads)
+        jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, generator, cache,
+                                                        settings, position, uploads, webhook_targets=targets,
+                                                        finish_edit=editor.finish_job)
         replica.start(resolver.fingerprint, store.invalidate)
     else:
-        jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, webhook_targets=targets,
-                               replica=s.replica_name or default_replica_name(s.api_port), uploads=uploads)
-    editor = Editor(resolver, generator, cache, lambda: jobs.uploads, lambda: settings().edit_max_megapixels)
-    BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
-    holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
-    jobs.finish_edit = editor.finish_job
-    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), jobs, editor, own_ports=own_ports,
-                    replica=replica, replica_name=jobs.replica or "")
+        jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, uploads, webhook_targets=targets,
+                               replica=s.replica_name or default_replica_name(s.api_port),
+                               finish_edit=editor.finish_job)
+    return Services(holder, store, resolver, pool, cache, generator, HitMemo(), uploads, jobs, editor,
+                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "")
 
 
 def default_replica_name(port: int) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from linkpix.errors import BadRequest
-from linkpix.pipeline.request import GenerationRequest, InputImage, parse_images
+from linkpix.model import GenerationRequest, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads, missing
 from linkpix.web.auth import Caller, caller, identify
@@ -33,10 +34,7 @@ def max_upload_bytes() -> int:
 
 
 def upload_store() -> Uploads:
-    jobs = services().jobs
-    if jobs is None:
-        raise BadRequest("uploads are kept by the jobs API, which is not enabled")
-    return jobs.uploads
+    return services().uploads
 
 
 def may_use(image: InputImage, who: Caller) -> bool:

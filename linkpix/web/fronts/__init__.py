@@ -14,11 +14,11 @@ from flask import Flask
 
 from linkpix.errors import BackendUnavailable
 from linkpix.ops.slots import per_user_cap
-from linkpix.storage.uploads import UploadStore
 from linkpix.web.fronts import openai  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import routes as a1111
 from linkpix.web.fronts.a1111.runs import A1111Runs
+from linkpix.web.fronts.comfy import fileroutes as comfy_files  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import info as comfy_info  # noqa: F401 - adds routes
 from linkpix.web.fronts.comfy import routes as comfy
 from linkpix.web.fronts.comfy.files import InputFiles
@@ -38,11 +38,9 @@ class ComfyState:
     def __init__(self, svc: Services) -> None:
         s = svc.config.settings
         self._svc = svc
-        self.hub = SocketHub(max(1, min(s.events_max_streams, s.threads - s.max_pending - 4)),
-                             lambda: per_user_cap(svc.config.settings))
+        self.hub = SocketHub(s.stream_slots, lambda: per_user_cap(svc.config.settings))
         self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
-        uploads = svc.jobs.uploads if svc.jobs is not None else UploadStore(svc.config.data_dir / "uploads")
-        self.files = InputFiles(uploads)
+        self.files = InputFiles(svc.uploads)
         self._info_cache: tuple[int, bytes] | None = None
 
     def features(self) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -20,10 +19,10 @@ from flask import Response, request
 
 from linkpix.comfy.objectinfo import without_uploads
 from linkpix.errors import BadRequest, LinkPixError, NotFound, Unauthorized
-from linkpix.pipeline.flight import EventCallback, Ticket
+from linkpix.model import RenderedJob, validate_user
+from linkpix.pipeline.backends import EventCallback
+from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Outcome
-from linkpix.pipeline.request import SEED_MAX, GenerationRequest, validate_user
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.services import Services, services
 
@@ -99,20 +98,6 @@ def _allowed(addr: str | None, networks: list[str]) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
-
-
-def render(req: GenerationRequest, count: int) -> list[RenderedJob]:
-    """`count` rendered jobs: image i gets seed + i (a random seed: each draws its own), as in the jobs API."""
-    resolver = services().resolver
-    first = resolver.resolve(req)
-    jobs = [first]
-    for i in range(1, count):
-        if first.seed_is_random:
-            jobs.append(resolver.resolve(req))
-        else:
-            jobs.append(resolver.resolve(dataclasses.replace(
-                req, seed=(first.seed + i) % (SEED_MAX + 1), random_seed=False)))
-    return jobs
 
 
 def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | None = None,

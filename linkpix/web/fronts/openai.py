@@ -18,9 +18,10 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
-from linkpix.pipeline.request import SEED_MAX, USER_NAME_RE, make_input_image, parse_json
+from linkpix.model import SEED_MAX, USER_NAME_RE, make_input_image
+from linkpix.pipeline.request import parse_json
 from linkpix.web.auth import claims_keyed_user
-from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, render, require_enabled
+from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, require_enabled
 from linkpix.web.ratelimits import admit, admit_generations
 from linkpix.web.services import services
 from linkpix.web.uploads import max_upload_bytes
@@ -218,7 +219,7 @@ def _answer(body: dict[str, Any]) -> Response:
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
     req = parse_json(fields, _user(body))
-    jobs = render(req, count)
+    jobs = services().resolver.resolve_many(req, count)
     admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
     data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
     resp = jsonify({"created": int(time.time()), "data": data})

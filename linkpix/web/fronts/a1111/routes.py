@@ -19,9 +19,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, LinkPixError, Unauthorized
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import Cancelled
 from linkpix.pipeline.request import parse_json
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.a1111 import names
 from linkpix.web.fronts.common import (
@@ -31,7 +31,6 @@ from linkpix.web.fronts.common import (
     caller,
     generate,
     image_base64,
-    render,
     require_enabled,
 )
 from linkpix.web.fronts.state import front_state
@@ -131,7 +130,7 @@ def _generate(img2img: bool) -> Response:
         raise BadRequest("send the request as a JSON object (Content-Type: application/json)")
     info = backend_info()
     req_fields, count, ignored = _request_fields(body, user, img2img, info)
-    jobs = render(parse_json(req_fields, user), count)
+    jobs = services().resolver.resolve_many(parse_json(req_fields, user), count)
     admit_generations(jobs, user, keyed=user != "default")  # rate limits, the batch whole (web/ratelimits.py)
     runs = front_state().a1111
     run = runs.start(user, count)

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest, LinkPixError
-from linkpix.pipeline.request import InputImage
+from linkpix.model import InputImage
 from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.comfy.graphcheck import is_file_input, is_loader, loader_file_inputs, refuse

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
-from urllib.parse import unquote
 
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.wsgi import wrap_file
 
-from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, NotFound, QueueFull
+from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, QueueFull
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.web.fronts import upgrade
 from linkpix.web.fronts.comfy.graphcheck import check_body, check_size
@@ -29,7 +27,6 @@ from linkpix.web.fronts.common import FRONT_KEY, backend_info, bearer_key, calle
 from linkpix.web.fronts.state import front_state
 from linkpix.web.ratelimits import admit_generation
 from linkpix.web.services import services
-from linkpix.web.uploads import max_upload_bytes
 
 bp = Blueprint("comfy", __name__)
 
@@ -252,88 +249,6 @@ def post_history() -> Response:
     return empty_response()
 
 
-# ------------------------------------------------------------------------------------------- files
-@bp.get("/view")
-def view() -> Response:
-    """An output image (LinkPix's stored copy) or an uploaded input image.
-    ---
-    get:
-      summary: "ComfyUI GET /view?filename=&subfolder=&type=output|input (the query may be sent unencoded)"
-      parameters:
-        - {in: query, name: filename, required: true, schema: {type: string}}
-        - {in: query, name: subfolder, schema: {type: string}}
-        - {in: query, name: type, schema: {type: string, enum: [output, input, temp]}}
-      responses:
-        200:
-          description: the image
-          content:
-            image/png: {schema: {type: string, format: binary}}
-            image/jpeg: {schema: {type: string, format: binary}}
-            image/webp: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-        400: {description: "a file name with a folder in it"}
-        404: {description: no such file}
-    """
-    query = _raw_query()
-    filename = query.get("filename", "")
-    kind = query.get("type") or "output"
-    for tag in ("output", "input", "temp"):
-        if filename.endswith(f" [{tag}]"):
-            filename, kind = filename[:-len(tag) - 3], tag
-    if not filename:
-        raise NotFound("no filename")
-    if "/" in filename or ".." in filename:
-        raise BadRequest(f"invalid filename {filename!r}")
-    user = g.front_user
-    if kind == "output":
-        image = services().cache.lookup_file(user, filename)
-        if not image.local:  # S3: the bytes, not a file
-            return Response(image.read(), mimetype=image.content_type,
-                            headers={"Content-Disposition": f'filename="{filename}"'})
-        path, mime = image.path, image.content_type
-    elif kind == "input":
-        name = filename if not query.get("subfolder") else f"{query['subfolder'].strip('/')}/{filename}"
-        upload = comfy_front().files.get(user, name) or comfy_front().files.get(user, name.replace("+", " "))
-        if upload is None:
-            raise NotFound(f"no input file {name!r}")
-        mime = "image/" + ("jpeg" if upload.name.endswith(".jpg") else upload.name.rsplit(".", 1)[1])
-        return Response(upload.data, mimetype=mime,  # from the folder or the bucket, whichever holds uploads
-                        headers={"Content-Disposition": f'filename="{filename}"'})
-    else:
-        raise NotFound(f"no {kind} file {filename!r}")
-    resp = Response(wrap_file(request.environ, open(path, "rb")), mimetype=mime, direct_passthrough=True)
-    resp.headers["Content-Disposition"] = f'filename="{filename}"'
-    return resp
-
-
-@bp.post("/upload/image")
-def upload_image() -> Response:
-    """Keep an input image for the caller's graphs (LoadImage names it).
-    ---
-    post:
-      summary: "ComfyUI POST /upload/image (multipart: image, overwrite, type, subfolder)"
-      requestBody:
-        required: true
-        content:
-          multipart/form-data: {schema: ComfyUploadForm}
-      responses:
-        200:
-          description: "{name, subfolder, type}"
-          content: {application/json: {schema: ComfyUploaded}}
-        400: {description: "no image, or not an image"}
-        413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}
-    """
-    file = request.files.get("image")
-    if file is None or not file.filename:
-        raise BadRequest("send the image as the multipart file field 'image'")
-    if request.form.get("type", "input") not in ("input", "temp", "output"):
-        raise BadRequest("type must be input, temp or output")
-    subfolder = request.form.get("subfolder", "")
-    overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
-    name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
-    return jsonify({"name": name, "subfolder": subfolder, "type": request.form.get("type") or "input"})
-
-
 @bp.get("/ws", websocket=True)  # werkzeug refuses an upgrade request on a plain rule
 def websocket() -> Response:
     """The caller's prompts' events over a websocket, in ComfyUI's message order.
@@ -392,16 +307,6 @@ def _int_arg(name: str) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest(f"{name} must be a whole number") from None
-
-
-def _raw_query() -> dict[str, str]:
-    """The query, also when a client sent it unencoded (SillyTavern pastes names into it as they are)."""
-    out: dict[str, str] = {}
-    for part in request.environ.get("QUERY_STRING", "").split("&"):
-        key, _, value = part.partition("=")
-        if key:
-            out.setdefault(unquote(key), unquote(value))
-    return out
 
 
 def _comfy_error(status: int, kind: str, message: str, details: str) -> Response:

@@ -24,9 +24,9 @@ from typing import Any
 from linkpix.comfy import Event
 from linkpix.comfy.pool import ModelMissing
 from linkpix.errors import ExecutionFailed, Interrupted, LinkPixError, WorkflowRejected
+from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Ticket
 from linkpix.pipeline.generator import Generator
-from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.comfy.ws import SocketHub
 

@@ -1,0 +1,105 @@
+"""The live progress of the jobs running here: a run's ComfyUI events translated into job events.
+
+A job counts as `queued` until ComfyUI starts executing its prompt (then `running`, once); each node and
+sampler step updates the job's live progress (read by GET /jobs/<id>) and is published to its event
+stream, with a preview thumbnail at most every PREVIEW_INTERVAL seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from linkpix.comfy import Event
+from linkpix.jobs.events import JobEvents, thumbnail
+from linkpix.jobs.store import QUEUED, RUNNING, Job, JobStore
+from linkpix.pipeline.flight import SUBMITTED
+
+PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+
+
+class Progress:
+    """Live progress per running job; `lock` is the job manager's (one lock orders a job's state)."""
+
+    def __init__(self, store: JobStore, events: JobEvents, lock: threading.Lock, closed: Callable[[], bool],
+                 describe: Callable[[Job], dict[str, Any]]) -> None:
+        self._store = store
+        self._events = events
+        self._lock = lock
+        self._closed = closed
+        self._describe = describe  # the job as a `started` event shows it
+        self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
+
+    def live(self, job_id: str) -> dict[str, Any]:
+        """The job's progress as clients see it (empty if it does not run here)."""
+        with self._lock:
+            return {k: v for k, v in self._live.get(job_id, {}).items() if k != "running"}
+
+    def start_image(self, job_id: str, index: int, count: int) -> None:
+        """Image `index` of `count` begins (it keeps the job's `running` mark)."""
+        with self._lock:
+            running = self._live.get(job_id, {}).get("running", False)
+            self._live[job_id] = {"image": index + 1, "images": count, "step": 0,
+                                  "total": None, "node": None, "running": running}
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            self._live.pop(job_id, None)
+
+    def listener(self, job_id: str, index: int) -> Callable[[Event], None]:
+        """The `on_event` of image `index`'s run."""
+        last_preview = [0.0]
+
+        def on_event(event: Event) -> None:
+            if self._closed():
+                return
+            if event.type == SUBMITTED:
+                self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
+            elif event.type == "execution_start":
+                self.mark_running(job_id)
+            elif event.type == "executing" and event.data.get("node") is not None:
+                self.mark_running(job_id)
+                self._progress(job_id, node=str(event.data["node"]))
+            elif event.type == "progress":
+                self.mark_running(job_id)
+                self._progress(job_id, step=event.data.get("value"), total=event.data.get("max"),
+                               node=event.data.get("node"))
+            elif event.type == "preview" and event.image:
+                now = time.monotonic()
+                if now - last_preview[0] >= PREVIEW_INTERVAL:
+                    last_preview[0] = now
+                    thumb = thumbnail(event.image)
+                    if thumb:
+                        self._events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb})
+
+        return on_event
+
+    def mark_running(self, job_id: str) -> None:
+        if self._set_running(job_id, time.time()):
+            self._events.publish(job_id, "started", self._describe(self._store.get(job_id)))
+
+    def _submitted(self, job_id: str, prompt_id: str, backend: str | None) -> None:
+        job = self._store.get(job_id)
+        ids = job.prompt_ids if prompt_id in job.prompt_ids else [*job.prompt_ids, prompt_id]
+        self._store.update(job_id, prompt_id=prompt_id, prompt_ids=ids, backend=backend)
+
+    def _progress(self, job_id: str, **values: Any) -> None:
+        with self._lock:
+            live = self._live.setdefault(job_id, {})
+            live.update({k: v for k, v in values.items() if v is not None})
+            snapshot = {k: v for k, v in live.items() if k != "running"}
+        self._events.publish(job_id, "progress", snapshot)
+
+    def _set_running(self, job_id: str, now: float) -> bool:
+        """queued -> running, once; True if this call made the change (cheap after the first call)."""
+        with self._lock:
+            live = self._live.setdefault(job_id, {})
+            if live.get("running"):
+                return False
+            live["running"] = True
+            job = self._store.get(job_id)
+            if job.state != QUEUED:
+                return False
+            return self._store.update(job_id, state=RUNNING, started=now)
