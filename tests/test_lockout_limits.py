@@ -52,7 +52,9 @@ def test_a_thousand_idle_connections_neither_delay_others_nor_stay(project, simu
             idle.append(socket.create_connection(("127.0.0.1", server.server.effective_port), timeout=5))
         started = time.monotonic()
         r = requests.get(server.url + "/health", timeout=10)
-        assert r.status_code == 200 and time.monotonic() - started < 2.0, time.monotonic() - started
+        waited = time.monotonic() - started
+        print(f"a request beside 1000 idle connections: {waited * 1000:.0f} ms")
+        assert r.status_code == 200 and waited < 2.0, waited
         # nothing sent on them: after idle_timeout (3 s, plus the sweep) the server has closed them
         time.sleep(6)
         idle[0].settimeout(5)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-from linkpix.config import Settings
+
+class StreamSettings(Protocol):
+    """The two settings the share depends on (linkpix.config.Settings has them)."""
+
+    network_access: bool
+    events_max_streams_per_user: int
 
 
-def per_user_cap(settings: Settings) -> int:
+def per_user_cap(settings: StreamSettings) -> int:
     """Slots one user may hold (0: no cap of its own)."""
     return settings.events_max_streams_per_user if settings.network_access else 0
 
