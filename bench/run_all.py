@@ -1,6 +1,7 @@
 """Run every benchmark and print its figures: `python bench/run_all.py` (needs `apt-get install wrk`)."""
 
 import big_body
+import characters
 import edit_lut
 import fronts
 import frozen
@@ -14,7 +15,7 @@ import single_flight
 
 if __name__ == "__main__":
     for bench in (hit_path, hits_under_load, single_flight, miss_overhead, big_body, edit_lut, fronts, ops_overhead,
-                  pool, replicas):  # replicas: apt-get install redis-server
+                  pool, replicas, characters):  # replicas: apt-get install redis-server
         bench.main()
         print()
     frozen.main()  # SIGSTOPs a simulator child process; takes its options from the command line

@@ -38,6 +38,8 @@ class Unauthorized(LinkPixError):
 
 
 class Forbidden(LinkPixError):
+    """A valid key that may not do this (a shared character needs an admin key)."""
+
     status = 403
     code = "forbidden"
 

@@ -20,6 +20,7 @@ from linkpix.imaging.photo import EXTENSIONS, check_image
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 STYLE_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+CHAR_NAME_RE = STYLE_NAME_RE  # character profiles follow the styles' naming rule
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 SEED_MAX = 2**64 - 1  # ComfyUI's KSampler/RandomNoise range
@@ -53,6 +54,8 @@ class GenerationRequest:
     output_format: str | None = None  # png | jpeg | webp | None (-> settings.image_format)
     input_images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None  # inpainting: white (or transparent) = the area to change
+    char: str | None = None  # a character profile's name (pipeline/characters.py)
+    char_owner: str | None = None  # whose profiles `char` names, when not `user` (a link's user is not a key's)
 
     def __post_init__(self) -> None:
         # Read-only view: a request is a value; nobody downstream may change what the client asked.
@@ -108,5 +111,7 @@ class RenderedJob:
     ignored: tuple[str, ...]  # request params the chosen workflow does not accept
     notes: tuple[str, ...] = ()  # what LinkPix changed on the way, for the client (a resized mask...)
     edit: dict[str, Any] | None = None  # an edit job: {source: upload id, method, format} (see edit/editor.py)
+    provider: str | None = None  # <provider>:<model>: run on a hosted API instead of ComfyUI (providers/)
+    fallback: str | None = None  # where it goes if no ComfyUI backend can run it (provider_fallback)
 
 

@@ -15,7 +15,8 @@ from linkpix.simulator import SimulatorServer
 
 # 2xx answers that carry no body by design (ComfyUI's bare 200s, a websocket upgrade, "nothing more").
 EMPTY = {("post", "/queue"), ("post", "/interrupt"), ("post", "/free"), ("post", "/history"),
-         ("get", "/ws"), ("get", "/jobs/{job_id}/events")}
+         ("get", "/ws"), ("get", "/jobs/{job_id}/events"), ("get", "/api/v2/jobs/{job_id}/events"),
+         ("head", "/api/v2/assets/by-hash/{digest}")}  # a HEAD answers headers only
 
 
 def test_every_answer_documents_its_body(api: ApiServer) -> None:

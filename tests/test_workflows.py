@@ -19,13 +19,15 @@ from linkpix.render.workflows import WorkflowTemplate, list_workflows, save_work
 from linkpix.storage.jsonstore import JsonStore
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ("demo.json", "flux_kontext_edit.json", "flux_schnell.json", "qwen_image_edit.json", "sd15.json",
-           "sd15_img2img.json", "sd15_inpaint.json", "sdxl.json")
+SHIPPED = ("character_kontext.json", "character_qwen_edit_2509.json", "demo.json", "flux_kontext_edit.json",
+           "flux_schnell.json", "qwen_image_edit.json", "sd15.json", "sd15_img2img.json", "sd15_inpaint.json",
+           "sdxl.json")
 # The model lists the simulator (and the README) promise; the capture only holds a tiny test model.
 MODELS = {("CheckpointLoaderSimple", "ckpt_name"): ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
                                                     "demo.safetensors"],
           ("UNETLoader", "unet_name"): ["flux1-schnell.safetensors", "flux1-dev-kontext_fp8_scaled.safetensors",
-                                        "qwen_image_edit_fp8_e4m3fn.safetensors"],
+                                        "qwen_image_edit_fp8_e4m3fn.safetensors",
+                                        "qwen_image_edit_2509_fp8_e4m3fn.safetensors"],
           ("VAELoader", "vae_name"): ["ae.safetensors", "qwen_image_vae.safetensors"],
           ("DualCLIPLoader", "clip_name1"): ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors"],
           ("DualCLIPLoader", "clip_name2"): ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors",

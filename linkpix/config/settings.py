@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from linkpix.errors import ConfigError
 from linkpix.ops.ratelimit import parse_networks, parse_rates
+from linkpix.providers.spec import ProviderSpec
 
 ENV_PREFIX = "LINKPIX_"
 # Set by the launcher for its children: "key=why,..." for the settings it decided (the dashboard says so).
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
         default_factory=list, description="Several ComfyUI backends (replaces comfyui_url): URLs or "
                                           "{url, name, weight, max_queue, tags} objects; comma-separated "
                                           "in LINKPIX_COMFYUI_URLS.")
+    providers: list[ProviderSpec] = Field(
+        default_factory=list, description="Hosted image APIs beside ComfyUI: {name, kind (openai|bfl), url, "
+                                          "api_key_env, models, priority, features, cost_per_image, "
+                                          "cost_per_megapixel, timeout, retries} objects; JSON in "
+                                          "LINKPIX_PROVIDERS.")
+    provider_fallback: str = Field("", max_length=200,
+                                   description="Where a request goes when no ComfyUI backend can run it: "
+                                               "<provider>:<model>, <provider>, or auto (by priority and "
+                                               "features); empty: nowhere.")
     failover_retries: int = Field(1, ge=0, le=10, description="Times a run whose backend dies mid-run is "
                                                               "submitted again on another backend.")
     workflow_path: str = Field("flux_schnell.json",
@@ -157,10 +167,10 @@ class Settings(BaseSettings):
     dashboard_password: str = Field("", description="Password for the dashboard login; better set as "
                                                     "LINKPIX_DASHBOARD_PASSWORD than in config.json.")
     # The fronts (web/fronts/): other tools' dialects answered on the same port.
-    fronts: list[Literal["a1111", "openai", "comfy"]] = Field(
-        default_factory=lambda: ["a1111", "openai", "comfy"],
-        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/...), openai (/v1/images/...), "
-                    "comfy (ComfyUI's API at / and /comfy/); leave one out to turn it off.")
+    fronts: list[Literal["a1111", "openai", "comfy", "v2"]] = Field(
+        default_factory=lambda: ["a1111", "openai", "comfy", "v2"],
+        description="Dialects LinkPix also speaks: a1111 (/sdapi/v1/), openai (/v1/images/), comfy (ComfyUI's "
+                    "API at / and /comfy/), v2 (the Comfy API v2 at /api/v2/); leave one out to turn it off.")
     fronts_allow: list[str] = Field(default_factory=list,
                                     description="Addresses or networks (192.168.1.20, 10.0.0.0/8) whose "
                                                 "clients may use the fronts without an API key when "
@@ -211,6 +221,25 @@ class Settings(BaseSettings):
             value = json.loads(text) if text.startswith("[") else [u for u in text.split(",") if u.strip()]
         if isinstance(value, list):
             return [{"url": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, value: list[ProviderSpec]) -> list[ProviderSpec]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"provider names must differ (got {', '.join(names)})")
+        return value
+
+    @field_validator("provider_fallback")
+    @classmethod
+    def _known_fallback(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        names = [p.name for p in info.data.get("providers", [])]
+        named = value.partition(":")[0]
+        if value and value not in ("auto", "none") and named not in names:
+            raise ValueError(f"{value!r} names no configured provider (providers: {', '.join(names) or 'none'}; "
+                             "or auto, or empty)")
         return value
 
     @field_validator("comfyui_urls")

@@ -125,6 +125,25 @@ class ApiClient:
             raise error_from(resp)
         return resp
 
+    # ------------------------------------------------------------------------------ characters
+    def characters(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/characters").get("characters", [])
+
+    def put_character(self, name: str, body: dict[str, Any], shared: bool = False) -> dict[str, Any]:
+        return self._json("PUT", f"/api/characters/{quote(name, safe='')}", ok=(200, 201), json=body,
+                          params={"scope": "shared" if shared else "user"})
+
+    def delete_character(self, name: str, shared: bool = False) -> None:
+        resp = self._request("DELETE", f"/api/characters/{quote(name, safe='')}",
+                             params={"scope": "shared" if shared else "user"})
+        if resp.status_code != 204:
+            raise error_from(resp)
+
+    def upload(self, data: bytes) -> str:
+        """POST /uploads -> the upload id."""
+        return self._json("POST", "/uploads", ok=(201,), files={"image": ("image", data, "application/octet-stream")})[
+            "id"]
+
     # ------------------------------------------------------------------------------ jobs
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST /generate -> {job_id, status_url, events_url, ...}."""

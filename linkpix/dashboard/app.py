@@ -1,4 +1,4 @@
-"""The dashboard's page: the six tabs composed into one Gradio Blocks, each reloading its data when the
+"""The dashboard's page: the seven tabs composed into one Gradio Blocks, each reloading its data when the
 page opens and when the tab is selected."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from linkpix.dashboard import (
+    characters_tab,
     edit_tab,
     generate,
     maintenance_tab,
@@ -39,6 +40,8 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
                 (workflow_in, generate_out), generate_load = generate.build(ctx)
             with gr.Tab("Edit", id="edit", elem_id="lp-tab-edit") as tab_edit:
                 edit_out, edit_load = edit_tab.build(ctx)
+            with gr.Tab("Characters", id="characters", elem_id="lp-tab-characters") as tab_characters:
+                characters_out, characters_load = characters_tab.build(ctx)
             with gr.Tab("Monitor", id="monitor", elem_id="lp-tab-monitor") as tab_monitor:
                 _timer, monitor_out, monitor_load = monitor.build(ctx, monitor_seconds)
             with gr.Tab("Settings", id="settings", elem_id="lp-tab-settings") as tab_settings:
@@ -53,6 +56,7 @@ def build_app(ctx: DashboardContext, monitor_seconds: float = monitor.REFRESH_SE
             (tab_overview, overview_load, [], overview_out),
             (tab_generate, generate_load, [workflow_in], generate_out),
             (tab_edit, edit_load, [], edit_out),
+            (tab_characters, characters_load, [], characters_out),
             (tab_monitor, monitor_load, [], monitor_out),
             (tab_settings, settings_load, [], settings_out),
             (tab_settings, styles_load, [], styles_out),

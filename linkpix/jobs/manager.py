@@ -115,12 +115,13 @@ class JobManager:
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads, generator, cache, settings,
                       queue_position, webhook_targets, replica=replica, finish_edit=finish_edit)
         manager.recover()
-        manager.start_pruner()
+        manager.start_pruner(Path(data_dir))
         return manager
 
-    def start_pruner(self) -> None:
-        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes."""
-        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop).start()
+    def start_pruner(self, data_dir: Path | None = None) -> None:
+        """Prune old jobs and unused uploads every hour (jobs_keep_days) until the manager closes; the
+        pictures character profiles in `data_dir` name as references are kept."""
+        self.pruner = Pruner(self.store, self.uploads, self._settings, self._stop, data_dir=data_dir).start()
 
     @property
     def closed(self) -> bool:
@@ -142,8 +143,9 @@ class JobManager:
 
     # -- accepting ---------------------------------------------------------------------------------
     def submit(self, user: str, rendered: list[RenderedJob], webhook: dict[str, Any] | None,
-               secret: str | None, base_url: str) -> Job:
-        """Persist a new job and queue it; QueueFull (429) when the user's or the total queue is full."""
+               secret: str | None, base_url: str, *, here: bool = False) -> Job:
+        """Persist a new job and queue it (`here`: run it in this thread: a cache hit need not wait behind
+        runs); QueueFull (429) when the user's or the total queue is full."""
         s = self._settings()
         for spec in rendered:
             for upload in spec.uploads:
@@ -160,7 +162,10 @@ class JobManager:
         if full == "total":
             raise QueueFull(f"{s.jobs_max_queued} jobs are already waiting; try again shortly", retry_after=10)
         self.events.publish(job.id, "queued", self.describe(job, with_queue=False))
-        self._dispatch(job.id)
+        if here:
+            self._run(job.id, False)
+        else:
+            self._dispatch(job.id)
         return job
 
     def _dispatch(self, job_id: str) -> None:

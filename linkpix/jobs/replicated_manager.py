@@ -11,6 +11,7 @@ even when the replica that ended the job dies before delivering it (the one that
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from linkpix.config import Settings
 from linkpix.errors import LinkPixError, NotFound
@@ -35,17 +36,18 @@ class SharedJobManager(JobManager):
     def open_shared(cls, shared: RedisLink, bus: Bus, generator: Generator, cache: ImageCache,
                     settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
                     uploads: Uploads, webhook_targets: Callable[[], Targets] | None = None,
-                    finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> SharedJobManager:
+                    finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None,
+                    data_dir: Path | None = None) -> SharedJobManager:
         """Uploads are in the bucket with `storage: s3`, else in the data folder, which the replicas then
-        share. The queue starts reading at once (this replica's own unfinished jobs from before a restart
-        first)."""
+        share; `data_dir` (shared too) holds the character profiles whose reference pictures are kept. The
+        queue starts reading at once (this replica's own unfinished jobs from before a restart first)."""
         store = RedisJobStore(shared)
         manager = cls(store, uploads, generator, cache, settings, queue_position,  # type: ignore[arg-type]
                       webhook_targets, events=RedisJobEvents(store, bus), replica=shared.name,
                       finish_edit=finish_edit)
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
                                       manager.leave_run, manager.let_go).start()
-        manager.start_pruner()
+        manager.start_pruner(data_dir)
         return manager
 
     def close(self) -> None:

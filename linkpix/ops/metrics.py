@@ -101,6 +101,11 @@ class Metrics:
                                         "refused, error)", ["result"], registry=self.registry)
         self.rate_limited = Counter("linkpix_rate_limited", "Requests refused by a rate limit, by class",
                                     ["class"], registry=self.registry)
+        self.provider_cost = Counter("linkpix_provider_cost", "Cost of hosted provider runs (as configured "
+                                     "per image or megapixel), by user and provider", ["user", "provider"],
+                                     registry=self.registry)
+        self.provider_runs = Counter("linkpix_provider_runs", "Hosted provider runs that gave a picture, by user "
+                                     "and provider", ["user", "provider"], registry=self.registry)
         self.registry.register(Figures(snapshot))
         self._children: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -129,6 +134,11 @@ class Metrics:
             with self._lock:
                 self.run_seconds_sum += seconds
                 self.run_count += 1
+
+    def observe_cost(self, user: str, provider: str, cost: float, seconds: float) -> None:
+        """A hosted provider run gave a picture for `user`; what it cost, as configured."""
+        self.provider_runs.labels(user, provider).inc()
+        self.provider_cost.labels(user, provider).inc(cost)
 
     def observe_webhook(self, outcome: str) -> None:
         """`delivered` / `failed` for a delivery; `attempt:<result>` for one try."""

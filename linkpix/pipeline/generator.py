@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
@@ -41,6 +41,8 @@ from linkpix.imaging.encode import encode, image_size
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
+from linkpix.pipeline.hostedrun import run_hosted
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
 if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
@@ -68,7 +70,8 @@ class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
     def __init__(self, pool: BackendPool, cache: ImageCache, settings: Callable[[], Settings],
-                 shared: SharedFlights | None = None) -> None:
+                 shared: SharedFlights | None = None, providers: Providers | None = None) -> None:
+        self.providers = providers  # hosted APIs beside the pool (providers/); None: ComfyUI only
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self.cache = cache
@@ -78,10 +81,12 @@ class Generator:
         self.runs_started = 0
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
 
+
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
         # an image cached before it with the workflow inside.
         fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
+        fmt += f"@{job.provider}" if job.provider else ""  # a hosted picture never stands in for ComfyUI's
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
@@ -107,6 +112,17 @@ class Generator:
         """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
         `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
         may leave early; it then gets `Cancelled`."""
+        job = self._route(job)
+        try:
+            return self._generate(job, user, on_event, ticket, prompt_id, backend)
+        except BackendUnavailable as exc:
+            if job.provider is not None or job.fallback is None or prompt_id is not None:
+                raise
+            log.info("ComfyUI could not run %s (%s); %s takes it", job.workflow, exc.message, job.fallback)
+            return self._generate(replace(job, provider=job.fallback), user, on_event, ticket, None, None)
+
+    def _generate(self, job: RenderedJob, user: str, on_event: EventCallback | None, ticket: Ticket | None,
+                  prompt_id: str | None, backend: str | None) -> Outcome:
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -138,6 +154,14 @@ class Generator:
             data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
             stored = self.cache.put(user, key, job.output_format, data, meta)
         return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
+
+    def _route(self, job: RenderedJob) -> RenderedJob:
+        """The hosted fallback takes a job no ComfyUI backend can run now (all down, or none has its
+        models); decided before the cache key, so a hosted picture never stands in for ComfyUI's."""
+        if job.provider is None and job.fallback is not None and not self._pool.can_run(job.graph):
+            log.info("no ComfyUI backend can run %s now; %s takes it", job.workflow, job.fallback)
+            return replace(job, provider=job.fallback)
+        return job
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
         timeout = self._settings().timeout + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
@@ -210,6 +234,8 @@ class Generator:
                 backend = self._pool.client(backend_name or "")
                 self._pool.reserve(backend)
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
+            elif job.provider is not None and self.providers is not None:
+                result = run_hosted(self.providers, job, user, started, flight.emit)
             elif self._shared is not None:
                 result = self._fly_shared(flight, job, user, deadline, started)
             else:

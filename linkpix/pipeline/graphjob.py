@@ -9,21 +9,31 @@ and what would make ComfyUI fail instead of answering (a node that is not an obj
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from linkpix.errors import BadRequest, WorkflowRejected
 from linkpix.model import InputImage, RenderedJob
+from linkpix.render.loras import insert_loras, match_lora, take_graph_tags
 
 CLIENT_GRAPH = "(client graph)"  # the `workflow` a RenderedJob of a client graph reports
 _SEED_INPUTS = ("seed", "noise_seed")
 
 
-def job_from_graph(graph: Any, uploads: tuple[InputImage, ...] = (), output_format: str = "png") -> RenderedJob:
+def job_from_graph(graph: Any, uploads: tuple[InputImage, ...] = (), output_format: str = "png",
+                   lora_files: Callable[[], list[Any] | None] | None = None) -> RenderedJob:
     """The job that runs `graph` as it is. `uploads` are input images the graph names (LoadImage), which
-    the generator uploads to the chosen backend before submitting."""
+    the generator uploads to the chosen backend before submitting. With `lora_files` (the LoRAs the
+    backends have), `<lora:name:weight>` tags in its text become loader nodes, as in a link's prompt
+    (SillyTavern puts what its user typed into the workflow's prompt)."""
     if not isinstance(graph, dict):
         raise BadRequest(f"a workflow must be a JSON object of nodes, not {type(graph).__name__}")
     _check_nodes(graph)
+    if lora_files is not None:
+        graph, loras = take_graph_tags(graph)
+        if loras:
+            available = lora_files()
+            graph, _notes = insert_loras(graph, [(match_lora(u.name, available), u) for u in loras])
     texts = [n["inputs"]["text"] for n in _nodes(graph) if isinstance(n["inputs"].get("text"), str)]
     seeds = [n["inputs"][k] for n in _nodes(graph) for k in _SEED_INPUTS
              if isinstance(n["inputs"].get(k), int) and not isinstance(n["inputs"].get(k), bool)]

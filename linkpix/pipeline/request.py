@@ -17,6 +17,7 @@ from typing import Any
 
 from linkpix.errors import BadRequest, ImageTooLarge
 from linkpix.model import (
+    CHAR_NAME_RE,
     MAX_INPUT_IMAGE_BYTES,
     PARAM_NAME_RE,
     SEED_MAX,
@@ -36,7 +37,7 @@ MAX_STYLES = 8
 # Pollinations.ai query parameters that mean nothing here; links written for it keep working.
 DROPPED_PARAMS = frozenset({"nologo", "private", "nofeed", "enhance", "safe", "referrer", "token"})
 # Keys with a meaning of their own (not workflow parameters).
-_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user"})
+_RESERVED = frozenset({"style", "styles", "seed", "workflow", "format", "user", "char"})
 # URL spellings of canonical parameter names. Other aliases (SillyTavern's `scale`...) are defined in
 # data/placeholders.json and mapped by the resolver, so that adding one needs no code change.
 _URL_ALIASES = {"negative": "negative_prompt", "neg": "negative_prompt"}
@@ -186,9 +187,10 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
     if workflow is not None and not isinstance(workflow, str):
         raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
     seed, random_seed = parse_seed(fields.get("seed"))
+    named = _user(fields.get("user"), user)
     return GenerationRequest(
         prompt=_prompt(text, form),
-        user=_user(fields.get("user"), user),
+        user=named,
         workflow=validate_workflow_name(workflow) if workflow else None,
         styles=parse_styles(fields.get("style", fields.get("styles"))),
         params=params,
@@ -196,7 +198,19 @@ def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, 
         random_seed=random_seed,
         output_format=parse_format(fields.get("format")),
         input_images=images,
+        char=parse_char(fields.get("char")),
+        char_owner=user if named != user else None,  # a `user` field names a cache folder, not whose characters
     )
+
+
+def parse_char(value: Any) -> str | None:
+    """`char=<name>`: a character profile's name (whether it exists is the resolver's question)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not CHAR_NAME_RE.match(value):
+        raise BadRequest(f"invalid character name {value!r}: use 1-64 letters, digits, '.', '-' or '_'",
+                         {"parameter": "char"})
+    return value
 
 
 _JSON_FIELDS = frozenset({"prompt", "params", "images", "image", "mask"}) | _RESERVED

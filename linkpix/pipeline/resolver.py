@@ -22,12 +22,13 @@ from typing import Any
 
 from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
-from linkpix.errors import BadRequest, ConfigError, LinkPixError
+from linkpix.errors import BackendUnavailable, BadRequest, ConfigError, LinkPixError
 from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
 from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image, validate_workflow_name
 from linkpix.pipeline.checks import check_models, check_size, check_style_length, check_text_length, remote_combo
 from linkpix.pipeline.request import parse_styles
 from linkpix.pipeline.seeds import choose_seed, seed_of_image
+from linkpix.providers.hosted import Providers
 from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import NONE, Style, apply_styles, combine_negative, load_styles, resolve_names
 from linkpix.render.uiformat import is_ui_format
@@ -53,7 +54,9 @@ class Resolver:
 
     def __init__(self, config: Callable[[], LoadedConfig], store: JsonStore,
                  object_info: Callable[[], dict | None],
-                 check_graph: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 check_graph: Callable[[dict[str, Any]], None] | None = None,
+                 providers: Providers | None = None) -> None:
+        self._providers = providers  # hosted APIs: `model=<provider>:<model>` and the fallback
         self._config = config
         self._store = store
         self._object_info = object_info
@@ -145,6 +148,7 @@ class Resolver:
         layers = (("request", requested),
                   (f"workflows/{SETTINGS_DIR}/{template.name}", _canonical(registry, _params_of(wf_settings))),
                   (f"user preferences of {req.user}", _canonical(registry, _params_of(prefs))))
+        provider = self._providers.named_in(layers, chosen) if self._providers else None
         values: dict[str, Any] = {}
         from_request: set[str] = set()
         for pname, binding in template.params.items():
@@ -172,22 +176,31 @@ class Resolver:
         uploads, notes = self._inputs(req, template, values, requested)
 
         check_size(values, settings.max_pixels)
-        self._check_backend(template, values, from_request, registry)
+        fallback = self._providers.fallback_for(wf_settings, chosen, settings.provider_fallback, bool(uploads),
+                                                bool(values.get("mask"))) if self._providers else None
 
         seed, is_random = choose_seed(req, final_prompt, template.name, values, uploads)
         if "seed" in template.params:
             values["seed"] = seed
         graph = template.render({**values, "prompt": final_prompt})
-        if self._check_graph is not None:
-            self._check_graph(graph)
-        info = self._info()
-        if info:
-            check_models(graph, template.name, registry, info)
+        if provider is None:
+            try:
+                self._check_backend(template, values, from_request, registry)
+                if self._check_graph is not None:
+                    self._check_graph(graph)
+                info = self._info()
+                if info:
+                    check_models(graph, template.name, registry, info)
+            except (BadRequest, BackendUnavailable):
+                if fallback is None:
+                    raise
+                provider = fallback  # no ComfyUI backend has what it needs: the hosted fallback takes it
         params = {k: v for k, v in values.items() if k != "negative_prompt"}
         params.update(seed=seed, style=",".join(style_names), workflow=template.name)
         return RenderedJob(graph=graph, workflow=template.name, prompt=final_prompt, negative=negative,
                            seed=seed, seed_is_random=is_random, params=params, output_format=output_format,
-                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes)
+                           uploads=uploads, ignored=tuple(dict.fromkeys(ignored)), notes=notes,
+                           provider=provider, fallback=fallback)
 
     def resolve_many(self, req: GenerationRequest, count: int) -> list[RenderedJob]:
         """`count` rendered jobs, all resolved now (nothing is accepted that would fail later): image i > 0
@@ -334,7 +347,8 @@ def _styles_of(doc: Mapping[str, Any], where: str) -> tuple[str, ...] | None:
 def _params_of(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     """Settings and preferences hold parameters at the top level or under "params"."""
     nested = doc.get("params")
-    flat = {k: v for k, v in doc.items() if k not in ("params", "style", "styles", "workflow", "seed")}
+    flat = {k: v for k, v in doc.items()
+            if k not in ("params", "style", "styles", "workflow", "seed", "provider_fallback")}
     if isinstance(nested, Mapping):
         flat.update(nested)
     return flat

@@ -56,6 +56,8 @@ GUIDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PerpNegGuider": (("positive",), ("negative",)),
 }
 POSITIVE, NEGATIVE = True, False
+# Nodes whose `value` is a string a workflow's text inputs read (ComfyUI's newer templates).
+STRING_PRIMITIVES = ("PrimitiveStringMultiline", "PrimitiveString")
 # Conditioning nodes that carry no text of the prompt: stop there.
 STOP_NODES = frozenset({"ConditioningZeroOut"})
 
@@ -130,6 +132,29 @@ class Detector:
         for nid in self._nodes(*((classes,) if isinstance(classes, str) else classes)):
             self._add(param, self._const(nid, name))
 
+    def _text(self, node_id: str, name: str, seen: set[str]) -> Target | None:
+        """Where the text of `node.name` is written: the input itself, a string primitive feeding it
+        (PrimitiveStringMultiline / PrimitiveString `value`, as newer templates carry the prompt, often in a
+        subgraph with ids like `48:51`), or the part of a StringConcatenate that is such a primitive (else
+        its `string_a`)."""
+        link = link_of(_inputs(self.g, node_id).get(name))
+        if link is None or link[0] in seen:
+            return self._const(node_id, name)
+        seen.add(link[0])
+        source, cls = link[0], _class(self.g, link[0])
+        if cls in STRING_PRIMITIVES:
+            return self._text(source, "value", seen) if link_of(_inputs(self.g, source).get("value")) \
+                else self._const(source, "value")
+        if cls == "StringConcatenate":
+            parts = ("string_a", "string_b")
+            linked = [p for p in parts if link_of(_inputs(self.g, source).get(p))]
+            for part in linked:
+                found = self._text(source, part, seen)
+                if found is not None:
+                    return found
+            return self._const(source, "string_a") if "string_a" not in linked else None
+        return self._const(node_id, name)
+
     # ------------------------------------------------------------------------------ conditioning
     def _encoders(self, start: Any, sign: bool, seen: set[tuple[str, int]]) -> list[tuple[Target, bool]]:
         """Text inputs of the encoders upstream of a conditioning link, each with the sign of its path."""
@@ -146,7 +171,7 @@ class Detector:
         if texts is None and "TextEncode" in cls:
             texts = tuple(k for k, v in inputs.items() if isinstance(v, str))
         if texts:
-            return [(t, sign) for t in (self._const(nid, name) for name in texts) if t is not None]
+            return [(t, sign) for t in (self._text(nid, name, set()) for name in texts) if t is not None]
         sided = [k for k, v in inputs.items() if link_of(v) and ("positive" in k.lower() or "negative" in k.lower())]
         if sided:  # ControlNetApplyAdvanced, InstructPixToPixConditioning, PairConditioning...: slot-wise
             if slot > 0:  # a `negative` output (WanPhantomSubjectToVideo has two)

@@ -24,9 +24,13 @@ class Style:
     post: str = ""
     negative: str = ""
     description: str = ""
+    model: str = ""  # a hosted provider model (<provider>:<model>) this style is rendered with
+    provider_fallback: str = ""  # where this style's requests go when ComfyUI cannot take them
 
     def to_dict(self) -> dict[str, str]:
-        return {"pre": self.pre, "post": self.post, "negative": self.negative, "description": self.description}
+        out = {"pre": self.pre, "post": self.post, "negative": self.negative, "description": self.description}
+        out.update({k: v for k, v in (("model", self.model), ("provider_fallback", self.provider_fallback)) if v})
+        return out
 
 
 def load_styles(document: Any, source: str = "styles.json") -> dict[str, Style]:
@@ -38,7 +42,7 @@ def load_styles(document: Any, source: str = "styles.json") -> dict[str, Style]:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{source}: style {name!r} must be an object with pre/post/negative")
         fields = {}
-        for key in ("pre", "post", "negative", "description"):
+        for key in ("pre", "post", "negative", "description", "model", "provider_fallback"):
             value = raw.get(key, "")
             if not isinstance(value, str):
                 raise ConfigError(f"{source}: style {name!r}: {key} must be text")

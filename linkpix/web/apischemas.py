@@ -40,6 +40,9 @@ def array(items: Schema | str) -> Schema:
             else items}
 
 
+CHAR: Schema = {"type": "string", "description": "LinkPix: a character profile (docs/characters.md)"}
+
+
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -59,6 +62,7 @@ ERRORS: dict[str, Schema] = {
 # ------------------------------------------------------------------------------------------ LinkPix
 IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
                   prompt_id=nullable(STR))
+LORA = obj(["name", "strength"], name=STR, strength=NUM, clip_strength=NUM)
 LINKPIX: dict[str, Schema] = {
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
@@ -74,8 +78,18 @@ LINKPIX: dict[str, Schema] = {
                                      mean_run_seconds=nullable(NUM), last_error=nullable(STR),
                                      version=nullable(STR), jobs_api=nullable(BOOL), devices=array(OBJ),
                                      weight=NUM,
-                                     max_queue=nullable(INT), tags=STRINGS, stops_pending=INT, retiring=BOOL))),
+                                     max_queue=nullable(INT), tags=STRINGS, stops_pending=INT, retiring=BOOL)),
+                  providers=array(obj(["name", "kind", "models"], name=STR, kind=STR, models=STRINGS,
+                                      priority=INT, features=STRINGS))),
     "Ready": obj(["ready", "reason"], ready=BOOL, reason=STR),
+    "Character": obj(["name", "words", "negative", "loras", "references", "scope", "version"], name=STR,
+                     words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                     workflow=nullable(STR), description=STR, scope={"type": "string", "enum": ["user", "shared"]},
+                     version=STR),
+    "CharacterList": obj(["characters"], characters=array("Character")),
+    "CharacterBody": obj(words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
+                         workflow=nullable(STR), description=STR,
+                         scope={"type": "string", "enum": ["user", "shared"]}),
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(
@@ -124,7 +138,7 @@ PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=PROMPT, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
-        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
         user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
@@ -155,6 +169,7 @@ A1111: dict[str, Schema] = {
         ["prompt"], prompt=PROMPT, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+        char=CHAR,
         override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images=STRINGS, denoising_strength=NUM,
@@ -184,7 +199,7 @@ OPENAI: dict[str, Schema] = {
         ["prompt"], prompt=PROMPT, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
-        negative_prompt=STR),
+        negative_prompt=STR, char=CHAR),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                           mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=INT,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},
@@ -218,11 +233,38 @@ COMFY: dict[str, Schema] = {
                            type={"type": "string", "enum": ["input", "temp", "output"]}, subfolder=STR),
 }
 
+# ------------------------------------------------------------------------------------------ Comfy API v2
+V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", "url", "url_expires_at"],
+                node_id=STR, name=STR, type=STR, content_type=STR, size_bytes=INT, id=STR, hash=nullable(STR),
+                url=STR, url_expires_at=STR, job_id=nullable(STR))
+V2: dict[str, Schema] = {
+    "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
+    "V2JobBody": obj(["workflow"], workflow={"type": "object", "description": "an API-format graph"},
+                     metadata={"type": "object", "additionalProperties": STR}, extra_data=OBJ),
+    "V2Job": obj(["id", "status", "created_at", "started_at", "completed_at", "expires_at", "queue_position",
+                  "progress", "outputs", "error", "urls"],
+                 id=STR, status=STR, created_at=STR, started_at=nullable(STR), completed_at=nullable(STR),
+                 expires_at=STR, queue_position=nullable(INT), progress=nullable(OBJ), outputs=array(V2_OUTPUT),
+                 error=nullable(OBJ), outputs_reused=BOOL, metrics=OBJ, metadata=OBJ,
+                 urls=obj(["self", "events", "cancel"], self=STR, events=STR, cancel=STR)),
+    "V2JobList": obj(["jobs"], jobs=array(obj(["id", "status"], id=STR, status=STR, create_time=STR,
+                                              update_time=STR, metadata=OBJ)), next_cursor=STR),
+    "V2Asset": obj(["id", "hash", "size_bytes", "content_type", "created_at", "url", "url_expires_at"],
+                   id=STR, hash=nullable(STR), size_bytes=INT, content_type=STR, file_path=nullable(STR),
+                   created_new=BOOL, created_at=STR, url=STR, url_expires_at=STR, expires_at=nullable(STR),
+                   job_id=nullable(STR)),
+    "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
+                       expected_hash=STR, tags=STRINGS),
+    "V2FromHash": obj(["hash"], hash=STR, file_path=STR, tags=STRINGS),
+    "V2Health": obj(["status"], status=STR, backends=INT),
+    "V2Workflow": obj(["workflow", "format"], workflow=OBJ, format={"type": "string", "enum": ["api", "save"]}),
+}
+
 
 def components() -> dict[str, Schema]:
     """Every named schema, for `spec.components.schema`."""
-    return {**ERRORS, **LINKPIX, **BODIES, **A1111, **OPENAI, **COMFY}
+    return {**ERRORS, **LINKPIX, **BODIES, **A1111, **OPENAI, **COMFY, **V2}
 
 
 # The error shape of each blueprint (the fronts answer in their tools' shapes).
-ERROR_SCHEMA_OF = {"a1111": "A1111Error", "openai": "OpenAIError", "comfy": "ComfyError"}
+ERROR_SCHEMA_OF = {"a1111": "A1111Error", "openai": "OpenAIError", "comfy": "ComfyError", "comfy_v2": "V2Error"}

@@ -156,6 +156,9 @@ def _headers(done: EditOutcome) -> dict[str, str]:
     headers = {"X-LinkPix-Edit-Method": done.method, "X-LinkPix-Seed": str(job.seed),
                "X-LinkPix-Workflow": job.workflow, "X-LinkPix-Model-Output-Url": done.model_output.url,
                "Cache-Control": "no-store"}
+    backend = str(done.model_output.meta.get("backend") or "")
+    if backend and "://" not in backend:  # a backend name or a hosted <provider>:<model>, never a URL
+        headers["X-LinkPix-Backend"] = backend
     if done.fit is not None:
         headers["X-LinkPix-Edit-Fit"] = f"{done.fit['mean']:.2f}"
     if job.notes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
 from linkpix.web.auth import acting_user, identify
+from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
 from linkpix.web.memo import MemoEntry
 from linkpix.web.middleware import http_date
@@ -122,6 +124,8 @@ def prompt(text: str) -> Response:
     if query.get("format") == "json":
         del query["format"]
     req = link_inputs(parse_query(prompt_from_environ(env), query, user))
+    if req.char is not None or "char:" in req.prompt:
+        req = dataclasses.replace(req, char_owner=character_owner())
     job = svc.resolver.resolve(req)
     admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
     outcome = svc.generator.generate(job, user)
@@ -130,7 +134,8 @@ def prompt(text: str) -> Response:
     if json_mode:
         return _json_response(outcome, job)
     headers = _image_headers(outcome.image, job, outcome.cache_hit)
-    if not job.seed_is_random and outcome.image.local and not who.keyed:  # the memo answers keyless links
+    keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
+    if not job.seed_is_random and outcome.image.local and not keyed_char and not who.keyed:  # keyless links only
         svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
     return _file_response(outcome.image, headers)
 

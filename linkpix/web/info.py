@@ -61,6 +61,8 @@ def health_body() -> tuple[dict[str, Any], int]:
                             "cache": svc.cache.stats(), "pending_generations": svc.generator.pending}
     if not up:
         body["error"] = "; ".join(f"{r['name']}: {r['last_error'] or r['state']}" for r in live)
+    body["providers"] = [{"name": p.name, "kind": p.kind, "models": p.models, "priority": p.priority,
+                          "features": p.features} for p in svc.config.settings.providers]  # never keys or URLs
     body["replica"] = svc.replica_name
     if svc.replica is not None:  # several replicas: the Redis they share (new work needs it; hits do not)
         body["redis"] = svc.replica.health()

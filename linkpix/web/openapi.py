@@ -77,5 +77,7 @@ def openapi() -> Response:
           content:
             application/json: {schema: {type: object, required: [openapi, paths], properties: {paths: {type: object}}}}
     """
-    spec = current_app.extensions.setdefault("linkpix.openapi", build_spec(current_app))
+    spec = current_app.extensions.get("linkpix.openapi")
+    if spec is None:  # built once (setdefault's argument would be built on every request, seconds each)
+        spec = current_app.extensions["linkpix.openapi"] = build_spec(current_app)
     return jsonify(spec)

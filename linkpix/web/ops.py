@@ -59,6 +59,8 @@ def install(app: Flask, svc: Services) -> Ops:
     _apply(svc.config)
     svc.config_holder.subscribe(_apply)
     svc.generator.on_run = metrics.observe_run
+    if svc.generator.providers is not None:
+        svc.generator.providers.on_cost = metrics.observe_cost
     if svc.jobs is not None:
         svc.jobs.webhooks.observe = metrics.observe_webhook
     svc.closers.append(Sampler(history).start().close)

@@ -27,8 +27,9 @@ from linkpix.edit.editor import Editor
 from linkpix.imaging.budget import BUDGET
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.pipeline.characters import CharacterResolver
 from linkpix.pipeline.generator import Generator
-from linkpix.pipeline.resolver import Resolver
+from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache, open_uploads
@@ -45,7 +46,7 @@ EXTENSION = "linkpix"
 class Services:
     config_holder: ConfigHolder
     store: JsonStore
-    resolver: Resolver
+    resolver: CharacterResolver
     pool: Pool
     cache: ImageCache
     generator: Generator
@@ -89,27 +90,31 @@ class Services:
 
 
 def build_services(holder: ConfigHolder) -> Services:
-    """Build the parts in the order data flows: pool, resolver, cache, generator, then uploads, the editor,
-    and the job manager with both handed in. `settings` is read at each use, so reloads apply; only state
-    that must be rebuilt (the pool's backends, the cache's limits) subscribes to reloads."""
+    """Build the parts in the order data flows: pool, cache, uploads, resolver (characters' reference pictures
+    are uploads), generator, then the editor and the job manager with uploads handed in. `settings` is read
+    at each use, so reloads apply; only state that must be rebuilt (the pool's backends, the cache's limits)
+    subscribes to reloads."""
     cfg = holder.get()
     s = cfg.settings
     settings = holder.settings
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
     store = JsonStore()
-    resolver = Resolver(holder.get, store, pool.object_info, pool.check_models)
+    providers = Providers(lambda: settings().providers)
     cache = open_image_cache(cfg)
     holder.subscribe(lambda new: cache.set_limits(int(new.settings.cache_max_mb * 1024 * 1024),
                                                   new.settings.cache_max_age_days * 86400))
+    uploads = open_uploads(cfg, cache)  # before the resolver: characters' reference pictures are uploads
+    resolver = CharacterResolver(holder.get, store, pool.object_info, pool.check_models, uploads=uploads,
+                                 providers=providers)
     replica = None
     if s.redis_url:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
-    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None)
+    generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
+                          providers=providers)
     own_ports: set[int] = set()
-    uploads = open_uploads(cfg, cache)
     editor = Editor(resolver, generator, cache, uploads, lambda: settings().edit_max_megapixels)
     BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
     holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
@@ -120,7 +125,7 @@ def build_services(holder: ConfigHolder) -> Services:
 
         jobs: JobManager = SharedJobManager.open_shared(replica.shared, replica.bus, generator, cache,
                                                         settings, position, uploads, webhook_targets=targets,
-                                                        finish_edit=editor.finish_job)
+                                                        finish_edit=editor.finish_job, data_dir=cfg.data_dir)
         replica.start(resolver.fingerprint, store.invalidate)
     else:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, uploads, webhook_targets=targets,

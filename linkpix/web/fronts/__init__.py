@@ -1,4 +1,5 @@
-"""The fronts: LinkPix answering in the dialects tools already speak (A1111, OpenAI Images, ComfyUI).
+"""The fronts: LinkPix answering in the dialects tools already speak (A1111, OpenAI Images, ComfyUI, and
+the Comfy API v2 of Comfy Cloud and its SDKs).
 
 Each is a thin translation onto the same request -> resolver -> generator path as `/prompt`
 (`common.render` / `common.generate`), with errors in the dialect's own shape from one handler per
@@ -27,6 +28,7 @@ from linkpix.web.fronts.comfy.ws import SocketHub
 from linkpix.web.fronts.common import backend_info
 from linkpix.web.fronts.paths import FrontPaths
 from linkpix.web.fronts.state import EXTENSION, FrontState
+from linkpix.web.fronts.v2 import register as register_v2
 from linkpix.web.services import Services
 
 JSON_ROUTES = r"^/(sdapi/v1/.*|v1/.*)$"
@@ -65,4 +67,5 @@ def register(app: Flask, svc: Services) -> None:
     for blueprint in (a1111.bp, openai.bp, comfy.bp):
         app.register_blueprint(blueprint)
     svc.closers.append(state.comfy.hub.close)
+    register_v2(app, svc)
     app.wsgi_app = FrontPaths(app.wsgi_app)  # type: ignore[method-assign]

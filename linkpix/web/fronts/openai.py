@@ -142,12 +142,12 @@ def edits() -> Response:
     body: dict[str, Any] = dict(request.form.items())
     count, fmt = _count_and_format(body)
     settings = services().config.settings
-    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"),
+    fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"), "char": body.get("char"),
                               "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
                               or settings.edit_workflow,
                               "params": {"negative_prompt": body["negative_prompt"]} if body.get("negative_prompt")
                               else {}}
-    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask)
+    req = dataclasses.replace(parse_json(fields, _user(body), limit), mask=mask, char_owner=g.front_user)
     admit("jobs", req.user, keyed=g.front_user != "default", cost=count)  # an edit counts as a job
     editor = services().editor
     if editor is None:
@@ -208,7 +208,7 @@ def _item(image: Any, revised_prompt: str, fmt: str) -> dict[str, Any]:
 def _answer(body: dict[str, Any]) -> Response:
     count, fmt = _count_and_format(body)
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "params": _size(body.get("size")),
-                              "seed": body.get("seed")}
+                              "seed": body.get("seed"), "char": body.get("char")}
     workflow = _workflow(body.get("model"), None)
     if workflow:
         fields["workflow"] = workflow
@@ -218,7 +218,7 @@ def _answer(body: dict[str, Any]) -> Response:
     if isinstance(style, str) and style in services().resolver.styles():
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
-    req = parse_json(fields, _user(body))
+    req = dataclasses.replace(parse_json(fields, _user(body)), char_owner=g.front_user)  # the key's characters
     jobs = services().resolver.resolve_many(req, count)
     admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
     data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]

@@ -191,6 +191,8 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
     styles = body.get("styles")
     if styles:
         fields["style"] = styles
+    if body.get("char"):  # LinkPix's own field: a character profile (docs/characters.md)
+        fields["char"] = body["char"]
     masked = img2img and bool(body.get("mask"))
     workflow = body.get("workflow") or (settings.a1111_inpaint_workflow if masked else
                                         settings.a1111_img2img_workflow if img2img else settings.a1111_workflow)

@@ -15,7 +15,8 @@ import threading
 from typing import Any
 
 from linkpix.errors import BadRequest, LinkPixError
-from linkpix.model import InputImage
+from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage
+from linkpix.pipeline.request import parse_images
 from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.comfy.graphcheck import is_file_input, is_loader, loader_file_inputs, refuse
@@ -66,8 +67,12 @@ class InputFiles:
             return None
         return image if is_owner(self.store.secret(), user, image) else None
 
-    def bind(self, user: str, graph: dict[str, Any]) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
-        """The graph with the caller's file names replaced by their upload ids, and those images.
+    def bind(self, user: str, graph: dict[str, Any],
+             max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
+        """The graph with the caller's file names replaced by their content names, and those images.
+
+        A `data:image/...;base64,...` value (SillyTavern's `%char_avatar%` / `%user_avatar%`, which stock
+        ComfyUI cannot load) is stored as the caller's upload first, as if sent to /upload/image.
 
         A loader's file input (LoadImage.image...) that is not one of the caller's uploads is refused in
         ComfyUI's validation shape (graphcheck.py), as is any loader input that climbs out of its folder.
@@ -77,6 +82,8 @@ class InputFiles:
         for node_id, class_type, name, value in loader_file_inputs(graph):
             if not is_file_input(name):
                 continue
+            if value.startswith("data:"):
+                value = self._data_uri(user, node_id, name, value, max_bytes)
             image = self.get(user, value) or self.own_upload(user, value)
             if image is None:
                 raise refuse(node_id, class_type, name, value,
@@ -90,12 +97,25 @@ class InputFiles:
                 continue
             for key in ("image", "mask"):
                 value = inputs.get(key)
+                if isinstance(value, str) and value.startswith("data:"):
+                    value = self._data_uri(user, node_id, key, value, max_bytes)
                 image = self.get(user, value) if isinstance(value, str) and value else None
                 if image is not None:
                     image = content_named(image)
                     rewritten[node_id]["inputs"][key] = image.name
                     found[image.name] = image
         return rewritten, tuple(found.values())
+
+    def _data_uri(self, user: str, node_id: str, key: str, value: str, max_bytes: int) -> str:
+        """Store a `data:image/...;base64,` value as `user`'s upload; -> the file name to bind."""
+        if not value.startswith("data:image/") or ";base64," not in value[:100]:
+            raise BadRequest(f"node {node_id} input {key}: a data URI must be data:image/...;base64,...",
+                             {"parameter": f"{node_id}.{key}"})
+        try:
+            image = parse_images([value], max_bytes, f"{node_id}.{key}")[0]
+        except BadRequest as exc:
+            raise BadRequest(f"node {node_id} input {key}: {exc.message}", exc.details) from None
+        return self.put(user, image.name, image.data, max_bytes)
 
 
 def _key(subfolder: str, name: str) -> str:

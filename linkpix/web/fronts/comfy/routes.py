@@ -27,6 +27,7 @@ from linkpix.web.fronts.common import FRONT_KEY, backend_info, bearer_key, calle
 from linkpix.web.fronts.state import front_state
 from linkpix.web.ratelimits import admit_generation
 from linkpix.web.services import services
+from linkpix.web.uploads import max_upload_bytes
 
 bp = Blueprint("comfy", __name__)
 
@@ -90,8 +91,8 @@ def post_prompt() -> Response:
     check_size(graph, limits.front_max_nodes)
     user = g.front_user
     front = comfy_front()
-    bound, uploads = front.files.bind(user, graph)
-    job = job_from_graph(bound, uploads)
+    bound, uploads = front.files.bind(user, graph, max_upload_bytes())
+    job = job_from_graph(bound, uploads, lora_files=services().resolver.lora_files)  # <lora:...> tags
     admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}

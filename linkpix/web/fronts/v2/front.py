@@ -1,0 +1,216 @@
+"""The v2 front's logic between the routes and LinkPix's jobs manager: submit, read, list, cancel.
+
+A v2 job is submitted to the same `JobManager` as `POST /generate` (so it is persisted, capped per user,
+re-attached after a restart, and run by the same generator: the cache, single-flight and the pool's
+choice of backend apply). What the contract adds - labels, idempotency keys - is in `V2Records`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from linkpix.comfy.pool import ModelMissing
+from linkpix.errors import BadRequest, NotFound
+from linkpix.jobs.manager import Conflict, JobManager
+from linkpix.jobs.store import Job
+from linkpix.pipeline.graphjob import job_from_graph
+from linkpix.pipeline.request import InputImage
+from linkpix.pipeline.resolver import RenderedJob
+from linkpix.storage.uploads import Uploads
+from linkpix.web.fronts.v2 import graph as graphs
+from linkpix.web.fronts.v2 import rules, shapes
+from linkpix.web.fronts.v2.errors import V2Error, not_found
+from linkpix.web.fronts.v2.records import AssetRecord, JobRecord, V2Records
+from linkpix.web.services import Services
+
+SCAN_LIMIT = 500  # records read at most for one filtered list page
+PRUNE_EVERY = 3600.0  # s between prunings of one user's old job records
+
+
+class V2Front:
+    """One per app: the records store plus the services it translates onto."""
+
+    def __init__(self, svc: Services, records: V2Records) -> None:
+        self.svc = svc
+        self.records = records
+        self._pruned: dict[str, float] = {}  # user -> when its old records were last pruned
+
+    @property
+    def manager(self) -> JobManager:
+        if self.svc.jobs is None:
+            raise V2Error(503, "upstream_unreachable", "the jobs API, which v2 jobs run on, is not enabled")
+        return self.svc.jobs
+
+    @property
+    def uploads(self) -> Uploads:
+        """The upload service: where an asset's bytes live (content-addressed, shared with /uploads)."""
+        return self.svc.uploads
+
+    @property
+    def keep_days(self) -> float:
+        return self.svc.config.settings.jobs_keep_days
+
+    # -- submitting --------------------------------------------------------------------------------
+    def prepare(self, user: str, sub: rules.Submission) -> RenderedJob:
+        """The runnable job of a submission, or the contract's refusal; nothing is kept yet."""
+        workflow = graphs.check_format(sub.workflow)
+        resolved, images = graphs.resolve_assets(workflow, lambda aid: self.own_asset(user, aid), self._image_of)
+        graphs.check_nodes(resolved, self._object_info())
+        try:
+            self.svc.pool.check_models(resolved)
+        except ModelMissing as exc:
+            raise V2Error(422, "invalid_workflow", exc.message, exc.details) from None
+        return job_from_graph(resolved, images)
+
+    def submit(self, user: str, rendered: RenderedJob, sub: rules.Submission, key: str | None,
+               base_url: str) -> Job:
+        if key is not None and not self.records.claim_key(user, key, sub.fingerprint):
+            raise V2Error(422, "idempotency_key_reuse", "This Idempotency-Key has already been used. Keys are "
+                          "single-use; poll or list your jobs instead of resubmitting with the same key.")
+        hit = self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None
+        try:  # a workflow the cache answers runs now, in this thread, not behind runs in the job pool
+            job = self.manager.submit(user, [rendered], None, None, base_url, here=hit)
+        except BaseException:
+            if key is not None:
+                self.records.release_key(user, key)  # refused (queue_full...): no job exists under it
+            raise
+        self.records.add_job(JobRecord(job.id, user, job.created, sub.metadata))
+        self._prune(user)
+        return job
+
+    def _prune(self, user: str) -> None:
+        """A record outlives its job (which then reads `expired`) by one retention period; checked at most
+        hourly per user, so a submit does not pay for a DELETE each time."""
+        now = time.time()
+        if self.keep_days <= 0 or now - self._pruned.get(user, 0.0) < PRUNE_EVERY:
+            return
+        self._pruned[user] = now
+        self.records.prune_jobs(user, now - 2 * self.keep_days * 86400)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def record(self, user: str, job_id: str) -> JobRecord:
+        record = self.records.job(job_id)
+        if record is None or record.user != user:
+            raise not_found(f"job {job_id}")
+        return record
+
+    def job_of(self, record: JobRecord) -> Job | None:
+        """The LinkPix job behind a record; None once retention pruned it (the contract's `expired`)."""
+        try:
+            return self.manager.store.get(record.id)
+        except NotFound:
+            return None
+
+    def body(self, base: str, record: JobRecord, job: Job | None = None, *, fetch: bool = True) -> dict[str, Any]:
+        if job is None and fetch:
+            job = self.job_of(record)
+        described = self.manager.describe(job) if job is not None else None
+        sizes = [self._size(image) for image in job.images] if job is not None else []
+        return shapes.job_body(base, record, job, described, sizes, self.keep_days)
+
+    def _size(self, image: dict[str, Any]) -> int:
+        try:
+            return self.output_image(image).size
+        except NotFound:
+            return 0
+
+    def output_image(self, image: dict[str, Any]) -> Any:
+        """The cached image of a job's image entry (NotFound once the cache evicted it)."""
+        _, _, owner, filename = str(image.get("url", "")).rsplit("/", 3)
+        return self.svc.cache.lookup_file(owner, filename)
+
+    def list(self, base: str, user: str, query: rules.ListQuery) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        before, scanned, last = query.before, 0, None
+        while len(items) < query.limit and scanned < SCAN_LIMIT:
+            batch = self.records.jobs(user, before, min(100, SCAN_LIMIT - scanned))
+            if not batch:
+                last = None
+                break
+            for record in batch:
+                scanned += 1
+                before = last = (record.created, record.id)
+                if any(record.metadata.get(k) != v for k, v in query.labels.items()):
+                    continue
+                job = self.job_of(record)
+                if query.statuses is not None and shapes.status_of(job) not in query.statuses:
+                    continue
+                items.append(shapes.list_item(base, record, job))
+                if len(items) >= query.limit:
+                    break
+        body: dict[str, Any] = {"jobs": items}
+        if last is not None and (len(items) >= query.limit or scanned >= SCAN_LIMIT) \
+                and self.records.jobs(user, last, 1):
+            body["next_cursor"] = rules.make_cursor(*last)
+        return body
+
+    def cancel(self, user: str, job_id: str) -> tuple[JobRecord, Job | None]:
+        record = self.record(user, job_id)
+        if self.job_of(record) is not None:
+            try:
+                self.manager.cancel(job_id)
+            except Conflict:
+                pass  # already ended: cancelling is idempotent in the contract, the job is returned as it is
+        return record, self.job_of(record)
+
+    # -- assets ------------------------------------------------------------------------------------
+    def own_asset(self, user: str, asset_id: str) -> AssetRecord | None:
+        """The caller's asset of an id: an upload, or an output of one of the caller's jobs."""
+        record = self.records.asset(asset_id)
+        if record is not None:
+            return record if record.user == user else None
+        found = self.output_asset(user, asset_id)
+        return found[2] if found is not None else None
+
+    def output_asset(self, user: str, asset_id: str) -> tuple[Job, int, AssetRecord] | None:
+        """An output id of the caller's job, with a record describing it."""
+        parts = shapes.split_output_id(asset_id)
+        if parts is None:
+            return None
+        job_id, index = parts
+        record = self.records.job(job_id)
+        if record is None or record.user != user:
+            return None
+        job = self.job_of(record)
+        if job is None or index >= len(job.images):
+            return None
+        image = job.images[index]
+        name = str(image.get("url", "")).rsplit("/", 1)[-1]
+        fmt = image.get("format") or "png"
+        return job, index, AssetRecord(asset_id, user, "", name, 0, f"image/{fmt}", name, job.finished or job.created)
+
+    def asset_by_hash(self, user: str, digest: str) -> AssetRecord | None:
+        """The caller's asset of a hash whose bytes are still kept (retention may have pruned an unused
+        upload: its record is then dropped, so the SDK uploads the bytes again instead of minting)."""
+        record = self.records.asset_by_hash(user, digest)
+        if record is not None and not self.uploads.exists(record.upload):
+            self.records.delete_asset(record.id)
+            return None
+        return record
+
+    def _image_of(self, record: AssetRecord) -> InputImage:
+        """The bytes an asset reference stands for, as an input image the job carries to its backend."""
+        if shapes.split_output_id(record.id) is not None:
+            found = self.output_asset(record.user, record.id)
+            if found is None:
+                raise V2Error(422, "missing_asset", f"the output {record.id} is no longer available")
+            job, index, _ = found
+            try:
+                data = self.output_image(job.images[index]).read()
+            except NotFound:
+                raise V2Error(404, "output_unavailable", f"the bytes of output {record.id} are no longer "
+                              "kept (LinkPix's cache evicted them); run the job again") from None
+            return self.uploads.put(data, len(data) + 1)
+        try:
+            return self.uploads.get(record.upload, "workflow")
+        except BadRequest:
+            raise V2Error(422, "missing_asset", f"the bytes of asset {record.id} are no longer kept (unused "
+                          "uploads are pruned after jobs_keep_days); upload them again",
+                          {"missing_ids": [record.id]}) from None
+
+    def _object_info(self) -> dict[str, Any] | None:
+        try:
+            return self.svc.pool.object_info()
+        except Exception:  # no backend answers: ComfyUI's own validation will judge the graph
+            return None

@@ -1,0 +1,141 @@
+"""LinkPix's jobs and records in the contract's shapes: Job, Output, Asset, a list item, Progress.
+
+A v2 job is a LinkPix job, so its state is read from the jobs store each time (the poll is the truth, as
+the contract wants) and translated: `cancelled` is spelled `canceled`, a job pruned by retention is
+`expired`, each stored image is an Output whose id names the job and the image (`<job id>.<n>`), and
+`outputs_reused` says the image came from LinkPix's cache instead of a new run - the proxy's field,
+which there means ComfyUI's node cache.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from linkpix.jobs.store import Job
+from linkpix.storage.cache import CONTENT_TYPES
+from linkpix.web.fronts.v2.records import AssetRecord, JobRecord
+
+STATUS = {"cancelled": "canceled"}  # LinkPix state -> contract status; the others are spelled alike
+FOREVER = 100 * 365 * 86400.0  # "never expires" still has to be a date in the contract
+OUTPUT_CLASSES = ("SaveImage", "PreviewImage")
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def status_of(job: Job | None) -> str:
+    return "expired" if job is None else STATUS.get(job.state, job.state)
+
+
+def expires(created: float, keep_days: float) -> float:
+    return created + (keep_days * 86400 if keep_days > 0 else FOREVER)
+
+
+def output_id(job_id: str, index: int) -> str:
+    return f"{job_id}.{index}"
+
+
+def split_output_id(asset_id: str) -> tuple[str, int] | None:
+    job_id, dot, index = asset_id.partition(".")
+    if not dot or not index.isdigit() or len(job_id) != 32:
+        return None
+    return job_id, int(index)
+
+
+def output_node(graph: dict[str, Any]) -> str:
+    """The node the image is reported under: the graph's saver (as the ComfyUI front reports it)."""
+    for cls in OUTPUT_CLASSES:
+        for node_id, node in graph.items():
+            if isinstance(node, dict) and node.get("class_type") == cls:
+                return str(node_id)
+    return str(next(iter(graph), "0"))
+
+
+def output(base: str, job: Job, index: int, size: int, keep_days: float) -> dict[str, Any]:
+    image = job.images[index]
+    fmt = image.get("format") or "png"
+    aid = output_id(job.id, index)
+    graph = job.spec[0].get("graph", {}) if job.spec else {}
+    return {"node_id": output_node(graph), "name": str(image.get("url", "")).rsplit("/", 1)[-1],
+            "type": "image", "content_type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
+            "size_bytes": size, "id": aid, "hash": None, "url": f"{base}/api/v2/assets/{aid}/content",
+            "url_expires_at": iso(expires(job.finished or job.created, keep_days)), "job_id": job.id}
+
+
+def progress(live: dict[str, Any] | None, job: Job) -> dict[str, Any] | None:
+    """LinkPix's live progress (`step`, `total`, `node`) as the contract's snapshot."""
+    if job.state in ("succeeded",):
+        return {"value": 1.0, "nodes_done": 1, "nodes_total": 1, "message": "done"}
+    if not live:
+        return None
+    step, total = live.get("step") or 0, live.get("total")
+    value = max(0.0, min(1.0, step / total)) if total else 0.0
+    node = live.get("node")
+    return {"value": value, "nodes_done": 0, "nodes_total": 0,
+            "current_node": str(node) if node is not None else None,
+            "step": int(step) if total else None, "steps": int(total) if total else None,
+            "message": f"step {step}/{total}" if total else None}
+
+
+def job_error(job: Job) -> dict[str, Any] | None:
+    if job.error is None or job.state != "failed":
+        return None
+    details = job.error.get("details") if isinstance(job.error.get("details"), dict) else {}
+    code = job.error.get("error")
+    code = {"workflow_rejected": "invalid_workflow", "execution_failed": "node_execution_error"}.get(code, code)
+    return {"code": code or "failed", "message": job.error.get("message") or "the job failed",
+            "node_id": details.get("node_id"), "class_type": details.get("node_type"), "traceback": None}
+
+
+def job_body(base: str, record: JobRecord, job: Job | None, described: dict[str, Any] | None,
+             sizes: list[int], keep_days: float) -> dict[str, Any]:
+    """The contract's Job. `described` is the jobs manager's view (live progress, queue position)."""
+    links = {"self": f"{base}/api/v2/jobs/{record.id}", "events": f"{base}/api/v2/jobs/{record.id}/events",
+             "cancel": f"{base}/api/v2/jobs/{record.id}/cancel"}
+    body: dict[str, Any] = {
+        "id": record.id, "status": status_of(job), "created_at": iso(record.created),
+        "started_at": iso(job.started) if job is not None and job.started else None,
+        "completed_at": iso(job.finished) if job is not None and job.finished else None,
+        "expires_at": iso(expires(job.finished or record.created if job else record.created, keep_days)),
+        "queue_position": (described or {}).get("queue_position") if job is not None and job.state == "queued"
+        else None,
+        "progress": progress((described or {}).get("progress"), job) if job is not None else None,
+        "outputs": [output(base, job, i, sizes[i] if i < len(sizes) else 0, keep_days)
+                    for i in range(len(job.images))] if job is not None else [],
+        "error": job_error(job) if job is not None else None,
+        "outputs_reused": bool(job and job.images and all(i.get("cache") == "hit" for i in job.images)),
+        "metrics": _metrics(record, job),
+        "metadata": record.metadata,
+        "urls": links,
+    }
+    return body
+
+
+def _metrics(record: JobRecord, job: Job | None) -> dict[str, int | None]:
+    if job is None:
+        return {"queue_ms": None, "execution_ms": None}
+    started, finished = job.started, job.finished
+    queue_ms = int(((started or finished or record.created) - record.created) * 1000) if (started or finished) else None
+    run_ms = int((finished - started) * 1000) if started and finished else None
+    return {"queue_ms": queue_ms, "execution_ms": run_ms}
+
+
+def list_item(base: str, record: JobRecord, job: Job | None) -> dict[str, Any]:
+    updated = (job.finished or job.started or record.created) if job is not None else record.created
+    return {"id": record.id, "status": status_of(job), "create_time": iso(record.created),
+            "update_time": iso(updated), "created_at": iso(record.created), "metadata": record.metadata,
+            "urls": {"self": f"{base}/api/v2/jobs/{record.id}"}}
+
+
+def asset_body(base: str, record: AssetRecord, keep_days: float, created_new: bool | None = None
+               ) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": record.id, "hash": record.hash, "size_bytes": record.size_bytes, "content_type": record.content_type,
+        "file_path": record.file_path, "created_at": iso(record.created),
+        "url": f"{base}/api/v2/assets/{record.id}/content",
+        "url_expires_at": iso(expires(record.created, keep_days)), "expires_at": None, "job_id": None}
+    if created_new is not None:
+        body["created_new"] = created_new
+    return body
