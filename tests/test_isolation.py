@@ -167,3 +167,13 @@ def test_a_keys_user_is_the_user_on_jobs(shared):
     r = requests.post(shared.url + "/generate", json={**job, "user": "bob"}, headers=ROOT, timeout=30)
     assert r.status_code == 202, r.text
     assert shared.get(f"/jobs/{r.json()['job_id']}", headers=BOB).json()["user"] == "bob"
+
+
+def test_a_character_may_reference_only_its_owners_uploads(shared):
+    bob = _upload(shared, BOB, png_bytes(color=(90, 91, 92)))
+    r = requests.put(shared.url + "/api/characters/thief", json={"words": "x", "references": [bob]}, headers=ALICE,
+                     timeout=30)
+    assert r.status_code == 404 and bob in r.json()["message"], r.text
+    r = requests.put(shared.url + "/api/characters/mine", json={"words": "x", "references": [bob]}, headers=BOB,
+                     timeout=30)
+    assert r.status_code == 201, r.text

@@ -18,7 +18,7 @@ from linkpix.render.loras import match_lora
 from linkpix.web.auth import Caller, identify, require
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
-from linkpix.web.uploads import upload_store
+from linkpix.web.uploads import owned_upload
 
 bp = Blueprint("characters", __name__)
 
@@ -156,7 +156,7 @@ def _check_exists(character: Character) -> None:
             raise BadRequest(f"unknown workflow {character.workflow!r}; available: {', '.join(names)}",
                              {"parameter": "workflow", "allowed": names})
     for ref in character.references:
-        upload_store().get(ref, "references")  # 400 naming it when it is not there
+        owned_upload(ref, "references")  # 404 naming it when it is not there, or not the caller's (issue 20)
     files = resolver.lora_files()
     for use in character.loras:
         match_lora(use.name, files)
