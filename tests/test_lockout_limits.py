@@ -158,3 +158,31 @@ def test_edits_share_one_memory_budget_and_give_the_memory_back(editing):
     assert peak < 400, peak
     assert after < 120, after
 
+
+
+@pytest.mark.slow
+def test_one_user_cannot_take_every_event_stream(project, simulator):
+    server = JobsServer(project, simulator.url, network_access=True, api_keys=KEYS, events_max_streams=4,
+                        events_max_streams_per_user=2, events_max_seconds=20)
+    alice, bob = {"X-API-Key": "k-alice"}, {"X-API-Key": "k-bob"}
+    simulator.faults.hang = True  # the jobs stay running, so their streams stay open
+    streams: list[requests.Response] = []
+    try:
+        jobs = {}
+        for who, headers in (("alice", alice), ("bob", bob)):
+            r = server.post("/generate", json={"prompt": f"{who}'s", "width": 64, "height": 64}, headers=headers)
+            assert r.status_code == 202, r.text
+            jobs[who] = r.json()["job_id"]
+        for _ in range(2):
+            streams.append(requests.get(f"{server.url}/jobs/{jobs['alice']}/events", headers=alice, stream=True,
+                                        timeout=10))
+            assert streams[-1].status_code == 200
+        third = requests.get(f"{server.url}/jobs/{jobs['alice']}/events", headers=alice, timeout=10)
+        assert third.status_code == 429 and "events_max_streams_per_user" in third.json()["message"]
+        streams.append(requests.get(f"{server.url}/jobs/{jobs['bob']}/events", headers=bob, stream=True, timeout=10))
+        assert streams[-1].status_code == 200  # bob still gets one
+    finally:
+        simulator.faults.hang = False
+        for s in streams:
+            s.close()
+        server.close()
