@@ -10,7 +10,7 @@ Figures (each against a baseline measured in this run):
 4. quality: the six grades applied by the simulator to photo-like images (scikit-image's sample photos and a
    synthetic one, enlarged to 6 MP, with fine texture and noise): mean and 95th-percentile CIEDE2000 between
    LinkPix's full-resolution result and the same grade applied directly at full resolution (goal: mean <=
-   1.5, p95 <= 4), and what `auto` picks for the spatial edits (goal: direct).
+   1.5, p95 <= 4), and what `auto` picks for the spatial edits (goal: region, never lut; see bench/edit_region.py).
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def quality() -> None:
           f"{max(r[4] for r in rows):.2f} (goal <= 4)")
     chosen = [c[2] for c in spatial_choices]
     print(f"  spatial edits ({', '.join(SPATIAL)}) on {len(spatial_choices) // len(SPATIAL)} images: auto chose "
-          f"direct {chosen.count('direct')} of {len(chosen)} times")
+          f"region {chosen.count('region')}, direct {chosen.count('direct')}, lut {chosen.count('lut')} of "
+          f"{len(chosen)} times")
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]

@@ -221,7 +221,8 @@ def test_a_graph_without_clip_gets_model_only_loaders(project: Path, lp: ApiServ
     import json
 
     (project / "workflows" / "noclip.json").write_text(json.dumps(graph), encoding="utf-8")
-    r = lp.get("/prompt/anything%20%3Clora%3Aadd_detail%3A0.3%3E?workflow=noclip")
+    # it takes an image: one of ComfyUI's input folder, named (without one it is a 400)
+    r = lp.get("/prompt/anything%20%3Clora%3Aadd_detail%3A0.3%3E?workflow=noclip&image=example.png")
     assert r.status_code == 200, r.text
     got = last_graph(sim)
     chain = model_chain(got, sampler(got)["inputs"]["model"])

@@ -156,7 +156,8 @@ def test_full_resolution_lut_keeps_orientation_icc_and_format():
     assert prep.small.size == (240, 320)  # the model sees it upright
     warm = np.clip(np.asarray(prep.small) * [1.1, 1.0, 0.85], 0, 255).astype(np.uint8)
     result = finish.finish(prep, png(Image.fromarray(warm)), "auto", None)
-    assert result.method == "lut" and result.fmt == "jpeg" and (result.width, result.height) == (1280, 960)
+    # reported as shown (upright), stored as it was: the EXIF orientation still turns it
+    assert result.method == "lut" and result.fmt == "jpeg" and (result.width, result.height) == (960, 1280)
     with Image.open(io.BytesIO(result.data)) as out:
         assert out.format == "JPEG" and out.size == (1280, 960)
         assert out.getexif()[0x0112] == 6 and out.info.get("icc_profile") == icc

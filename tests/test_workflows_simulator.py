@@ -64,6 +64,8 @@ def test_each_shipped_workflow_is_accepted(resolver: Resolver, simulator: Any, w
     query = {"workflow": workflow, "seed": "12345", "steps": "3", "negative": "blurry"}
     if workflow != "sd15_img2img.json":
         query.update(width="512", height="384")
+    else:  # it edits an image: one in ComfyUI's input folder, named (without one it is a 400)
+        query.update(image="example.png")
     job = resolver.resolve(parse_query(HOSTILE, query, "default"))
     received = submit(simulator, job)
     assert received[text_node]["inputs"]["text"] == HOSTILE

@@ -19,7 +19,7 @@ from linkpix.dashboard.apiclient import ApiError
 from linkpix.dashboard.context import DashboardContext
 
 PREVIEW = 1200
-METHODS = ("auto", "lut", "direct")
+METHODS = ("auto", "lut", "region", "direct")
 
 
 def _preview(data: bytes) -> Image.Image:
@@ -46,13 +46,18 @@ def summary(meta: dict[str, Any]) -> str:
     fit = meta.get("fit") or {}
     method = meta.get("method")
     why = {"lut": "a colour edit: the model's colours applied to the original at full resolution",
-           "direct": "the model's output as it is (a spatial edit, or asked for)"}.get(str(method), "")
+           "region": "a spatial edit: only the region the model changed, in the original at full resolution",
+           "direct": "the model's output as it is, at the model's size"}.get(str(method), "")
     text = f"**Method: {method}** — {why}  \n**Size:** {meta.get('width')}×{meta.get('height')} · " \
            f"**format:** {meta.get('format')} · **cache:** {meta.get('cache')}"
     if fit:
         text += (f"  \n**Fit of the colour table** (CIEDE2000 against the model's output): mean ΔE "
                  f"{fit.get('mean', 0):.2f}, 95th percentile {fit.get('p95', 0):.2f}, "
                  f"{100 * fit.get('miss', 0):.1f} % of pixels missed by more than 10")
+    if meta.get("region_share") is not None:
+        text += f"  \n**Region taken from the model:** {100 * meta['region_share']:.1f} % of the picture"
+    if meta.get("notes"):
+        text += "  \n" + "; ".join(str(n) for n in meta["notes"])
     return text
 
 

@@ -42,6 +42,14 @@ class EditOutcome:
     image: CachedImage | None = None  # None for format=cube
     cube: bytes | None = None
     cache_hit: bool = False
+    notes: tuple[str, ...] = ()  # how the result was made (auto's choice, direct's size)
+    region_share: float | None = None
+    mask: CachedImage | None = None  # region: the mask, when asked for
+
+
+def _mask_key(key: str) -> str:
+    """The cache key of a region edit's mask (hex, like every stored image's name)."""
+    return hashlib.sha256(f"{key}\0mask".encode()).hexdigest()[:32]
 
 
 class Editor:
@@ -78,9 +86,8 @@ class Editor:
         """Prepare and resolve; a mask of another size than the photo is resized to it, and the job says so."""
         small, prep = self.prepare(req, source)
         job = self.resolver.resolve(small)
-        if prep.mask is not None and prep.mask_resized:
-            width, height = prep.mask.size
-            job = dataclasses.replace(job, notes=(*job.notes, f"the mask was resized to the photo's {width}x{height}"))
+        if prep.mask_note:
+            job = dataclasses.replace(job, notes=(*job.notes, prep.mask_note.replace("the image's", "the photo's")))
         return job, prep
 
     def key(self, job: RenderedJob, source: InputImage, method: str, fmt: str | None,
@@ -93,37 +100,51 @@ class Editor:
         return h.hexdigest()[:32]
 
     def run(self, req: GenerationRequest, source: InputImage, method: str, fmt: str | None, *,
-            on_event: EventCallback | None = None, ticket: Ticket | None = None) -> EditOutcome:
+            on_event: EventCallback | None = None, ticket: Ticket | None = None,
+            want_mask: bool = False) -> EditOutcome:
         """The whole edit: prepare, resolve, generate (single-flight, cached), finish, store; within the
         memory budget of full-resolution work (the decoded photo is held until the end)."""
         with BUDGET.hold(self.admit(source), "this edit"):
             job, prep = self.resolve(req, source)
             return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket,
-                                 mask=req.mask)
+                                 mask=req.mask, want_mask=want_mask)
 
     def complete(self, job: RenderedJob, prep: finish.Prepared, source: InputImage, method: str,
                  fmt: str | None, user: str, *, on_event: EventCallback | None = None,
                  ticket: Ticket | None = None, outcome: Outcome | None = None,
-                 mask: InputImage | None = None) -> EditOutcome:
+                 mask: InputImage | None = None, want_mask: bool = False) -> EditOutcome:
         key = self.key(job, source, method, fmt, mask)
         if outcome is None:
             outcome = self.generator.generate(job, user, on_event, ticket=ticket)
         if fmt != finish.CUBE and not job.seed_is_random:
             stored = self.cache.get(user, key)
-            if stored is not None:
-                return EditOutcome(job, stored.meta.get("edit_method", method), stored.meta.get("edit_fit"),
-                                   outcome.image, stored, cache_hit=True)
+            mask_image = self.cache.get(user, _mask_key(key)) if stored and stored.meta.get("mask_key") else None
+            usable = stored is not None and (mask_image is not None or not want_mask
+                                             or "region_share" not in stored.meta)
+            if stored is not None and usable:
+                meta = stored.meta
+                return EditOutcome(job, meta.get("edit_method", method), meta.get("edit_fit"), outcome.image,
+                                   stored, cache_hit=True, notes=tuple(meta.get("edit_notes", ())),
+                                   region_share=meta.get("region_share"), mask=mask_image)
         started = time.monotonic()
-        result = finish.finish(prep, outcome.image.read(), method, fmt)
+        result = finish.finish(prep, outcome.image.read(), method, fmt, want_mask)
         fit = result.fit.to_dict() if result.fit else None
-        log.info("edit %s: %s at %dx%d, fit %s, %.0f ms", key[:12], result.method, result.width, result.height,
-                 fit, (time.monotonic() - started) * 1000)
+        log.info("edit %s: %s at %dx%d, fit %s, region %s, %.0f ms", key[:12], result.method, result.width,
+                 result.height, fit, result.region_share, (time.monotonic() - started) * 1000)
         if result.fmt == finish.CUBE:
-            return EditOutcome(job, result.method, fit, outcome.image, None, result.data)
+            return EditOutcome(job, result.method, fit, outcome.image, None, result.data, notes=result.notes)
         meta = dict(outcome.image.meta, width=result.width, height=result.height, edit_method=result.method,
-                    edit_fit=fit, model_output=outcome.image.url)
+                    edit_fit=fit, model_output=outcome.image.url, edit_notes=list(result.notes))
+        if result.region_share is not None:
+            meta["region_share"] = result.region_share
+        mask_image = None
+        if result.mask_png is not None:
+            mask_image = self.cache.put(user, _mask_key(key), "png", result.mask_png,
+                                        {"width": result.width, "height": result.height, "edit_mask": True})
+            meta["mask_key"] = True
         stored = self.cache.put(user, key, result.fmt, result.data, meta)
-        return EditOutcome(job, result.method, fit, outcome.image, stored)
+        return EditOutcome(job, result.method, fit, outcome.image, stored, notes=result.notes,
+                           region_share=result.region_share, mask=mask_image)
 
     # -- jobs ----------------------------------------------------------------------------------------
     @staticmethod

@@ -20,6 +20,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from linkpix.errors import BadRequest, ImageTooLarge
 from linkpix.imaging.budget import BUDGET, DECODE_BYTES_PER_PIXEL
 
+# EXIF orientation -> the transpose that turns the stored pixels upright (as ImageOps.exif_transpose does).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 # Pillow's format name -> ours, and the file extension of each.
 FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "GIF": "gif"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
@@ -83,24 +87,34 @@ class Photo:
 
 def open_photo(data: bytes) -> Photo:
     """Decode checked image bytes (see `check_image`) into RGB/RGBA, keeping EXIF and the ICC profile."""
-    with Image.open(io.BytesIO(data)) as img:
-        fmt = FORMATS.get(img.format or "", "png")
-        exif = img.info.get("exif") or None
-        icc = img.info.get("icc_profile") or None
-        img.load()
-        if img.mode == "CMYK":
-            icc = None  # a CMYK profile does not describe the RGB pixels we make
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            decoded = img.convert("RGBA")
-        else:
-            decoded = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    img = Image.open(io.BytesIO(data))  # not closed: an RGB photo is kept as decoded, not copied (24 MP = 96 MB)
+    fmt = FORMATS.get(img.format or "", "png")
+    exif = img.info.get("exif") or None
+    icc = img.info.get("icc_profile") or None
+    img.load()
+    if img.mode == "CMYK":
+        icc = None  # a CMYK profile does not describe the RGB pixels we make
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        decoded = img.convert("RGBA")
+    else:
+        decoded = img.convert("RGB") if img.mode != "RGB" else img
     return Photo(decoded, fmt, exif, icc)
+
+
+def orientation(exif: bytes | None) -> int:
+    """The EXIF orientation (1..8; 1 when there is none or it is out of range)."""
+    if not exif:
+        return 1
+    tags = Image.Exif()
+    tags.load(exif)
+    value = tags.get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def upright(photo: Photo) -> Image.Image:
     """The photo turned as its EXIF orientation says, as RGB (what a model must see)."""
     img = photo.image
-    if photo.exif:
+    if orientation(photo.exif) != 1:
         turned = img.copy()
         turned.info["exif"] = photo.exif
         img = ImageOps.exif_transpose(turned)
@@ -186,20 +200,43 @@ def image_size(data: bytes) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def mask_file(mask_data: bytes, size: tuple[int, int]) -> tuple[bytes, bool]:
-    """A mask for LoadImageMask at `size`: grey levels in R, G and B, and alpha = 255 - level, so the
-    `red` channel and the `alpha` channel (ComfyUI inverts it) both mean white = change. -> (PNG, resized)."""
-    level, resized = sized_mask(mask_data, size)
+def _stored(data: bytes) -> tuple[tuple[int, int], int]:
+    """(size as stored, EXIF orientation) of image bytes (header only)."""
+    with Image.open(io.BytesIO(data)) as img:
+        value = img.getexif().get(0x0112, 1)
+        return img.size, value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def shown_mask(mask_data: bytes, stored: tuple[int, int], orientation: int) -> tuple[Image.Image, str | None]:
+    """The mask as upright grey levels at the picture's size as shown -> (mask, note or None).
+
+    A mask of the picture's *stored* size, when the picture is turned a quarter by its EXIF orientation,
+    was drawn on the file's grid (a portrait stored landscape): it is turned like the picture rather than
+    stretched. Any other size is resized. The note says which happened."""
+    shown = (stored[1], stored[0]) if orientation in (5, 6, 7, 8) else stored
+    if stored != shown and image_size(mask_data) == stored:
+        level, _ = sized_mask(mask_data, stored)
+        return level.transpose(UPRIGHT[orientation]), (f"the mask had the file's stored size and was turned with "
+                                                       f"the picture's EXIF orientation to {shown[0]}x{shown[1]}")
+    level, resized = sized_mask(mask_data, shown)
+    return level, f"the mask was resized to the image's {shown[0]}x{shown[1]}" if resized else None
+
+
+def mask_file(mask_data: bytes, image_data: bytes) -> tuple[bytes, str | None]:
+    """A mask for LoadImageMask at the image's size as shown: grey levels in R, G and B, and alpha =
+    255 - level, so the `red` channel and the `alpha` channel (ComfyUI inverts it) both mean white =
+    change. -> (PNG, a note when the mask had to be resized or turned)."""
+    level, note = shown_mask(mask_data, *_stored(image_data))
     rgba = Image.merge("RGBA", (level, level, level, ImageOps.invert(level)))
-    return _png(rgba), resized
+    return _png(rgba), note
 
 
-def with_alpha_mask(image_data: bytes, mask_data: bytes) -> tuple[bytes, bool]:
+def with_alpha_mask(image_data: bytes, mask_data: bytes) -> tuple[bytes, str | None]:
     """The image (upright) with the mask in its alpha channel — transparent = change, what LoadImage's MASK
-    output reads. -> (PNG, whether the mask had to be resized to the image)."""
+    output reads. -> (PNG, a note when the mask had to be resized or turned)."""
     with Image.open(io.BytesIO(image_data)) as img:
         rgb = ImageOps.exif_transpose(img).convert("RGB")
-    level, resized = sized_mask(mask_data, rgb.size)
+    level, note = shown_mask(mask_data, *_stored(image_data))
     rgba = rgb.convert("RGBA")
     rgba.putalpha(ImageOps.invert(level))
-    return _png(rgba), resized
+    return _png(rgba), note

@@ -111,6 +111,12 @@ class CharacterResolver(Resolver):
         return self._finish(changed, job, character,
                             merge_loras(list(character.loras if character else ()), negative_tags, tags))
 
+    def image_supplied(self, req: GenerationRequest) -> bool:
+        """A character's reference pictures go to the workflow's LoadImage nodes (`_finish`): an image
+        workflow run with such a character has its input image."""
+        found = self.characters().find(req.char_owner or req.user, req.char) if req.char else None
+        return bool(found is not None and found.references)
+
     def _character(self, owner: str, name: str) -> Character:
         """A 400 (like an unknown style) for a name the caller cannot use, listing the ones they can."""
         store = self.characters()

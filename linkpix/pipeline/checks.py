@@ -15,6 +15,14 @@ from linkpix.render.placeholders import Registry, not_available
 from linkpix.render.styles import Style
 
 
+def needs_input(workflow: str) -> BadRequest:
+    """The 400 for a workflow that edits an image, run without one: ComfyUI would edit its placeholder
+    `example.png` and answer with a picture nobody asked for."""
+    return BadRequest(f"workflow {workflow} edits an input image and none was sent: give image (an upload id "
+                      "from POST /uploads, or base64 in JSON), or use POST /edit or /v1/images/edits",
+                      {"parameter": "image", "missing": "image"})
+
+
 def check_text_length(params: Mapping[str, Any], limit: int) -> None:
     """Every free-text value a request sends (the negative prompt, any string parameter) gets the
     prompt's limit: long text costs GPU time in the text encoder as surely as a long prompt does."""

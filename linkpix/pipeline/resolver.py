@@ -23,9 +23,16 @@ from typing import Any
 from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.config import LoadedConfig
 from linkpix.errors import BackendUnavailable, BadRequest, ConfigError, LinkPixError
-from linkpix.imaging.photo import image_size, mask_file, with_alpha_mask
+from linkpix.imaging.photo import mask_file, with_alpha_mask
 from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image, validate_workflow_name
-from linkpix.pipeline.checks import check_models, check_size, check_style_length, check_text_length, remote_combo
+from linkpix.pipeline.checks import (
+    check_models,
+    check_size,
+    check_style_length,
+    check_text_length,
+    needs_input,
+    remote_combo,
+)
 from linkpix.pipeline.request import parse_styles
 from linkpix.pipeline.seeds import choose_seed, seed_of_image
 from linkpix.providers.hosted import Providers
@@ -219,9 +226,11 @@ class Resolver:
                 requested: Mapping[str, Any]) -> tuple[tuple[InputImage, ...], tuple[str, ...]]:
         """Bind the input image to the workflow's image input and the mask to its mask input (a
         LoadImageMask / `%mask%`, or the image's alpha channel); 400 when the workflow has no such input."""
-        if not req.input_images and req.mask is None:
-            return (), ()
         needs = template.needs()
+        if not req.input_images and req.mask is None:
+            if needs["image"] and "image" not in requested and not self.image_supplied(req):
+                raise needs_input(template.name)
+            return (), ()
         if not needs["image"]:
             raise self.lacks_input(template.name, "image")
         if not req.input_images:
@@ -230,20 +239,23 @@ class Resolver:
         if mask is not None:
             if needs["mask"] is None:
                 raise self.lacks_input(template.name, "mask")
-            size = image_size(images[0].data)
             if needs["mask"] == "alpha":
-                data, resized = with_alpha_mask(images[0].data, mask.data)
+                data, note = with_alpha_mask(images[0].data, mask.data)
                 images[0] = png_input_image(data)
             else:
-                data, resized = mask_file(mask.data, size)
+                data, note = mask_file(mask.data, images[0].data)
                 mask = png_input_image(data)
                 images.append(mask)
                 values["mask"] = mask.name
-            if resized:
-                notes.append(f"the mask was resized to the image's {size[0]}x{size[1]}")
+            if note:  # resized to the image, or turned with its EXIF orientation
+                notes.append(note)
         if "image" not in requested:
             values["image"] = images[0].name
         return tuple(images), tuple(notes)
+
+    def image_supplied(self, req: GenerationRequest) -> bool:
+        """Whether a later layer fills the workflow's image input itself (characters' reference pictures)."""
+        return False
 
     def lacks_input(self, workflow: str, what: str) -> BadRequest:
         """The 400 for a workflow without an image (or mask) input, naming the workflows that have one."""

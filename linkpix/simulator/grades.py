@@ -6,7 +6,10 @@ An instruction edit (the Kontext and Qwen-Image-Edit graphs) is applied at the m
   "faded film", "high contrast", "night". Every grade is a fixed per-pixel colour function, so a 3D LUT can
   reproduce it exactly; `apply_grade` lets tests and the benchmark apply the same grade at full resolution.
 - a prompt with "remove" smears a central patch away, one with "add" paints a disc into the picture: edits
-  no colour table can explain, as a real model's spatial edits are.
+  no colour table can explain, as a real model's spatial edits are. Like FLUX.1 Kontext or Qwen-Image-Edit,
+  which re-render the whole frame, the rest of the picture then comes back slightly off (`rerender`): a
+  colour drift of about ΔE 1.5, a slight blur and fresh noise, so a spatial edit cannot be found by
+  looking for pixels that changed at all.
 - anything else leaves the picture as it is.
 
 Every edited picture carries a small "SIMULATED" mark in its bottom-right corner (about 0.3 % of a
@@ -79,17 +82,25 @@ def apply_grade(pixels: np.ndarray, name: str) -> np.ndarray:
     return np.clip(np.rint(GRADES[name](x) * 255.0), 0, 255).astype(np.uint8)
 
 
+def spatial_region(size: tuple[int, int], seed: int) -> Image.Image:
+    """Where a spatial edit of a picture of `size` changes it ("L", white): a disc placed by the seed.
+    Public so that tests can tell what the 'model' changed on purpose from its re-render."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    cx, cy = int(w * rng.uniform(0.4, 0.6)), int(h * rng.uniform(0.4, 0.6))
+    rx, ry = max(4, w // 6), max(4, h // 6)
+    region = Image.new("L", size, 0)
+    ImageDraw.Draw(region).ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+    return region
+
+
 def _spatial(img: Image.Image, kind: str, seed: int) -> Image.Image:
     """A region changed in a way no colour table can explain: its pixels change by where they are, not by
     their colour (stripes across an added disc; a smear hatched across a removed object), so even in a
     picture where every colour occurs in one place only, `auto` sees a spatial edit."""
     w, h = img.size
-    rng = np.random.default_rng(seed)
-    cx, cy = int(w * rng.uniform(0.4, 0.6)), int(h * rng.uniform(0.4, 0.6))
     rx, ry = max(4, w // 6), max(4, h // 6)
-    box = (cx - rx, cy - ry, cx + rx, cy + ry)
-    region = Image.new("L", img.size, 0)
-    ImageDraw.Draw(region).ellipse(box, fill=255)
+    region = spatial_region(img.size, seed)
     y, x = np.mgrid[0:h, 0:w]
     stripes = ((x + y) // max(2, w // 160)) % 2 == 0
     if kind == "remove":  # the object is gone: a smear of its surroundings, hatched
@@ -100,6 +111,20 @@ def _spatial(img: Image.Image, kind: str, seed: int) -> Image.Image:
                            np.array([20, 90, 40], np.float32))
     out = Image.fromarray(np.clip(changed, 0, 255).astype(np.uint8))
     return Image.composite(out, img, region)
+
+
+DRIFT_GAIN = np.array([1.025, 1.0, 0.975], np.float32)  # a slight warm shift: about ΔE 1.5 on a photo
+DRIFT_OFFSET = np.array([0.004, 0.002, -0.002], np.float32)
+RERENDER_BLUR = 0.7  # Gaussian radius in working-size pixels
+RERENDER_NOISE = 1.5  # standard deviation, 0..255 levels
+
+
+def rerender(img: Image.Image, seed: int) -> Image.Image:
+    """The whole frame as an edit model gives it back: drifted in colour, a little softer, with new noise."""
+    soft = np.asarray(img.convert("RGB").filter(ImageFilter.GaussianBlur(RERENDER_BLUR))).astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0.0, RERENDER_NOISE, soft.shape).astype(np.float32)
+    out = soft * DRIFT_GAIN + DRIFT_OFFSET * 255.0 + noise
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
 def mark(img: Image.Image) -> Image.Image:
@@ -128,6 +153,6 @@ def edit(img: Image.Image, prompt: str, seed: int) -> Image.Image:
         rgb = Image.fromarray(apply_grade(np.asarray(rgb), name))
     for kind in ("remove", "add"):
         if kind in text.split() or f"{kind} " in text:
-            rgb = _spatial(rgb, kind, seed)
+            rgb = _spatial(rerender(rgb, seed), kind, seed)
             break
     return mark(rgb)

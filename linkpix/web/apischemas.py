@@ -124,10 +124,11 @@ LINKPIX: dict[str, Schema] = {
     "Upload": obj(["id", "bytes"], id=STR, bytes=INT),
     "EditMeta": obj(["method", "model_output", "seed", "workflow"], url=nullable(STR),
                     cache={"type": "string", "enum": ["hit", "miss"]},
-                    method={"type": "string", "enum": ["lut", "direct"]},
+                    method={"type": "string", "enum": ["lut", "region", "direct"]},
                     fit=nullable(obj(mean=NUM, p95=NUM, miss=NUM)), format=STR, width=nullable(INT),
                     height=nullable(INT), bytes=nullable(INT), model_output=STR, generation_ms=nullable(INT),
-                    prompt=STR, seed=INT, workflow=STR, params=OBJ, notes=STRINGS),
+                    prompt=STR, seed=INT, workflow=STR, params=OBJ, notes=STRINGS,
+                    region_share=nullable(NUM), mask_url=nullable(STR), ignored=STRINGS),
 }
 
 # ------------------------------------------------------------------------------------------ bodies
@@ -153,12 +154,12 @@ BODIES: dict[str, Schema] = {
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
                     prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
-                    method={"type": "string", "enum": ["auto", "lut", "direct"]},
-                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json"]}),
+                    method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]}),
     "EditJson": obj(["image", "prompt"], image={"type": "string", "description": "base64 or an upload id"},
                     mask={"type": "string", "description": "base64 or an upload id"}, prompt=PROMPT, workflow=STR,
-                    method={"type": "string", "enum": ["auto", "lut", "direct"]},
-                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json"]},
+                    method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
 }
 

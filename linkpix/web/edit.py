@@ -2,7 +2,9 @@
 
 A thin route over the one generation path: the body becomes a request through the same parser as the
 JSON API, `edit/editor.py` downscales the photo, resolves and runs it like `/prompt` (single-flight, cached)
-and finishes it by `method` (auto, lut, direct). `?async=1` or a `webhook_url` makes it a job instead.
+and finishes it by `method` (auto, lut, region, direct). `?async=1` or a `webhook_url` makes it a job instead.
+The query string is read like every other route's: its names join the body's (a name in both, or twice,
+is a 400), names no one uses are listed in `X-LinkPix-Ignored`, bad values are a 400.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from linkpix.edit.editor import EditOutcome
-from linkpix.edit.finish import CUBE, parse_method
+from linkpix.edit.finish import CUBE, MASK, parse_method
 from linkpix.errors import BadRequest, UnsupportedMediaType
 from linkpix.imaging.budget import check_pixels
 from linkpix.imaging.photo import image_size
 from linkpix.model import InputImage, make_input_image
-from linkpix.pipeline.request import parse_format, parse_json
+from linkpix.pipeline.request import parse_format, parse_json, single_values
 from linkpix.web.auth import require
 from linkpix.web.errors import no_store
 from linkpix.web.jobs import accept, parse_webhook
@@ -30,6 +32,8 @@ bp = Blueprint("edit", __name__)
 CONTROL_FIELDS = frozenset({"method", "format", "async", "webhook_url", "webhook_secret",
                             "webhook_include_base64", "image", "mask"})
 TRUE = ("1", "true", "yes", "on")
+FALSE = ("", "0", "false", "no", "off")
+MAX_IGNORED_SHOWN = 20
 
 
 def _file_or_field(fields: dict[str, Any], name: str) -> InputImage | None:
@@ -67,6 +71,11 @@ def _read_body() -> tuple[dict[str, Any], InputImage, InputImage | None]:
     else:
         raise UnsupportedMediaType("send the edit as multipart/form-data (file 'image', field 'prompt') or as "
                                    f"JSON (got {request.mimetype or 'no Content-Type'})")
+    for name, value in single_values(request.args.items(multi=True)).items():
+        if name in fields:
+            raise BadRequest(f"{name!r} is given both in the query string and in the body; give it once",
+                             {"parameter": name})
+        fields[name] = value
     image = _file_or_field(fields, "image")
     if image is None:
         raise BadRequest("send the photo to edit: multipart file 'image', or 'image' as base64 or an upload id",
@@ -75,13 +84,26 @@ def _read_body() -> tuple[dict[str, Any], InputImage, InputImage | None]:
 
 
 def _format(value: Any) -> tuple[str | None, bool]:
-    """-> (output format or cube or None = the source's, JSON metadata wanted)."""
+    """-> (output format, cube, mask or None = the source's; JSON metadata wanted)."""
     text = str(value or "").strip().lower()
     if text == "json":
         return None, True
-    if text == CUBE:
-        return CUBE, False
-    return parse_format(text), False
+    if text in (CUBE, MASK):
+        return text, False
+    try:
+        return parse_format(text), False
+    except BadRequest:
+        raise BadRequest(f"unknown format {value!r}: use png, jpeg, webp, json, cube or mask",
+                         {"parameter": "format", "allowed": ["png", "jpeg", "webp", "json", "cube", "mask"]}) from None
+
+
+def _flag(value: Any, name: str) -> bool:
+    text = str(value if value is not None else "").strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise BadRequest(f"{name} must be 1 or 0 (true/false), not {value!r}", {"parameter": name})
 
 
 @bp.post("/edit")
@@ -92,7 +114,8 @@ def edit() -> Response:
       summary: "Image-to-image, inpainting and instruction edits at full resolution"
       description: "method auto (default) measures how well a 3D colour table alone reproduces the model's
         output (CIEDE2000) and applies it to the original for a colour edit, or returns the model's output for
-        a spatial one; lut and direct force either. format=cube returns the table as an Adobe .cube file."
+        a spatial one only the region the model changed, taken into the untouched photo (region); lut, region
+        and direct force one. format=cube returns the table as an Adobe .cube file, format=mask the region."
       parameters:
         - {in: query, name: async, schema: {type: string, enum: ["0", "1", "true", "false"]},
            description: "1: answer 202 with a job instead"}
@@ -105,7 +128,8 @@ def edit() -> Response:
         200:
           description: "the edited image (X-LinkPix-Edit-Method, X-LinkPix-Edit-Fit), JSON, or a .cube"
           headers:
-            X-LinkPix-Edit-Method: {schema: {type: string, enum: [lut, direct]}}
+            X-LinkPix-Edit-Method: {schema: {type: string, enum: [lut, region, direct]}}
+            X-LinkPix-Region-Share: {schema: {type: string}, description: "region: share of the picture changed"}
           content:
             image/png: {schema: {type: string, format: binary}}
             image/jpeg: {schema: {type: string, format: binary}}
@@ -131,9 +155,12 @@ def edit() -> Response:
     req = dataclasses.replace(parse_json(params, user, max_upload_bytes()), mask=mask)
     editor = svc.editor
     assert editor is not None
-    if str(request.args.get("async", fields.get("async", ""))).lower() in TRUE or fields.get("webhook_url"):
+    if _flag(fields.get("async"), "async") or fields.get("webhook_url"):
+        if fmt == MASK:
+            raise BadRequest("format=mask is answered directly; ask for it without async or webhook_url",
+                             {"parameter": "format"})
         return _submit(fields, req, image, method, fmt)
-    done = editor.run(req, image, method, fmt)
+    done = editor.run(req, image, method, fmt, want_mask=json_mode)
     if json_mode:
         return no_store(jsonify(_describe(done)))
     return _response(done)
@@ -161,8 +188,19 @@ def _headers(done: EditOutcome) -> dict[str, str]:
         headers["X-LinkPix-Backend"] = backend
     if done.fit is not None:
         headers["X-LinkPix-Edit-Fit"] = f"{done.fit['mean']:.2f}"
-    if job.notes:
-        headers["X-LinkPix-Notes"] = "; ".join(job.notes)
+    if done.region_share is not None:
+        headers["X-LinkPix-Region-Share"] = f"{done.region_share:.4f}"
+    if done.mask is not None:
+        headers["X-LinkPix-Mask-Url"] = done.mask.url
+    if done.method == "direct" and done.image is not None:
+        headers["X-LinkPix-Model-Output-Size"] = f"{done.image.meta.get('width')}x{done.image.meta.get('height')}"
+    notes = (*job.notes, *done.notes)
+    if notes:
+        headers["X-LinkPix-Notes"] = "; ".join(notes)
+    if job.ignored:
+        shown = job.ignored[:MAX_IGNORED_SHOWN]
+        more = len(job.ignored) - len(shown)
+        headers["X-LinkPix-Ignored"] = ",".join(shown) + (f",...(+{more} more)" if more else "")
     return headers
 
 
@@ -185,5 +223,6 @@ def _describe(done: EditOutcome) -> dict[str, Any]:
             "method": done.method, "fit": done.fit, "format": image.fmt if image else CUBE,
             "width": meta.get("width"), "height": meta.get("height"), "bytes": image.size if image else None,
             "model_output": done.model_output.url, "generation_ms": done.model_output.meta.get("generation_ms"),
-            "prompt": job.prompt, "seed": job.seed,
-            "workflow": job.workflow, "params": job.params, "notes": list(job.notes)}
+            "prompt": job.prompt, "seed": job.seed, "region_share": done.region_share,
+            "mask_url": done.mask.url if done.mask is not None else None, "ignored": list(job.ignored),
+            "workflow": job.workflow, "params": job.params, "notes": [*job.notes, *done.notes]}

@@ -71,16 +71,20 @@ def _error(exc: LinkPixError) -> Response:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """Workflows and aliases usable as `model`.
+    """Workflows and aliases usable as `model` for generations. Workflows that edit an input image are left
+    out (a generation has none: they would answer 400); /v1/images/edits still takes them by name.
     ---
     get:
-      summary: "OpenAI model list: every LinkPix workflow and the OpenAI model names that stand for the default one"
+      summary: "OpenAI model list: the LinkPix workflows that generate from text, and the OpenAI model names
+        that stand for the default one"
       responses:
         200:
           description: "{object: list, data: [{id, object, created, owned_by}]}"
           content: {application/json: {schema: OpenAIModels}}
     """
-    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()] + list(ALIASES)
+    needs = services().resolver.workflow_needs()
+    ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()
+           if not needs.get(name, {}).get("image")] + list(ALIASES)
     return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
                                                for i in dict.fromkeys(ids)]})
 
