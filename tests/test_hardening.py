@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
+from fronts_support import png_bytes
 from jobs_support import JobsServer
 from support import ApiServer
 
@@ -107,3 +108,10 @@ def test_with_both_backends_down_the_503_names_both(project):
         assert "127.0.0.1:9" in r.json()["message"] and "127.0.0.1:11" in r.json()["message"], r.text
     finally:
         server.close()
+
+
+def test_an_unknown_output_format_on_the_openai_edit_is_a_400(strict):
+    files = {"image": ("image.png", png_bytes(), "image/png"), "mask": ("mask.png", png_bytes(), "image/png")}
+    r = requests.post(strict.url + "/v1/images/edits", files=files, data={"prompt": "x", "output_format": "bmp"},
+                      timeout=60)
+    assert r.status_code == 400 and "output_format" in r.text, r.text

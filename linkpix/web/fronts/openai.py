@@ -160,7 +160,7 @@ def edits() -> Response:
     for i in range(count):  # image i gets seed + i (a random seed: each draws its own)
         this = req if i == 0 or req.random_seed else dataclasses.replace(
             req, seed=(first_seed + i) % (SEED_MAX + 1), random_seed=False)
-        done = editor.run(this, source, "auto", body.get("output_format") or "png")
+        done = editor.run(this, source, "auto", _output_format(body))
         first_seed = done.job.seed if i == 0 else first_seed
         assert done.image is not None
         data.append(_item(done.image, done.job.prompt, fmt))
@@ -171,6 +171,15 @@ def edits() -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-LinkPix-Workflow"] = done.job.workflow
     return resp
+
+
+def _output_format(body: dict[str, Any]) -> str:
+    """`output_format` (png, jpeg, webp): anything else is a 400, not a KeyError deep in the edit."""
+    fmt = body.get("output_format") or "png"
+    if fmt not in ("png", "jpeg", "webp"):
+        raise BadRequest(f"output_format must be png, jpeg or webp (got {str(fmt)[:40]!r})",
+                         {"parameter": "output_format"})
+    return str(fmt)
 
 
 def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
