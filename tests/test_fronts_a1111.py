@@ -149,6 +149,10 @@ def test_errors_in_a1111_shape(project, simulator):
         r = requests.post(server.url + "/sdapi/v1/options", json={"sd_model_checkpoint": "nope"}, auth=auth,
                           timeout=30)
         assert r.status_code == 400 and set(r.json()) == ERROR_KEYS
+        for images in ({"0": "x"}, "not a list", 5):  # found by Schemathesis: an object here was a 500
+            r = requests.post(server.url + "/sdapi/v1/img2img", json={"prompt": "x", "init_images": images},
+                              auth=auth, timeout=30)
+            assert r.status_code == 400 and "init_images" in r.json()["detail"], r.text
         r = requests.post(u, json={"prompt": "x", "batch_size": 9}, auth=auth, timeout=30)
         assert r.status_code == 400 and "max_image_count" in r.json()["detail"]
         ok = requests.post(u, json={"prompt": "x", "width": 64, "height": 64, "steps": 2}, auth=auth, timeout=30)

@@ -20,9 +20,12 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from providers_support import KEY as BFL_KEY
 from providers_support import BflServer
+from replica_support import redis_server
 from support import ApiServer
 
 from linkpix.simulator import SimulatorServer
+
+__all__ = ["redis_server"]
 
 REMOTE_KEY = "remote-secret-key-123"
 
@@ -121,6 +124,9 @@ def test_bfl_submit_then_poll_and_cost_counted_per_user(project, simulator, bfl)
                  for s in f.samples if s.name == "linkpix_provider_cost_total"}
         expected = 0.5 * 512 * 288 / 1e6 + 0.5 * 1024 * 1024 / 1e6  # per megapixel delivered
         assert costs[(("provider", "bfl"), ("user", "default"))] == pytest.approx(expected)
+        usage = api.get("/api/usage").json()["days"]
+        assert [(r["user"], r["provider_runs"]) for r in usage] == [("default", 2)]
+        assert usage[0]["provider_cost"] == pytest.approx(expected, abs=1e-6) and usage[0]["gpu_seconds"] == 0
         health = api.get("/health")
         assert health.json()["providers"] == [{"name": "bfl", "kind": "bfl", "models": ["flux-dev", "flux-kontext-pro"],
                                                "priority": 1, "features": ["txt2img", "img2img", "inpainting"]}]
@@ -230,3 +236,20 @@ def test_a_job_runs_on_a_provider_and_reports_it(project, simulator, bfl):
         assert bfl.requests[-1]["prompt"] == "a quiet harbour" and runs(simulator) == 0
     finally:
         server.close()
+
+
+def test_two_replicas_on_redis_count_the_hosted_cost_in_one_book(project, simulator, bfl, redis_server):
+    first = ApiServer(project, simulator.url, providers=providers(bfl=bfl), redis_url=redis_server.url,
+                      replica_name="one")
+    second = ApiServer(project, simulator.url, providers=providers(bfl=bfl), redis_url=redis_server.url,
+                       replica_name="two")
+    try:
+        assert first.get("/prompt/a tower?model=bfl:flux-dev&width=256&height=256").status_code == 200
+        assert second.get("/prompt/a bridge?model=bfl:flux-dev&width=256&height=256").status_code == 200
+        for server in (first, second):
+            rows = server.get("/api/usage").json()["days"]
+            assert [(r["user"], r["provider_runs"]) for r in rows] == [("default", 2)]
+            assert rows[0]["provider_cost"] == pytest.approx(2 * 0.5 * 256 * 256 / 1e6)
+    finally:
+        first.close()
+        second.close()

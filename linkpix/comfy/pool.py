@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,11 @@ class ModelMissing(BadRequest):
 
 class NoBackend(BackendUnavailable):
     """No backend could take the run (none answering, or none left to fail over to): nothing was queued."""
+
+
+class AllBusy(NoBackend):
+    """Every backend that could run the graph already has `depth` of LinkPix's runs: wait for a slot (the
+    fair queue, `pipeline/fairqueue.py`, asks with a depth and keeps the request until one frees)."""
 
 
 @dataclass
@@ -166,8 +171,11 @@ class Pool:
                                  f"{', '.join(m.name for m in self._active()) or 'none'})")
 
     # --- routing ----------------------------------------------------------------------------------
-    def choose(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = ()) -> ComfyClient:
-        """The backend to run `graph` on, reserved for the run (see the module docstring)."""
+    def choose(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = (),
+               depth: int | None = None, busy: Callable[[str], int | None] | None = None) -> ComfyClient:
+        """The backend to run `graph` on, reserved for the run (see the module docstring). With `depth`,
+        only a backend with fewer than `depth` LinkPix runs on it (`busy(url)`: the runs every replica
+        has there, when they share a Redis); AllBusy when every able one is full."""
         refs = routing.model_files(graph)
         wanted = routing.main_model(refs)
         excluded = {id(c) for c in exclude}
@@ -183,11 +191,26 @@ class Pool:
             if not usable:
                 raise NoBackend("no ComfyUI backend that can run this is answering: " + "; ".join(
                     m.client.health.describe() for m in able), {"backends": [m.name for m in able]})
+            if depth is not None:
+                usable = [m for m in usable if _runs(m, busy) < depth]
+                if not usable:
+                    raise AllBusy(f"every ComfyUI backend that can run this has {depth} runs", {})
             pick = min(usable, key=lambda m: (m.full, routing.cost(m.load, m.spec.weight, m.last_model, wanted),
                                               m.runs))
             pick.inflight += 1
             pick.last_model = wanted or pick.last_model
             return pick.client
+
+    def has_room(self, depth: int, busy: Callable[[str], int | None] | None = None) -> bool:
+        """Whether some backend in the rotation has fewer than `depth` LinkPix runs (cheap: no probing)."""
+        return any(_runs(m, busy) < depth and m.client.health.state != FROZEN for m in self._active())
+
+    def unreserve(self, client: ComfyClient) -> None:
+        """Undo `choose`'s reservation of a run that was not started after all (no run is counted)."""
+        with self._lock:
+            for member in self._members.values():
+                if member.client is client:
+                    member.inflight = max(0, member.inflight - 1)
 
     def can_run(self, graph: dict[str, Any], exclude: Iterable[ComfyClient] = ()) -> bool:
         """Whether `choose` would find a backend now (nothing is reserved)."""
@@ -361,6 +384,12 @@ class Pool:
             member.client.close()
         if self._own_stops:
             self.stops.close()
+
+
+def _runs(member: Member, busy: Callable[[str], int | None] | None) -> int:
+    """LinkPix's runs on a backend: this process's, or every replica's when `busy` knows them."""
+    shared = busy(member.client.base_url) if busy is not None else None
+    return member.inflight if shared is None else max(shared, member.inflight)
 
 
 def _comfyui_rejection(ref: routing.ModelRef, allowed: list[str]) -> dict[str, Any]:

@@ -113,8 +113,10 @@ class Settings(BaseSettings):
     signing_keys: list[str] = Field(default_factory=list,
                                     description="HMAC keys for signed URLs (first signs, all verify).")
     require_signature: bool = Field(False, description="Refuse /prompt links that carry no valid signature.")
-    job_workers: int = Field(2, ge=1, le=64, description="Async jobs run at once (POST /generate); the rest "
-                                                     "wait in LinkPix's queue.")
+    job_workers: int = Field(32, ge=1, le=64, description="Async jobs handed to the fair queue at once (POST "
+                                                      "/generate); the rest wait in the job store.")
+    fair_depth: int = Field(2, ge=1, le=64, description="Runs each ComfyUI backend is given at once (fair queue).")
+    fair_half_life: float = Field(3600.0, ge=0, description="Seconds for past GPU-seconds to count half (0: never).")
     jobs_max_queued: int = Field(100, ge=1, description="Most unfinished async jobs in total before "
                                                         "POST /generate answers 429.")
     jobs_max_queued_per_user: int = Field(10, ge=1, description="Most unfinished async jobs per user before "
@@ -150,7 +152,7 @@ class Settings(BaseSettings):
                                                          "sets how many run at once.")
     rate_limits_user: dict[str, str] = Field(default_factory=dict,
                                              description="Per-user rate limits by class (links, jobs, "
-                                                         "uploads, hits), in the limits notation: "
+                                                         "uploads, hits, gpu_seconds), in the limits notation: "
                                                          "{\"links\": \"30/minute;500/day\"}.")
     rate_limits_address: dict[str, str] = Field(default_factory=dict,
                                                 description="Per-client-address rate limits by class, like "
@@ -272,8 +274,10 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limits_user", "rate_limits_address")
     @classmethod
-    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+    def _rates(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         parse_rates(value)
+        if info.field_name == "rate_limits_address" and "gpu_seconds" in value:
+            raise ValueError("gpu_seconds is counted per user: put it in rate_limits_user")
         return value
 
     @field_validator("trusted_proxies")

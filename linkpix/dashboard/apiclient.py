@@ -93,6 +93,10 @@ class ApiClient:
         """The API's newest /prompt, /images and job requests with their outcome, newest first."""
         return self._json("GET", "/api/requests", params={"limit": limit})
 
+    def usage(self) -> dict[str, Any]:
+        """GET /api/usage: GPU-seconds per user and day (the dashboard's key is an admin's: everyone's)."""
+        return self._json("GET", "/api/usage")
+
     def stats_history(self) -> dict[str, Any]:
         """GET /api/stats/history: the last hour, minute by minute (the Monitor's plots)."""
         return self._json("GET", "/api/stats/history")

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from linkpix.dashboard import cachefiles, plots
+from linkpix.dashboard import cachefiles, plots, usage_panel
 from linkpix.dashboard.apiclient import ApiError
 from linkpix.dashboard.context import DashboardContext
 
@@ -154,6 +154,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
     updated = gr.Markdown(elem_id="lp-monitor-updated")
     plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
+    usage_panel.build(ctx, timer_seconds)  # GPU-seconds per user and day, the fair queue per user
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")

@@ -289,7 +289,8 @@ class JobManager:
             meta = outcome.image.meta
             image = {"url": outcome.image.url, "seed": spec.seed, "width": meta.get("width"),
                      "height": meta.get("height"), "format": outcome.image.fmt,
-                     "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id")}
+                     "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id"),
+                     "gpu_seconds": outcome.gpu_seconds}
             images.append(image)
             self.store.update(job_id, images=images, prompt_id=None)
             self.events.publish(job_id, "image", dict(image, index=index))
@@ -309,8 +310,11 @@ class JobManager:
             self.progress.start_image(job.id, index, job.image_count)
             try:
                 return self.generator.generate(spec, job.user, self.progress.listener(job.id, index), ticket=ticket,
-                                               prompt_id=prompt_id, backend=job.backend if prompt_id else None)
+                                               prompt_id=prompt_id, backend=job.backend if prompt_id else None,
+                                               background=True)
             except QueueFull as exc:
+                if exc.code == "rate_limited":  # a quota used up (gpu_seconds): waiting a moment will not help
+                    raise
                 if self._stop.wait(min(exc.retry_after, 2.0)):
                     raise Cancelled("shutting down") from None
             except NoBackend:

@@ -101,6 +101,9 @@ class Metrics:
                                         "refused, error)", ["result"], registry=self.registry)
         self.rate_limited = Counter("linkpix_rate_limited", "Requests refused by a rate limit, by class",
                                     ["class"], registry=self.registry)
+        self.gpu_seconds = Counter("linkpix_gpu_seconds", "Seconds ComfyUI spent on runs (execution_start to "
+                                   "execution_success), by the user they were counted for", ["user"],
+                                   registry=self.registry)
         self.provider_cost = Counter("linkpix_provider_cost", "Cost of hosted provider runs (as configured "
                                      "per image or megapixel), by user and provider", ["user", "provider"],
                                      registry=self.registry)
@@ -135,6 +138,9 @@ class Metrics:
                 self.run_seconds_sum += seconds
                 self.run_count += 1
 
+    def observe_gpu(self, user: str, seconds: float) -> None:
+        """A run's time in ComfyUI, for the user who started it (once per run)."""
+        self.gpu_seconds.labels(user).inc(max(0.0, seconds))
     def observe_cost(self, user: str, provider: str, cost: float, seconds: float) -> None:
         """A hosted provider run gave a picture for `user`; what it cost, as configured."""
         self.provider_runs.labels(user, provider).inc()

@@ -31,10 +31,11 @@ from limits.strategies import MovingWindowRateLimiter
 
 from linkpix.errors import QueueFull, SharedUnavailable
 
-CLASSES = ("links", "jobs", "uploads", "hits")
+CLASSES = ("links", "jobs", "uploads", "hits", "gpu_seconds")  # the last: per user only (ops/gpuquota.py)
 SCOPES = ("user", "address")
 # What a class counts, for messages a person reads.
-_WHAT = {"links": "new pictures", "jobs": "jobs", "uploads": "uploads", "hits": "image requests"}
+_WHAT = {"links": "new pictures", "jobs": "jobs", "uploads": "uploads", "hits": "image requests",
+         "gpu_seconds": "GPU-seconds"}
 
 
 class RateLimited(QueueFull):
@@ -149,6 +150,15 @@ class RateLimiter:
 
     def limited(self, cls: str) -> bool:
         return cls in self._policies
+
+    def policies(self, cls: str) -> list[Policy]:
+        """The policies configured for `cls` (none: not limited)."""
+        return list(self._policies.get(cls, []))
+
+    @property
+    def strategy(self) -> MovingWindowRateLimiter:
+        """The `limits` strategy over this limiter's storage (for counts that are not requests)."""
+        return self._strategy
 
     def check(self, cls: str, user: str | None, address: str | None, who: str = "", cost: int = 1) -> Verdict:
         """Count `cost` requests of `cls` for `user` and `address` if every policy allows them; otherwise

@@ -48,6 +48,8 @@ class Flight:
     backend: Backend | None = None  # the ComfyUI this run uses, fixed when the run starts
     stored: CachedImage | None = None  # with replicas: the image as the run's replica stored it
     remote: bool = False  # another replica ran it; this flight only waited for its notice
+    run_started: float | None = None  # when a backend took it (None while it waits in LinkPix's queue)
+    gpu_seconds: float | None = None  # its time in ComfyUI, counted for the user who started it
 
     def listen(self, callback: EventCallback | None) -> None:
         if callback is None:

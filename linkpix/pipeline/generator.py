@@ -1,27 +1,23 @@
 """Stages 4 and 5 together: run a rendered job in ComfyUI once, store the image, share the run.
 
-Single-flight: concurrent requests for the same cache key join one run (a "flight") instead of queueing
-identical work in ComfyUI; each joiner receives the same bytes and the run's progress events. The run
-happens on a worker thread owned by the flight, so a client that disconnects never cancels a run that
-others wait on, and the number of flights is capped so a flood of distinct links answers 429 instead of
-growing ComfyUI's queue without bound.
+Single-flight: concurrent requests for the same cache key join one run (a "flight"); each joiner gets the
+same bytes and the run's progress events. The run happens on a worker thread owned by the flight, so a
+client that disconnects never cancels a run others wait on; the number of flights is capped (429 beyond).
 
-The async jobs API needs three more things, all optional for `/prompt`: a `Ticket` lets one waiter learn
-the ComfyUI prompt id as soon as it is known (a `SUBMITTED` event) and leave the run; the run is stopped
-in ComfyUI only when no waiter is left, so cancelling one job never kills a run another request shares.
+A `Ticket` lets one waiter (a job) learn the ComfyUI prompt id as soon as it is known (a `SUBMITTED`
+event) and leave the run; the run is stopped in ComfyUI only when no waiter is left.
 `generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
 
-Which ComfyUI runs a flight is the pool's choice (`pool.choose(graph)`), asked once per attempt. Failover
-is a loop in the run, not in each caller: a backend unreachable at submit -> the next one; a backend that
-dies, restarts or loses the prompt mid-run -> the run is submitted again elsewhere (`failover_retries`
-times), its old prompt handed to the durable stop list; waiters only see the delay. A run ComfyUI itself
+Each attempt waits its turn in LinkPix's fair queue (`fairqueue.py`), which takes the pool's choice of
+backend (`pool.choose`) once one has room. Failover is a loop in the run: a backend unreachable at submit
+-> the next one; one that dies, restarts or loses the prompt mid-run -> the run is submitted again
+elsewhere (`failover_retries` times), its old prompt handed to the durable stop list. A run ComfyUI itself
 refused (422) or that failed in a node (502) is not retried anywhere.
 
-With Redis configured (several replicas), a flight first claims its key across replicas (`shared/flights.py`):
+With Redis configured (several replicas), a flight first claims its key across replicas (`replicas/flights.py`):
 the replica that gets the claim runs it and stores the image before announcing it; a flight on another
 replica waits for that notice and hands its waiters the stored image, copied into their users' caches.
 """
-
 from __future__ import annotations
 
 import functools
@@ -34,14 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 from linkpix.comfy import ClientClosed, Event, OutputImage, PromptLost
 from linkpix.comfy.pool import NoBackend
+from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.config import Settings
-from linkpix.errors import BackendUnavailable, ExecutionFailed, GenerationTimeout, LinkPixError, QueueFull
-from linkpix.imaging.encode import encode, image_size
+from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
+from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
+from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.pipeline.hostedrun import run_hosted
+from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
@@ -50,11 +49,9 @@ if TYPE_CHECKING:  # only with redis_url: never imported on the embedded path
 
 log = logging.getLogger(__name__)
 
-RunObserver = Callable[[str, str, float, str], None]  # workflow, backend, seconds, outcome
 
-# The run enforces the timeout itself (and every call it makes is bounded); a waiter gives up this many
-# seconds later only if the run somehow did not answer by then.
-AWAIT_MARGIN = 5.0
+AWAIT_MARGIN = 5.0  # s after the run's own timeout a waiter gives up (the run enforces it; this only bounds)
+QUEUED_LOOK = 1.0  # s between a waiter's looks while its run waits in LinkPix's queue (no timeout runs yet)
 
 
 @dataclass
@@ -64,14 +61,19 @@ class Outcome:
     image: CachedImage
     cache_hit: bool
     joined: bool = False
+    gpu_seconds: float | None = None  # this request's run's time in ComfyUI (None: cached, or joined)
 
 
 class Generator:
     """`generate(job, user)` returns the stored image for a rendered job, running ComfyUI at most once."""
 
     def __init__(self, pool: BackendPool, cache: ImageCache, settings: Callable[[], Settings],
-                 shared: SharedFlights | None = None, providers: Providers | None = None) -> None:
+                 shared: SharedFlights | None = None, providers: Providers | None = None,
+                 queue: FairQueue | None = None) -> None:
         self.providers = providers  # hosted APIs beside the pool (providers/); None: ComfyUI only
+        self.queue = queue if queue is not None else FairQueue(pool)  # who runs next (pipeline/fairqueue.py)
+        self.on_gpu: GpuObserver | None = None  # usage and quotas: told each run's GPU-seconds, for its user
+        self.admit_run: Callable[[str], None] | None = None  # quotas: raises before a user starts a run
         self._shared = shared  # None: embedded, single-flight within this process only
         self._pool = pool  # asked per attempt: an attempt keeps the ComfyUI it started on
         self.cache = cache
@@ -94,35 +96,24 @@ class Generator:
         with self._lock:
             return len(self._flights)
 
-    def _report(self, flight: Flight, job: RenderedJob, seconds: float) -> None:
-        """Tell `on_run` how a run ended: workflow, backend, seconds, and `ok` or the error's code."""
-        if self.on_run is None or not flight.future.done():
-            return
-        error = flight.future.exception()
-        backend = flight.backend
-        name = str(getattr(backend, "name", None) or getattr(backend, "base_url", None) or "none")
-        try:
-            self.on_run(job.workflow, name, seconds, "ok" if error is None else getattr(error, "code", "error"))
-        except Exception:
-            log.exception("reporting a run to the metrics failed")
-
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
-                 backend: str | None = None) -> Outcome:
+                 backend: str | None = None, background: bool = False) -> Outcome:
         """The stored image for `job`. With `prompt_id`, follow that already-submitted ComfyUI prompt on
         `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
-        may leave early; it then gets `Cancelled`."""
+        may leave early; it then gets `Cancelled`. `background`: nobody waits at a link for it (a job),
+        so the user's links go first in LinkPix's queue."""
         job = self._route(job)
         try:
-            return self._generate(job, user, on_event, ticket, prompt_id, backend)
+            return self._generate(job, user, on_event, ticket, prompt_id, backend, background)
         except BackendUnavailable as exc:
             if job.provider is not None or job.fallback is None or prompt_id is not None:
                 raise
             log.info("ComfyUI could not run %s (%s); %s takes it", job.workflow, exc.message, job.fallback)
-            return self._generate(replace(job, provider=job.fallback), user, on_event, ticket, None, None)
+            return self._generate(replace(job, provider=job.fallback), user, on_event, ticket, None, None, background)
 
     def _generate(self, job: RenderedJob, user: str, on_event: EventCallback | None, ticket: Ticket | None,
-                  prompt_id: str | None, backend: str | None) -> Outcome:
+                  prompt_id: str | None, backend: str | None, background: bool = False) -> Outcome:
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
@@ -132,13 +123,17 @@ class Generator:
                 self.cache.record(hit=True)
                 return Outcome(cached, cache_hit=True)
         self.cache.record(hit=False)
+        if self.admit_run is not None and prompt_id is None and key not in self._flights:
+            self.admit_run(user)  # a quota counts runs started, never a cached picture or a shared run
         token = object()
         flight, owner = self._join(key, token)
         try:
             flight.listen(on_event)
             if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user),
+                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user, not background),
                                  name=f"flight-{key[:8]}", daemon=True).start()
+            elif not background:
+                self.queue.promote(key)
             if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
                 self._leave(flight, token, abort=True)
                 raise Cancelled("cancelled before the run started")
@@ -153,7 +148,8 @@ class Generator:
         elif stored is None:
             data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
             stored = self.cache.put(user, key, job.output_format, data, meta)
-        return Outcome(stored, cache_hit=False, joined=not owner or flight.remote)
+        joined = not owner or flight.remote
+        return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
     def _route(self, job: RenderedJob) -> RenderedJob:
         """The hosted fallback takes a job no ComfyUI backend can run now (all down, or none has its
@@ -164,27 +160,29 @@ class Generator:
         return job
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
-        timeout = self._settings().timeout + AWAIT_MARGIN  # the run enforces the real timeout; this bounds waiting
-        if ticket is None:
-            try:
-                return flight.future.result(timeout=timeout)
-            except TimeoutError:
-                raise self._overdue(flight, timeout) from None
-        flight.future.add_done_callback(lambda _f: ticket.wake())
-        ticket.wait(timeout)
-        if ticket.cancelled:
-            raise Cancelled("this waiter left the run")
-        if not flight.future.done():
-            raise self._overdue(flight, timeout)
-        return flight.future.result()
-
-    @staticmethod
-    def _overdue(flight: Flight, timeout: float) -> GenerationTimeout:
-        with flight.lock:
-            prompt_id, backend = flight.prompt_id, flight.backend
-        where = f"prompt {prompt_id} on ComfyUI {backend.name}" if prompt_id and backend else "the run"
-        return GenerationTimeout(f"no result for {where} after {timeout:.0f} s; the run goes on being stopped "
-                                 "in the background", {"prompt_id": prompt_id})
+        """The run's result. Time spent waiting in LinkPix's queue does not count: the timeout starts
+        when a backend takes the run (which enforces it; this only bounds waiting)."""
+        timeout = self._settings().timeout + AWAIT_MARGIN
+        if ticket is not None:
+            flight.future.add_done_callback(lambda _f: ticket.wake())
+        since = time.monotonic()
+        while True:
+            if flight.run_started is None and not flight.remote:
+                left = QUEUED_LOOK  # still in LinkPix's queue: no timeout runs yet
+            else:
+                left = (flight.run_started or since) + timeout - time.monotonic()
+            if left <= 0:
+                raise overdue(flight, timeout)
+            if ticket is None:
+                try:
+                    return flight.future.result(timeout=left)
+                except TimeoutError:
+                    continue
+            ticket.wait(left)
+            if ticket.cancelled:
+                raise Cancelled("this waiter left the run")
+            if flight.future.done():
+                return flight.future.result()
 
     def _leave(self, flight: Flight, token: object, abort: bool) -> None:
         """A waiter leaves; the last one to leave with `abort` stops the run in ComfyUI."""
@@ -194,6 +192,7 @@ class Generator:
                 return
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]  # new identical requests must not join a doomed run
+        self.queue.withdraw(flight.key)  # waiting in LinkPix's queue: it leaves it now
         with flight.lock:
             flight.aborted = True
             prompt_id = flight.prompt_id
@@ -226,20 +225,21 @@ class Generator:
             return flight, True
 
     def _fly(self, flight: Flight, job: RenderedJob, prompt_id: str | None = None,
-             backend_name: str | None = None, user: str = "default") -> None:
+             backend_name: str | None = None, user: str = "default", interactive: bool = True) -> None:
         started = time.monotonic()
         deadline = started + self._settings().timeout
         try:
             if prompt_id is not None:
                 backend = self._pool.client(backend_name or "")
                 self._pool.reserve(backend)
+                flight.run_started = time.monotonic()
                 result = self._attempt(flight, job, backend, deadline, started, prompt_id)
             elif job.provider is not None and self.providers is not None:
                 result = run_hosted(self.providers, job, user, started, flight.emit)
             elif self._shared is not None:
-                result = self._fly_shared(flight, job, user, deadline, started)
+                result = self._fly_shared(flight, job, user, deadline, started, interactive)
             else:
-                result = self._run(flight, job, deadline, started)
+                result = self._run(flight, job, deadline, started, user, interactive)
             flight.future.set_result(result)
         except LinkPixError as exc:
             flight.future.set_exception(exc)
@@ -250,11 +250,12 @@ class Generator:
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
-            if not flight.remote:
-                self._report(flight, job, time.monotonic() - started)
+            if not flight.remote and flight.future.done():
+                report_run(self.on_run, job.workflow, flight.backend, time.monotonic() - started,
+                           flight.future.exception())
 
     def _fly_shared(self, flight: Flight, job: RenderedJob, user: str, deadline: float,
-                    started: float) -> tuple[Any, dict[str, Any]]:
+                    started: float, interactive: bool = True) -> tuple[Any, dict[str, Any]]:
         """Claim the key across replicas and run it, or wait for the replica that claimed it."""
         assert self._shared is not None
         while True:
@@ -271,7 +272,7 @@ class Generator:
         flight.remote = False
         try:
             try:
-                output, meta = self._run(flight, job, deadline, started)
+                output, meta = self._run(flight, job, deadline, started, user, interactive)
                 data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
                 flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
@@ -293,9 +294,10 @@ class Generator:
                                   "output_dir (or the S3 bucket) really shared by every replica?") from None
         return None, own_meta(flight.stored.meta)
 
-    def _run(self, flight: Flight, job: RenderedJob, deadline: float,
-             started: float) -> tuple[OutputImage, dict[str, Any]]:
-        """Attempts on the pool's backends until one gives the image (see the module docstring)."""
+    def _run(self, flight: Flight, job: RenderedJob, deadline: float, started: float, user: str = "default",
+             interactive: bool = True) -> tuple[OutputImage, dict[str, Any]]:
+        """Attempts on the pool's backends until one gives the image (see the module docstring). Each
+        attempt waits its turn in LinkPix's queue first; the timeout counts from the first backend's start."""
         tried: list[Backend] = []
         failovers = 0
         submitted: str | None = None
@@ -304,13 +306,23 @@ class Generator:
         failed: dict[str, str] = {}  # backend name -> why its try failed
         resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
         while True:
+            slot: Slot | None = None
             if resume is not None:
                 backend, prompt_id = resume
                 self._pool.reserve(backend)
             else:
                 prompt_id = None
                 try:
-                    backend = self._pool.choose(job.graph, exclude=tried)
+                    queued = time.monotonic()
+                    slot = self.queue.acquire(flight.key, user, job.graph, interactive=interactive,
+                                              exclude=tried, cancelled=lambda: flight.aborted)
+                    if slot is None:
+                        raise Cancelled("every waiter left before the run started")
+                    backend = slot.client
+                    if flight.run_started is None:  # the timeout starts now, not when the request queued
+                        waited = time.monotonic() - queued
+                        deadline, started = deadline + waited, started + waited
+                        flight.run_started = time.monotonic()
                 except BackendUnavailable:
                     if failure is None:
                         raise
@@ -321,7 +333,8 @@ class Generator:
                                         {"backends": list(failed)}) from None
                     raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
             try:
-                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None)
+                return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None,
+                                     slot=slot, user=user)
             except ClientClosed:
                 raise  # LinkPix is shutting down (or dropped the backend): a run elsewhere would be orphaned
             except BackendUnavailable as exc:
@@ -346,12 +359,20 @@ class Generator:
                 log.warning("ComfyUI %s failed this run (%s); trying another backend", backend.name, exc.message)
 
     def _attempt(self, flight: Flight, job: RenderedJob, backend: Backend, deadline: float, started: float,
-                 prompt_id: str | None, resumed: bool = False) -> tuple[OutputImage, dict[str, Any]]:
-        """One try on one backend (reserved by the caller and released here): upload, submit, wait."""
+                 prompt_id: str | None, resumed: bool = False, slot: Slot | None = None,
+                 user: str = "default") -> tuple[OutputImage, dict[str, Any]]:
+        """One try on one backend (reserved by the caller and released here, with its queue `slot`):
+        upload, submit, wait; a success's time in ComfyUI is counted for `user`."""
         reattached = prompt_id is not None and not resumed
         with flight.lock:
             flight.backend, flight.prompt_id = backend, prompt_id
-        began, error = time.monotonic(), None
+        began, error, gpu = time.monotonic(), None, None
+        clock = RunClock()
+
+        def _emit(event: Event) -> None:
+            clock.see(event)
+            flight.emit(event)
+
         try:
             if prompt_id is None:
                 for upload in job.uploads:
@@ -366,24 +387,19 @@ class Generator:
                     self._stop(flight, prompt_id)
             if not resumed:
                 flight.emit(Event(SUBMITTED, prompt_id, {"prompt_id": prompt_id, "backend": backend.name}))
-            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), flight.emit,
+            entry = backend.wait(prompt_id, max(0.0, deadline - time.monotonic()), _emit,
                                  reattach=reattached, budget=deadline - started)
+            gpu = flight.gpu_seconds = round(clock.seconds(entry), 3)
+            count_gpu(self.on_gpu, user, gpu)
             outputs = backend.images(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
-            return outputs[0], self._meta(job, outputs[0], backend.name, time.monotonic() - started)
+            return outputs[0], run_meta(job, outputs[0], backend.name, time.monotonic() - started)
         except LinkPixError as exc:
             error = exc
             raise
         finally:
             self._pool.finished(backend, time.monotonic() - began, error)
-
-    @staticmethod
-    def _meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
-        width, height = image_size(output.data)
-        return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
-                "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-                "width": width, "height": height, "backend": backend,
-                "prompt_id": output.prompt_id, "comfy_filename": output.filename,
-                "generation_ms": round(seconds * 1000)}
+            if slot is not None:
+                self.queue.finish(slot, gpu)

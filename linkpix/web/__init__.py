@@ -9,7 +9,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from linkpix.config import ConfigHolder
-from linkpix.web import characters, edit, fronts, guards, images, info, jobs, openapi, ops, uploads
+from linkpix.web import characters, edit, fronts, guards, images, info, jobs, openapi, ops, uploads, usage
 from linkpix.web.errors import register_error_handlers
 from linkpix.web.middleware import HitPath, RequestLog
 from linkpix.web.services import EXTENSION, Services, build_services
@@ -30,7 +30,7 @@ def create_app(config_path: str | os.PathLike[str] = "config.json", *,
     guards.install(app)  # before the blueprints: routing options apply as each rule is added
     if settings.cors_origins:
         CORS(app, resources={JSON_ROUTES: {"origins": settings.cors_origins}})
-    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, characters.bp, openapi.bp):
+    for blueprint in (images.bp, info.bp, jobs.bp, uploads.bp, edit.bp, characters.bp, openapi.bp, usage.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     fronts.register(app, svc)  # A1111, OpenAI Images and ComfyUI dialects (web/fronts/)

@@ -98,6 +98,7 @@ def prompt(text: str) -> Response:
             X-LinkPix-Cache: {schema: {type: string, enum: [hit, miss]}}
             X-LinkPix-Seed: {schema: {type: string}}
             X-LinkPix-Workflow: {schema: {type: string}}
+            X-LinkPix-GPU-Seconds: {description: "its run's seconds in ComfyUI", schema: {type: string}}
           content:
             image/png: {schema: {type: string, format: binary}}
             image/jpeg: {schema: {type: string, format: binary}}
@@ -132,12 +133,16 @@ def prompt(text: str) -> Response:
     env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
                               key=outcome.image.key[:12])
     if json_mode:
-        return _json_response(outcome, job)
-    headers = _image_headers(outcome.image, job, outcome.cache_hit)
-    keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
-    if not job.seed_is_random and outcome.image.local and not keyed_char and not who.keyed:  # keyless links only
-        svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
-    return _file_response(outcome.image, headers)
+        resp = _json_response(outcome, job)
+    else:
+        headers = _image_headers(outcome.image, job, outcome.cache_hit)
+        keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
+        if not job.seed_is_random and outcome.image.local and not keyed_char and not who.keyed:  # keyless only
+            svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
+        resp = _file_response(outcome.image, headers)
+    if outcome.gpu_seconds is not None:  # this answer ran something: what it took in ComfyUI
+        resp.headers["X-LinkPix-GPU-Seconds"] = f"{outcome.gpu_seconds:.3f}"
+    return resp
 
 
 @bp.get("/images/<user>/<filename>")

@@ -58,7 +58,8 @@ def health_body() -> tuple[dict[str, Any], int]:
                             "queue_running": sum(1 for r in up if r["queue"]),
                             "queue_pending": sum(max(0, (r["queue"] or 0) - 1) for r in up),
                             "backends_up": len(up), "backends": rows,
-                            "cache": svc.cache.stats(), "pending_generations": svc.generator.pending}
+                            "cache": svc.cache.stats(), "pending_generations": svc.generator.pending,
+                            "fair_queue": svc.generator.queue.snapshot()}
     if not up:
         body["error"] = "; ".join(f"{r['name']}: {r['last_error'] or r['state']}" for r in live)
     body["providers"] = [{"name": p.name, "kind": p.kind, "models": p.models, "priority": p.priority,
@@ -75,6 +76,7 @@ def _redacted(body: dict[str, Any]) -> dict[str, Any]:
     """/health without ComfyUI's addresses (errors name them too) and without the cache's users."""
     body = {k: v for k, v in body.items() if k not in ("comfyui_url", "error")}
     body["cache"] = {k: v for k, v in body["cache"].items() if k != "users"}
+    body["fair_queue"] = {k: v for k, v in body["fair_queue"].items() if k != "users"}  # who waits: key holders
     body["backends"] = [{k: v for k, v in row.items() if k not in ("url", "last_error")}
                         for row in body["backends"]]
     if "redis" in body:

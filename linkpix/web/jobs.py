@@ -78,6 +78,7 @@ def generate() -> Response:
     webhook, secret = parse_webhook(body, services().webhook_targets())
     req = dataclasses.replace(req, input_images=_input_images(body), mask=one_image(body.get("mask"), "mask"))
     rendered = services().resolver.resolve_many(req, count)
+    _admit_runs(rendered, req.user)
     return accept(req.user, rendered, webhook, secret, ignored=list(rendered[0].ignored))
 
 
@@ -90,6 +91,15 @@ def accept(user: str, rendered: list[RenderedJob], webhook: dict[str, Any] | Non
     resp.status_code = 202
     resp.headers["Location"] = f"/jobs/{job.id}"
     return no_store(resp)
+
+
+def _admit_runs(rendered: list[Any], user: str) -> None:
+    """A job that would start a run answers 429 now when the user's GPU-seconds quota is used up."""
+    svc = services()
+    admit = svc.generator.admit_run
+    if admit is not None and any(r.seed_is_random or svc.cache.get(user, svc.generator.key_for(r)) is None
+                                 for r in rendered):
+        admit(user)
 
 
 def _image_count(value: Any, limit: int) -> int:

@@ -16,6 +16,7 @@ from prometheus_client.exposition import choose_encoder
 
 from linkpix.config import LoadedConfig
 from linkpix.errors import LinkPixError
+from linkpix.ops.gpuquota import GpuQuota
 from linkpix.ops.metrics import Metrics, Snapshot
 from linkpix.ops.minutes import History, Sampler, Totals
 from linkpix.ops.ratelimit import RateLimiter, make_storage, parse_networks
@@ -59,8 +60,25 @@ def install(app: Flask, svc: Services) -> Ops:
     _apply(svc.config)
     svc.config_holder.subscribe(_apply)
     svc.generator.on_run = metrics.observe_run
+    quota = GpuQuota(ops.limiter)
+
+    def _on_gpu(user: str, seconds: float) -> None:
+        """One run's GPU-seconds: the usage book, the Prometheus counter, the user's quota."""
+        metrics.observe_gpu(user, seconds)
+        quota.charge(user, seconds)
+        if svc.usage is not None:
+            svc.usage.add(user, seconds)
+
+    svc.generator.on_gpu = _on_gpu
+    svc.generator.admit_run = quota.admit
+    def _on_cost(user: str, provider: str, cost: float, seconds: float) -> None:
+        """One hosted provider run: the Prometheus counters and the usage book, beside GPU-seconds."""
+        metrics.observe_cost(user, provider, cost, seconds)
+        if svc.usage is not None:
+            svc.usage.add_cost(user, cost)
+
     if svc.generator.providers is not None:
-        svc.generator.providers.on_cost = metrics.observe_cost
+        svc.generator.providers.on_cost = _on_cost
     if svc.jobs is not None:
         svc.jobs.webhooks.observe = metrics.observe_webhook
     svc.closers.append(Sampler(history).start().close)

@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from linkpix.comfy import ComfyClient
 from linkpix.comfy.pool import Pool
+from linkpix.comfy.queuepeek import QueuePeek
 from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
 from linkpix.config import ConfigHolder, LoadedConfig, Settings
@@ -27,7 +28,9 @@ from linkpix.edit.editor import Editor
 from linkpix.imaging.budget import BUDGET
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
+from linkpix.ops.usage import Usage, UsageBook
 from linkpix.pipeline.characters import CharacterResolver
+from linkpix.pipeline.fairqueue import FairQueue, LocalLedger
 from linkpix.pipeline.generator import Generator
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
@@ -59,6 +62,7 @@ class Services:
     own_ports: set[int] = field(default_factory=set)  # ports this API was reached on (webhooks avoid them)
     replica: Replica | None = None  # with redis_url: what this replica shares with the others
     replica_name: str = ""
+    usage: Usage | None = None  # GPU-seconds per user and day (ops/usage.py)
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
@@ -80,6 +84,8 @@ class Services:
             self.jobs.close()
         self.pool.close()
         self.pool.stops.close()
+        if self.usage is not None:
+            self.usage.close()
         if self.replica is not None:
             self.replica.close()
 
@@ -112,13 +118,29 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.replica import open_replica
 
         replica = open_replica(s.redis_url, s.replica_name, s.replica_lease, s.api_port)
+    half_life = lambda: settings().fair_half_life  # noqa: E731
+    ledger = None
+    if replica is not None:
+        from linkpix.replicas.fairqueue import RedisLedger
+
+        ledger = RedisLedger(replica.shared, replica.bus, half_life, lambda: settings().timeout, LocalLedger(half_life))
+    queue = FairQueue(pool, lambda: settings().fair_depth, half_life, ledger=ledger)
+    if ledger is not None:
+        ledger.listen(queue.dispatch)  # before the bus starts (replica.start below)
     generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,
-                          providers=providers)
+                          providers=providers, queue=queue)
+    usage: Usage
+    if replica is not None:
+        from linkpix.ops.usage import RedisUsageBook
+
+        usage = RedisUsageBook(replica.shared.redis)
+    else:
+        usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
     editor = Editor(resolver, generator, cache, uploads, lambda: settings().edit_max_megapixels)
     BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
     holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
-    position = lambda prompt_id, backend: pool.client(backend or "").control.queue_position(prompt_id)  # noqa: E731
+    position = QueuePeek(pool.client).position  # a listing a second old at most: polls must not load ComfyUI
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:
         from linkpix.jobs.replicated_manager import SharedJobManager
@@ -132,7 +154,7 @@ def build_services(holder: ConfigHolder) -> Services:
                                replica=s.replica_name or default_replica_name(s.api_port),
                                finish_edit=editor.finish_job)
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), uploads, jobs, editor,
-                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "")
+                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", usage=usage)
 
 
 def default_replica_name(port: int) -> str:

@@ -200,7 +200,7 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
         fields["workflow"] = workflow
     if img2img:
         images = body.get("init_images")
-        if not images:
+        if not images or not isinstance(images, list):
             raise BadRequest("img2img needs init_images: a list with a base64-encoded image",
                              {"parameter": "init_images"})
         fields["images"] = images[:1]

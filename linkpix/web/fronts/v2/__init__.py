@@ -16,7 +16,6 @@ from linkpix.web.fronts.v2 import assets_routes  # noqa: F401 - adds routes
 from linkpix.web.fronts.v2.front import V2Front
 from linkpix.web.fronts.v2.jobs_routes import EXTENSION, bp
 from linkpix.web.fronts.v2.records import V2Records
-from linkpix.web.fronts.v2.redis_records import RedisRecords
 from linkpix.web.fronts.v2.sqlite_records import SqliteRecords
 from linkpix.web.services import Services
 
@@ -25,8 +24,12 @@ DB_FILE = "v2.sqlite3"
 
 def register(app: Flask, svc: Services) -> None:
     """Add the v2 routes and their records (Redis with `redis_url`, else SQLite in the data folder)."""
-    records: V2Records = (RedisRecords(svc.replica.shared) if svc.replica is not None
-                          else SqliteRecords(svc.config.data_dir / DB_FILE))
+    if svc.replica is not None:  # imported only with redis_url: the embedded default never loads redis
+        from linkpix.web.fronts.v2.redis_records import RedisRecords
+
+        records: V2Records = RedisRecords(svc.replica.shared)
+    else:
+        records = SqliteRecords(svc.config.data_dir / DB_FILE)
     app.extensions[EXTENSION] = V2Front(svc, records)
     app.register_blueprint(bp)
     svc.closers.append(records.close)
