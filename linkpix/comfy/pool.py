@@ -36,7 +36,6 @@ from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError
 log = logging.getLogger("linkpix.comfy")
 
 RETIRE_MAX = 600.0  # s a removed backend may keep unconfirmed stops before its client is closed anyway
-STALE_STOPS = 3600.0  # s after which prompts to stop on a backend no longer configured are forgotten
 REFRESH_ON_MISS = 10.0  # s between object_info refreshes triggered by a model no backend seems to have
 FRESH_WAIT = 1.0  # s /health and /ready wait for probes of backends not known to be up
 
@@ -103,14 +102,9 @@ class Pool:
         self._closed = False
         self.update(specs)
         configured = {m.client.base_url for m in self.members()}
+        self.stops.forget_stale(configured, ComfyClient.shown)  # an hour old there: ComfyUI is done with them
         for url in self.stops.backends():
             if url not in configured:
-                forgotten = self.stops.forget(url, time.time() - STALE_STOPS)
-                if forgotten:
-                    log.info("forgot %d prompt(s) to stop on %s, which is no longer configured: they are over an "
-                             "hour old, so ComfyUI has run or dropped them", forgotten, ComfyClient.shown(url))
-                if not self.stops.count(url):
-                    continue
                 log.warning("%d prompt(s) wait to be stopped on a ComfyUI that is no longer configured (%s); "
                             "they are stopped if it is configured again", self.stops.count(url),
                             ComfyClient.shown(url))
