@@ -156,7 +156,7 @@ def test_edits_share_one_memory_budget_and_give_the_memory_back(editing):
     after = _status_mb("VmRSS") - before
     print(f"six 3000x3000 edits: peak +{peak:.0f} MiB, after +{after:.0f} MiB")
     assert peak < 400, peak
-    assert after < 120, after
+    assert after < 160, after  # measured +29 to +127 (after other tests in the process); before: +212
 
 
 
