@@ -72,6 +72,7 @@ class ComfyClient:
         self._follower = Follower(self._http, self._stream, self._mailboxes, self.client_id, self.features,
                                   self.health, self.stops, self.control, self.keeper.wake, connect_timeout)
         self.keeper.start()
+        self.preview_method = "auto"  # sent as extra_data.preview_method (docs/live.md); "default": not sent
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -118,6 +119,8 @@ class ComfyClient:
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if front:
             body["front"] = True
+        if self.preview_method != "default":  # per-prompt previews (ComfyUI PR 11261); older ones ignore it
+            body["extra_data"] = {"preview_method": self.preview_method}
         try:
             payload = json.dumps(body)
         except (TypeError, ValueError) as exc:

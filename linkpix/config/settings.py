@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     cache_max_mb: float = Field(2048.0, ge=0, description="Cache size limit in MiB (0 = no limit).")
     cache_max_age_days: float = Field(0.0, ge=0, description="Evict cached images older than this (0 = never).")
     error_images: bool = Field(False, description="Always answer errors on image routes with a PNG of the message.")
+    live_links: Literal["ask", "images"] = Field("ask", description="ask: live on ?live=1 or an Accept naming "
+                                                 "multipart/x-mixed-replace; images: also every <img> (docs/live.md).")
+    preview_method: Literal["auto", "latent2rgb", "taesd", "none", "default"] = Field(
+        "auto", description="Previews asked of ComfyUI per prompt (extra_data.preview_method, newer ComfyUI); "
+                            "default: ComfyUI's own --preview-method.")
+    live_fps: float = Field(4.0, gt=0, le=30, description="Most preview frames a second sent to one live viewer.")
+    live_max_streams: int = Field(1000, ge=0, description="Live viewers at once in one process (then plain).")
+    live_max_per_user: int = Field(200, ge=0, description="Live viewers at once per user (then plain).")
     cors_origins: list[str] = Field(default_factory=list,
                                     description="Origins allowed to call the JSON endpoints from a web page.")
     threads: int = Field(48, ge=1, le=512, description="Worker threads of the WSGI server.")

@@ -89,15 +89,19 @@ def run(ctx: DashboardContext, specs: list[ControlSpec], prompt: str, styles: li
     except ValueError as exc:
         yield progress_html(0, "Nothing to do", "error"), None, "", "", f"⚠️ {exc}"
         return
-    image: Any = None
     update: Update
     for update in follow(ctx.api(), body):
+        # A picture is sent only when it is new. Gradio writes every picture it is given to a file named by
+        # its hash, truncating and rewriting the same file for the same picture; re-sending the last preview
+        # with each progress step rewrote the file while the browser was fetching it, and uvicorn (h11)
+        # failed the fetch: "Too much data for declared Content-Length".
+        image: Any = gr.skip()
+        if update.image is not None or update.preview is not None:
+            image = Image.open(io.BytesIO(update.image or update.preview or b""))
         if update.error:
             yield (progress_html(update.fraction, update.text, "error"), image, "", "",
                    f"⚠️ **{update.text}**: {update.error}")
             return
-        if update.image is not None or update.preview is not None:
-            image = Image.open(io.BytesIO(update.image or update.preview or b""))
         if update.done:
             cache = update.meta.get("cache")
             yield (progress_html(1.0, update.text, "done"), image, str(update.seed), update.link,

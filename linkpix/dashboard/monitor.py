@@ -16,6 +16,7 @@ import gradio as gr
 from linkpix.dashboard import cachefiles, plots, usage_panel
 from linkpix.dashboard.apiclient import ApiError
 from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.drawing import Drawing
 
 REFRESH_SECONDS = 5.0
 JOB_COLUMNS = ["created", "job", "status", "user", "prompt", "workflow", "images", "cache", "seconds", "error"]
@@ -121,7 +122,7 @@ def cache_rows(root: Any) -> list[list[Any]]:
             for user, row in cachefiles.per_user(root).items()]
 
 
-def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any, ...]:
+def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS, drawing: Drawing | None = None) -> tuple[Any, ...]:
     api = ctx.api(timeout=5)
     health, error = None, None
     try:
@@ -146,15 +147,16 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS) -> tuple[Any
         recent = []
     root = ctx.image_cache()
     gpus = all_gpu_rows(health) if health and health.get("backends") else gpu_rows(stats or {})
+    frames = drawing.items(api, jobs) if drawing is not None else []
     return (health_markdown(health, error), system_markdown(stats, stats_error), backend_rows(health), gpus,
-            recent_rows(recent), cache_rows(root), job_rows(jobs),
+            recent_rows(recent), cache_rows(root), job_rows(jobs), frames,
             f"Updated {time.strftime('%H:%M:%S')} · refreshes every {every:g} s")
 
 
 def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tuple[gr.Timer, list[Any], Any]:
     updated = gr.Markdown(elem_id="lp-monitor-updated")
-    plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
-    usage_panel.build(ctx, timer_seconds)  # GPU-seconds per user and day, the fair queue per user
+    plotted = plots.build(ctx, timer_seconds)  # the last hour, minute by minute (dashboard/plots.py)
+    used = usage_panel.build(ctx, timer_seconds)  # GPU-seconds per user and day, the fair queue per user
     with gr.Row():
         health = gr.Markdown(elem_id="lp-monitor-health")
         system = gr.Markdown(elem_id="lp-monitor-system")
@@ -169,10 +171,16 @@ def build(ctx: DashboardContext, timer_seconds: float = REFRESH_SECONDS) -> tupl
                               value=[], column_count=len(RECENT_COLUMNS), elem_id="lp-monitor-recent")
     jobs = gr.Dataframe(headers=JOB_COLUMNS, label="Jobs (newest first)", interactive=False, value=[],
                         column_count=len(JOB_COLUMNS), elem_id="lp-monitor-jobs")
+    frames = gr.Gallery(label="Now drawing: running jobs' newest preview frames", columns=4, height=240,
+                        elem_id="lp-monitor-drawing", show_label=True)
     gr.Markdown("Recent requests: the API's newest image links, job submissions and cancellations, "
                 "with their status, cache hit or miss (or error) and time taken.")
-    outputs = [health, system, backends, gpus, recent, cache, jobs, updated]
+    outputs = [health, system, backends, gpus, recent, cache, jobs, frames, updated]
+    drawing = Drawing()
     timer = gr.Timer(timer_seconds)
-    timer.tick(lambda: snapshot(ctx, timer_seconds), outputs=outputs, api_visibility="private",
+    timer.tick(lambda: snapshot(ctx, timer_seconds, drawing), outputs=outputs, api_visibility="private",
                show_progress="hidden")
-    return timer, outputs, lambda: snapshot(ctx, timer_seconds)
+    # Opening the page or the tab fills the plots too, not only the tables: else they stay empty until
+    # their own timer first ticks.
+    return timer, [*outputs, *plotted, *used], lambda: (*snapshot(ctx, timer_seconds, drawing), *plots.snapshot(ctx),
+                                                        *usage_panel.snapshot(ctx))

@@ -38,7 +38,7 @@ def frames(points: list[dict[str, Any]]) -> list[pd.DataFrame]:
 
 
 def _frame(rows: list[tuple[int, float]]) -> pd.DataFrame:
-    """Typed columns even when empty, so the first (empty) frame gives the plot the right axis types."""
+    """Typed columns even when empty (an empty frame is never drawn: see `snapshot`)."""
     return pd.DataFrame({"minute": pd.Series([r[0] for r in rows], dtype="int64"),
                          "value": pd.Series([r[1] for r in rows], dtype="float64")})
 
@@ -55,7 +55,10 @@ def snapshot(ctx: DashboardContext) -> tuple[Any, ...]:
     plotted = []
     for frame, (_name, _title, _y, _scale, top) in zip(frames(points), PLOTS, strict=True):
         # the top of the y axis: fixed (a rate), else a little above the highest value, at least 1
-        high = top if top is not None else max(1.0, float(frame["value"].max()) * 1.15 if len(frame) else 1.0)
+        if not len(frame):  # Vega cannot size an axis from no data ("Infinite extent for field minute")
+            plotted.append(gr.LinePlot(value=None))
+            continue
+        high = top if top is not None else max(1.0, float(frame["value"].max()) * 1.15)
         plotted.append(gr.LinePlot(value=frame, y_lim=[0, high]))
     return (*plotted, note)
 
@@ -67,7 +70,7 @@ def build(ctx: DashboardContext, timer_seconds: float) -> list[Any]:
         for row in (PLOTS[:2], PLOTS[2:]):
             with gr.Row():
                 for name, title, y_title, _scale, top in row:
-                    plots.append(gr.LinePlot(_frame([]), x="minute", y="value", title=title,
+                    plots.append(gr.LinePlot(None, x="minute", y="value", title=title,
                                              x_title="minutes ago", y_title=y_title, x_lim=[-60, 0],
                                              y_lim=[0, top or 1], height=220,
                                              elem_id=f"lp-plot-{name.replace('_', '-')}"))

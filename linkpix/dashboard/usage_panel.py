@@ -54,14 +54,15 @@ def snapshot(ctx: DashboardContext) -> tuple[Any, ...]:
         notes.append(f"Queue unavailable: {exc.message}")
     waiting = ((health or {}).get("fair_queue") or {}).get("waiting", 0)
     notes.append(f"{waiting} request(s) wait in LinkPix's fair queue · updated {time.strftime('%H:%M:%S')}")
-    return gr.BarPlot(value=frame), queue_rows(health), " · ".join(notes)
+    # an empty frame is not drawn: Vega cannot size an axis from no data ("Infinite extent"; dashboard/plots.py)
+    return gr.BarPlot(value=frame if len(frame) else None), queue_rows(health), " · ".join(notes)
 
 
 def build(ctx: DashboardContext, timer_seconds: float) -> list[Any]:
     """The usage plot, the queue table and their caption, refreshed every `timer_seconds`."""
     with gr.Group(elem_id="lp-monitor-usage"):
         with gr.Row():
-            plot = gr.BarPlot(usage_frame({}), x="bar", y="gpu_seconds",
+            plot = gr.BarPlot(None, x="bar", y="gpu_seconds",
                               title="GPU-seconds per user and day", x_title="user, day (UTC)", y_title="GPU-seconds",
                               height=220, elem_id="lp-plot-gpu-seconds", scale=2)
             queue = gr.Dataframe(headers=QUEUE_COLUMNS, label="Fair queue per user", interactive=False, value=[],

@@ -14,6 +14,7 @@ from typing import Any
 
 from linkpix.comfy import Event
 from linkpix.jobs.events import JobEvents, thumbnail
+from linkpix.jobs.frames import LatestFrames
 from linkpix.jobs.store import QUEUED, RUNNING, Job, JobStore
 from linkpix.pipeline.flight import SUBMITTED
 
@@ -31,6 +32,7 @@ class Progress:
         self._closed = closed
         self._describe = describe  # the job as a `started` event shows it
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
+        self.frames = LatestFrames()  # each job's newest preview, for its `preview` events' URL
 
     def live(self, job_id: str) -> dict[str, Any]:
         """The job's progress as clients see it (empty if it does not run here)."""
@@ -72,7 +74,9 @@ class Progress:
                     last_preview[0] = now
                     thumb = thumbnail(event.image)
                     if thumb:
-                        self._events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb})
+                        url = f"/jobs/{job_id}/preview?frame={self.frames.put(job_id, event.image)}"
+                        self._events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb,
+                                                                 "url": url})
 
         return on_event
 

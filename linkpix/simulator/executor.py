@@ -53,7 +53,11 @@ class NodeContext:
         self.run = run
         self.node_id = node_id
         self.dirs = run.state.dirs
-        self.previews = run.state.preview_method not in ("none", "", None)
+        method = run.state.preview_method
+        asked = run.extra_data.get("preview_method") if isinstance(run.extra_data, dict) else None
+        if run.state.profile.prompt_previews and isinstance(asked, str) and asked != "default":
+            method = asked  # newer ComfyUI: the prompt's own preview method wins
+        self.previews = method not in ("none", "", None)
 
     def check(self) -> None:
         if self.run.abandoned:

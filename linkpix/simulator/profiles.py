@@ -33,6 +33,8 @@ as stored by the search index in 2026; the 0.3.64 side is tag v0.3.64, commit a1
   no-store`, except an SVG fetched by an `<img>` (`Sec-Fetch-Dest: image`); every file gets
   `X-Content-Type-Options: nosniff`. 0.3.64 forced only HTML, XHTML, JavaScript and CSS to
   `application/octet-stream`, with a plain `filename="..."` disposition, and served SVG inline.
+- Previews per prompt. Comfy-Org/ComfyUI pull request 11261 (merged December 2025): `extra_data.preview_method`
+  (none, auto, latent2rgb, taesd; "default" is not sent) overrides `--preview-method` for that prompt.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ class Profile:
     create_time: bool
     output_assets: bool
     view_attachment: bool
+    prompt_previews: bool = False  # extra_data.preview_method overrides --preview-method per prompt
 
 
 PROFILES = {
     "0.3.64": Profile("0.3.64", "0.3.64", strict_prompt_id=False, jobs_api=False, create_time=False,
                       output_assets=False, view_attachment=False),
     "current": Profile("current", "0.38.1", strict_prompt_id=True, jobs_api=True, create_time=True,
-                       output_assets=True, view_attachment=True),
+                       output_assets=True, view_attachment=True, prompt_previews=True),
 }
 DEFAULT = "0.3.64"
 

@@ -200,11 +200,14 @@ A1111: dict[str, Schema] = {
 
 # ------------------------------------------------------------------------------------------ OpenAI
 OPENAI: dict[str, Schema] = {
+    "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
         ["prompt"], prompt=PROMPT, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
-        negative_prompt=STR, char=CHAR),
+        negative_prompt=STR, char=CHAR, background=STR,
+        stream={"type": "boolean", "description": "Server-Sent Events"},
+        partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                           mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=INT,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},

@@ -16,6 +16,7 @@ from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
+from linkpix.web import live
 from linkpix.web.auth import acting_user, identify
 from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
@@ -50,7 +51,7 @@ bp.record_once(lambda state: state.app.url_map.converters.update(path=AnyPath))
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Parameters that steer the response rather than the picture.
-CONTROL_PARAMS = ("user", "sig")
+CONTROL_PARAMS = ("user", "sig", "live")
 MAX_IGNORED_SHOWN = 20  # keep the header short whatever a link carries
 
 
@@ -91,9 +92,12 @@ def prompt(text: str) -> Response:
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
         - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}
+        - {in: query, name: live, schema: {type: string, enum: ["1", "0", "true", "false", "yes", "no", "on", "off"]},
+           description: "1: a new link answers multipart/x-mixed-replace (status card, previews, the image)"}
       responses:
         200:
-          description: "the image (or JSON metadata with format=json)"
+          description: "the image (or JSON metadata with format=json; with live=1 on a new link, a
+            multipart/x-mixed-replace stream ending with the image)"
           headers:
             X-LinkPix-Cache: {schema: {type: string, enum: [hit, miss]}}
             X-LinkPix-Seed: {schema: {type: string}}
@@ -104,6 +108,7 @@ def prompt(text: str) -> Response:
             image/jpeg: {schema: {type: string, format: binary}}
             image/webp: {schema: {type: string, format: binary}}
             application/json: {schema: ImageMeta}
+            multipart/x-mixed-replace: {schema: {type: string, format: binary}}
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
@@ -129,6 +134,10 @@ def prompt(text: str) -> Response:
         req = dataclasses.replace(req, char_owner=character_owner())
     job = svc.resolver.resolve(req)
     admit_generation(job, user)  # rate limits: a new picture or a cached one (web/ratelimits.py)
+    if svc.live is not None and not json_mode and live.wanted(env, svc.config.settings):
+        streamed = live.respond(svc.live, svc.config.settings, job, user, env)
+        if streamed is not None:  # a new link: previews as it is drawn (web/live.py)
+            return streamed
     outcome = svc.generator.generate(job, user)
     env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
                               key=outcome.image.key[:12])

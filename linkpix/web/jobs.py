@@ -279,6 +279,36 @@ def job_events(job_id: str) -> Response:
     return resp
 
 
+@bp.get("/jobs/<job_id>/preview")
+def job_preview(job_id: str) -> Response:
+    """The newest preview frame of a running job (the URL its `preview` events carry).
+    ---
+    get:
+      summary: "The job's newest preview frame, as ComfyUI sent it (JPEG, up to 512 px)"
+      parameters:
+        - {in: path, name: job_id, required: true, schema: {type: string}}
+        - {in: query, name: frame, schema: {type: integer}, description: "the frame number the event named
+            (ignored: the newest is served; it only keeps URLs of different frames apart)"}
+      responses:
+        200:
+          description: the frame
+          content:
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/png: {schema: {type: string, format: binary}}
+        401: {description: "network_access is on and no valid API key was sent"}
+        404: {description: "no such job (or not this key's), or no preview of it (yet, or any more)"}
+    """
+    job = _visible_job(job_id, "reading a job")
+    newest = job_manager().progress.frames.get(job.id)
+    if newest is None:
+        raise NotFound(f"job {job_id} has no preview frame (yet, or any more): they come while ComfyUI samples")
+    number, data = newest
+    mime = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+    resp = Response(data, mimetype=mime)
+    resp.headers["X-LinkPix-Frame"] = str(number)
+    return no_store(resp)
+
+
 def _last_event_id() -> int | None:
     """Where a reconnecting client left off: the Last-Event-ID header its EventSource sends (ignored
     when it is not one of our numbers), or ?last_event_id= (400 when it is not a whole number)."""

@@ -32,11 +32,13 @@ from linkpix.ops.usage import Usage, UsageBook
 from linkpix.pipeline.characters import CharacterResolver
 from linkpix.pipeline.fairqueue import FairQueue, LocalLedger
 from linkpix.pipeline.generator import Generator
+from linkpix.pipeline.previews import LiveRuns
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import ImageCache
 from linkpix.storage.jsonstore import JsonStore
 from linkpix.storage.opening import open_image_cache, open_uploads
 from linkpix.storage.uploads import Uploads
+from linkpix.web.live import Live
 from linkpix.web.memo import HitMemo
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ class Services:
     replica: Replica | None = None  # with redis_url: what this replica shares with the others
     replica_name: str = ""
     usage: Usage | None = None  # GPU-seconds per user and day (ops/usage.py)
+    live: Live | None = None  # live links' feeds and their writer (web/live.py)
 
     def webhook_targets(self) -> Targets:
         """The webhook rules in force: the allow list, every ComfyUI backend, LinkPix's own ports."""
@@ -78,6 +81,8 @@ class Services:
         return self.pool.members()[0].client
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         for closer in self.closers:
             closer()
         if self.jobs is not None:
@@ -105,6 +110,8 @@ def build_services(holder: ConfigHolder) -> Services:
     settings = holder.settings
     pool = Pool(s.backends(), StopList(cfg.data_dir / STOPS_FILE))
     holder.subscribe(lambda new: pool.update(new.settings.backends()))
+    _ask_previews(pool, s)
+    holder.subscribe(lambda new: _ask_previews(pool, new.settings))
     store = JsonStore()
     providers = Providers(lambda: settings().providers)
     cache = open_image_cache(cfg)
@@ -153,8 +160,15 @@ def build_services(holder: ConfigHolder) -> Services:
         jobs = JobManager.open(cfg.data_dir, generator, cache, settings, position, uploads, webhook_targets=targets,
                                replica=s.replica_name or default_replica_name(s.api_port),
                                finish_edit=editor.finish_job)
+    live = Live(LiveRuns(generator, lambda backend: pool.client(backend).control.queue()))
     return Services(holder, store, resolver, pool, cache, generator, HitMemo(), uploads, jobs, editor,
-                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", usage=usage)
+                    own_ports=own_ports, replica=replica, replica_name=jobs.replica or "", usage=usage, live=live)
+
+
+def _ask_previews(pool: Pool, settings: Settings) -> None:
+    """Every backend asks ComfyUI for previews as `preview_method` says (new backends too, after a reload)."""
+    for member in pool.members():
+        member.client.preview_method = settings.preview_method
 
 
 def default_replica_name(port: int) -> str:

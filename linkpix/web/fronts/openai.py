@@ -22,6 +22,7 @@ from linkpix.model import SEED_MAX, USER_NAME_RE, make_input_image
 from linkpix.pipeline.request import parse_json
 from linkpix.web.auth import claims_keyed_user
 from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, require_enabled
+from linkpix.web.fronts.openai_stream import partial_count, stream_response
 from linkpix.web.ratelimits import admit, admit_generations
 from linkpix.web.services import services
 from linkpix.web.uploads import max_upload_bytes
@@ -30,6 +31,7 @@ bp = Blueprint("openai", __name__)
 
 # OpenAI's image models: each stands for the default workflow (or a1111_workflow when set).
 ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+LISTED_ALIASES = ALIASES[:3]  # what GET /v1/models shows: the names the README documents (all are accepted)
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 _PARAM_NAMES = {"width": "size", "height": "size", "style": "style", "workflow": "model", "images": "image",
                 "prompt": "prompt", "seed": "seed", "format": "output_format", "user": "user"}
@@ -48,6 +50,19 @@ def _authenticate() -> None:
 @bp.errorhandler(LinkPixError)
 def _error(exc: LinkPixError) -> Response:
     """OpenAI's error shape and types."""
+    resp = jsonify({"error": _error_object(exc)})
+    resp.status_code = exc.status
+    resp.headers["Cache-Control"] = "no-store"
+    if isinstance(exc, QueueFull):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    info = request.environ.get("linkpix.log")
+    if info is not None:
+        info["error"] = exc.code
+    return resp
+
+
+def _error_object(exc: LinkPixError) -> dict[str, Any]:
+    """{message, type, param, code} as OpenAI reports an error (also inside a stream's `error` event)."""
     details = exc.details if isinstance(exc.details, dict) else {}
     param = details.get("parameter")
     if exc.status >= 500:
@@ -57,16 +72,7 @@ def _error(exc: LinkPixError) -> Response:
     else:
         kind = "invalid_request_error"
         code = {401: "invalid_api_key", 404: exc.code if isinstance(exc, ModelNotFound) else None}.get(exc.status)
-    resp = jsonify({"error": {"message": exc.message, "type": kind,
-                              "param": _PARAM_NAMES.get(param, param), "code": code}})
-    resp.status_code = exc.status
-    resp.headers["Cache-Control"] = "no-store"
-    if isinstance(exc, QueueFull):
-        resp.headers["Retry-After"] = str(exc.retry_after)
-    info = request.environ.get("linkpix.log")
-    if info is not None:
-        info["error"] = exc.code
-    return resp
+    return {"message": exc.message, "type": kind, "param": _PARAM_NAMES.get(param, param), "code": code}
 
 
 @bp.get("/v1/models")
@@ -84,7 +90,7 @@ def models() -> Response:
     """
     needs = services().resolver.workflow_needs()
     ids = [name.removesuffix(".json") for name in services().resolver.workflow_names()
-           if not needs.get(name, {}).get("image")] + list(ALIASES)
+           if not needs.get(name, {}).get("image")] + list(LISTED_ALIASES)
     return jsonify({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "linkpix"}
                                                for i in dict.fromkeys(ids)]})
 
@@ -101,8 +107,12 @@ def generations() -> Response:
           application/json: {schema: OpenAIGenerationBody}
       responses:
         200:
-          description: "{created, data: [{url | b64_json, revised_prompt}]}"
-          content: {application/json: {schema: OpenAIImages}}
+          description: "{created, data: [{url | b64_json, revised_prompt}]}; with stream: true, Server-Sent
+            Events (image_generation.partial_image, then image_generation.completed or error)"
+          content:
+            application/json: {schema: OpenAIImages}
+            text/event-stream:
+              schema: {type: object, properties: {event: {type: string}, data: {type: string}}}
         400: {description: "a bad field, in OpenAI's error shape"}
         401: {description: "no valid key (network_access on)"}
         404: {description: "unknown model"}
@@ -232,8 +242,15 @@ def _answer(body: dict[str, Any]) -> Response:
         fields["style"] = style
     fields["format"] = body.get("output_format") or "png"
     req = dataclasses.replace(parse_json(fields, _user(body)), char_owner=g.front_user)  # the key's characters
+    stream = body.get("stream") in (True, "true")
+    partials = partial_count(body) if stream else 0
+    if stream and count != 1:
+        raise BadRequest("stream supports n=1 only", {"parameter": "n"})
     jobs = services().resolver.resolve_many(req, count)
     admit_generations(jobs, req.user, keyed=g.front_user != "default")  # rate limits (web/ratelimits.py)
+    if stream:  # Server-Sent Events with partial images (fronts/openai_stream.py)
+        return stream_response(jobs[0], req.user, partials, str(body.get("quality") or "auto"),
+                               str(body.get("background") or "auto"), _error_object)
     data = [_item(generate(job, req.user, "openai").image, job.prompt, fmt) for job in jobs]
     resp = jsonify({"created": int(time.time()), "data": data})
     resp.headers["Cache-Control"] = "no-store"

@@ -146,6 +146,49 @@ _list_route("/sdapi/v1/embeddings", "textual-inversion embeddings (none listed)"
 _list_route("/sdapi/v1/cmd-flags", "command-line flags (none)", lambda _info: {}, "A1111List")
 
 
+@bp.get("/sdapi/v1/memory")
+def memory() -> Response:
+    """The backend's memory in A1111's shape (from ComfyUI's /system_stats).
+    ---
+    get:
+      summary: "A1111 memory: {ram: {free, used, total}, cuda: {system: {free, used, total}, active, allocated,
+        reserved, inactive, events} or {error}} of the ComfyUI machine (bytes)"
+      responses:
+        200:
+          description: "ram and cuda; a part that cannot be read is {error: why}, as in A1111"
+          content: {application/json: {schema: A1111Memory}}
+    """
+    try:
+        stats = services().client.system_stats()
+    except LinkPixError as exc:
+        return jsonify({"ram": {"error": exc.message}, "cuda": {"error": exc.message}})
+    return jsonify(memory_of(stats))
+
+
+def memory_of(stats: dict[str, Any]) -> dict[str, Any]:
+    """A1111's MemoryResponse from ComfyUI's /system_stats: the machine's RAM, and the first CUDA device.
+    ComfyUI reports no peaks or allocator events: the current figures stand for the peaks, events are 0."""
+    system = stats.get("system") if isinstance(stats.get("system"), dict) else {}
+    total, free = _bytes(system.get("ram_total")), _bytes(system.get("ram_free"))
+    ram: dict[str, Any] = {"free": free, "used": total - free, "total": total} if total else \
+        {"error": "ComfyUI does not report its RAM"}
+    devices = stats.get("devices") if isinstance(stats.get("devices"), list) else []
+    gpu = next((d for d in devices if isinstance(d, dict) and d.get("type") == "cuda"), None)
+    if gpu is None:
+        return {"ram": ram, "cuda": {"error": "unavailable"}}
+    vram, vram_free = _bytes(gpu.get("vram_total")), _bytes(gpu.get("vram_free"))
+    torch_total, torch_free = _bytes(gpu.get("torch_vram_total")), _bytes(gpu.get("torch_vram_free"))
+    held = {"current": torch_total - torch_free, "peak": torch_total - torch_free}
+    cuda = {"system": {"free": vram_free, "used": vram - vram_free, "total": vram},
+            "active": held, "allocated": held, "reserved": {"current": torch_total, "peak": torch_total},
+            "inactive": {"current": torch_free, "peak": torch_free}, "events": {"retries": 0, "oom": 0}}
+    return {"ram": ram, "cuda": cuda}
+
+
+def _bytes(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else 0
+
+
 @bp.post("/sdapi/v1/refresh-checkpoints")
 def refresh_checkpoints() -> Response:
     """Accepted: the model lists are read from the backend on every call anyway.

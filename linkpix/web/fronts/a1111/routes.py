@@ -22,6 +22,7 @@ from linkpix.errors import BadRequest, LinkPixError, Unauthorized
 from linkpix.model import RenderedJob
 from linkpix.pipeline.flight import Cancelled
 from linkpix.pipeline.request import parse_json
+from linkpix.render.styles import Style, apply_styles
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.a1111 import names
 from linkpix.web.fronts.common import (
@@ -296,8 +297,10 @@ def prompt_styles() -> Response:
     """
     out = []
     for name, style in services().resolver.styles().items():
-        prompt = ", ".join(p for p in (style.get("pre", ""), "{prompt}", style.get("post", "")) if p)
-        out.append({"name": name, "prompt": prompt, "negative_prompt": style.get("negative", "")})
+        # the text LinkPix itself makes of a prompt with this style ("pre prompt, post"), with {prompt} in it
+        prompt, negative = apply_styles("{prompt}", [Style(name, style.get("pre", ""), style.get("post", ""),
+                                                           style.get("negative", ""))])
+        out.append({"name": name, "prompt": prompt, "negative_prompt": negative})
     return jsonify(out)
 
 
