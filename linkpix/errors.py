@@ -155,3 +155,10 @@ class StorageUnavailable(LinkPixError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class StorageFull(LinkPixError):
+    """The disk that holds the cache (or uploads) has no room: not the request's fault, nor a bug."""
+
+    status = 507
+    code = "storage_full"

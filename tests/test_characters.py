@@ -262,7 +262,6 @@ def test_bad_profiles_are_400s_naming_the_field(lp: ApiServer) -> None:
         ("ok", {"loras": [{"name": "alice_face", "strength": 50}]}, "between -10 and 10"),
         ("ok", {"loras": [{"name": "../etc/passwd"}]}, "invalid LoRA name"),
         ("ok", {"loras": [{"name": "missing_lora"}]}, "alice_face.safetensors"),
-        ("ok", {"references": ["linkpix_0123456789abcdef.png"]}, "no upload"),
         ("ok", {"references": ["http://x/y.png"]}, "not an upload id"),
         ("ok", {"workflow": "nope"}, "unknown workflow"),
         ("ok", {"style": "nope"}, "unknown style"),
@@ -272,6 +271,8 @@ def test_bad_profiles_are_400s_naming_the_field(lp: ApiServer) -> None:
         r = put(lp, name, body)
         assert r.status_code == 400, (name, body, r.text)
         assert words in r.json()["message"], r.json()
+    unknown = put(lp, "ok", {"references": ["linkpix_0123456789abcdef.png"]})  # as another user's id: 404
+    assert unknown.status_code == 404 and "no upload" in unknown.json()["message"], unknown.text
     assert requests.put(lp.url + "/api/characters/ok", data="nope", timeout=10).status_code == 400
     r = lp.get("/prompt/hi?char=ghost")
     assert r.status_code == 400 and "ghost" in r.headers.get("X-LinkPix-Error", r.text)
@@ -295,8 +296,8 @@ def test_profiles_are_per_user_and_shared_ones_come_from_an_admin(project: Path,
         r = api.get("/prompt/hi?char=alice&width=64&height=64&format=json", headers=ben)
         assert r.status_code == 400 and "secret" not in r.text and "ann" not in r.text
         assert "yours and the shared ones: none" in r.json()["message"]
-        r = api.get("/prompt/hi?char=alice&user=ann&width=64&height=64")  # ?user= is a cache folder, not a key
-        assert r.status_code == 400 and "secret" not in r.text
+        r = api.get("/prompt/hi?char=alice&user=ann&width=64&height=64")  # no key may act as a keyed user
+        assert r.status_code == 403 and "secret" not in r.text
         assert requests.delete(api.url + "/api/characters/alice", headers=ben, timeout=10).status_code == 404
         assert put(api, "hero", {"words": "the hero"}, headers=ben, params={"scope": "shared"}).status_code == 403
         assert put(api, "hero", {"words": "the shared hero"}, headers=root,

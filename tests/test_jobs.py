@@ -9,6 +9,7 @@ bad requests are refused before anything is accepted.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from pathlib import Path
 
@@ -246,7 +247,6 @@ def test_bad_requests_are_refused_at_once_with_the_prompt_messages(jobs, simulat
     cases = [({"width": 64}, "prompt"), ({"prompt": "cat", "seed": "banana"}, "seed"),
              ({"prompt": "cat", "image_count": 0}, "image_count"),
              ({"prompt": "cat", "images": ["not base64!"]}, "base64"),
-             ({"prompt": "cat", "images": ["linkpix_0123456789abcdef.png"]}, "upload"),
              ({"prompt": "cat", "webhook_url": "http://169.254.169.254/latest"}, "metadata"),
              ({"prompt": "cat", "webhook_url": "ftp://example.com/x"}, "http"),
              ({"prompt": "cat", "webhook_secret": "s"}, "webhook_url")]
@@ -254,6 +254,8 @@ def test_bad_requests_are_refused_at_once_with_the_prompt_messages(jobs, simulat
         r = jobs.post("/generate", json=body)
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert hint in r.json()["message"], (body, r.json()["message"])
+    unknown = jobs.post("/generate", json={"prompt": "cat", "images": ["linkpix_0123456789abcdef.png"]})
+    assert unknown.status_code == 404 and "upload" in unknown.json()["message"]  # as another user's id (issue 20)
     assert jobs.post("/generate", data="nope", headers={"Content-Type": "application/json"}).status_code == 400
     assert jobs.get("/jobs").json()["jobs"] == [] and simulator.prompts_received == 0
     assert jobs.get("/jobs/nope").status_code == 404
@@ -268,7 +270,8 @@ def test_upload_then_use_it_by_id(jobs, simulator):
     assert jobs.post("/uploads", data=b"not an image").status_code == 400
     job = jobs.wait_for(jobs.submit(prompt="with an input", workflow="sd15_img2img", images=[r.json()["id"]]))
     assert job["status"] == "succeeded", job
-    assert (Path(simulator.root) / "input" / r.json()["id"]).read_bytes() == buf.getvalue()
+    working_copy = f"linkpix_{hashlib.sha256(buf.getvalue()).hexdigest()[:16]}.png"  # named by its bytes
+    assert (Path(simulator.root) / "input" / working_copy).read_bytes() == buf.getvalue()
     inline = base64.b64encode(buf.getvalue()).decode()
     same = jobs.wait_for(jobs.submit(prompt="with an input", workflow="sd15_img2img", images=[inline]))
     assert same["images"][0]["cache"] == "hit"  # the same input image, by value or by id

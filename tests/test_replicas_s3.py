@@ -136,15 +136,16 @@ def test_an_upload_to_one_replica_is_used_by_another_that_shares_no_folder(proje
         job = b.wait_for(b.submit(prompt="a red card", workflow="sd15_img2img", images=[image_id]))
         assert job["status"] == "succeeded", job
         missing = b.get("/prompt/x?workflow=sd15_img2img&image=linkpix_" + "0" * 16 + ".png")
-        assert missing.status_code == 400 and "upload it first" in missing.json()["message"]
+        assert missing.status_code == 404 and "upload it first" in missing.json()["message"]
         # Clearing the image cache keeps the inputs.
         assert a.services.cache.clear() >= 1
         assert client.head_object(Bucket=S3_BUCKET, Key=f"{prefix}!uploads/{image_id}")
-        # Retention: nothing is old yet; two days on, the job and both inputs (one never used) go.
+        # Retention: nothing is old yet; two days on, the job and the three inputs go: both uploads (one never
+        # used) and the job's copy named by its bytes (issue 20: ids are the uploader's, runs name bytes).
         b.post("/uploads", data=_png((10, 10, 240)))
         pruner = a.services.jobs.pruner
         assert pruner.prune() == {"jobs": 0, "uploads": 0}
-        assert pruner.prune(now=time.time() + 2 * 86400) == {"jobs": 1, "uploads": 2}
+        assert pruner.prune(now=time.time() + 2 * 86400) == {"jobs": 1, "uploads": 3}
         assert "Contents" not in client.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{prefix}!uploads/")
     finally:
         a.close()

@@ -3,6 +3,7 @@ unused uploads are pruned after jobs_keep_days (issue 15 item 6)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -109,11 +110,15 @@ def test_finished_jobs_their_events_and_unused_uploads_are_pruned(project, simul
         manager = server.services.jobs
         uploads = manager.uploads.root
         assert manager.pruner.prune(time.time() + 1 * DAY) == {"jobs": 0, "uploads": 0}  # not old enough
-        assert manager.pruner.prune(time.time() + 3 * DAY) == {"jobs": 1, "uploads": 1}
+        # The active job holds its input under the picture's content name (issue 20: an upload id is its
+        # uploader's, a run names bytes): that copy stays; both ids, unused for three days, go.
+        working_copy = f"linkpix_{hashlib.sha256(png(2)).hexdigest()[:16]}.png"
+        assert manager.pruner.prune(time.time() + 3 * DAY) == {"jobs": 1, "uploads": 2}
         assert server.get(f"/jobs/{done}").status_code == 404
         assert manager.events.after(done, 0) == [] and manager.events.latest(active) >= 1
         assert server.job(active)["status"] in ("queued", "running")
-        assert not (uploads / old_upload).exists() and (uploads / used_upload).exists()
+        assert not (uploads / old_upload).exists() and not (uploads / used_upload).exists()
+        assert (uploads / working_copy).read_bytes() == png(2)
     finally:
         simulator.faults.hang = False
         server.close()

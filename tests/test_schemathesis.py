@@ -112,3 +112,53 @@ def test_every_operation_keeps_its_documented_contract(fuzz_api: ApiServer, subt
         print("\n" + _report(figures))
     assert figures["failures"] == 0, _report(figures)
     assert len(figures["operations"]) == len(operations), "an operation drew no case at all"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(os.environ.get("LINKPIX_FUZZ_STRICT") != "1", reason="strict mode: LINKPIX_FUZZ_STRICT=1")
+def test_strict_mode_figures(fuzz_api: ApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Schemathesis strict (issue 20 item 6): every check it has (positive data accepted, negative data
+    rejected, headers, methods...) on every operation. It prints the figures per check; the run fails
+    while any remain, and is opt-in until they reach 0."""
+    schema = schemathesis.openapi.from_url(fuzz_api.url + "/openapi.json")
+    figures: dict[str, Any] = {"operations": set(), "cases": 0, "failures": 0, "failed": [], "by_check": {}}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _fuzz_all_checks(operation, mode, figures)
+    with capsys.disabled():
+        print("\n" + _report(figures))
+        for check, labels in sorted(figures["by_check"].items()):
+            print(f"  {check}: {len(set(labels))} operations: {', '.join(sorted(set(labels)))}")
+        for where, example in sorted(figures.get("examples", {}).items()):
+            print(f"    {where}: {example}")
+    assert figures["failures"] == 0, _report(figures)
+
+
+def _fuzz_all_checks(operation: Any, mode: GenerationMode, figures: dict[str, Any]) -> None:
+    label = operation.label
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        figures["operations"].add(label)
+        figures["cases"] += 1
+        try:
+            case.call_and_validate(timeout=30)  # no `checks`: every check Schemathesis has
+        except BaseException as exc:
+            figures["failures"] += 1
+            figures["failed"].append(label)
+            for failure in getattr(exc, "exceptions", [exc]):
+                name = getattr(failure, "title", type(failure).__name__)
+                figures["by_check"].setdefault(str(name), []).append(f"{label} ({mode.value})")
+            figures.setdefault("examples", {}).setdefault(f"{label} ({mode.value})", " ".join(str(exc).split())[:500])
+            raise
+
+    try:
+        run()
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - Schemathesis' FailureGroup; counted above, the figures are the result
+        pass

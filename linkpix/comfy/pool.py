@@ -102,6 +102,7 @@ class Pool:
         self._closed = False
         self.update(specs)
         configured = {m.client.base_url for m in self.members()}
+        self.stops.forget_stale(configured, ComfyClient.shown)  # an hour old there: ComfyUI is done with them
         for url in self.stops.backends():
             if url not in configured:
                 log.warning("%d prompt(s) wait to be stopped on a ComfyUI that is no longer configured (%s); "

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from linkpix.comfy.objectinfo import ObjectInfo, choices
+from linkpix.comfy.objectinfo import ObjectInfo, choices, public_values
 
 # (class, input) -> what the file is, for messages. Inputs of other `*Loader*` nodes count too when their
 # value looks like a model file (MODEL_EXTENSIONS).
@@ -104,7 +104,7 @@ def missing(info: ObjectInfo, refs: Iterable[ModelRef]) -> list[ModelRef]:
 
 def files_of(info: ObjectInfo, ref: ModelRef) -> list[str]:
     """What a backend offers for the input `ref` uses (for the message when nobody has `ref`)."""
-    return [str(v) for v in choices(info, ref.class_type, ref.input) or []]
+    return [str(v) for v in public_values(choices(info, ref.class_type, ref.input) or [])]  # never uploads
 
 
 def cost(load: int, weight: float, loaded: str | None, wanted: str | None) -> tuple[float, int]:

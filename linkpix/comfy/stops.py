@@ -13,11 +13,16 @@ atomic, and safe between the processes and threads that share the file. Without 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("linkpix.comfy")
+STALE_SECONDS = 3600.0  # prompts to stop on a backend no longer configured are forgotten after this
 
 FILE_NAME = "comfy_stops.sqlite3"
 
@@ -119,6 +124,25 @@ class StopList:
             if self._closed:
                 return []
             return [r[0] for r in self._db.execute("SELECT DISTINCT backend FROM stops ORDER BY backend")]
+
+    def forget_stale(self, configured: set[str], shown: Callable[[str], str]) -> None:
+        """Forget what waits on backends no longer configured for over STALE_SECONDS: nothing will stop
+        it, and ComfyUI has run or dropped it long since (before, every start warned of it for ever)."""
+        for url in self.backends():
+            if url not in configured:
+                forgotten = self.forget(url, time.time() - STALE_SECONDS)
+                if forgotten:
+                    log.info("forgot %d prompt(s) to stop on %s, which is no longer configured: they are over an "
+                             "hour old, so ComfyUI has run or dropped them", forgotten, shown(url))
+
+    def forget(self, backend: str, added_before: float) -> int:
+        """Drop the entries of `backend` added before `added_before` (a backend no longer configured:
+        nothing will ever stop them, and ComfyUI has run or dropped them long since); returns how many."""
+        with self._lock:
+            if self._closed:
+                return 0
+            return self._db.execute("DELETE FROM stops WHERE backend = ? AND added < ?",
+                                    (backend, added_before)).rowcount
 
     def close(self) -> None:
         with self._lock:

@@ -146,6 +146,19 @@ class Settings(BaseSettings):
                                                                "client reconnects for more.")
     events_max_streams: int = Field(8, ge=1, description="Event streams open at once (each holds a server "
                                                          "thread); more answer 429.")
+    events_max_streams_per_user: int = Field(3, ge=1, description="With network_access on, event streams "
+                                                                   "and websockets one user may hold open.")
+    idle_timeout: float = Field(20.0, gt=0, le=3600, description="Seconds a connection may stay open with no "
+                                                                 "request in progress before it is closed.")
+    connection_limit: int = Field(8000, ge=100, description="Connections open at once (raised to fit the "
+                                                            "process's file limit).")
+    front_max_nodes: int = Field(2000, ge=1, description="Most nodes in a graph sent to the ComfyUI front.")
+    front_max_graph_mb: float = Field(4.0, gt=0, description="Largest POST /prompt body of the ComfyUI front "
+                                                             "in MiB.")
+    edit_max_megapixels: float = Field(40.0, gt=0, description="Most megapixels of a photo edited at full "
+                                                               "resolution (/edit).")
+    edit_memory_mb: int = Field(1024, ge=64, description="Memory full-resolution edits may use together; "
+                                                         "sets how many run at once.")
     rate_limits_user: dict[str, str] = Field(default_factory=dict,
                                              description="Per-user rate limits by class (links, jobs, "
                                                          "uploads, hits, gpu_seconds), in the limits notation: "

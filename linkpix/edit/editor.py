@@ -13,10 +13,13 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from linkpix.edit import finish, resize
 from linkpix.errors import BadRequest
+from linkpix.imaging import photo
+from linkpix.imaging.budget import BUDGET, EDIT_BYTES_PER_PIXEL, check_pixels
 from linkpix.model import GenerationRequest, InputImage, RenderedJob, png_input_image
 from linkpix.pipeline.backends import EventCallback
 from linkpix.pipeline.flight import Ticket
@@ -52,11 +55,20 @@ def _mask_key(key: str) -> str:
 class Editor:
     """Runs edits through a resolver and a generator; stores results in the image cache."""
 
-    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache, uploads: Uploads) -> None:
+    def __init__(self, resolver: Resolver, generator: Generator, cache: ImageCache, uploads: Uploads,
+                 max_megapixels: Callable[[], float] = lambda: 40.0) -> None:
+        """`max_megapixels()`: edit_max_megapixels (imaging/budget.py says why)."""
         self.resolver = resolver
         self.generator = generator
         self.cache = cache
         self._uploads = uploads
+        self._max_megapixels = max_megapixels
+
+    def admit(self, source: InputImage) -> int:
+        """413 for a photo over edit_max_megapixels (from its header); else the bytes its edit needs."""
+        size = photo.image_size(source.data)
+        check_pixels(size, self._max_megapixels())
+        return size[0] * size[1] * EDIT_BYTES_PER_PIXEL
 
     def prepare(self, req: GenerationRequest, source: InputImage) -> tuple[GenerationRequest, finish.Prepared]:
         """Decode and downscale the source for the request's workflow; the request now carries the small copy."""
@@ -90,10 +102,12 @@ class Editor:
     def run(self, req: GenerationRequest, source: InputImage, method: str, fmt: str | None, *,
             on_event: EventCallback | None = None, ticket: Ticket | None = None,
             want_mask: bool = False) -> EditOutcome:
-        """The whole edit: prepare, resolve, generate (single-flight, cached), finish, store."""
-        job, prep = self.resolve(req, source)
-        return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket,
-                             mask=req.mask, want_mask=want_mask)
+        """The whole edit: prepare, resolve, generate (single-flight, cached), finish, store; within the
+        memory budget of full-resolution work (the decoded photo is held until the end)."""
+        with BUDGET.hold(self.admit(source), "this edit"):
+            job, prep = self.resolve(req, source)
+            return self.complete(job, prep, source, method, fmt, req.user, on_event=on_event, ticket=ticket,
+                                 mask=req.mask, want_mask=want_mask)
 
     def complete(self, job: RenderedJob, prep: finish.Prepared, source: InputImage, method: str,
                  fmt: str | None, user: str, *, on_event: EventCallback | None = None,
@@ -153,8 +167,9 @@ class Editor:
         source = uploads.get(spec.edit["source"], "image")
         mask = uploads.get(spec.edit["mask"], "mask") if spec.edit.get("mask") else None
         template = self.resolver.template(spec.workflow)
-        prep = finish.prepare(source.data, resize.profile_for(template.graph), mask.data if mask else None)
-        done = self.complete(spec, prep, source, spec.edit["method"], spec.edit.get("format"), user,
-                             outcome=outcome, mask=mask)
+        with BUDGET.hold(self.admit(source), "this edit"):
+            prep = finish.prepare(source.data, resize.profile_for(template.graph), mask.data if mask else None)
+            done = self.complete(spec, prep, source, spec.edit["method"], spec.edit.get("format"), user,
+                                 outcome=outcome, mask=mask)
         assert done.image is not None
         return Outcome(done.image, cache_hit=done.cache_hit and outcome.cache_hit, joined=outcome.joined)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from linkpix.errors import BadRequest, ImageTooLarge
+from linkpix.imaging.budget import BUDGET, DECODE_BYTES_PER_PIXEL
 
 # EXIF orientation -> the transpose that turns the stored pixels upright (as ImageOps.exif_transpose does).
 UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -44,8 +45,10 @@ def check_image(data: bytes, max_bytes: int, what: str = "the image", parameter:
                 raise BadRequest(f"{what} is a {img.format} file; send PNG, JPEG, WebP or GIF",
                                  {"parameter": parameter})
             _check_pixels(img, what, parameter)
+            width, height = img.size
             img.verify()
-        with Image.open(io.BytesIO(data)) as img:
+        with BUDGET.hold(width * height * DECODE_BYTES_PER_PIXEL, "decoding " + what), \
+                Image.open(io.BytesIO(data)) as img:
             img.load()
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"{what} has too many pixels to decode safely (more than "
@@ -187,7 +190,13 @@ def image_size(data: bytes) -> tuple[int, int]:
     """The upright size of image bytes (header only)."""
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
-        orientation = img.getexif().get(0x0112, 1)
+        if img.format == "PNG":  # Pillow's getexif() decodes a whole PNG to look for a late eXIf chunk
+            exif = Image.Exif()
+            if img.info.get("exif"):
+                exif.load(img.info["exif"])
+            orientation = exif.get(0x0112, 1)
+        else:
+            orientation = img.getexif().get(0x0112, 1)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 

@@ -50,6 +50,7 @@ from linkpix.jobs.store import (
 )
 from linkpix.jobs.webhooks import Targets
 from linkpix.model import RenderedJob
+from linkpix.ops.slots import FairSlots, per_user_cap
 from linkpix.pipeline.flight import Cancelled, Ticket
 from linkpix.pipeline.generator import Generator, Outcome
 from linkpix.storage.cache import ImageCache
@@ -103,7 +104,7 @@ class JobManager:
                                  self._lock, lambda: self.closed, lambda job_id: self._webhook_settled(job_id))
         self.webhooks = self.delivery.sender
         self.pruner: Pruner | None = None  # started by open(): jobs_keep_days
-        self._streams = threading.BoundedSemaphore(s.stream_slots)
+        self._streams = FairSlots(s.stream_slots, lambda: per_user_cap(self._settings()))  # ops/slots.py
 
     @classmethod
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
@@ -342,12 +343,10 @@ class JobManager:
                           lambda job: self.describe(job, with_queue=False), heartbeat, max_seconds,
                           lambda: self.closed, last_id)
 
-    def acquire_stream(self) -> bool:
-        return self._streams.acquire(blocking=False)
+    def acquire_stream(self, user: str = "default") -> bool:
+        """A stream slot for `user`, within the total and the user's fair share (ops/slots.py)."""
+        return self._streams.try_take(user)
 
-    def release_stream(self) -> None:
-        try:
-            self._streams.release()
-        except ValueError:
-            pass
+    def release_stream(self, user: str = "default") -> None:
+        self._streams.release(user)
 

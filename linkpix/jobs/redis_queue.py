@@ -132,14 +132,16 @@ class RedisJobQueue:
                 continue
             try:
                 entry = self._next()
+            except ResponseError as exc:  # NOGROUP: the stream was removed (Redis restarted empty)
+                if "NOGROUP" not in str(exc):
+                    raise
+                entry = None  # Redis answers: not an outage (/health stays ok), the queue is made again
+                log.warning("the jobs queue is being set up again (Redis lost it: restarted empty?)")
+                self.start_group()
             except REDIS_ERRORS as exc:
                 entry = None
                 self.shared.failed(exc, "running jobs")
                 self._stop.wait(1.0)
-            except ResponseError as exc:  # NOGROUP: the stream was removed (Redis restarted empty)
-                entry = None
-                log.warning("the jobs queue is being set up again: %s", exc)
-                self.start_group()
             if entry is None:
                 self._slots.release()
                 continue

@@ -51,9 +51,21 @@ def _refuse(message: str, **details: Any) -> BadRequest:
     return BadRequest(message, {"parameter": "webhook_url", **details})
 
 
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _plain(ip: IPAddress) -> IPAddress:
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return mapped if mapped is not None else ip
+    """The IPv4 address an IPv6 one carries (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, 6to4 2002:AABB:CCDD::,
+    NAT64 64:ff9b::a.b.c.d), which is where the packets end up: [::127.0.0.1] is loopback too."""
+    if ip.version != 6:
+        return ip
+    assert isinstance(ip, ipaddress.IPv6Address)
+    carried = ip.ipv4_mapped or ip.sixtofour
+    if carried is None and any(ip in net for net in NAT64):
+        carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if carried is None and int(ip) >> 32 == 0 and int(ip) > 1:  # IPv4-compatible (deprecated, still routed)
+        carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return carried if carried is not None else ip
 
 
 def _never(ip: IPAddress) -> str | None:
@@ -90,9 +102,12 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 def _endpoint(url: str) -> tuple[str, int] | None:
     parts = urlsplit(url)
     try:
-        return (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        port = parts.port
     except ValueError:
         return None
+    if port == 0:  # not a port anything listens on (and `or 80` would have read it as 80)
+        return None
+    return (parts.hostname or "", port if port is not None else (443 if parts.scheme == "https" else 80))
 
 
 def _backend_at(ip: IPAddress, port: int, backends: Iterable[str]) -> str | None:
@@ -164,7 +179,7 @@ def check_url(url: Any, targets: Targets) -> str:
     parts = urlsplit(url)
     endpoint = _endpoint(url)
     if endpoint is None:
-        raise _refuse("webhook_url has an invalid port")
+        raise _refuse("webhook_url has an invalid port (1 to 65535)")
     if parts.scheme not in ("http", "https") or not endpoint[0]:
         raise _refuse(f"webhook_url must be an http:// or https:// URL with a host (got {url!r})")
     if parts.username or parts.password:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from linkpix.comfy import Event, OutputImage
-from linkpix.errors import LinkPixError
+from linkpix.comfy.pool import NoBackend
+from linkpix.errors import BackendUnavailable, LinkPixError
 
 EventCallback = Callable[[Event], None]
 
@@ -45,3 +46,11 @@ class BackendPool(Protocol):
     def reserve(self, client: Any) -> None: ...
 
     def finished(self, client: Any, seconds: float, error: LinkPixError | None = None) -> None: ...
+
+
+def none_answers(last: BackendUnavailable, failed: dict[str, str]) -> NoBackend:
+    """The 503 when every backend tried failed and nothing was queued: each one named (with both of two
+    backends down, the last one's words alone hid the other), or the one's own words."""
+    if len(failed) > 1:
+        return NoBackend("no ComfyUI backend answers: " + "; ".join(failed.values()), {"backends": list(failed)})
+    return NoBackend(last.message, last.details)

@@ -36,7 +36,7 @@ from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
 from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
-from linkpix.pipeline.backends import Backend, BackendPool, EventCallback
+from linkpix.pipeline.backends import Backend, BackendPool, EventCallback, none_answers
 from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.pipeline.hostedrun import run_hosted
@@ -299,10 +299,10 @@ class Generator:
         """Attempts on the pool's backends until one gives the image (see the module docstring). Each
         attempt waits its turn in LinkPix's queue first; the timeout counts from the first backend's start."""
         tried: list[Backend] = []
-        failovers = 0
+        failovers, queued_somewhere = 0, False
         submitted: str | None = None
-        queued_somewhere = False
         failure: BackendUnavailable | None = None
+        failed: dict[str, str] = {}  # backend name -> why its try failed
         resume: tuple[Backend, str] | None = None  # a frozen backend's prompt, to go on waiting for
         while True:
             slot: Slot | None = None
@@ -327,7 +327,7 @@ class Generator:
                         raise
                     if isinstance(failure, NoBackend) or queued_somewhere:
                         raise failure from None  # the backend's own words say more than "no other one"
-                    raise NoBackend(failure.message, failure.details) from None  # nothing was queued anywhere
+                    raise none_answers(failure, failed) from None  # nothing was queued anywhere: name each
             try:
                 return self._attempt(flight, job, backend, deadline, started, prompt_id, resumed=resume is not None,
                                      slot=slot, user=user)
@@ -341,7 +341,7 @@ class Generator:
                     raise
                 if submitted is not None and failovers >= self._settings().failover_retries:
                     raise
-                failure, resume = exc, None
+                failure, resume, failed[backend.name] = exc, None, exc.message
                 frozen = isinstance(exc, BackendNotAnswering)
                 if submitted is not None and frozen and not self._pool.can_run(job.graph, [*tried, backend]):
                     resume = (backend, submitted)  # nowhere else to go: wait for it, until the timeout

@@ -160,10 +160,19 @@ def single_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+MAX_PARAMS = 200  # in a JSON body: a workflow has a few dozen; 500,000 unknown ones (9 MB) are an attack
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_PARAMS:
+        raise BadRequest(f"the request has {count} fields and parameters; at most {MAX_PARAMS} are accepted",
+                         {"parameter": "params", "max": MAX_PARAMS})
+
+
 def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationRequest:
     """A `/prompt/<text>?k=v...` request. Unknown keys stay in `params` (the resolver reports the ones
     the workflow does not use); Pollinations-only keys are dropped."""
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {}  # a link's query is bounded by the URL's length (junk is ignored, and said)
     for key, value in query.items():
         if key in DROPPED_PARAMS or key in _RESERVED:
             continue
@@ -221,6 +230,7 @@ def parse_json(body: Mapping[str, Any], user: str,
     extra = body.get("params") or {}
     if not isinstance(extra, Mapping):
         raise BadRequest("params must be an object of parameter -> value", {"parameter": "params"})
+    _check_count(len(body) + len(extra))
     for key, value in extra.items():
         _put_param(params, str(key), value)
     for value in params.values():

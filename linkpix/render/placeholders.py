@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from linkpix.comfy.objectinfo import ObjectInfo, choices
+from linkpix.comfy.objectinfo import ObjectInfo, choices, public_values
 from linkpix.errors import BadRequest, ConfigError
 
 PLACEHOLDER_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
@@ -171,7 +171,7 @@ class Registry:
 
 def _convert(spec: ParamSpec, value: Any) -> Any:
     name, kind = spec.name, spec.type
-    bad = BadRequest(f"{name} must be {_kind_words(kind)} (got {value!r})", {"parameter": name, "type": kind})
+    bad = BadRequest(f"{name} must be {_kind_words(kind)} (got {shown(value)})", {"parameter": name, "type": kind})
     if kind == "string":
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise bad
@@ -200,6 +200,13 @@ def _convert(spec: ParamSpec, value: Any) -> Any:
     if not math.isfinite(number):
         raise bad
     return number
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: `width: 1e308` must not echo a 309-digit number."""
+    text = f"{value:.6g}" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and abs(value) >= 10 ** 15 else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def whole_number(value: Any) -> int | None:
@@ -235,13 +242,13 @@ def _check_range(spec: ParamSpec, value: Any) -> None:
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         lo_s = "" if lo is None else f"from {lo:g} "
         hi_s = "" if hi is None else f"to {hi:g}"
-        raise BadRequest(f"{spec.name} must be {lo_s}{hi_s} (got {value!r})".replace("  ", " "),
+        raise BadRequest(f"{spec.name} must be {lo_s}{hi_s} (got {shown(value)})".replace("  ", " "),
                          {"parameter": spec.name, "min": lo, "max": hi})
 
 
 def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest:
     """BadRequest for a model/sampler/LoRA the backend does not have, listing what it has."""
-    have = list(available)
+    have = public_values(list(available))  # never list users' uploads (comfy/objectinfo.py)
     shown = ", ".join(map(str, have[:50])) + (f" (and {len(have) - 50} more)" if len(have) > 50 else "")
     return BadRequest(f"{name} {value!r} is not available on the ComfyUI server; it has: {shown or 'none'}",
                       {"parameter": name, "allowed": have})

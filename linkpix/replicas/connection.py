@@ -99,12 +99,12 @@ class RedisLink:
 
     def _set(self, up: bool, error: str | None) -> None:
         with self._lock:
-            changed = up != self.up
+            first, changed = self.up is None, up != self.up
             self.up, self.error = up, error if not up else None
             if changed:
                 self.since = time.time()
         if changed and up:
-            log.info("Redis at %s answers again", display(self.url))
+            log.info("Redis at %s %s", display(self.url), "connected" if first else "answers again")
         elif changed:
             log.warning("Redis at %s does not answer (%s): new pictures and jobs are refused, cached pictures "
                         "are still served", display(self.url), error)

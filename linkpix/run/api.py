@@ -26,6 +26,8 @@ from flask import Flask
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
+from linkpix.run.connections import server_options
+from linkpix.web.services import services
 from linkpix.web.serving import JsonErrorChannel, create
 
 LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
@@ -189,7 +191,8 @@ class _Channel(JsonErrorChannel):
 def make_server(app: Flask, host: str, port: int, threads: int, **kwargs: Any) -> BaseWSGIServer:
     """The waitress server LinkPix runs (and its tests use): the app's body limit and JSON errors
     (`web/serving.py`), and bodiless answers that keep the connection open."""
-    server = create(app, host, port, threads, ident="LinkPix", **kwargs)
+    options = {**server_options(services(app).config.settings), **kwargs}  # connections: run/connections.py
+    server = create(app, host, port, threads, ident="LinkPix", **options)
     for listening in (server, *getattr(server, "map", {}).values()):  # one socket, or several (IPv4 + 6)
         if isinstance(listening, BaseWSGIServer):
             listening.channel_class = _Channel  # type: ignore[misc]
@@ -200,7 +203,7 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
     """Serve until SIGINT, SIGTERM or SIGHUP; then stop taking requests and let the workers finish."""
     from linkpix.web.fronts import upgrade
 
-    server = make_server(app, host, port, threads, channel_timeout=600, connection_limit=1000)
+    server = make_server(app, host, port, threads)
     upgrade.enable(server)  # websockets for the ComfyUI front (/ws), on the same port
 
     def _stop(signum: int, _frame: object) -> None:

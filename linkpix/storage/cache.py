@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from linkpix.errors import BadRequest, NotFound
+from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,14 @@ class ImageCache(HitCounts):
         body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
         # Both files are fsynced before put returns (a hit needs both: a lone one is a miss), but side by
         # side: the file system commits the two syncs together, about half the time of one after the other.
-        sidecar = _WRITERS.submit(atomic_write_bytes, path.with_suffix(".json"),
-                                  json.dumps(body, indent=1, ensure_ascii=False).encode())
-        try:
-            atomic_write_bytes(path, data)
-        finally:
-            sidecar.result()
+        # A full disk is a 507 naming the folder, and neither half is left behind (storage/diskfull.py).
+        with room_in(self.root, "cache", path, path.with_suffix(".json")):
+            sidecar = _WRITERS.submit(atomic_write_bytes, path.with_suffix(".json"),
+                                      json.dumps(body, indent=1, ensure_ascii=False).encode())
+            try:
+                atomic_write_bytes(path, data)
+            finally:
+                sidecar.result()
         st = path.stat()
         with self._lock:
             self._account(path, st.st_size, st.st_mtime)

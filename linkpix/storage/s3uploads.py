@@ -4,7 +4,8 @@ An upload accepted by one replica must be readable by every other (a link or a j
 anywhere), and on a deployment without a shared file system only the bucket is shared. Uploads live under
 `<prefix>!uploads/<id>`: "!" is in no user name, so they never mix with a user's cached images (and not
 `.uploads/`, which SeaweedFS keeps for its own multipart uploads and leaves out of listings).
-Ids are content hashes, so an object once written never changes and a second PUT of the same id is skipped.
+Ids are hashes of the owner and the content (storage/owners.py), so an object once written never
+changes and a second PUT of the same id is skipped.
 
 Retention counts from an upload's last use, as on disk: a use refreshes the object's time (a copy onto
 itself) at most once an hour.
@@ -19,9 +20,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.storage.owners import owned_copy, shared_secret
 from linkpix.storage.uploads import USED_RESOLUTION, check_id, missing
 
 FOLDER = "!uploads/"
+SECRET_OBJECT = "!upload-owner-secret"  # next to the folder, so retention's listing of uploads never meets it
 _MISSING = ("NoSuchKey", "404", "NotFound")
 
 
@@ -33,10 +36,33 @@ class S3UploadStore:
         self.bucket = bucket
         self.folder = prefix + FOLDER
         self._unavailable = unavailable
+        self._secret: bytes | None = None
 
-    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> InputImage:
-        """Check (full decode, size limits) and store; nothing is written for a refused image."""
+    def secret(self) -> bytes:
+        """The key of upload ids (storage/owners.py), one object in the bucket shared by every replica."""
+        if self._secret is None:
+            key = self.folder[:-len(FOLDER)] + SECRET_OBJECT
+
+            def read() -> bytes | None:
+                try:
+                    return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                except ClientError as exc:
+                    if _is_missing(exc):
+                        return None
+                    raise self._unavailable(exc) from None
+                except BotoCoreError as exc:
+                    raise self._unavailable(exc) from None
+
+            self._secret = shared_secret(
+                read, lambda data: self._call(self._s3.put_object, Bucket=self.bucket, Key=key, Body=data))
+        return self._secret
+
+    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES, owner: str | None = None) -> InputImage:
+        """Check (full decode, size limits) and store, under `owner`'s id when given; nothing is written
+        for a refused image."""
         image = make_input_image(data, 0, max_bytes, "image")
+        if owner is not None:
+            image = owned_copy(self.secret(), owner, image)
         self.keep(image)
         return image
 

@@ -14,15 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from linkpix.errors import BadRequest
+from linkpix.errors import BadRequest, NotFound
 from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage, make_input_image
+from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import atomic_write_bytes
+from linkpix.storage.owners import file_secret, owned_copy
 
 
 class Uploads(Protocol):
     """What jobs, links, edits and retention need of an upload store (this folder, or `s3uploads.py`)."""
 
-    def put(self, data: bytes, max_bytes: int = ...) -> InputImage: ...
+    def put(self, data: bytes, max_bytes: int = ..., owner: str | None = ...) -> InputImage: ...
+    def secret(self) -> bytes: ...
     def keep(self, image: InputImage) -> None: ...
     def get(self, upload_id: str, parameter: str = ...) -> InputImage: ...
     def exists(self, upload_id: str) -> bool: ...
@@ -36,13 +39,24 @@ class UploadStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._secret: bytes | None = None
 
-    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> InputImage:
-        """Check (full decode, size limits) and store; nothing is written for a refused image."""
+    def secret(self) -> bytes:
+        """The key of upload ids (storage/owners.py), made once in this folder."""
+        if self._secret is None:
+            self._secret = file_secret(self.root)
+        return self._secret
+
+    def put(self, data: bytes, max_bytes: int = MAX_INPUT_IMAGE_BYTES, owner: str | None = None) -> InputImage:
+        """Check (full decode, size limits) and store, under `owner`'s id when given (else the content
+        id jobs use for inline images); nothing is written for a refused image."""
         image = make_input_image(data, 0, max_bytes, "image")
+        if owner is not None:
+            image = owned_copy(self.secret(), owner, image)
         path = self.root / image.name
         if not path.exists():
-            atomic_write_bytes(path, data)
+            with room_in(self.root, "uploads", path):
+                atomic_write_bytes(path, data)
         else:
             _used(path)
         return image
@@ -50,7 +64,8 @@ class UploadStore:
     def keep(self, image: InputImage) -> None:
         path = self.root / image.name
         if not path.exists():
-            atomic_write_bytes(path, image.data)
+            with room_in(self.root, "uploads", path):
+                atomic_write_bytes(path, image.data)
         else:
             _used(path)
 
@@ -88,8 +103,9 @@ def check_id(upload_id: object, parameter: str) -> None:
         raise BadRequest(f"invalid upload id {upload_id!r}", {"parameter": parameter})
 
 
-def missing(upload_id: str, parameter: str) -> BadRequest:
-    return BadRequest(f"no upload {upload_id!r}: upload it first with POST /uploads", {"parameter": parameter})
+def missing(upload_id: str, parameter: str) -> NotFound:
+    """404, the same answer for an id that does not exist and for another user's: an id tells nothing."""
+    return NotFound(f"no upload {upload_id!r}: upload it first with POST /uploads", {"parameter": parameter})
 
 
 USED_RESOLUTION = 3600.0  # s: a file's time is refreshed at most this often (one write per hour of use)

@@ -15,6 +15,8 @@ from typing import Any
 Schema = dict[str, Any]
 
 STR: Schema = {"type": "string"}
+# What every route takes as a prompt: some text that is not only spaces, no NUL (max_prompt_chars is checked too).
+PROMPT: Schema = {"type": "string", "minLength": 1, "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$"}
 INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
@@ -140,7 +142,7 @@ STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-se
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
-        ["prompt"], prompt=STR, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
+        ["prompt"], prompt=PROMPT, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
         seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
@@ -155,11 +157,11 @@ BODIES: dict[str, Schema] = {
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
-                    prompt=STR, workflow={"type": "string", "description": "default: edit_workflow"},
+                    prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]}),
     "EditJson": obj(["image", "prompt"], image={"type": "string", "description": "base64 or an upload id"},
-                    mask={"type": "string", "description": "base64 or an upload id"}, prompt=STR, workflow=STR,
+                    mask={"type": "string", "description": "base64 or an upload id"}, prompt=PROMPT, workflow=STR,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
@@ -169,7 +171,7 @@ BODIES: dict[str, Schema] = {
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
     "A1111Txt2ImgBody": obj(
-        ["prompt"], prompt=STR, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+        ["prompt"], prompt=PROMPT, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
         char=CHAR,
@@ -182,7 +184,9 @@ A1111: dict[str, Schema] = {
                        info={"type": "string", "description": "a JSON document, as A1111 sends it"}),
     "A1111Options": obj(["sd_model_checkpoint"], sd_model_checkpoint=nullable(STR), sd_vae=nullable(STR),
                         CLIP_stop_at_last_layers=INT, samples_format=STR),
-    "A1111OptionsBody": obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT),
+    "A1111OptionsBody": obj(sd_model_checkpoint={"type": "string", "minLength": 1, "maxLength": 256},
+                            sd_vae={"type": "string", "minLength": 1, "maxLength": 256},
+                            CLIP_stop_at_last_layers={"type": "integer", "minimum": 1, "maximum": 12}),
     "A1111Progress": obj(["progress", "eta_relative", "state"], progress=NUM, eta_relative=NUM,
                          state=obj(job_count=INT, job_no=INT, sampling_step=INT, sampling_steps=INT,
                                    skipped=BOOL, interrupted=BOOL), current_image=nullable(STR),
@@ -198,14 +202,14 @@ A1111: dict[str, Schema] = {
 OPENAI: dict[str, Schema] = {
     "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
-        ["prompt"], prompt=STR, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        ["prompt"], prompt=PROMPT, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
-                          mask={"type": "string", "format": "binary"}, prompt=STR, model=STR, n=INT,
+                          mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=INT,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},
                           output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR),
     "OpenAIImages": obj(["created", "data"], created=INT, data=array(obj(url=STR, b64_json=STR, revised_prompt=STR))),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from flask import request
 
-from linkpix.errors import NotFound, Unauthorized
+from linkpix.errors import Forbidden, NotFound, Unauthorized
 from linkpix.model import validate_user
 from linkpix.web.services import services
 
@@ -101,3 +101,30 @@ def visible_job_owner(owner: str, job_id: str, who: Caller) -> None:
     """404 (not 403: whether the id exists is nobody else's business) for another user's job."""
     if not who.sees(owner):
         raise NotFound(f"no job {job_id!r}")
+
+
+def acting_user(claimed: str | None) -> str:
+    """The user a request acts as, given the user it names (`?user=`, X-LinkPix-User; None or "default":
+    none). A key's user is the user: a key naming another user is a 403 on a shared LinkPix (an admin key
+    may act as anyone), and a request without a key may not name a user that has one. With network_access
+    off every caller is on this machine and a named user is taken as it is, as before keys existed; a key
+    naming a user without a key stays its own user."""
+    who = identify()
+    settings = services().config.settings
+    named = None if claimed in (None, "", ANONYMOUS) else claimed
+    if named is None:
+        return who.user
+    if who.keyed and named != who.user and settings.network_access and not who.admin:
+        if named not in settings.api_keys.values():
+            return who.user  # a name without a key: the key's user it stays, as before
+        raise Forbidden(f"this API key belongs to user {who.user!r}; it may not act as {named!r} (leave user "
+                        f"out, or use that user's key)", {"parameter": "user"})
+    if not who.keyed and settings.network_access and named in settings.api_keys.values():
+        raise Forbidden(f"user {named!r} has an API key: send it to act as that user", {"parameter": "user"})
+    return validate_user(named)
+
+
+def claims_keyed_user(claimed: str) -> bool:
+    """Whether a request without a key names a user that has one, on a shared LinkPix (refused later)."""
+    settings = services().config.settings
+    return settings.network_access and claimed in settings.api_keys.values()

@@ -18,7 +18,7 @@ from linkpix.render.loras import match_lora
 from linkpix.web.auth import Caller, identify, require
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
-from linkpix.web.uploads import upload_store
+from linkpix.web.uploads import owned_upload
 
 bp = Blueprint("characters", __name__)
 
@@ -65,7 +65,7 @@ def get_character(name: str) -> Response:
     get:
       summary: A character profile (words, negative, LoRAs, references, style, workflow, version)
       parameters:
-        - {in: path, name: name, required: true, schema: {type: string}}
+        - {in: path, name: name, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"}}
       responses:
         200:
           description: "the profile"
@@ -85,7 +85,7 @@ def put_character(name: str) -> Response:
     put:
       summary: "Define a character: words, negative, loras [{name, strength}], references (upload ids), style, workflow"
       parameters:
-        - {in: path, name: name, required: true, schema: {type: string}}
+        - {in: path, name: name, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"}}
         - {in: query, name: scope, required: false, schema: {type: string, enum: [user, shared]}}
       requestBody:
         required: true
@@ -124,7 +124,7 @@ def delete_character(name: str) -> Response:
     delete:
       summary: Remove one of your character profiles (scope=shared, with an admin key, a shared one)
       parameters:
-        - {in: path, name: name, required: true, schema: {type: string}}
+        - {in: path, name: name, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"}}
         - {in: query, name: scope, required: false, schema: {type: string, enum: [user, shared]}}
       responses:
         204: {description: "removed"}
@@ -156,7 +156,7 @@ def _check_exists(character: Character) -> None:
             raise BadRequest(f"unknown workflow {character.workflow!r}; available: {', '.join(names)}",
                              {"parameter": "workflow", "allowed": names})
     for ref in character.references:
-        upload_store().get(ref, "references")  # 400 naming it when it is not there
+        owned_upload(ref, "references")  # 404 naming it when it is not there, or not the caller's (issue 20)
     files = resolver.lora_files()
     for use in character.loras:
         match_lora(use.name, files)

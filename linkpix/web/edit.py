@@ -17,6 +17,8 @@ from flask import Blueprint, Response, jsonify, request
 from linkpix.edit.editor import EditOutcome
 from linkpix.edit.finish import CUBE, MASK, parse_method
 from linkpix.errors import BadRequest, UnsupportedMediaType
+from linkpix.imaging.budget import check_pixels
+from linkpix.imaging.photo import image_size
 from linkpix.model import InputImage, make_input_image
 from linkpix.pipeline.request import parse_format, parse_json, single_values
 from linkpix.web.auth import require
@@ -40,8 +42,19 @@ def _file_or_field(fields: dict[str, Any], name: str) -> InputImage | None:
     if upload is not None and upload.filename is not None:
         data = upload.read()
         if data:
+            _within_edit_pixels(data, name)  # before the full decode: a 9000x9000 PNG is 100 KB
             return make_input_image(data, 0, max_upload_bytes(), name)
     return one_image(fields.get(name), name)
+
+
+def _within_edit_pixels(data: bytes, name: str) -> None:
+    """413 for a photo over edit_max_megapixels, read from its header (an unreadable one is left to the
+    full check, which says what is wrong with it)."""
+    try:
+        size = image_size(data)
+    except Exception:  # noqa: BLE001 - not an image we can read: make_input_image explains
+        return
+    check_pixels(size, services().config.settings.edit_max_megapixels, name)
 
 
 def _read_body() -> tuple[dict[str, Any], InputImage, InputImage | None]:

@@ -18,7 +18,7 @@ from linkpix.config import LoadedConfig, Settings
 from linkpix.errors import BadRequest, PayloadTooLarge
 from linkpix.model import USER_NAME_RE
 from linkpix.pipeline.request import single_values
-from linkpix.web.auth import identify
+from linkpix.web.auth import claims_keyed_user, identify
 from linkpix.web.requestinfo import user_from_environ
 from linkpix.web.services import services
 
@@ -45,12 +45,22 @@ class GuardedJSONProvider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
-            value = json.loads(s, **kwargs)
+            value = json.loads(s, parse_int=_bounded_int, **kwargs)
         except RecursionError:
             raise _too_deep() from None
         if _depth_exceeds(value, MAX_JSON_DEPTH):
             raise _too_deep()
         return value
+
+
+MAX_INT_DIGITS = 100  # a seed has 20; Python refuses to parse more than 4300 and the body looked "not JSON"
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(f"a number in the JSON body has {len(text.lstrip('-'))} digits; at most "
+                         f"{MAX_INT_DIGITS} are accepted (a seed has at most 20)")
+    return int(text)
 
 
 def _too_deep() -> BadRequest:
@@ -105,5 +115,5 @@ def _check_request() -> None:
     info = request.environ.get("linkpix.log")
     if info is not None and not who.keyed and request.path.startswith("/prompt/"):
         claimed = user_from_environ(request.environ)
-        if USER_NAME_RE.match(claimed):
+        if USER_NAME_RE.match(claimed) and not claims_keyed_user(claimed):  # never into a keyed user's log
             info["user"] = claimed

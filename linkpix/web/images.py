@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -11,11 +12,12 @@ from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
 from linkpix.errors import BadRequest, Unauthorized
-from linkpix.model import RenderedJob, validate_user
+from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
 from linkpix.web import live
+from linkpix.web.auth import acting_user, identify
 from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
 from linkpix.web.memo import MemoEntry
@@ -119,7 +121,8 @@ def prompt(text: str) -> Response:
     svc = services()
     env = request.environ
     raw_user = user_from_environ(env)
-    user = validate_user(raw_user)
+    user = acting_user(raw_user)  # a key's user is the user (403 for a key naming another)
+    who = identify()
     _check_signature(env)
     fingerprint = svc.fingerprint()
     json_mode = wants_json(env)
@@ -143,7 +146,7 @@ def prompt(text: str) -> Response:
     else:
         headers = _image_headers(outcome.image, job, outcome.cache_hit)
         keyed_char = req.char_owner not in (None, raw_user)  # a key's character: not for the keyless memo path
-        if not job.seed_is_random and outcome.image.local and not keyed_char:  # the memo answers with a local file
+        if not job.seed_is_random and outcome.image.local and not keyed_char and not who.keyed:  # keyless only
             svc.memo.put(raw_uri(env), raw_user, fingerprint, _memo_entry(outcome.image, job))
         resp = _file_response(outcome.image, headers)
     if outcome.gpu_seconds is not None:  # this answer ran something: what it took in ComfyUI
@@ -227,6 +230,9 @@ def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Respon
     resp = Response(wrap_file(request.environ, open(image.path, "rb")), headers=headers,
                     direct_passthrough=True)
     resp.content_length = image.size
+    # waitress dates a response from when the request started; a picture made since would then be
+    # Last-Modified after its Date. Date it now, which is after the file was written.
+    resp.headers["Date"] = http_date(max(time.time(), image.mtime))
     return resp
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices
-from linkpix.errors import BackendUnavailable, BadRequest
+from linkpix.comfy.objectinfo import CHOICE_SOURCES, named_choices, public_values
+from linkpix.errors import BackendUnavailable, BadRequest, NotFound
 from linkpix.web.auth import identify, require
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
@@ -95,10 +95,14 @@ def ready() -> Response:
           description: "some ComfyUI backend answers and its queue is not full"
           content: {application/json: {schema: Ready}}
         503:
-          description: "no backend answers, or every backend's queue is at its max_queue (Retry-After)"
+          description: "no backend answers, every backend's queue is at its max_queue, or Redis does not
+            answer (Retry-After)"
           content: {application/json: {schema: Ready}}
     """
-    ok, reason = services().pool.ready()
+    svc = services()
+    ok, reason = svc.pool.ready()
+    if ok and svc.replica is not None and svc.replica.health()["state"] != "up":  # new work would be refused
+        ok, reason = False, "Redis, which the replicas share their work through, does not answer"
     resp = jsonify({"ready": ok, "reason": reason})
     resp.status_code = 200 if ok else 503
     if not ok:
@@ -150,9 +154,15 @@ def workflow(name: str) -> Response:
         200:
           description: "parameters, types, defaults, targets"
           content: {application/json: {schema: WorkflowDescription}}
-        400: {description: "unknown workflow (lists the available ones)"}
+        404: {description: "unknown workflow (lists the available ones)"}
     """
-    return no_store(jsonify(services().resolver.describe_workflow(name)))
+    try:
+        described = services().resolver.describe_workflow(name)
+    except BadRequest as exc:  # a name in the path that names nothing: 404, with the list
+        if not isinstance(exc.details, dict) or exc.details.get("parameter") != "workflow":
+            raise
+        raise NotFound(exc.message, exc.details) from None
+    return no_store(jsonify(described))
 
 
 @bp.get("/api/requests")
@@ -167,13 +177,16 @@ def recent_requests() -> Response:
         200:
           description: "a list of requests (a key that is not in admin_keys sees its own user's only)"
           content: {application/json: {schema: RequestLog}}
+        400: {description: "limit is not a whole number from 1 to 200"}
         401: {description: "network_access is on and no valid API key was sent"}
     """
     who = require("the request log")  # it shows users' prompts: key holders only, on the network
     try:
-        limit = max(1, min(200, int(request.args.get("limit", 50))))
+        limit = int(request.args.get("limit", 50))
     except ValueError:
-        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"}) from None
+        limit = 0
+    if not 1 <= limit <= 200:  # as documented: out of range is a 400, not quietly another number
+        raise BadRequest("limit must be a whole number from 1 to 200", {"parameter": "limit"})
     newest = (entry for entry in reversed(services().recent_requests.copy()) if who.sees(entry.get("user")))
     return no_store(jsonify(list(itertools.islice(newest, limit))))
 
@@ -193,4 +206,7 @@ def models() -> Response:
     info = services().pool.object_info()
     if info is None:
         raise BackendUnavailable("no ComfyUI backend has answered yet, so its models are unknown; see /health")
-    return no_store(jsonify({name: named_choices(info, name) for name in CHOICE_SOURCES}))
+    lists = {name: named_choices(info, name) for name in CHOICE_SOURCES}
+    if not identify().admin:  # users' uploads are theirs: only an admin key sees them listed
+        lists["input_images"] = public_values(lists["input_images"])
+    return no_store(jsonify(lists))

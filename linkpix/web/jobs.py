@@ -20,7 +20,7 @@ from linkpix.jobs.webhooks import Targets, check_secret, check_url
 from linkpix.model import RenderedJob, validate_user
 from linkpix.pipeline.request import check_text, parse_json
 from linkpix.render.placeholders import whole_number
-from linkpix.web.auth import require, visible_job_owner
+from linkpix.web.auth import acting_user, require, visible_job_owner
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
 from linkpix.web.uploads import input_images, one_image
@@ -69,6 +69,9 @@ def generate() -> Response:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, e.g. {\"prompt\": \"a red fox\"}")
+    named = body.get("user") if isinstance(body.get("user"), str) else request.headers.get("X-LinkPix-User")
+    if named:
+        user = acting_user(named)  # a key naming another user: 403 (web/auth.py)
     settings = services().config.settings
     req = parse_json({k: v for k, v in body.items() if k not in JOB_FIELDS}, user)
     count = _image_count(body.get("image_count", 1), settings.max_image_count)
@@ -257,18 +260,20 @@ def job_events(job_id: str) -> Response:
     job = _visible_job(job_id, "following a job")
     last_id = _last_event_id()
     if last_id is not None and job.state in TERMINAL and manager.events.latest(job.id) <= last_id:
-        return no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
+        ended = no_store(Response(status=204))  # the client has the end; a 204 stops an EventSource
+        del ended.headers["Content-Type"]  # no body, so no type (Flask's default says text/html)
+        return ended
     settings = services().config.settings
-    if not manager.acquire_stream():
-        raise QueueFull(f"{settings.events_max_streams} event streams are already open; poll "
-                        f"/jobs/{job_id} or retry shortly", retry_after=5)
+    if not manager.acquire_stream(job.user):
+        raise QueueFull(f"{settings.events_max_streams} event streams are already open, or this user's share "
+                        f"(events_max_streams_per_user); poll /jobs/{job_id} or retry shortly", retry_after=5)
     try:
         stream = manager.stream(job_id, settings.events_heartbeat, settings.events_max_seconds, last_id)
         resp = Response(stream, mimetype="text/event-stream")
     except BaseException:
-        manager.release_stream()
+        manager.release_stream(job.user)
         raise
-    resp.call_on_close(manager.release_stream)
+    resp.call_on_close(lambda: manager.release_stream(job.user))
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp

@@ -25,6 +25,7 @@ from linkpix.comfy.stops import FILE_NAME as STOPS_FILE
 from linkpix.comfy.stops import StopList
 from linkpix.config import ConfigHolder, LoadedConfig, Settings
 from linkpix.edit.editor import Editor
+from linkpix.imaging.budget import BUDGET
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.targets import Targets
 from linkpix.ops.usage import Usage, UsageBook
@@ -143,7 +144,9 @@ def build_services(holder: ConfigHolder) -> Services:
     else:
         usage = UsageBook(cfg.data_dir / "usage.sqlite3")
     own_ports: set[int] = set()
-    editor = Editor(resolver, generator, cache, uploads)
+    editor = Editor(resolver, generator, cache, uploads, lambda: settings().edit_max_megapixels)
+    BUDGET.configure(s.edit_memory_mb * 1024 * 1024)  # full-resolution work (imaging/budget.py)
+    holder.subscribe(lambda new: BUDGET.configure(new.settings.edit_memory_mb * 1024 * 1024))
     position = QueuePeek(pool.client).position  # a listing a second old at most: polls must not load ComfyUI
     targets = lambda: webhook_targets(settings(), own_ports)  # noqa: E731
     if replica is not None:

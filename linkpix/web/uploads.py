@@ -1,7 +1,8 @@
 """POST /uploads: store an input image once, then name it by id in jobs, links and edits.
 
-The id is content-addressed (`linkpix_<hash>.<ext>`), so uploading the same picture twice gives the same
-id, and an id can go into a cache key in place of the bytes. An upload is accepted only when it decodes
+The id is a keyed hash of the uploader and the bytes (`linkpix_<hash>.<ext>`, storage/owners.py): the same
+picture uploaded twice by one user gives the same id, another user's id is a 404 here as everywhere,
+and nobody can tell from a photo whether it was uploaded. An upload is accepted only when it decodes
 completely (see `edit/photo.py`); over `max_upload_mb`, or past Pillow's decompression-bomb limit, it is 413.
 The helpers below turn ids or base64 in a link, a job or an edit into input images, one way for all.
 """
@@ -17,8 +18,9 @@ from flask import Blueprint, Response, jsonify, request
 from linkpix.errors import BadRequest
 from linkpix.model import GenerationRequest, InputImage
 from linkpix.pipeline.request import parse_images
-from linkpix.storage.uploads import Uploads
-from linkpix.web.auth import caller
+from linkpix.storage.owners import content_named, is_owner
+from linkpix.storage.uploads import Uploads, missing
+from linkpix.web.auth import Caller, caller, identify
 from linkpix.web.errors import no_store
 from linkpix.web.services import services
 
@@ -35,6 +37,22 @@ def upload_store() -> Uploads:
     return services().uploads
 
 
+def may_use(image: InputImage, who: Caller) -> bool:
+    """An admin key uses any upload; so does a keyless caller on this machine alone (network_access off,
+    as before uploads had owners); everyone else only their own (storage/owners.py)."""
+    if who.admin or (not who.keyed and not services().config.settings.network_access):
+        return True
+    return is_owner(upload_store().secret(), who.user, image)
+
+
+def owned_upload(upload_id: str, parameter: str) -> InputImage:
+    """The upload behind `upload_id` if the caller may use it; the same 404 as a missing id otherwise."""
+    image = upload_store().get(upload_id, parameter)
+    if not may_use(image, identify()):
+        raise missing(upload_id, parameter)
+    return content_named(image)  # runs name pictures by their bytes (the cache, the seed, working copies)
+
+
 def input_images(items: Any, parameter: str = "images") -> tuple[InputImage, ...]:
     """Upload ids and base64 strings (a list, or one) -> checked InputImages."""
     if items in (None, "", []):
@@ -43,7 +61,7 @@ def input_images(items: Any, parameter: str = "images") -> tuple[InputImage, ...
         items = [items]
     if not isinstance(items, list):
         raise BadRequest(f"{parameter} must be a list of base64 strings or upload ids", {"parameter": parameter})
-    stored = {i: upload_store().get(item, parameter) for i, item in enumerate(items)
+    stored = {i: owned_upload(item, parameter) for i, item in enumerate(items)
               if isinstance(item, str) and UPLOAD_ID_RE.match(item)}
     inline = parse_images([item for i, item in enumerate(items) if i not in stored], max_upload_bytes(), parameter)
     it = iter(inline)
@@ -66,7 +84,7 @@ def link_inputs(req: GenerationRequest) -> GenerationRequest:
         value = params.get(name)
         if isinstance(value, str) and UPLOAD_ID_RE.match(value):
             del params[name]
-            image = upload_store().get(value, name)
+            image = owned_upload(value, name)
             changes["input_images" if name == "image" else "mask"] = (image,) if name == "image" else image
         elif name == "mask" and value not in (None, ""):
             raise BadRequest("mask must be an upload id from POST /uploads", {"parameter": "mask"})
@@ -99,7 +117,7 @@ def upload() -> Response:
         413: {description: "larger than max_upload_mb, or too many pixels to decode safely"}
         429: {description: "a rate limit (uploads) was reached; see Retry-After and RateLimit"}
     """
-    caller(changes_state=True)
+    owner = caller(changes_state=True)
     limit = max_upload_bytes()
     if "image" in request.files:
         data = request.files["image"].read()
@@ -112,7 +130,7 @@ def upload() -> Response:
     if not data:
         raise BadRequest("send the image as the body, as multipart field 'image', or as JSON {\"image\": base64}",
                          {"parameter": "image"})
-    image = upload_store().put(data, limit)
+    image = upload_store().put(data, limit, owner=owner)
     resp = jsonify({"id": image.name, "bytes": len(image.data)})
     resp.status_code = 201
     return no_store(resp)

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from linkpix.errors import BackendUnavailable
+from linkpix.ops.slots import per_user_cap
 from linkpix.web.fronts import openai  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import options as a1111_options  # noqa: F401 - adds routes
 from linkpix.web.fronts.a1111 import routes as a1111
@@ -39,7 +40,7 @@ class ComfyState:
     def __init__(self, svc: Services) -> None:
         s = svc.config.settings
         self._svc = svc
-        self.hub = SocketHub(s.stream_slots)
+        self.hub = SocketHub(s.stream_slots, lambda: per_user_cap(svc.config.settings))
         self.runs = ComfyFront(svc.generator, self.hub, lambda: backend_info(svc))
         self.files = InputFiles(svc.uploads)
         self._info_cache: tuple[int, bytes] | None = None

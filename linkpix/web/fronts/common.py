@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Response, request
 
+from linkpix.comfy.objectinfo import without_uploads
 from linkpix.errors import BadRequest, LinkPixError, NotFound, Unauthorized
 from linkpix.model import RenderedJob, validate_user
 from linkpix.pipeline.backends import EventCallback
@@ -32,12 +33,14 @@ FRONT_KEY = "linkpix.front_key"  # environ: the key of a /comfy/k/<key>/ path
 
 
 def backend_info(svc: Services | None = None) -> dict[str, Any] | None:
-    """ComfyUI's object_info as the fronts present it (None when no backend answers)."""
+    """ComfyUI's object_info as the fronts present it (None when no backend answers), without users'
+    uploads among LoadImage's files (comfy/objectinfo.without_uploads)."""
     svc = svc or services()
     try:
-        return svc.pool.object_info()  # every backend's together; never waits on a frozen one
+        info = svc.pool.object_info()  # every backend's together; never waits on a frozen one
     except LinkPixError:
         return None
+    return without_uploads(info) if info is not None else None
 
 
 def require_enabled(name: str) -> None:

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from linkpix.errors import BadRequest, LinkPixError, NotFound, QueueFull
 from linkpix.model import SEED_MAX, USER_NAME_RE, make_input_image
 from linkpix.pipeline.request import parse_json
+from linkpix.web.auth import claims_keyed_user
 from linkpix.web.fronts.common import absolute_url, bearer_key, caller, generate, image_base64, require_enabled
 from linkpix.web.fronts.openai_stream import partial_count, stream_response
 from linkpix.web.ratelimits import admit, admit_generations
@@ -169,7 +170,7 @@ def edits() -> Response:
     for i in range(count):  # image i gets seed + i (a random seed: each draws its own)
         this = req if i == 0 or req.random_seed else dataclasses.replace(
             req, seed=(first_seed + i) % (SEED_MAX + 1), random_seed=False)
-        done = editor.run(this, source, "auto", body.get("output_format") or "png")
+        done = editor.run(this, source, "auto", _output_format(body))
         first_seed = done.job.seed if i == 0 else first_seed
         assert done.image is not None
         data.append(_item(done.image, done.job.prompt, fmt))
@@ -180,6 +181,15 @@ def edits() -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-LinkPix-Workflow"] = done.job.workflow
     return resp
+
+
+def _output_format(body: dict[str, Any]) -> str:
+    """`output_format` (png, jpeg, webp): anything else is a 400, not a KeyError deep in the edit."""
+    fmt = body.get("output_format") or "png"
+    if fmt not in ("png", "jpeg", "webp"):
+        raise BadRequest(f"output_format must be png, jpeg or webp (got {str(fmt)[:40]!r})",
+                         {"parameter": "output_format"})
+    return str(fmt)
 
 
 def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
@@ -203,7 +213,8 @@ def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
 def _user(body: dict[str, Any]) -> str:
     """The key's user; without a key, OpenAI's `user` field when it is a valid LinkPix user name."""
     user = g.front_user
-    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]):
+    if user == "default" and isinstance(body.get("user"), str) and USER_NAME_RE.match(body["user"]) \
+            and not claims_keyed_user(body["user"]):  # never a user with a key (web/auth.py)
         return body["user"]
     return user
 

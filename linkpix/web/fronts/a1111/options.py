@@ -31,7 +31,7 @@ def get_options() -> Response:
           description: options
           content: {application/json: {schema: A1111Options}}
     """
-    mine = options_of(g.front_user)
+    mine = {k: v for k, v in options_of(g.front_user).items() if valid(k, v)}  # never echo a bad value
     model = mine.get("sd_model_checkpoint") or _default_model()
     return jsonify({"sd_model_checkpoint": model, "sd_checkpoint_hash": None,
                     "sd_vae": mine.get("sd_vae", "Automatic"),
@@ -61,6 +61,7 @@ def set_options() -> Response:
         raise BadRequest("send the options as a JSON object")
     info = backend_info()
     changes = {k: body[k] for k in REMEMBERED if k in body}
+    check_types(changes)
     if "sd_model_checkpoint" in changes:
         name = names.checkpoint_named(changes["sd_model_checkpoint"], info)
         known = names.checkpoints(info)
@@ -78,6 +79,28 @@ def set_options() -> Response:
 
         services().store.update(options_path(), apply, default={})
     return jsonify(None)
+
+
+CLIP_SKIP = (1, 12)
+
+
+def valid(name: str, value: Any) -> bool:
+    """Whether a remembered option has the type the schema (A1111Options) promises."""
+    if name == "CLIP_stop_at_last_layers":
+        return isinstance(value, int) and not isinstance(value, bool) and CLIP_SKIP[0] <= value <= CLIP_SKIP[1]
+    return isinstance(value, str) and 0 < len(value) <= 256
+
+
+def check_types(changes: dict[str, Any]) -> None:
+    """400 for an option of the wrong type: what POST stores, GET gives back (`sd_vae: -68239957` and
+    `CLIP_stop_at_last_layers: false` were stored as sent and broke GET's schema)."""
+    for name, value in changes.items():
+        if valid(name, value):
+            continue
+        if name == "CLIP_stop_at_last_layers":
+            raise BadRequest(f"CLIP_stop_at_last_layers must be a whole number from {CLIP_SKIP[0]} to {CLIP_SKIP[1]} "
+                             f"(got {value!r:.40})", {"parameter": name})
+        raise BadRequest(f"{name} must be a name of 1 to 256 characters (got {value!r:.40})", {"parameter": name})
 
 
 def _default_model() -> str | None:

@@ -90,6 +90,8 @@ def upload_image() -> Response:
     file = request.files.get("image")
     if file is None or not file.filename:
         raise BadRequest("send the image as the multipart file field 'image'")
+    if request.form.get("type", "input") not in ("input", "temp", "output"):
+        raise BadRequest("type must be input, temp or output")
     subfolder = request.form.get("subfolder", "")
     overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
     name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)

@@ -1,7 +1,7 @@
 """Input images uploaded through the ComfyUI front (`POST /upload/image`), and graphs that use them.
 
 ComfyUI keeps uploads in one input folder per server; LinkPix may run a graph on any backend, so an
-upload is kept by LinkPix (content-addressed, in the upload store) under the name the client gave it,
+upload is kept by LinkPix (under the user's own id, in the upload store) under the name the client gave it,
 with ComfyUI's naming rules (same name and bytes: the same file; same name, other bytes: `name (1).png`).
 When a graph names such a file, it is rewritten to the content-addressed name and the bytes travel with
 the job, so the generator uploads them to whichever backend runs it, and the cache key covers them.
@@ -14,10 +14,12 @@ import re
 import threading
 from typing import Any
 
-from linkpix.errors import BadRequest
+from linkpix.errors import BadRequest, LinkPixError
 from linkpix.model import MAX_INPUT_IMAGE_BYTES, InputImage
 from linkpix.pipeline.request import parse_images
+from linkpix.storage.owners import content_named, is_owner
 from linkpix.storage.uploads import Uploads
+from linkpix.web.fronts.comfy.graphcheck import is_file_input, is_loader, loader_file_inputs, refuse
 
 _NAME_RE = re.compile(r"^[^/\\\x00]{1,200}$")
 
@@ -37,7 +39,7 @@ class InputFiles:
             raise BadRequest(f"invalid file name {name!r}")
         if ".." in subfolder.replace("\\", "/").split("/") or subfolder.startswith(("/", "\\")):
             raise BadRequest(f"subfolder {subfolder!r} must stay inside the input folder")
-        image = self.store.put(data, max_bytes)  # 400 unless it decodes fully, 413 when too large
+        image = self.store.put(data, max_bytes, owner=user)  # 400 unless it decodes fully, 413 when too large
         stem, dot, ext = name.rpartition(".")
         stem, ext = (stem, dot + ext) if dot else (name, "")
         with self._lock:
@@ -55,29 +57,53 @@ class InputFiles:
             upload_id = self._names.get(user, {}).get(name.split(" [", 1)[0])
         return self.store.get(upload_id) if upload_id else None
 
+    def own_upload(self, user: str, upload_id: str) -> InputImage | None:
+        """An upload id of the caller's (POST /uploads), named directly in a graph."""
+        if not upload_id.startswith("linkpix_") or "/" in upload_id or "\\" in upload_id:
+            return None
+        try:
+            image = self.store.get(upload_id)
+        except LinkPixError:
+            return None
+        return image if is_owner(self.store.secret(), user, image) else None
+
     def bind(self, user: str, graph: dict[str, Any],
              max_bytes: int = MAX_INPUT_IMAGE_BYTES) -> tuple[dict[str, Any], tuple[InputImage, ...]]:
-        """The graph with uploaded file names replaced by their content names, and those images.
+        """The graph with the caller's file names replaced by their content names, and those images.
 
         A `data:image/...;base64,...` value (SillyTavern's `%char_avatar%` / `%user_avatar%`, which stock
-        ComfyUI cannot load) is stored as the caller's upload first, as if sent to /upload/image."""
+        ComfyUI cannot load) is stored as the caller's upload first, as if sent to /upload/image.
+
+        A loader's file input (LoadImage.image...) that is not one of the caller's uploads is refused in
+        ComfyUI's validation shape (graphcheck.py), as is any loader input that climbs out of its folder.
+        """
         found: dict[str, InputImage] = {}
-        rewritten = graph
-        for node_id, node in graph.items():
+        rewritten = copy.deepcopy(graph)
+        for node_id, class_type, name, value in loader_file_inputs(graph):
+            if not is_file_input(name):
+                continue
+            if value.startswith("data:"):
+                value = self._data_uri(user, node_id, name, value, max_bytes)
+            image = self.get(user, value) or self.own_upload(user, value)
+            if image is None:
+                raise refuse(node_id, class_type, name, value,
+                             "not one of your uploaded files: upload it first (POST /upload/image)")
+            image = content_named(image)  # the run names it by its bytes (cache key, working copy)
+            rewritten[node_id]["inputs"][name] = image.name
+            found[image.name] = image
+        for node_id, node in graph.items():  # other nodes' image/mask inputs that name an upload
             inputs = node.get("inputs") if isinstance(node, dict) else None
-            if not isinstance(inputs, dict):
+            if not isinstance(inputs, dict) or is_loader(node.get("class_type")):
                 continue
             for key in ("image", "mask"):
                 value = inputs.get(key)
                 if isinstance(value, str) and value.startswith("data:"):
                     value = self._data_uri(user, node_id, key, value, max_bytes)
                 image = self.get(user, value) if isinstance(value, str) and value else None
-                if image is None:
-                    continue
-                if rewritten is graph:
-                    rewritten = copy.deepcopy(graph)
-                rewritten[node_id]["inputs"][key] = image.name
-                found[image.name] = image
+                if image is not None:
+                    image = content_named(image)
+                    rewritten[node_id]["inputs"][key] = image.name
+                    found[image.name] = image
         return rewritten, tuple(found.values())
 
     def _data_uri(self, user: str, node_id: str, key: str, value: str, max_bytes: int) -> str:

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, QueueFull
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.web.fronts import upgrade
+from linkpix.web.fronts.comfy.graphcheck import check_body, check_size
 from linkpix.web.fronts.comfy.runs import rejection_body
 from linkpix.web.fronts.comfy.ws import Client, serve_socket
 from linkpix.web.fronts.common import FRONT_KEY, backend_info, bearer_key, caller, empty_response, require_enabled
@@ -75,6 +76,8 @@ def post_prompt() -> Response:
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         503: {description: "no backend answers"}
     """
+    limits = services().config.settings
+    check_body(request.content_length, limits.front_max_graph_mb)  # 413 before the body is read
     try:  # whatever the Content-Type (SillyTavern sends text/plain); through the app's JSON limits
         body = request.get_json(force=True, silent=False, cache=False) if request.content_length != 0 else None
     except HTTPException:
@@ -85,6 +88,7 @@ def post_prompt() -> Response:
     if not isinstance(graph, dict):
         return _comfy_error(400, "invalid_prompt", "Cannot execute because the prompt is not an object of nodes.",
                             f"got {type(graph).__name__}")
+    check_size(graph, limits.front_max_nodes)
     user = g.front_user
     front = comfy_front()
     bound, uploads = front.files.bind(user, graph, max_upload_bytes())
@@ -184,6 +188,7 @@ def free() -> Response:
       responses:
         200: {description: empty}
     """
+    _json_body()
     return empty_response()
 
 
@@ -264,7 +269,7 @@ def websocket() -> Response:
     if take is None or request.headers.get("Upgrade", "").lower() != "websocket":
         raise BadRequest("this is ComfyUI's websocket: connect with a websocket client to /ws?clientId=<id>")
     front = comfy_front()
-    if not front.hub.try_slot():
+    if not front.hub.try_slot(g.front_user):
         raise QueueFull("too many websockets are open (events_max_streams); poll /history instead", retry_after=5)
     try:
         client_id = request.args.get("clientId") or uuid.uuid4().hex
@@ -272,7 +277,7 @@ def websocket() -> Response:
         hello = {"status": {"exec_info": {"queue_remaining": front.runs.remaining(user)}}, "sid": client_id}
         serve_socket(take(), request.environ, front.hub, Client(user, client_id), hello, front.features())
     finally:
-        front.hub.release_slot()
+        front.hub.release_slot(g.front_user)
     return Response(status=101)
 
 
@@ -285,11 +290,14 @@ def required_info() -> dict[str, Any]:
 
 
 def _json_body() -> dict[str, Any]:
+    """The body as an object; none is `{}`, and a body that is not JSON is a 400 rather than ignored."""
     try:
         body = json.loads(request.get_data(cache=False) or b"{}")
     except ValueError:
-        body = {}
-    return body if isinstance(body, dict) else {}
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
 
 
 def _int_arg(name: str) -> int | None:

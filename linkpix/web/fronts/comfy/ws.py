@@ -17,6 +17,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
@@ -30,6 +31,8 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.utilities import RemoteProtocolError
+
+from linkpix.ops.slots import FairSlots
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +88,18 @@ class Client:
 class SocketHub:
     """(user, clientId) -> the connected client; thread-safe."""
 
-    def __init__(self, max_sockets: int) -> None:
+    def __init__(self, max_sockets: int, per_user: Callable[[], int] = lambda: 0) -> None:
+        """At most `max_sockets` open, `per_user()` of them per user (ops/slots.py)."""
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Client] = {}
-        self._slots = threading.BoundedSemaphore(max_sockets)
+        self._slots = FairSlots(max_sockets, per_user)
         self.closed = threading.Event()
 
-    def try_slot(self) -> bool:
-        return self._slots.acquire(blocking=False)
+    def try_slot(self, user: str = "default") -> bool:
+        return self._slots.try_take(user)
 
-    def release_slot(self) -> None:
-        self._slots.release()
+    def release_slot(self, user: str = "default") -> None:
+        self._slots.release(user)
 
     def add(self, client: Client) -> None:
         with self._lock:
