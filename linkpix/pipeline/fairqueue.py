@@ -187,9 +187,11 @@ class FairQueue:
         try:
             self.ledger.enter(key, user, interactive, entry.since)
             self.dispatch()
+            self._refuse_if_nobody_can(entry)
             while not entry.ready.wait(POLL):
                 if cancelled():
                     break
+                self._refuse_if_nobody_can(entry)
                 self.ledger.enter(key, user, entry.interactive, entry.since)  # renews its lease
                 self.dispatch()  # a backend may have come back without anyone finishing
         finally:
@@ -200,6 +202,23 @@ class FairQueue:
         if entry.error is not None:
             raise entry.error
         return entry.slot
+
+    def _refuse_if_nobody_can(self, entry: _Waiting) -> None:
+        """No backend that could run it answers (all frozen, down or excluded): the request hears the pool's
+        own 503 at once instead of waiting for a room that no backend will offer (`has_room` skips frozen
+        ones, so `dispatch` alone would never tell it)."""
+        if entry.ready.is_set() or self._pool.can_run(entry.graph, entry.exclude):
+            return
+        try:
+            client = self._pool.choose(entry.graph, exclude=entry.exclude)
+        except LinkPixError as exc:
+            with self._lock:
+                if not entry.ready.is_set():
+                    entry.error = exc
+                    self._remove(entry)
+                    entry.ready.set()
+            return
+        self._pool.unreserve(client)  # it came back meanwhile: the queue hands it out in turn
 
     def withdraw(self, key: str) -> None:
         """Every waiter of `key` left: wake its queued request so that it leaves the queue now."""
