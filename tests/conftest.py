@@ -44,6 +44,17 @@ def simulator(tmp_path: Path) -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture
+def slow_sim(tmp_path: Path) -> Iterator[SimulatorServer]:
+    """A simulator that takes 60 ms per sampler step and sends a JPEG preview with each (live previews)."""
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.06)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the shipped config, data and workflows in a temporary folder, safe to modify."""
     dest = tmp_path / "project"

@@ -19,17 +19,6 @@ from linkpix.simulator import SimulatorServer
 
 
 @pytest.fixture
-def slow_sim(tmp_path: Path) -> Iterator[SimulatorServer]:
-    """A simulator that takes 60 ms per sampler step and sends a JPEG preview with each."""
-    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.06)
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture
 def live_api(project: Path, slow_sim: SimulatorServer) -> Iterator[FrontServer]:
     server = FrontServer(project, slow_sim.url)
     try:

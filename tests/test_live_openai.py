@@ -17,16 +17,6 @@ from linkpix.simulator import SimulatorServer
 
 
 @pytest.fixture
-def slow_sim(tmp_path: Path) -> Iterator[SimulatorServer]:
-    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.05)
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture
 def fronts(project: Path, slow_sim: SimulatorServer) -> Iterator[FrontServer]:
     server = FrontServer(project, slow_sim.url)
     try:
