@@ -10,6 +10,7 @@ import io
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +257,25 @@ def test_two_replicas_on_redis_count_the_hosted_cost_in_one_book(project, simula
     finally:
         first.close()
         second.close()
+
+
+def test_a_picture_comfyui_made_is_still_served_from_the_cache_when_the_fallback_takes_new_work(project, bfl):
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=project.parent / "fallback-comfy", step_delay=0.0)
+    sim.start()
+    api = ApiServer(project, sim.url, providers=providers(bfl=bfl), provider_fallback="auto")
+    try:
+        made = api.get("/prompt/an old mill?width=256&height=256")
+        assert made.status_code == 200 and made.headers["X-LinkPix-Backend"] != "bfl:flux-dev"
+        sim.freeze()  # like kill -STOP: LinkPix judges it frozen, so no ComfyUI backend can run new work
+        deadline = time.monotonic() + 20
+        while api.get("/health").json()["backends"][0]["state"] != "frozen" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        again = api.get("/prompt/an old mill?height=256&width=256")  # another URL of the same picture
+        assert again.status_code == 200 and again.headers["X-LinkPix-Cache"] == "hit"
+        assert again.content == made.content and not bfl.requests
+        new = api.get("/prompt/a new mill?width=256&height=256")
+        assert new.status_code == 200 and new.headers["X-LinkPix-Backend"] == "bfl:flux-dev"
+    finally:
+        sim.thaw()
+        api.close()
+        sim.stop()

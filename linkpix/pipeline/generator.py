@@ -4,9 +4,8 @@ Single-flight: concurrent requests for the same cache key join one run (a "fligh
 same bytes and the run's progress events. The run happens on a worker thread owned by the flight, so a
 client that disconnects never cancels a run others wait on; the number of flights is capped (429 beyond).
 
-A `Ticket` lets one waiter (a job) learn the ComfyUI prompt id as soon as it is known (a `SUBMITTED`
-event) and leave the run; the run is stopped in ComfyUI only when no waiter is left.
-`generate(..., prompt_id=..., backend=...)` re-attaches to a prompt submitted before LinkPix restarted.
+A `Ticket` lets a waiter (a job) learn the prompt id at once (`SUBMITTED`) and leave; the run is stopped in
+ComfyUI only when no waiter is left. `generate(..., prompt_id=...)` re-attaches after a restart.
 
 Each attempt waits its turn in LinkPix's fair queue (`fairqueue.py`), which takes the pool's choice of
 backend (`pool.choose`) once one has room. Failover is a loop in the run: a backend unreachable at submit
@@ -39,7 +38,7 @@ from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback, none_answers
 from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
-from linkpix.pipeline.hostedrun import run_hosted
+from linkpix.pipeline.hostedrun import fallback_route, run_hosted
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
@@ -103,7 +102,11 @@ class Generator:
         `backend` (a name) instead of submitting (re-attaching after a restart). With `ticket`, the caller
         may leave early; it then gets `Cancelled`. `background`: nobody waits at a link for it (a job),
         so the user's links go first in LinkPix's queue."""
-        job = self._route(job)
+        routed = fallback_route(job, self._pool.can_run)
+        hit = self._cached(job, user, self.key_for(job)) if routed is not job else None
+        if hit is not None:  # ComfyUI cannot run it now, but its own picture is cached already: serve that
+            return hit
+        job = routed
         try:
             return self._generate(job, user, on_event, ticket, prompt_id, backend, background)
         except BackendUnavailable as exc:
@@ -117,11 +120,9 @@ class Generator:
         key = self.key_for(job)
         if ticket is not None and ticket.cancelled:
             raise Cancelled("cancelled before the run started")
-        if not job.seed_is_random:
-            cached = self.cache.get(user, key)
-            if cached is not None:
-                self.cache.record(hit=True)
-                return Outcome(cached, cache_hit=True)
+        hit = self._cached(job, user, key)
+        if hit is not None:
+            return hit
         self.cache.record(hit=False)
         if self.admit_run is not None and prompt_id is None and key not in self._flights:
             self.admit_run(user)  # a quota counts runs started, never a cached picture or a shared run
@@ -151,13 +152,12 @@ class Generator:
         joined = not owner or flight.remote
         return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
-    def _route(self, job: RenderedJob) -> RenderedJob:
-        """The hosted fallback takes a job no ComfyUI backend can run now (all down, or none has its
-        models); decided before the cache key, so a hosted picture never stands in for ComfyUI's."""
-        if job.provider is None and job.fallback is not None and not self._pool.can_run(job.graph):
-            log.info("no ComfyUI backend can run %s now; %s takes it", job.workflow, job.fallback)
-            return replace(job, provider=job.fallback)
-        return job
+    def _cached(self, job: RenderedJob, user: str, key: str) -> Outcome | None:
+        """The stored picture of `key` for `user` (never for a random seed), counted as a hit."""
+        cached = None if job.seed_is_random else self.cache.get(user, key)
+        if cached is not None:
+            self.cache.record(hit=True)
+        return None if cached is None else Outcome(cached, cache_hit=True)
 
     def _await(self, flight: Flight, ticket: Ticket | None) -> tuple[OutputImage, dict[str, Any]]:
         """The run's result. Time spent waiting in LinkPix's queue does not count: the timeout starts

@@ -3,9 +3,11 @@ the answer an `OutputImage` like the one a ComfyUI run gives, so storing and ser
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from linkpix.comfy import Event, OutputImage
@@ -15,7 +17,18 @@ from linkpix.pipeline.flight import SUBMITTED
 from linkpix.providers.hosted import Providers
 from linkpix.providers.request import HostedRequest
 
+log = logging.getLogger(__name__)
+
 DEFAULT_SIDE = 1024
+
+
+def fallback_route(job: RenderedJob, can_run: Callable[[dict[str, Any]], bool]) -> RenderedJob:
+    """The hosted fallback takes a job no ComfyUI backend can run now (all down, or none has its models);
+    decided before the cache key, so a hosted picture never stands in for ComfyUI's."""
+    if job.provider is None and job.fallback is not None and not can_run(job.graph):
+        log.info("no ComfyUI backend can run %s now; %s takes it", job.workflow, job.fallback)
+        return replace(job, provider=job.fallback)
+    return job
 
 
 def hosted_request(job: RenderedJob, model: str) -> HostedRequest:
