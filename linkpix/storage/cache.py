@@ -110,6 +110,20 @@ class HitCounts:
 _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cache-sidecar")
 
 
+class DeferredPut:
+    """A staged entry for a store whose writes are atomic on their own (a bucket): the write is the commit."""
+
+    def __init__(self, put: Any, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        self._args = (user, key, fmt, data, meta)
+        self._put = put
+
+    def commit(self) -> CachedImage:
+        return self._put(*self._args)
+
+    def discard(self) -> None:
+        """Nothing was written."""
+
+
 def _unlink(path: Path) -> None:
     with _suppress_oserror():
         path.unlink()
