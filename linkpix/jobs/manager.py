@@ -59,6 +59,7 @@ from linkpix.storage.uploads import Uploads
 log = logging.getLogger(__name__)
 
 NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
+FINISH_HOLD = 0.25  # s at most a poll waits for a job whose last prompt ComfyUI reported over (`settled`)
 
 
 class Conflict(LinkPixError):
@@ -189,12 +190,22 @@ class JobManager:
             live = self.events.last_progress(job.id) or {}
         body["progress"] = live or None
         body["queue_position"] = None
-        if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
+        if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id and self.progress.executing(job.id):
+            body["queue_position"] = 0  # ComfyUI said it runs it: no need to ask (comfy/queuepeek.py)
+        elif with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
             try:
                 body["queue_position"] = self._queue_position(job.prompt_id, job.backend)
             except LinkPixError:
                 pass  # ComfyUI unreachable: the position is unknown, the job is still there
         return body
+
+    def settled(self, job: Job) -> Job:
+        """`job`, or, when ComfyUI has reported its last prompt over and it is being stored here, the job once
+        it has ended (waiting at most FINISH_HOLD s): a poll then gets the end, not a `running` that is stale
+        a few milliseconds later (jobs/progress.py)."""
+        if job.state in TERMINAL or not self.progress.wait_end(job.id, FINISH_HOLD):
+            return job
+        return self.store.get(job.id)
 
     # -- cancelling --------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> Job:
@@ -330,6 +341,7 @@ class JobManager:
             changes["webhook"] = dict(hook, state="pending")
         if not self.store.finish(job_id, state, **changes):
             return  # it had already ended (cancelled meanwhile)
+        self.progress.ended(job_id)
         job = self.store.get(job_id)
         self.events.publish(job_id, state, self.describe(job, with_queue=False))
         if job.webhook:
