@@ -59,6 +59,7 @@ from linkpix.storage.uploads import Uploads
 log = logging.getLogger(__name__)
 
 NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
+_UNREAD = object()  # `_end` without the job's webhook at hand: it reads it
 FINISH_HOLD = 0.25  # s at most a poll waits for a job whose last prompt ComfyUI reported over (`settled`)
 
 
@@ -303,10 +304,13 @@ class JobManager:
                      "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id"),
                      "gpu_seconds": outcome.gpu_seconds}
             images.append(image)
+            if len(images) == job.image_count:  # the last one: stored in the same write as the end
+                self._end(job_id, SUCCEEDED, None, job.webhook, images=images, image=dict(image, index=index))
+                return
             self.store.update(job_id, images=images, prompt_id=None)
             self.events.publish(job_id, "image", dict(image, index=index))
             job = self.store.get(job_id)
-        self._end(job_id, SUCCEEDED, None)
+        self._end(job_id, SUCCEEDED, None, job.webhook)
 
     def _generate(self, job: Job, index: int, spec: RenderedJob, prompt_id: str | None) -> Outcome:
         """One image through the generator; waits (cancellably) while the generator is at capacity, and
@@ -334,15 +338,24 @@ class JobManager:
                 if self._stop.wait(NO_BACKEND_RETRY):
                     raise Cancelled("shutting down") from None
 
-    def _end(self, job_id: str, state: str, error: LinkPixError | None) -> None:
+    def _end(self, job_id: str, state: str, error: LinkPixError | None, hook: Any = _UNREAD, *,
+             images: list[dict[str, Any]] | None = None, image: dict[str, Any] | None = None) -> None:
+        """End a job: one write (the state, the error, the webhook to send, and with `images` the last
+        image), then its events: the last `image` (published only now, so a reader woken by it finds the
+        job ended and is not woken twice while the job is being finished), then the end. `hook`: the job's
+        webhook when the caller has it (else it is read)."""
         changes: dict[str, Any] = {"error": error.to_dict() if error is not None else None}
-        hook = self.store.get(job_id).webhook
+        if images is not None:
+            changes.update(images=images, prompt_id=None)
+        hook = self.store.get(job_id).webhook if hook is _UNREAD else hook
         if hook:  # in the same write as the end: a replica dying in between cannot lose the webhook
             changes["webhook"] = dict(hook, state="pending")
         if not self.store.finish(job_id, state, **changes):
             return  # it had already ended (cancelled meanwhile)
         self.progress.ended(job_id)
         job = self.store.get(job_id)
+        if image is not None:
+            self.events.publish(job_id, "image", image)
         self.events.publish(job_id, state, self.describe(job, with_queue=False))
         if job.webhook:
             self.delivery.send(job)
