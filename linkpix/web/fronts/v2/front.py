@@ -13,13 +13,14 @@ from typing import Any
 from linkpix.comfy.pool import ModelMissing
 from linkpix.errors import BadRequest, NotFound
 from linkpix.jobs.manager import Conflict, JobManager
-from linkpix.jobs.store import Job
+from linkpix.jobs.store import RUNNING, Job
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.pipeline.request import InputImage
 from linkpix.pipeline.resolver import RenderedJob
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.v2 import graph as graphs
 from linkpix.web.fronts.v2 import rules, shapes
+from linkpix.web.fronts.v2.canceling import Cancellations
 from linkpix.web.fronts.v2.errors import V2Error, not_found
 from linkpix.web.fronts.v2.records import AssetRecord, JobRecord, V2Records
 from linkpix.web.services import Services
@@ -35,6 +36,7 @@ class V2Front:
         self.svc = svc
         self.records = records
         self._pruned: dict[str, float] = {}  # user -> when its old records were last pruned
+        self.cancellations = Cancellations(svc.pool.client)
 
     @property
     def manager(self) -> JobManager:
@@ -107,7 +109,8 @@ class V2Front:
             job = self.job_of(record)
         described = self.manager.describe(job) if job is not None else None
         sizes = [self._size(image) for image in job.images] if job is not None else []
-        return shapes.job_body(base, record, job, described, sizes, self.keep_days)
+        return shapes.job_body(base, record, job, described, sizes, self.keep_days,
+                               canceling=job is not None and self.cancellations.stopping(job.id))
 
     def _size(self, image: dict[str, Any]) -> int:
         try:
@@ -134,9 +137,10 @@ class V2Front:
                 if any(record.metadata.get(k) != v for k, v in query.labels.items()):
                     continue
                 job = self.job_of(record)
-                if query.statuses is not None and shapes.status_of(job) not in query.statuses:
+                canceling = job is not None and self.cancellations.stopping(job.id)
+                if query.statuses is not None and shapes.status_of(job, canceling) not in query.statuses:
                     continue
-                items.append(shapes.list_item(base, record, job))
+                items.append(shapes.list_item(base, record, job, canceling))
                 if len(items) >= query.limit:
                     break
         body: dict[str, Any] = {"jobs": items}
@@ -147,11 +151,15 @@ class V2Front:
 
     def cancel(self, user: str, job_id: str) -> tuple[JobRecord, Job | None]:
         record = self.record(user, job_id)
-        if self.job_of(record) is not None:
+        job = self.job_of(record)
+        if job is not None:
             try:
                 self.manager.cancel(job_id)
             except Conflict:
                 pass  # already ended: cancelling is idempotent in the contract, the job is returned as it is
+            else:
+                if job.state == RUNNING:  # its prompt may run on until ComfyUI acts on the stop: `canceling`
+                    self.cancellations.note(job_id, job.backend, job.prompt_id)
         return record, self.job_of(record)
 
     # -- assets ------------------------------------------------------------------------------------

@@ -25,7 +25,10 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def status_of(job: Job | None) -> str:
+def status_of(job: Job | None, canceling: bool = False) -> str:
+    """The contract's status; `canceling`: cancelled, but ComfyUI has not yet stopped its prompt."""
+    if job is not None and canceling and job.state == "cancelled":
+        return "canceling"
     return "expired" if job is None else STATUS.get(job.state, job.state)
 
 
@@ -90,14 +93,14 @@ def job_error(job: Job) -> dict[str, Any] | None:
 
 
 def job_body(base: str, record: JobRecord, job: Job | None, described: dict[str, Any] | None,
-             sizes: list[int], keep_days: float) -> dict[str, Any]:
+             sizes: list[int], keep_days: float, canceling: bool = False) -> dict[str, Any]:
     """The contract's Job. `described` is the jobs manager's view (live progress, queue position)."""
     links = {"self": f"{base}/api/v2/jobs/{record.id}", "events": f"{base}/api/v2/jobs/{record.id}/events",
              "cancel": f"{base}/api/v2/jobs/{record.id}/cancel"}
     body: dict[str, Any] = {
-        "id": record.id, "status": status_of(job), "created_at": iso(record.created),
+        "id": record.id, "status": status_of(job, canceling), "created_at": iso(record.created),
         "started_at": iso(job.started) if job is not None and job.started else None,
-        "completed_at": iso(job.finished) if job is not None and job.finished else None,
+        "completed_at": iso(job.finished) if job is not None and job.finished and not canceling else None,
         "expires_at": iso(expires(job.finished or record.created if job else record.created, keep_days)),
         "queue_position": (described or {}).get("queue_position") if job is not None and job.state == "queued"
         else None,
@@ -122,9 +125,9 @@ def _metrics(record: JobRecord, job: Job | None) -> dict[str, int | None]:
     return {"queue_ms": queue_ms, "execution_ms": run_ms}
 
 
-def list_item(base: str, record: JobRecord, job: Job | None) -> dict[str, Any]:
+def list_item(base: str, record: JobRecord, job: Job | None, canceling: bool = False) -> dict[str, Any]:
     updated = (job.finished or job.started or record.created) if job is not None else record.created
-    return {"id": record.id, "status": status_of(job), "create_time": iso(record.created),
+    return {"id": record.id, "status": status_of(job, canceling), "create_time": iso(record.created),
             "update_time": iso(updated), "created_at": iso(record.created), "metadata": record.metadata,
             "urls": {"self": f"{base}/api/v2/jobs/{record.id}"}}
 
