@@ -4,11 +4,13 @@ admin keys, and partner-node keys (`extra_data.api_key_comfy_org`)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
 import requests
-from comfy_sdk import Log, Preview, Progress, StatusChange
+from comfy_sdk import InvalidWorkflow, Log, NotFound, OutputReady, Preview, Progress, StatusChange
+from PIL import Image
 from support import ApiServer
 from v2_support import client, txt2img
 
@@ -80,3 +82,68 @@ def test_previews_name_the_node_that_sent_them(project, slow_sim):
         assert previews and {p.node_id for p in previews} == {"5"}  # demo.json's KSampler
     finally:
         srv.close()
+
+
+def two_savers(prompt: str, batch: int = 1) -> dict:
+    graph = txt2img(prompt)
+    graph["4"]["inputs"]["batch_size"] = batch
+    graph["8"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "second", "images": ["6", 0]}}
+    return graph
+
+
+def test_every_output_of_a_batch_and_of_two_save_nodes_is_listed_and_downloadable(project, simulator):
+    srv = ApiServer(project, simulator.url, api_keys=KEYS)
+    try:
+        alice, bob = client(srv, "key-alice"), client(srv, "key-bob")
+        job = alice.run(alice.workflows.from_json(two_savers("two savers, batch of two", batch=2)))
+        assert [o.node_id for o in job.outputs] == ["7", "7", "8", "8"]
+        assert len({o.id for o in job.outputs}) == 4
+        for out in job.outputs:
+            data = out.to_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) == out.size_bytes
+            assert Image.open(io.BytesIO(data)).size == (64, 48)
+            other = requests.get(f"{srv.url}/api/v2/assets/{out.id}/content",
+                                 headers={"Authorization": "Bearer key-bob"}, timeout=10)
+            assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+        runs = srv.services.generator.runs_started
+        again = alice.run(alice.workflows.from_json(two_savers("two savers, batch of two", batch=2)))
+        assert srv.services.generator.runs_started == runs  # from LinkPix's cache, every output with it
+        assert [o.to_bytes() for o in again.outputs] == [o.to_bytes() for o in job.outputs]
+        with pytest.raises(NotFound):
+            bob.jobs.get(job.id)
+    finally:
+        srv.close()
+
+
+def test_events_carry_every_output_before_the_terminal_status(server):
+    c = client(server)
+    job = c.submit(c.workflows.from_json(two_savers("outputs as events")))
+    events = list(job.events())
+    ready = [e.output for e in events if isinstance(e, OutputReady)]
+    assert sorted(o.node_id for o in ready) == ["7", "8"] and events[-1] == StatusChange(status="succeeded")
+
+
+def test_a_bad_combo_value_is_refused_at_submit_naming_node_and_input(server):
+    c = client(server)
+    runs = server.services.generator.runs_started
+    bad_sampler = txt2img("bad sampler")
+    bad_sampler["5"]["inputs"]["sampler_name"] = "no_such_sampler"
+    with pytest.raises(InvalidWorkflow) as caught:
+        c.submit(c.workflows.from_json(bad_sampler), idempotency_key="combo-1")
+    assert caught.value.code == "invalid_workflow"
+    assert "Node 5 (KSampler)" in str(caught.value) and "sampler_name" in str(caught.value)
+    [problem] = caught.value.details["node_errors"]["5"]
+    assert problem["field"] == "sampler_name" and problem["reason"] == "value_not_in_list"
+    assert "euler" in problem["allowed"]
+
+    bad_model = txt2img("bad checkpoint")
+    bad_model["1"]["inputs"]["ckpt_name"] = "nowhere.safetensors"
+    with pytest.raises(InvalidWorkflow) as caught:
+        c.submit(c.workflows.from_json(bad_model))
+    [problem] = caught.value.details["node_errors"]["1"]
+    assert problem["field"] == "ckpt_name" and problem["value"] == "nowhere.safetensors"
+    assert "nowhere.safetensors" in str(caught.value)
+
+    assert list(c.list_jobs()) == [] and server.services.generator.runs_started == runs  # no job, no run
+    good = c.submit(c.workflows.from_json(txt2img("good sampler")), idempotency_key="combo-1")  # key given back
+    assert good.wait(timeout=30).status == "succeeded"

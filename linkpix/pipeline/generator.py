@@ -33,12 +33,12 @@ from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
-from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback, none_answers
 from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.pipeline.hostedrun import fallback_route, run_hosted
+from linkpix.pipeline.outputs import store_outputs
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
@@ -81,7 +81,6 @@ class Generator:
         self._lock = threading.Lock()
         self.runs_started = 0
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
-
 
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files: turning strip_metadata on must not serve
@@ -146,9 +145,9 @@ class Generator:
         stored = self.cache.get(user, key)
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
-        elif stored is None:
-            data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
-            stored = self.cache.put(user, key, job.output_format, data, meta)
+        elif stored is None:  # the first output under `key`, every further one beside it (outputs.py)
+            stored = store_outputs(self.cache, user, key, job.output_format, [output, *flight.extras], meta,
+                                   self._settings().strips_metadata)
         joined = not owner or flight.remote
         return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
@@ -273,8 +272,8 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started, user, interactive)
-                data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
-                flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
+                flight.stored = store_outputs(self.cache, user, flight.key, job.output_format,
+                                              [output, *flight.extras], meta, self._settings().strips_metadata)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
                 raise
@@ -390,6 +389,7 @@ class Generator:
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
+            flight.extras = outputs[1:]  # two SaveImage nodes, a batch: stored beside the first
             return outputs[0], run_meta(job, outputs[0], backend.name, time.monotonic() - started)
         except LinkPixError as exc:
             error = exc

@@ -189,7 +189,7 @@ def content(asset_id: str) -> Response:
     if output is not None:
         job, index, record = output
         try:
-            data = v2.output_image(job.images[index]).read()
+            data = v2.output_image(shapes.output_refs(job)[index]).read()
         except (NotFound, OSError):
             raise V2Error(404, "output_unavailable", "LinkPix's cache no longer holds this output. Retrying cannot "
                           "help; submit the workflow again to render it anew.") from None

@@ -58,11 +58,15 @@ class V2Front:
         """The runnable job of a submission, or the contract's refusal; nothing is kept yet."""
         workflow = graphs.check_format(sub.workflow)
         resolved, images = graphs.resolve_assets(workflow, lambda aid: self.own_asset(user, aid), self._image_of)
-        graphs.check_nodes(resolved, self._object_info())
-        try:
+        graphs.check_nodes(resolved, None)  # the shape first: check_models reads node inputs
+        try:  # a model file first: the pool looks again at backends that may have gained it meanwhile
             self.svc.pool.check_models(resolved)
         except ModelMissing as exc:
-            raise V2Error(422, "invalid_workflow", exc.message, exc.details) from None
+            node, field = str(exc.details.get("node")), exc.details.get("input") or "model"
+            raise V2Error(422, "invalid_workflow", exc.message, {
+                "node_errors": {node: [{"field": field, "reason": "value_not_in_list", "value": exc.details.get(
+                    "missing"), "allowed": exc.details.get("allowed")}]}, **exc.details}) from None
+        graphs.check_nodes(resolved, self._object_info())
         return job_from_graph(resolved, images)
 
     def submit(self, user: str, rendered: RenderedJob, sub: rules.Submission, key: str | None,
@@ -108,7 +112,7 @@ class V2Front:
         if job is None and fetch:
             job = self.job_of(record)
         described = self.manager.describe(job) if job is not None else None
-        sizes = [self._size(image) for image in job.images] if job is not None else []
+        sizes = [self._size(ref) for ref in shapes.output_refs(job)] if job is not None else []
         return shapes.job_body(base, record, job, described, sizes, self.keep_days,
                                canceling=job is not None and self.cancellations.stopping(job.id))
 
@@ -119,7 +123,7 @@ class V2Front:
             return 0
 
     def output_image(self, image: dict[str, Any]) -> Any:
-        """The cached image of a job's image entry (NotFound once the cache evicted it)."""
+        """The cached image of one of a job's outputs (`shapes.output_refs`; NotFound once evicted)."""
         _, _, owner, filename = str(image.get("url", "")).rsplit("/", 3)
         return self.svc.cache.lookup_file(owner, filename)
 
@@ -181,11 +185,11 @@ class V2Front:
         if record is None or record.user != user:
             return None
         job = self.job_of(record)
-        if job is None or index >= len(job.images):
+        refs = shapes.output_refs(job) if job is not None else []
+        if job is None or index >= len(refs):
             return None
-        image = job.images[index]
-        name = str(image.get("url", "")).rsplit("/", 1)[-1]
-        fmt = image.get("format") or "png"
+        name = refs[index]["url"].rsplit("/", 1)[-1]
+        fmt = refs[index]["format"]
         return job, index, AssetRecord(asset_id, user, "", name, 0, f"image/{fmt}", name, job.finished or job.created)
 
     def asset_by_hash(self, user: str, digest: str) -> AssetRecord | None:
@@ -205,7 +209,7 @@ class V2Front:
                 raise V2Error(422, "missing_asset", f"the output {record.id} is no longer available")
             job, index, _ = found
             try:
-                data = self.output_image(job.images[index]).read()
+                data = self.output_image(shapes.output_refs(job)[index]).read()
             except NotFound:
                 raise V2Error(404, "output_unavailable", f"the bytes of output {record.id} are no longer "
                               "kept (LinkPix's cache evicted them); run the job again") from None

@@ -56,13 +56,23 @@ def output_node(graph: dict[str, Any]) -> str:
     return str(next(iter(graph), "0"))
 
 
-def output(base: str, job: Job, index: int, size: int, keep_days: float) -> dict[str, Any]:
-    image = job.images[index]
-    fmt = image.get("format") or "png"
+def output_refs(job: Job) -> list[dict[str, Any]]:
+    """Every output of a job, in order: each stored image, then the further images of its run (a second
+    SaveImage node, a batch; `pipeline/outputs.py`). Output `<job id>.<n>` is the n-th of this list."""
+    refs: list[dict[str, Any]] = []
+    for image in job.images:
+        fmt = image.get("format") or "png"
+        refs.append({"url": str(image.get("url", "")), "node_id": image.get("node_id"), "format": fmt})
+        refs.extend({"url": str(more.get("url", "")), "node_id": more.get("node_id"), "format": fmt}
+                    for more in image.get("outputs") or [] if isinstance(more, dict))
+    return refs
+
+
+def output(base: str, job: Job, ref: dict[str, Any], index: int, size: int, keep_days: float) -> dict[str, Any]:
     aid = output_id(job.id, index)
     graph = job.spec[0].get("graph", {}) if job.spec else {}
-    return {"node_id": output_node(graph), "name": str(image.get("url", "")).rsplit("/", 1)[-1],
-            "type": "image", "content_type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
+    return {"node_id": str(ref["node_id"] or output_node(graph)), "name": ref["url"].rsplit("/", 1)[-1],
+            "type": "image", "content_type": CONTENT_TYPES.get(ref["format"], "application/octet-stream"),
             "size_bytes": size, "id": aid, "hash": None, "url": f"{base}/api/v2/assets/{aid}/content",
             "url_expires_at": iso(expires(job.finished or job.created, keep_days)), "job_id": job.id}
 
@@ -105,8 +115,8 @@ def job_body(base: str, record: JobRecord, job: Job | None, described: dict[str,
         "queue_position": (described or {}).get("queue_position") if job is not None and job.state == "queued"
         else None,
         "progress": progress((described or {}).get("progress"), job) if job is not None else None,
-        "outputs": [output(base, job, i, sizes[i] if i < len(sizes) else 0, keep_days)
-                    for i in range(len(job.images))] if job is not None else [],
+        "outputs": [output(base, job, ref, i, sizes[i] if i < len(sizes) else 0, keep_days)
+                    for i, ref in enumerate(output_refs(job))] if job is not None else [],
         "error": job_error(job) if job is not None else None,
         "outputs_reused": bool(job and job.images and all(i.get("cache") == "hit" for i in job.images)),
         "metrics": _metrics(record, job),
