@@ -147,3 +147,26 @@ def test_a_bad_combo_value_is_refused_at_submit_naming_node_and_input(server):
     assert list(c.list_jobs()) == [] and server.services.generator.runs_started == runs  # no job, no run
     good = c.submit(c.workflows.from_json(txt2img("good sampler")), idempotency_key="combo-1")  # key given back
     assert good.wait(timeout=30).status == "succeeded"
+
+
+def test_an_admin_key_lists_and_reads_every_users_jobs(project, simulator):
+    srv = ApiServer(project, simulator.url, api_keys=KEYS, admin_keys=["key-root"])
+    try:
+        alice, bob, root = client(srv, "key-alice"), client(srv, "key-bob"), client(srv, "key-root")
+        a = alice.run(alice.workflows.from_json(txt2img("alice's fox")))
+        b = bob.run(bob.workflows.from_json(txt2img("bob's fox")))
+        assert {s.id for s in root.list_jobs()} == {a.id, b.id}
+        assert [s.id for s in alice.list_jobs()] == [a.id]  # an ordinary key: its own only
+        seen = requests.get(f"{srv.url}/api/v2/jobs?user=bob", headers={"Authorization": "Bearer key-root"},
+                            timeout=10).json()["jobs"]
+        assert [(j["id"], j["user"]) for j in seen] == [(b.id, "bob")]
+        assert root.jobs.get(a.id).status == "succeeded"
+        assert root.jobs.get(a.id).outputs[0].to_bytes() == a.outputs[0].to_bytes()
+        assert root.jobs.get(b.id).get_workflow().graph["2"]["inputs"]["text"] == "bob's fox"
+        with pytest.raises(NotFound):  # bob is no admin
+            bob.jobs.get(a.id)
+        r = requests.get(f"{srv.url}/api/v2/assets/{a.outputs[0].id}/content",
+                         headers={"Authorization": "Bearer key-bob"}, timeout=10)
+        assert r.status_code == 404
+    finally:
+        srv.close()

@@ -95,9 +95,10 @@ class V2Front:
         self.records.prune_jobs(user, now - 2 * self.keep_days * 86400)
 
     # -- reading -----------------------------------------------------------------------------------
-    def record(self, user: str, job_id: str) -> JobRecord:
+    def record(self, user: str, job_id: str, admin: bool = False) -> JobRecord:
+        """The caller's job record (any user's for an admin key); 404 alike for another's and a missing one."""
         record = self.records.job(job_id)
-        if record is None or record.user != user:
+        if record is None or (record.user != user and not admin):
             raise not_found(f"job {job_id}")
         return record
 
@@ -127,11 +128,13 @@ class V2Front:
         _, _, owner, filename = str(image.get("url", "")).rsplit("/", 3)
         return self.svc.cache.lookup_file(owner, filename)
 
-    def list(self, base: str, user: str, query: rules.ListQuery) -> dict[str, Any]:
+    def list(self, base: str, user: str, query: rules.ListQuery, admin: bool = False) -> dict[str, Any]:
+        """The caller's jobs; an admin key's: every user's, or those of `query.user` when it names one."""
+        owner: str | None = user if not admin else query.user
         items: list[dict[str, Any]] = []
         before, scanned, last = query.before, 0, None
         while len(items) < query.limit and scanned < SCAN_LIMIT:
-            batch = self.records.jobs(user, before, min(100, SCAN_LIMIT - scanned))
+            batch = self.records.jobs(owner, before, min(100, SCAN_LIMIT - scanned))
             if not batch:
                 last = None
                 break
@@ -144,17 +147,17 @@ class V2Front:
                 canceling = job is not None and self.cancellations.stopping(job.id)
                 if query.statuses is not None and shapes.status_of(job, canceling) not in query.statuses:
                     continue
-                items.append(shapes.list_item(base, record, job, canceling))
+                items.append(shapes.list_item(base, record, job, canceling) | ({"user": record.user} if admin else {}))
                 if len(items) >= query.limit:
                     break
         body: dict[str, Any] = {"jobs": items}
         if last is not None and (len(items) >= query.limit or scanned >= SCAN_LIMIT) \
-                and self.records.jobs(user, last, 1):
+                and self.records.jobs(owner, last, 1):
             body["next_cursor"] = rules.make_cursor(*last)
         return body
 
-    def cancel(self, user: str, job_id: str) -> tuple[JobRecord, Job | None]:
-        record = self.record(user, job_id)
+    def cancel(self, user: str, job_id: str, admin: bool = False) -> tuple[JobRecord, Job | None]:
+        record = self.record(user, job_id, admin)
         job = self.job_of(record)
         if job is not None:
             try:
@@ -175,14 +178,14 @@ class V2Front:
         found = self.output_asset(user, asset_id)
         return found[2] if found is not None else None
 
-    def output_asset(self, user: str, asset_id: str) -> tuple[Job, int, AssetRecord] | None:
-        """An output id of the caller's job, with a record describing it."""
+    def output_asset(self, user: str, asset_id: str, admin: bool = False) -> tuple[Job, int, AssetRecord] | None:
+        """An output id of the caller's job (any user's for an admin key), with a record describing it."""
         parts = shapes.split_output_id(asset_id)
         if parts is None:
             return None
         job_id, index = parts
         record = self.records.job(job_id)
-        if record is None or record.user != user:
+        if record is None or (record.user != user and not admin):
             return None
         job = self.job_of(record)
         refs = shapes.output_refs(job) if job is not None else []
@@ -190,7 +193,8 @@ class V2Front:
             return None
         name = refs[index]["url"].rsplit("/", 1)[-1]
         fmt = refs[index]["format"]
-        return job, index, AssetRecord(asset_id, user, "", name, 0, f"image/{fmt}", name, job.finished or job.created)
+        return job, index, AssetRecord(asset_id, record.user, "", name, 0, f"image/{fmt}", name,
+                                       job.finished or job.created)
 
     def asset_by_hash(self, user: str, digest: str) -> AssetRecord | None:
         """The caller's asset of a hash whose bytes are still kept (retention may have pruned an unused

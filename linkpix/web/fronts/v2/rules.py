@@ -23,6 +23,7 @@ STATUSES = ("queued", "running", "succeeded", "canceling", "canceled", "failed",
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
+_USER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ListQuery:
     limit: int
     before: tuple[float, str] | None
     labels: dict[str, str]
+    user: str | None = None  # `user=`: an admin key's listing narrowed to one user (ignored for other keys)
 
 
 def submission(body: Any) -> Submission:
@@ -113,7 +115,10 @@ def list_query(args: Mapping[str, str]) -> ListQuery:
     if len(filters) > MAX_FILTERS or any(not _LABEL_KEY.match(k) or _BAD_CHARS.search(v) for k, v in filters.items()):
         raise V2Error(400, "invalid_metadata_filter", f"at most {MAX_FILTERS} metadata[<key>]=<value> filters, "
                       "keys of 1 to 40 characters from A-Z a-z 0-9 _ - . and values without control characters")
-    return ListQuery(statuses, limit, _cursor(args.get("cursor")), filters)
+    user = args.get("user") or None
+    if user is not None and not _USER.match(user):
+        raise V2Error(400, "invalid_request", "'user' is a user name: 1-64 of A-Z a-z 0-9 _ -")
+    return ListQuery(statuses, limit, _cursor(args.get("cursor")), filters, user)
 
 
 def make_cursor(created: float, job_id: str) -> str:
