@@ -5,6 +5,9 @@ admin keys, and partner-node keys (`extra_data.api_key_comfy_org`)."""
 from __future__ import annotations
 
 import io
+import json
+import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -170,3 +173,62 @@ def test_an_admin_key_lists_and_reads_every_users_jobs(project, simulator):
         assert r.status_code == 404
     finally:
         srv.close()
+
+
+PARTNER_KEY = "comfyui-partner-key-7f3d2c1b9a8e4d6f"
+
+
+def test_a_partner_key_reaches_comfyui_for_its_own_run_only_and_is_kept_nowhere(project, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "partner", step_delay=0.1)
+    sim.start()
+    srv = ApiServer(project, sim.url, api_keys=KEYS)
+    try:
+        alice, bob = client(srv, "key-alice"), client(srv, "key-bob")
+        graph = txt2img("a paid fox", steps=6)
+        runs = srv.services.generator.runs_started
+        paid = alice.submit(alice.workflows.from_json(graph), api_key=PARTNER_KEY)
+        free = bob.submit(bob.workflows.from_json(graph))  # the same graph at the same time, without a key
+        seen = []
+        for _ in range(200):  # ComfyUI holds the key in its queue while the prompt waits or runs, as it must
+            queue = requests.get(f"{sim.url}/queue", timeout=10).json()
+            seen += [item[3] for item in queue["queue_running"] + queue["queue_pending"]]
+            if any(extra.get("api_key_comfy_org") == PARTNER_KEY for extra in seen):
+                break
+            time.sleep(0.02)
+        assert [extra for extra in seen if extra.get("api_key_comfy_org") == PARTNER_KEY]
+        assert paid.wait(timeout=60).status == "succeeded" and free.wait(timeout=60).status == "succeeded"
+        assert srv.services.generator.runs_started == runs + 2  # not one shared run
+
+        again = alice.run(alice.workflows.from_json(graph), api_key=PARTNER_KEY)  # never from a cache
+        plain = alice.run(alice.workflows.from_json(graph))  # nor a keyless job from the paid run's picture
+        assert srv.services.generator.runs_started == runs + 4
+        for job in (again, plain):
+            assert requests.get(f"{srv.url}/api/v2/jobs/{job.id}", headers={"Authorization": "Bearer key-alice"},
+                                timeout=10).json()["outputs_reused"] is False
+        assert alice.jobs.get(paid.id).get_workflow().graph == graph  # as sent: no key, no scope input
+        with pytest.raises(NotFound):
+            bob.jobs.get(paid.id)
+
+        seen_text = [requests.get(f"{srv.url}/api/v2/jobs/{paid.id}{path}", timeout=10,
+                                  headers={"Authorization": "Bearer key-alice"}).text
+                     for path in ("", "/events", "/workflow")]
+        seen_text.append(requests.get(f"{srv.url}/api/v2/jobs", headers={"Authorization": "Bearer key-alice"},
+                                      timeout=10).text)
+        seen_text.append(json.dumps(requests.get(f"{sim.url}/history", timeout=10).json()))  # ComfyUI drops it
+        seen_text.append(caplog.text)
+        assert all(PARTNER_KEY not in text for text in seen_text)
+        assert srv.services.generator.secrets.extra_data({}) == {} and "RunSecrets(0 runs)" == repr(
+            srv.services.generator.secrets)  # forgotten once the runs ended
+    finally:
+        srv.close()
+        sim.stop()
+    stored = [p for p in project.rglob("*") if p.is_file() and PARTNER_KEY.encode() in p.read_bytes()]
+    assert stored == []  # not in the job store, the v2 records, the cache's sidecars, the request log
+
+
+def test_a_malformed_partner_key_is_refused_without_echoing_it(server):
+    r = requests.post(f"{server.url}/api/v2/jobs", json={"workflow": txt2img("x"), "extra_data": {
+        "api_key_comfy_org": "has spaces in it secret"}}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    assert "secret" not in r.text and "api_key_comfy_org" in r.json()["error"]["message"]

@@ -40,6 +40,7 @@ from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure,
 from linkpix.pipeline.hostedrun import fallback_route, run_hosted
 from linkpix.pipeline.outputs import store_outputs
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
+from linkpix.pipeline.secrets import RunSecrets
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
@@ -79,20 +80,18 @@ class Generator:
         self._settings = settings  # read at each use: timeout, max_pending, failover_retries, strip_metadata
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
-        self.runs_started = 0
+        self.runs_started, self.secrets = 0, RunSecrets()  # secrets: partner-node keys by run, in memory
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
 
     def key_for(self, job: RenderedJob) -> str:
-        # Stripped and unstripped images are different files: turning strip_metadata on must not serve
-        # an image cached before it with the workflow inside.
+        # Stripped and unstripped images are different files (an image cached unstripped has the workflow)
         fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
         fmt += f"@{job.provider}" if job.provider else ""  # a hosted picture never stands in for ComfyUI's
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._flights)
+        return len(self._flights)  # one read of a dict's size: atomic
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
@@ -246,6 +245,7 @@ class Generator:
             log.exception("generation failed unexpectedly")
             flight.future.set_exception(ExecutionFailed(f"internal error while generating: {exc}"))
         finally:
+            self.secrets.drop(job.graph)  # a partner-node key lives as long as its run (pipeline/secrets.py)
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
@@ -373,7 +373,7 @@ class Generator:
                     backend.upload_image(upload.data, upload.name, overwrite=True)
                 if flight.aborted:
                     raise Cancelled("every waiter left before the prompt was submitted")
-                prompt_id = backend.submit(job.graph)
+                prompt_id = backend.submit(job.graph, extra_data=self.secrets.extra_data(job.graph))
                 with flight.lock:
                     flight.prompt_id = prompt_id
                     aborted = flight.aborted

@@ -17,6 +17,7 @@ from linkpix.jobs.store import RUNNING, Job
 from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.pipeline.request import InputImage
 from linkpix.pipeline.resolver import RenderedJob
+from linkpix.pipeline.secrets import scope_graph, scope_of
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.v2 import graph as graphs
 from linkpix.web.fronts.v2 import rules, shapes
@@ -66,7 +67,10 @@ class V2Front:
             raise V2Error(422, "invalid_workflow", exc.message, {
                 "node_errors": {node: [{"field": field, "reason": "value_not_in_list", "value": exc.details.get(
                     "missing"), "allowed": exc.details.get("allowed")}]}, **exc.details}) from None
-        graphs.check_nodes(resolved, self._object_info())
+        info = self._object_info()
+        graphs.check_nodes(resolved, info)
+        if sub.partner_key is not None:  # a run of its own, never shared nor cached for others (secrets.py)
+            resolved, _ = scope_graph(resolved, info)
         return job_from_graph(resolved, images)
 
     def submit(self, user: str, rendered: RenderedJob, sub: rules.Submission, key: str | None,
@@ -75,9 +79,14 @@ class V2Front:
             raise V2Error(422, "idempotency_key_reuse", "This Idempotency-Key has already been used. Keys are "
                           "single-use; poll or list your jobs instead of resubmitting with the same key.")
         hit = self.svc.cache.get(user, self.svc.generator.key_for(rendered)) is not None
+        scope = scope_of(rendered.graph) if sub.partner_key is not None else None
+        if scope is not None and sub.partner_key is not None:  # in memory until the run ends, nowhere else
+            self.svc.generator.secrets.put(scope, sub.partner_key)
         try:  # a workflow the cache answers runs now, in this thread, not behind runs in the job pool
             job = self.manager.submit(user, [rendered], None, None, base_url, here=hit)
         except BaseException:
+            if scope is not None:
+                self.svc.generator.secrets.drop(rendered.graph)
             if key is not None:
                 self.records.release_key(user, key)  # refused (queue_full...): no job exists under it
             raise

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from linkpix.errors import LinkPixError
+from linkpix.pipeline.secrets import unscoped
 from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import events, rules
 from linkpix.web.fronts.v2.access import authenticate
@@ -186,7 +187,7 @@ def workflow(job_id: str) -> Response:
     job = front().job_of(record)
     if job is None or not job.spec:
         raise V2Error(404, "not_found", f"the workflow of job {job_id} is no longer kept")
-    return jsonify({"workflow": job.spec[0].get("graph", {}), "format": "api"})
+    return jsonify({"workflow": unscoped(job.spec[0].get("graph", {})), "format": "api"})
 
 
 @bp.get("/jobs/<job_id>/logs")
