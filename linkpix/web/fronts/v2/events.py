@@ -52,7 +52,7 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
         if job.state in TERMINAL:
             yield from _ending(job, body, time.monotonic() + max_seconds, lambda: manager.closed)
             yield from outputs(job)
-            yield frame("status", {"status": current["status"], "outputs": current["outputs"]})
+            yield frame("status", {"status": STATUS_OF.get(job.state, job.state), "outputs": body(job)["outputs"]})
             return
         yield frame("status", _status(current))
         node = None  # the node executing, as the last progress said: a preview without one is its
