@@ -81,8 +81,14 @@ def test_previews_name_the_node_that_sent_them(project, slow_sim):
     try:
         c = client(srv)
         job = c.submit(c.workflows.from_json(txt2img("a fox with previews", steps=8)))
-        previews = [e for e in job.events() if isinstance(e, Preview)]
+        events = list(job.events())
+        previews = [e for e in events if isinstance(e, Preview)]
         assert previews and {p.node_id for p in previews} == {"5"}  # demo.json's KSampler
+        sampling = [e for e in events if isinstance(e, Progress) and e.step and e.step < e.steps]
+        assert sampling and {e.current_node for e in sampling} == {"5"}
+        other = c.submit(c.workflows.from_json(txt2img("another fox with previews", steps=8)))
+        text = requests.get(f"{srv.url}/api/v2/jobs/{other.id}/events", timeout=30).text  # the raw frames
+        assert '"current_node":"5","current_node_class":"KSampler"' in text
     finally:
         srv.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.store import TERMINAL, Job
+from linkpix.web.fronts.v2.shapes import live_progress
 
 CANCELING_POLL = 0.1  # s between looks at a canceling job, until ComfyUI has stopped its prompt
 STATUS_OF = {"queued": "queued", "started": "running", "succeeded": "succeeded", "failed": "failed",
@@ -55,6 +56,7 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
             yield frame("status", {"status": STATUS_OF.get(job.state, job.state), "outputs": body(job)["outputs"]})
             return
         yield frame("status", _status(current))
+        graph = job.spec[0].get("graph", {}) if job.spec else {}
         node = None  # the node executing, as the last progress said: a preview without one is its
         if current.get("progress"):
             node = current["progress"].get("current_node")
@@ -72,13 +74,8 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
                 yield ": keep-alive\n\n"
                 continue
             if kind == "progress":
-                step, total = data.get("step") or 0, data.get("total")
                 node = data.get("node") or node
-                yield frame("progress", {"value": max(0.0, min(1.0, step / total)) if total else 0.0,
-                                         "nodes_done": 0, "nodes_total": 0,
-                                         "current_node": str(node) if node is not None else None,
-                                         "step": int(step) if total else None, "steps": int(total) if total else None,
-                                         "message": f"step {step}/{total}" if total else None})
+                yield frame("progress", live_progress(dict(data, node=node), graph))
             elif kind == "preview" and data.get("jpeg_base64"):
                 node = data.get("node") or node  # the node that sent it, else the one last executing
                 yield frame("preview", {"node_id": str(node or ""), "content_type": "image/jpeg",

@@ -83,11 +83,18 @@ def progress(live: dict[str, Any] | None, job: Job) -> dict[str, Any] | None:
         return {"value": 1.0, "nodes_done": 1, "nodes_total": 1, "message": "done"}
     if not live:
         return None
+    return live_progress(live, job.spec[0].get("graph", {}) if job.spec else {})
+
+
+def live_progress(live: dict[str, Any], graph: dict[str, Any]) -> dict[str, Any]:
+    """One progress notice of LinkPix's (`step`, `total`, `node`) as the contract's snapshot; the node's
+    class is read from the job's graph."""
     step, total = live.get("step") or 0, live.get("total")
-    value = max(0.0, min(1.0, step / total)) if total else 0.0
     node = live.get("node")
-    return {"value": value, "nodes_done": 0, "nodes_total": 0,
+    entry = graph.get(str(node)) if node is not None else None
+    return {"value": max(0.0, min(1.0, step / total)) if total else 0.0, "nodes_done": 0, "nodes_total": 0,
             "current_node": str(node) if node is not None else None,
+            "current_node_class": entry.get("class_type") if isinstance(entry, dict) else None,
             "step": int(step) if total else None, "steps": int(total) if total else None,
             "message": f"step {step}/{total}" if total else None}
 
