@@ -14,6 +14,7 @@ import pytest
 import requests
 from comfy_sdk import InvalidWorkflow, Log, NotFound, OutputReady, Preview, Progress, StatusChange
 from PIL import Image
+from replica_support import redis_server  # noqa: F401 - fixture
 from support import ApiServer
 from v2_support import client, txt2img
 
@@ -238,3 +239,18 @@ def test_a_malformed_partner_key_is_refused_without_echoing_it(server):
         "api_key_comfy_org": "has spaces in it secret"}}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
     assert "secret" not in r.text and "api_key_comfy_org" in r.json()["error"]["message"]
+
+
+def test_an_admin_key_lists_every_users_jobs_across_replicas(project, simulator, redis_server):  # noqa: F811
+    keys = {"api_keys": KEYS, "admin_keys": ["key-root"], "redis_url": redis_server.url}
+    one = ApiServer(project, simulator.url, replica_name="one", **keys)
+    two = ApiServer(project, simulator.url, replica_name="two", **keys)
+    try:
+        alice, bob, root = client(one, "key-alice"), client(one, "key-bob"), client(two, "key-root")
+        a = alice.run(alice.workflows.from_json(txt2img("alice on one")))
+        b = bob.run(bob.workflows.from_json(txt2img("bob on one")))
+        assert [s.id for s in root.list_jobs(limit=1)] == [b.id, a.id]  # newest first, page by page
+        assert [s.id for s in client(two, "key-bob").list_jobs()] == [b.id]
+    finally:
+        one.close()
+        two.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from linkpix.comfy import OutputImage
-from linkpix.imaging.encode import encode
+from linkpix.imaging.encode import encode, image_size
 from linkpix.storage.cache import CachedImage, ImageCache
 
 
@@ -28,8 +28,10 @@ def store_outputs(cache: ImageCache, user: str, key: str, fmt: str, outputs: Seq
     finds every other), and return the first, stored under `key`."""
     listed: list[dict[str, Any]] = []
     for index, output in enumerate(outputs[1:], 1):
+        width, height = image_size(output.data)  # a second SaveImage may save another size than the first
         stored = cache.put(user, extra_key(key, index), fmt, encode(output.data, fmt, strip=strip),
-                           dict(meta, node_id=output.node_id, comfy_filename=output.filename))
+                           dict(meta, node_id=output.node_id, comfy_filename=output.filename, width=width,
+                                height=height))
         listed.append({"url": stored.url, "node_id": output.node_id, "name": output.filename})
     first = outputs[0]
     return cache.put(user, key, fmt, encode(first.data, fmt, strip=strip),
