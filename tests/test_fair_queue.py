@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import requests
+from fronts_support import FrontServer
 from jobs_support import JobsServer, wait_until
 from pool_support import Sims, prompts_in
 from support import ApiServer
@@ -190,5 +192,30 @@ def test_a_backend_dying_with_work_queued_in_linkpix_loses_nothing_and_runs_noth
         for i in range(10):
             assert len(marked(done, f"survives {i}")) == 1, f"job {i} ran {len(marked(done, f'survives {i}'))} times"
         assert len(done) == 10
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_the_fronts_answers_say_the_gpu_seconds_their_runs_took(project, simulator):
+    """The A1111 and OpenAI fronts carry X-LinkPix-GPU-Seconds as links do: the batch's sum of ComfyUI's own
+    stamps when something ran, nothing when every image came from the cache."""
+    simulator.faults.run_delay = 0.2
+    server = FrontServer(project, simulator.url)
+    try:
+        body = {"prompt": "front seconds", "seed": 41, "width": 64, "height": 64, "batch_size": 2}
+        first = requests.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+        assert first.status_code == 200 and len(first.json()["images"]) == 2
+        runs = marked(history(simulator), "front seconds")
+        assert len(runs) == 2
+        assert float(first.headers["X-LinkPix-GPU-Seconds"]) == pytest.approx(sum(r["seconds"] for r in runs),
+                                                                             abs=0.004)
+        again = requests.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+        assert again.status_code == 200 and "X-LinkPix-GPU-Seconds" not in again.headers
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="loopback", max_retries=0, timeout=60)
+        raw = client.images.with_raw_response.generate(prompt="openai seconds", size="64x64", model="demo")
+        assert len(raw.parse().data) == 1
+        ran = marked(history(simulator), "openai seconds")[0]["seconds"]
+        assert float(raw.headers["X-LinkPix-GPU-Seconds"]) == pytest.approx(ran, abs=0.002)
     finally:
         server.close()
