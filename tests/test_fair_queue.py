@@ -219,3 +219,29 @@ def test_the_fronts_answers_say_the_gpu_seconds_their_runs_took(project, simulat
         assert float(raw.headers["X-LinkPix-GPU-Seconds"]) == pytest.approx(ran, abs=0.002)
     finally:
         server.close()
+
+
+@pytest.mark.slow
+def test_a_users_weight_buys_a_bigger_share_of_the_gpu(project, simulator):
+    """fair_weights: with bob's backlog first and alice at weight 3, alice's runs go ahead until her recent
+    GPU-seconds over 3 reach bob's (equal weights alternate them once their use is level)."""
+    simulator.faults.run_delay = 0.25
+    server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20, fair_weights={"alice": 3})
+    try:
+        b_jobs = [server.submit(prompt=f"bob weighed {i}", seed=i, user="bob") for i in range(6)]
+        wait_until(lambda: len(prompts_in(simulator)) == 2, 10, "ComfyUI to hold bob's first two")
+        a_jobs = [server.submit(prompt=f"alice weighed {i}", seed=i, user="alice") for i in range(6)]
+        for job_id in [*b_jobs, *a_jobs]:
+            assert server.wait_for(job_id, timeout=60)["status"] == "succeeded"
+        order = ["alice" if "alice weighed" in r["graph"] else "bob" for r in history(simulator)]
+        assert order[:2] == ["bob", "bob"]
+        assert order[2:8].count("alice") >= 5, order  # equal weights gave 4: A A B A B A
+    finally:
+        server.close()
+
+
+def test_a_weight_outside_its_range_is_refused_with_the_users_named(project):
+    from linkpix.config.settings import Settings
+
+    with pytest.raises(ValueError, match="from 0.01 to 1000.*zed"):
+        Settings(fair_weights={"zed": 0, "amy": 2})
