@@ -18,6 +18,7 @@ cannot be sent again with the key, and fails saying so; one ComfyUI already has 
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from linkpix.errors import ExecutionFailed
 
 SCOPE_INPUT = "linkpix_run"  # the added input; ComfyUI passes a node only the inputs it declares
 KEY_FIELD = "api_key_comfy_org"
+PARTNER_KEY_RE = re.compile(r"^[\x21-\x7e]{1,512}$")  # what a key may look like: printable ASCII, no spaces
 
 
 def scope_graph(graph: dict[str, Any], object_info: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:

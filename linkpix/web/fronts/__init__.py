@@ -65,8 +65,8 @@ def register(app: Flask, svc: Services) -> None:
     state = FrontState(a1111=A1111Runs(), comfy=ComfyState(svc))
     app.extensions[EXTENSION] = state
     for blueprint in (a1111.bp, openai.bp, comfy.bp):
-        blueprint.after_request(gpu_seconds_header)
         app.register_blueprint(blueprint)
+    app.after_request(gpu_seconds_header)  # on the answers whose request ran something through fronts.common
     svc.closers.append(state.comfy.hub.close)
     register_v2(app, svc)
     app.wsgi_app = FrontPaths(app.wsgi_app)  # type: ignore[method-assign]

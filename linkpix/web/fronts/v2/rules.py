@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from linkpix.pipeline.secrets import PARTNER_KEY_RE
 from linkpix.web.fronts.v2.errors import V2Error
 
 MAX_LABELS = 16
@@ -23,7 +24,6 @@ STATUSES = ("queued", "running", "succeeded", "canceling", "canceled", "failed",
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
-_PARTNER_KEY = re.compile(r"^[\x21-\x7e]{1,512}$")
 _USER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -66,7 +66,7 @@ def _extra_data(extra: Any) -> str | None:
     key = extra.get("api_key_comfy_org")
     if key is None:
         return None
-    if not isinstance(key, str) or not _PARTNER_KEY.match(key):
+    if not isinstance(key, str) or not PARTNER_KEY_RE.match(key):
         raise V2Error(400, "invalid_request", "'extra_data.api_key_comfy_org' must be a Comfy API key: 1-512 "
                       "printable ASCII characters without spaces.")
     return key
