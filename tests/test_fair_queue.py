@@ -48,7 +48,7 @@ def marked(runs: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jobs(project, simulator):
-    simulator.faults.run_delay = 0.5
+    simulator.faults.run_delay = 1.0  # bob's job and link must both wait before alice's first run ends
     server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20)
     try:
         a_jobs = [server.submit(prompt=f"alpha backlog {i}", seed=i, user="alice") for i in range(6)]
@@ -63,8 +63,9 @@ def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jo
         link = threading.Thread(target=lambda: answer.append(server.get(LINK.format(
             text="bravo%20link", seed=2, user="bob"))))
         link.start()
-        wait_until(lambda: any(r["user"] == "bob" for r in server.get("/health").json()["fair_queue"]["users"]),
-                   5, "bob's requests to queue")
+        wait_until(lambda: any(r["user"] == "bob" and r["waiting"] == 2
+                               for r in server.get("/health").json()["fair_queue"]["users"]), 5,
+                   "bob's job and link to queue")
         link.join(60)
         assert answer and answer[0].status_code == 200, answer
         for job_id in [*a_jobs, b_job]:
