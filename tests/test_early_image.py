@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from linkpix.comfy import ComfyClient
+from linkpix.comfy.events import output_refs
 from linkpix.errors import ExecutionFailed
 from linkpix.model import RenderedJob
 from linkpix.pipeline.early import EarlyImage
@@ -67,8 +68,9 @@ def test_the_image_staged_at_executed_is_published_once_the_history_confirms_it(
     early = EarlyImage(client, cache, job(), "alice", KEY, time.monotonic(), strip=False)
     prompt_id = client.submit(graph(0x3366CC))
     entry = client.wait(prompt_id, 10, early.see)
-    output, meta, staged = early.first(prompt_id, entry)
+    outputs, meta, staged = early.outputs(prompt_id, entry)
     assert staged is not None, "the executed event should have started the early download"
+    (output,) = outputs
     assert cache.get("alice", KEY) is None  # written and synced, not visible
     stored = staged.commit()
     early.discard()
@@ -76,6 +78,7 @@ def test_the_image_staged_at_executed_is_published_once_the_history_confirms_it(
     direct = requests.get(simulator.url + "/view", params=image, timeout=5).content
     assert stored.path.read_bytes() == output.data == direct
     assert meta["prompt_id"] == prompt_id and meta["comfy_filename"] == image["filename"]
+    assert meta["node_id"] == "4" and meta["outputs"] == []  # as pipeline/outputs.py stores a run's only image
     assert (meta["width"], meta["height"]) == (40, 24) == (stored.meta["width"], stored.meta["height"])
     assert cache.get("alice", KEY).meta["prompt_id"] == prompt_id
     assert files(cache) == [KEY + ".json", KEY + ".png"]
@@ -108,8 +111,24 @@ def test_an_entry_naming_another_first_image_takes_that_one_and_drops_the_staged
     early = EarlyImage(client, cache, job(), "alice", KEY, time.monotonic(), strip=False)
     prompt_id = client.submit(graph(0x112233))
     client.wait(prompt_id, 10, early.see)
-    output, meta, staged = early.first(other_id, other)  # a history naming another file than the event did
+    outputs, meta, staged = early.outputs(other_id, other)  # a history naming another file than the event did
     assert staged is None and meta is None
-    assert output.filename == other["outputs"]["4"]["images"][0]["filename"]
+    assert [o.filename for o in outputs] == [other["outputs"]["4"]["images"][0]["filename"]]
     early.discard()
+    assert settle(cache, []) == []
+
+
+def test_a_run_with_two_saved_images_gives_both_and_stages_nothing(simulator, client, tmp_path):
+    """Several outputs are stored together (pipeline/outputs.py): the early download still serves the first."""
+    g = graph(0x445566)
+    g["5"] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "second"}}
+    cache = ImageCache(tmp_path / "cache")
+    early = EarlyImage(client, cache, job(), "alice", KEY, time.monotonic(), strip=False)
+    prompt_id = client.submit(g)
+    entry = client.wait(prompt_id, 10, early.see)
+    outputs, meta, staged = early.outputs(prompt_id, entry)
+    early.discard()
+    assert staged is None and meta is None
+    assert [o.node_id for o in outputs] == [ref[0] for ref in output_refs(entry["outputs"])] and len(outputs) == 2
+    assert simulator.stats.requests.get("GET /view") == 2  # the first one was not downloaded twice
     assert settle(cache, []) == []

@@ -37,9 +37,9 @@ First = tuple[OutputImage, dict[str, Any] | None, Any]  # the image, its metadat
 
 
 class EarlyImage:
-    """One attempt's first image: `see` each event of the run; after the history confirms it, `first(entry)`
-    gives the image (with its staged entry when the early one is the one the history names first); `discard`
-    drops what was not taken."""
+    """One attempt's images: `see` each event of the run; after the history confirms it, `outputs(entry)` gives
+    them (the first one from the early download, staged when it is the only one); `discard` drops what was
+    not taken."""
 
     def __init__(self, backend: Backend, cache: ImageCache, job: RenderedJob, user: str, key: str,
                  started: float, strip: bool) -> None:
@@ -69,27 +69,44 @@ class EarlyImage:
     def _fetch(self, prompt_id: str, ref: ImageRef) -> First:
         output = self._backend.fetch_image(prompt_id, ref)
         data = encode(output.data, self._job.output_format, strip=self._strip)
-        meta = run_meta(self._job, output, self._backend.name, time.monotonic() - self._started)
+        # as `pipeline/outputs.py` stores a run's only image: its node, and no further outputs
+        meta = dict(run_meta(self._job, output, self._backend.name, time.monotonic() - self._started),
+                    node_id=output.node_id, outputs=[])
         staged = self._cache.stage(self._user, self._key, self._job.output_format, data, meta)
         return output, meta, staged
 
-    def first(self, prompt_id: str, entry: dict[str, Any]) -> First | None:
-        """The first image the confirmed history entry names (None: it names none). The caller commits or
-        discards the staged entry it is given."""
+    def outputs(self, prompt_id: str, entry: dict[str, Any]) -> tuple[list[OutputImage], dict[str, Any] | None, Any]:
+        """Every image the confirmed history entry names (none: an empty list), the first one from the early
+        download when the event named that one; with its metadata and staged entry when it is the run's only
+        image (several are stored together by `pipeline/outputs.py`: then the staged files are dropped). The
+        caller commits or discards the staged entry it is given."""
         refs = output_refs(entry.get("outputs"))
         if not refs:
-            return None
+            return [], None, None
+        rest = [self._backend.fetch_image(prompt_id, ref) for ref in refs[1:]]
+        early = self._take(prompt_id, refs[0])
+        if early is None:
+            return [self._backend.fetch_image(prompt_id, refs[0]), *rest], None, None
+        output, meta, staged = early
+        if rest:
+            staged.discard()
+            return [output, *rest], None, None
+        return [output], meta, staged
+
+    def _take(self, prompt_id: str, ref: ImageRef) -> First | None:
+        """The early download and staging, if it was of `ref` and succeeded (else it is dropped)."""
         with self._lock:
             future, seen = self._future, self._ref
             self._future = None
-        if future is not None and seen is not None and same_image(seen, refs[0]):
+        if future is None:
+            return None
+        if seen is not None and same_image(seen, ref):
             try:
                 return future.result(timeout=EARLY_WAIT)
-            except Exception as exc:  # fetched again below; its staged files (if any) are dropped
+            except Exception as exc:  # fetched again by the caller; its staged files (if any) are dropped
                 log.info("the early download of prompt %s's image failed (%s); fetching it again", prompt_id, exc)
-        if future is not None:
-            _drop(future)
-        return self._backend.fetch_image(prompt_id, refs[0]), None, None
+        _drop(future)
+        return None
 
     def discard(self) -> None:
         """The attempt is over: whatever was staged and not taken is removed (once its writing ends)."""
