@@ -10,6 +10,8 @@ are printed at the end: operations, cases, failures.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -37,6 +41,26 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ_EXAMPLES = int(os.environ.get("LINKPIX_FUZZ_EXAMPLES", "40"))
+
+
+def _picture(kind: str) -> st.SearchStrategy[bytes]:
+    """Small real pictures of one kind: what an image part or field must hold (no JSON Schema keyword can say
+    that bytes decode as an image, so the document names the kinds and this draws them)."""
+    def encode(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", size, colour).save(out, kind)
+        return out.getvalue()
+    return st.builds(encode, st.tuples(st.integers(16, 64), st.integers(16, 64)),
+                     st.tuples(*[st.integers(0, 255)] * 3))
+
+
+PICTURES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
+for _media, _kind in PICTURES.items():
+    schemathesis.openapi.media_type(_media, _picture(_kind))
+_BASE64_PICTURE = st.sampled_from(list(PICTURES.values())).flatmap(_picture).map(lambda b: base64.b64encode(b).decode())
+schemathesis.openapi.format("image-base64", _BASE64_PICTURE)
+schemathesis.openapi.format("image-base64-or-upload-id", _BASE64_PICTURE)
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 

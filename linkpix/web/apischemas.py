@@ -91,9 +91,13 @@ LINKPIX: dict[str, Schema] = {
                      workflow=nullable(STR), description=STR, scope={"type": "string", "enum": ["user", "shared"]},
                      version=STR),
     "CharacterList": obj(["characters"], characters=array("Character")),
-    "CharacterBody": obj(words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
-                         workflow=nullable(STR), description=STR,
-                         scope={"type": "string", "enum": ["user", "shared"]}),
+    # Unknown fields are refused (render/characters.parse_profile), so the body is closed.
+    "CharacterBody": {**obj(words=STR, negative=STR, loras=array(LORA),
+                            references={"type": "array", "maxItems": 4, "items": {
+                                "type": "string", "pattern": "^linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp)$"}},
+                            style=nullable(STR), workflow=nullable(STR), description=STR, name=STR, version=STR,
+                            scope={"type": "string", "enum": ["user", "shared"]}),
+                      "additionalProperties": False},
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(
@@ -136,13 +140,22 @@ LINKPIX: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ bodies
+# An image inside JSON: PNG, JPEG, WebP or GIF bytes in base64 (a data: URL too). The custom format names what
+# no JSON Schema keyword can say (that the bytes decode as an image); tests/test_schemathesis.py draws such images.
+IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
+IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
+                       "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
 SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
                 "description": "an integer, or random / -1"}
 STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-separated names, or a list"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
+# A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
+_SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
+SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
+                          {"type": "string", "pattern": _SIDE_DIGITS}]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
-        ["prompt"], prompt=PROMPT, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
+        ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
         seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
@@ -151,34 +164,35 @@ BODIES: dict[str, Schema] = {
         webhook_secret={"type": "string", "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
-        images={"type": "array", "items": STR, "description": "input images: base64 or upload ids"},
-        mask={"type": "string", "description": "inpainting mask, base64 or upload id (white = change)"}),
-    "UploadJson": obj(["image"], image={"type": "string", "description": "the image, base64"}),
+        images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}),
+    "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
                     prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]}),
-    "EditJson": obj(["image", "prompt"], image={"type": "string", "description": "base64 or an upload id"},
-                    mask={"type": "string", "description": "base64 or an upload id"}, prompt=PROMPT, workflow=STR,
+    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=STR,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
 }
 
 # ------------------------------------------------------------------------------------------ A1111
+# batch_size and n_iter: at least 1, and their product at most max_image_count (8 by default; checked by the route).
+COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
     "A1111Txt2ImgBody": obj(
         ["prompt"], prompt=PROMPT, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
-        width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
+        width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=COUNT, n_iter=COUNT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
         char=CHAR,
         override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
-        ["init_images"], init_images=STRINGS, denoising_strength=NUM,
-        mask={"type": "string", "description": "base64; white = change"}, inpainting_mask_invert=INT,
+        ["init_images"], init_images={"type": "array", "items": IMAGE_B64, "minItems": 1}, denoising_strength=NUM,
+        mask={**IMAGE_B64, "description": "base64; white = change"}, inpainting_mask_invert=INT,
         include_init_images=BOOL)]},
     "A1111Images": obj(["images", "parameters", "info"], images=STRINGS, parameters=OBJ,
                        info={"type": "string", "description": "a JSON document, as A1111 sends it"}),
@@ -199,17 +213,19 @@ A1111: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ OpenAI
+OPENAI_N: Schema = {"type": "integer", "minimum": 1, "maximum": 8, "description": "1 to max_image_count (8)"}
 OPENAI: dict[str, Schema] = {
     "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
-        ["prompt"], prompt=PROMPT, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        ["prompt"], prompt=PROMPT, model=STR, n=OPENAI_N,
+        size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
-                          mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=INT,
+                          mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=OPENAI_N,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},
                           output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR),
     "OpenAIImages": obj(["created", "data"], created=INT, data=array(obj(url=STR, b64_json=STR, revised_prompt=STR))),
@@ -245,6 +261,7 @@ COMFY: dict[str, Schema] = {
 V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", "url", "url_expires_at"],
                 node_id=STR, name=STR, type=STR, content_type=STR, size_bytes=INT, id=STR, hash=nullable(STR),
                 url=STR, url_expires_at=STR, job_id=nullable(STR))
+_V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
     "V2JobBody": obj(["workflow"], workflow={"type": "object", "description": "an API-format graph"},
@@ -263,8 +280,13 @@ V2: dict[str, Schema] = {
                    job_id=nullable(STR)),
     "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
                        expected_hash=STR, tags=STRINGS),
-    "V2FromHash": obj(["hash"], hash=STR, file_path=STR, tags=STRINGS),
+    "V2FromHash": obj(["hash"], hash={"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, file_path=STR,
+                      tags=STRINGS),
     "V2Health": obj(["status"], status=STR, backends=INT),
+    # GET /jobs' filters, as rules.list_query takes them: statuses comma-separated (blanks ignored); a cursor
+    # is `<created>~<job id>` (rules.make_cursor), the next_cursor of the page before.
+    "V2StatusFilter": {"type": "string", "pattern": f"^\\s*({_V2_STATUS}\\s*)?(,\\s*({_V2_STATUS}\\s*)?)*$"},
+    "V2Cursor": {"type": "string", "pattern": "^([0-9]{1,12}(\\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64})?$"},
     "V2Workflow": obj(["workflow", "format"], workflow=OBJ, format={"type": "string", "enum": ["api", "save"]}),
 }
 

@@ -24,6 +24,7 @@ bp = Blueprint("openapi", __name__)
 
 METHODS = ("get", "put", "post", "delete", "patch")
 IMAGE_PATHS = ("/prompt/{text}", "/images/{user}/{filename}")
+IMAGE_TYPES = "image/png, image/jpeg, image/webp, image/gif"  # what uploads/decoding take (a file part's kinds)
 
 
 def build_spec(app: Flask) -> dict:
@@ -50,6 +51,7 @@ def build_spec(app: Flask) -> dict:
 
 def _complete(path: str, operation: dict[str, Any], error_schema: str) -> None:
     """Add what the guards and the error handlers do on every route, in the route's own error shape."""
+    _image_parts(operation)
     responses = operation.setdefault("responses", {})
     takes_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
     if (takes_query or "requestBody" in operation) and "400" not in responses:
@@ -63,6 +65,18 @@ def _complete(path: str, operation: dict[str, Any], error_schema: str) -> None:
             response["content"] = {"application/json": error}
             if path in IMAGE_PATHS:  # an <img> client (or error_images) gets the message as a picture
                 response["content"]["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _image_parts(operation: dict[str, Any]) -> None:
+    """Every file part LinkPix takes is a picture: say which kinds, as each multipart body's `encoding`."""
+    form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+    if form is None:
+        return
+    name = form.get("schema", {}).get("$ref", "").rpartition("/")[2]
+    properties = components().get(name, form.get("schema", {})).get("properties", {})
+    for field, schema in properties.items():
+        if schema.get("format") == "binary":
+            form.setdefault("encoding", {}).setdefault(field, {"contentType": IMAGE_TYPES})
 
 
 @bp.get("/openapi.json")

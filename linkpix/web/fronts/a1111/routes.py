@@ -38,6 +38,8 @@ from linkpix.web.fronts.state import front_state
 from linkpix.web.ratelimits import admit_generations
 from linkpix.web.services import services
 
+_TRUE = ("1", "on", "t", "true", "y", "yes")
+_FALSE = ("0", "off", "f", "false", "n", "no")
 bp = Blueprint("a1111", __name__)
 
 _NO_VAE = ("", "Automatic", "None", None)
@@ -317,7 +319,11 @@ def progress() -> Response:
           description: progress
           content: {application/json: {schema: A1111Progress}}
     """
-    skip = request.args.get("skip_current_image", "false").lower() in ("1", "true", "yes")
+    raw = request.args.get("skip_current_image", "false").lower()
+    if raw not in _TRUE + _FALSE:  # what A1111's FastAPI (pydantic) takes for a boolean
+        raise BadRequest(f"skip_current_image must be a boolean ({', '.join(_TRUE + _FALSE)}); got {raw[:40]!r}",
+                         {"parameter": "skip_current_image"})
+    skip = raw in _TRUE
     resp = jsonify(front_state().a1111.progress(g.front_user, with_image=not skip))
     resp.headers["Cache-Control"] = "no-store"
     return resp
