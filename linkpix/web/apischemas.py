@@ -63,6 +63,16 @@ ERRORS: dict[str, Schema] = {
 IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
                   prompt_id=nullable(STR))
 LORA = obj(["name", "strength"], name=STR, strength=NUM, clip_strength=NUM)
+# A LoRA as a body names one (render/loras.py): a file name of ComfyUI's loras folder (no '..'), strengths within
+# +-10; a bare name is strength 1.
+LORA_NAME: Schema = {"type": "string", "maxLength": 200,
+                     "pattern": "^[A-Za-z0-9_](\\.?[A-Za-z0-9 _()+\\[\\]/,-])*\\.?$"}
+STRENGTH: Schema = {"type": "number", "minimum": -10, "maximum": 10}
+CHAR_TEXT: Schema = {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"}  # words, negative, description
+# A style or workflow a character names: empty (none), or a name without '..'
+OPTIONAL_NAME: Schema = {"type": "string", "maxLength": 128, "pattern": "^([A-Za-z0-9_-](\\.?[A-Za-z0-9_-])*\\.?)?$"}
+LORA_USE: Schema = {"oneOf": [LORA_NAME, {**obj(["name"], name=LORA_NAME, strength=STRENGTH, clip_strength=STRENGTH),
+                                          "additionalProperties": False}]}
 LINKPIX: dict[str, Schema] = {
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
@@ -92,10 +102,12 @@ LINKPIX: dict[str, Schema] = {
                      version=STR),
     "CharacterList": obj(["characters"], characters=array("Character")),
     # Unknown fields are refused (render/characters.parse_profile), so the body is closed.
-    "CharacterBody": {**obj(words=STR, negative=STR, loras=array(LORA),
+    "CharacterBody": {**obj(words=CHAR_TEXT, negative=CHAR_TEXT,
+                            loras={"type": "array", "maxItems": 8, "items": LORA_USE},
                             references={"type": "array", "maxItems": 4, "items": {
                                 "type": "string", "pattern": "^linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp)$"}},
-                            style=nullable(STR), workflow=nullable(STR), description=STR, name=STR, version=STR,
+                            style=nullable(OPTIONAL_NAME), workflow=nullable(OPTIONAL_NAME), description=CHAR_TEXT,
+                            name=STR, version=STR,
                             scope={"type": "string", "enum": ["user", "shared"]}),
                       "additionalProperties": False},
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
@@ -158,14 +170,19 @@ BODIES: dict[str, Schema] = {
         ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
         seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
-        image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
+        image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
+                               {"type": "string", "pattern": "^[1-8]$"}],
+                     "description": "1 to max_image_count (8); each image its own seed"},
         user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
         webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
-        webhook_secret={"type": "string", "description": "signs the webhook: a whsec_ secret (Standard "
+        webhook_secret={"type": "string", "minLength": 1, "maxLength": 256,
+                        "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
         images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
-        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}),
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | {
+        # any other field is a workflow parameter, named as one (model.PARAM_NAME_RE)
+        "patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE}, "additionalProperties": False},
     "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},

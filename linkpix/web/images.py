@@ -79,7 +79,10 @@ def prompt(text: str) -> Response:
         - {in: query, name: width, schema: {type: integer, minimum: 1}}
         - {in: query, name: height, schema: {type: integer, minimum: 1}}
         - {in: query, name: style, schema: {type: string}, description: "one style or several, comma-separated"}
-        - {in: query, name: seed, schema: {type: string}, description: "an integer, or random / -1"}
+        - in: query
+          name: seed
+          schema: {type: string, pattern: '^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$'}
+          description: "0 to 18446744073709551615, or random / -1; empty: derived from the request"
         - {in: query, name: workflow, schema: {type: string}}
         - {in: query, name: model, schema: {type: string}}
         - {in: query, name: negative, schema: {type: string}}
@@ -87,7 +90,7 @@ def prompt(text: str) -> Response:
         - {in: query, name: cfg, schema: {type: number}}
         - {in: query, name: sampler, schema: {type: string}}
         - {in: query, name: scheduler, schema: {type: string}}
-        - {in: query, name: format, schema: {type: string, enum: [png, jpeg, webp, json]}}
+        - {in: query, name: format, schema: {type: string, enum: ["", png, jpeg, webp, json]}}
         - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
