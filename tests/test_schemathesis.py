@@ -186,3 +186,36 @@ def _fuzz_all_checks(operation: Any, mode: GenerationMode, figures: dict[str, An
         raise
     except BaseException:  # noqa: BLE001 - Schemathesis' FailureGroup; counted above, the figures are the result
         pass
+
+
+STATEFUL_EXAMPLES = int(os.environ.get("LINKPIX_FUZZ_STATEFUL", "25"))
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(os.environ.get("LINKPIX_FUZZ_STRICT") != "1", reason="strict mode: LINKPIX_FUZZ_STRICT=1")
+def test_stateful_links_keep_the_contract(fuzz_api: ApiServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Schemathesis' state machine over the document's links (web/openapilinks.py): sequences such as
+    POST /generate -> GET /jobs/{id} -> DELETE /jobs/{id}, POST /uploads -> GET /prompt/..?image=<id>,
+    POST /api/v2/jobs -> cancel, PUT a character -> GET it -> DELETE it; every answer checked by every check."""
+    schema = schemathesis.openapi.from_url(fuzz_api.url + "/openapi.json")
+    figures: dict[str, Any] = {"steps": 0, "linked": 0, "operations": set(), "failures": []}
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            figures["steps"] += 1
+            figures["operations"].add(case.operation.label)
+            try:
+                super().validate_response(response, case, additional_checks, **kwargs)
+            except BaseException as exc:
+                figures["failures"].append(f"{case.operation.label}: {' '.join(str(exc).split())[:600]}")
+                raise
+
+    try:
+        Machine.run(settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=6, deadline=None,
+                                      derandomize=True, database=None, suppress_health_check=list(HealthCheck)))
+    finally:
+        with capsys.disabled():
+            print(f"\nschemathesis stateful: {figures['steps']} steps over {len(figures['operations'])} operations, "
+                  f"{len(figures['failures'])} failures")
+            for failure in figures["failures"][:10]:
+                print("  " + failure)

@@ -19,6 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from linkpix import __version__
 from linkpix.web.apischemas import ERROR_SCHEMA_OF, components
+from linkpix.web.openapilinks import add_links
 
 bp = Blueprint("openapi", __name__)
 
@@ -46,6 +47,7 @@ def build_spec(app: Flask) -> dict:
         for method in METHODS:
             if method in item:
                 _complete(path, item[method], ERROR_SCHEMA_OF.get(blueprints.get(path, ""), "Error"))
+    add_links(document)  # create -> read, follow, cancel, delete (web/openapilinks.py)
     return document
 
 
