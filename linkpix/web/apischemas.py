@@ -251,10 +251,14 @@ OPENAI: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ ComfyUI
+# An API-format graph: node id -> {class_type, inputs}. Which class types and inputs are valid is the backend's
+# (its /object_info), which no schema here can list; a graph it refuses is a 400 (ComfyUI) or 422 (v2).
+GRAPH: Schema = {"type": "object", "minProperties": 1, "description": "an API-format graph",
+                 "additionalProperties": obj(["class_type", "inputs"], class_type={"type": "string", "minLength": 1},
+                                             inputs=OBJ, _meta=OBJ)}
 QUEUE_ITEM: Schema = {"type": "array", "description": "[number, prompt_id, graph, extra_data, outputs]"}
 COMFY: dict[str, Schema] = {
-    "ComfyPromptBody": obj(["prompt"], prompt={"type": "object", "description": "an API-format graph",
-                                               "additionalProperties": OBJ},
+    "ComfyPromptBody": obj(["prompt"], prompt=GRAPH,
                            client_id=STR, prompt_id=STR, extra_data=OBJ, front=BOOL, number=NUM),
     "ComfyQueued": obj(["prompt_id", "number", "node_errors"], prompt_id=STR, number=NUM, node_errors=OBJ),
     "ComfyQueueInfo": obj(["exec_info"], exec_info=obj(["queue_remaining"], queue_remaining=INT)),
@@ -281,8 +285,15 @@ V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", 
 _V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
-    "V2JobBody": obj(["workflow"], workflow={"type": "object", "description": "an API-format graph"},
-                     metadata={"type": "object", "additionalProperties": STR}, extra_data=OBJ),
+    # As rules.submission takes it: metadata labels (keys 1-40 of A-Z a-z 0-9 _ - ., values of at most 256
+    # bytes without control or bidirectional characters); extra_data's one field (a partner key) is refused
+    # with 422, so only an empty one is taken; webhook_url and inputs are reserved.
+    "V2JobBody": obj(["workflow"], workflow=GRAPH,
+                     metadata={"type": "object", "maxProperties": 16, "additionalProperties": False,
+                               "patternProperties": {"^[A-Za-z0-9_.-]{1,40}$": {
+                                   "type": "string", "maxLength": 64,
+                                   "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"}}},
+                     extra_data={"type": "object", "maxProperties": 0}, webhook_url={"not": {}}, inputs={"not": {}}),
     "V2Job": obj(["id", "status", "created_at", "started_at", "completed_at", "expires_at", "queue_position",
                   "progress", "outputs", "error", "urls"],
                  id=STR, status=STR, created_at=STR, started_at=nullable(STR), completed_at=nullable(STR),
