@@ -201,12 +201,13 @@ BODIES: dict[str, Schema] = {
 COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
-    "A1111Txt2ImgBody": obj(
-        ["prompt"], prompt=PROMPT, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+    # A1111's request models make every field but the prompt Optional: null is "not given" there, and here.
+    "A1111Txt2ImgBody": obj(["prompt"], prompt=PROMPT, **{name: nullable(schema) for name, schema in dict(
+        negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=COUNT, n_iter=COUNT,
         clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
         char=CHAR,
-        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
+        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)).items()}),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images={"type": "array", "items": IMAGE_B64, "minItems": 1}, denoising_strength=NUM,
         mask={**IMAGE_B64, "description": "base64; white = change"}, inpainting_mask_invert=INT,

@@ -187,7 +187,10 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
         params["vae"] = vae
     clip_skip = override.get("CLIP_stop_at_last_layers", body.get("clip_skip",
                                                                    remembered.get("CLIP_stop_at_last_layers")))
-    if isinstance(clip_skip, int) and not isinstance(clip_skip, bool) and clip_skip > 1:
+    if clip_skip is not None and (isinstance(clip_skip, bool) or not isinstance(clip_skip, int)):
+        raise BadRequest(f"clip_skip must be a whole number (got {type(clip_skip).__name__})",
+                         {"parameter": "clip_skip"})
+    if isinstance(clip_skip, int) and clip_skip > 1:
         params["clip_skip"] = clip_skip
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "format": "png", "params": params,
                               "seed": body.get("seed", -1) if body.get("seed") is not None else -1}
