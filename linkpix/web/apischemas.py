@@ -40,7 +40,8 @@ def array(items: Schema | str) -> Schema:
             else items}
 
 
-CHAR: Schema = {"type": "string", "description": "LinkPix: a character profile (docs/characters.md)"}
+CHAR: Schema = {"type": "string", "pattern": "^([A-Za-z0-9_-][A-Za-z0-9_.-]{0,63})?$",
+                "description": "LinkPix: a character profile (docs/characters.md); empty: none"}
 
 
 def ref(name: str) -> Schema:
@@ -161,6 +162,9 @@ SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}
                 "description": "an integer, or random / -1"}
 STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-separated names, or a list"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
+# Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
+PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE},
+                          "additionalProperties": False}
 # A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
 _SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
 SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
@@ -173,27 +177,27 @@ BODIES: dict[str, Schema] = {
         image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
                                {"type": "string", "pattern": "^[1-8]$"}],
                      "description": "1 to max_image_count (8); each image its own seed"},
-        user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
+        user={"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$",
+              "description": "ignored when an API key is sent (the key's user wins)"},
         webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
         webhook_secret={"type": "string", "minLength": 1, "maxLength": 256,
                         "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
         images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
-        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | {
-        # any other field is a workflow parameter, named as one (model.PARAM_NAME_RE)
-        "patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE}, "additionalProperties": False},
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | PARAMS_BY_NAME,
     "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
                     prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
-                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]}),
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
+                    ) | PARAMS_BY_NAME,
     "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=STR,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
-                    webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
+                    webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL) | PARAMS_BY_NAME,
 }
 
 # ------------------------------------------------------------------------------------------ A1111
