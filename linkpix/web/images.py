@@ -11,7 +11,7 @@ from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
-from linkpix.errors import BadRequest, Unauthorized
+from linkpix.errors import Unauthorized
 from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
@@ -53,19 +53,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # Parameters that steer the response rather than the picture.
 CONTROL_PARAMS = ("user", "sig", "live")
 MAX_IGNORED_SHOWN = 20  # keep the header short whatever a link carries
-
-
-@bp.get("/prompt/")
-def empty_prompt() -> Response:
-    """Reject an empty prompt.
-    ---
-    get:
-      summary: An empty prompt is an error
-      responses:
-        400: {description: "the prompt is empty"}
-        429: {description: "a rate limit (hits) was reached; see Retry-After"}
-    """
-    raise BadRequest("the prompt is empty: put the text after /prompt/, e.g. /prompt/a%20red%20fox")
 
 
 @bp.get("/prompt/<path:text>")
