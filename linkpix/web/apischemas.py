@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from linkpix.web.fronts.a1111.names import sampler_names
+
 Schema = dict[str, Any]
 
 STR: Schema = {"type": "string"}
@@ -70,8 +72,13 @@ LORA_NAME: Schema = {"type": "string", "maxLength": 200,
                      "pattern": "^[A-Za-z0-9_](\\.?[A-Za-z0-9 _()+\\[\\]/,-])*\\.?$"}
 STRENGTH: Schema = {"type": "number", "minimum": -10, "maximum": 10}
 CHAR_TEXT: Schema = {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"}  # words, negative, description
-# A style or workflow a character names: empty (none), or a name without '..'
-OPTIONAL_NAME: Schema = {"type": "string", "maxLength": 128, "pattern": "^([A-Za-z0-9_-](\\.?[A-Za-z0-9_-])*\\.?)?$"}
+# Names of this instance's workflows and styles: the served document lists them (web/openapinames.py).
+WORKFLOW: Schema = {"type": "string", "nullable": True, "x-linkpix-names": "workflows",
+                    "description": "a workflow file name (with or without .json); empty: the default"}
+STYLE: Schema = {"oneOf": [{"type": "string", "x-linkpix-names": "style-list"},
+                           {"type": "array", "maxItems": 8, "items": {"type": "string", "x-linkpix-names": "styles"}}],
+                 "description": "a style name, comma-separated names, or a list"}
+OPTIONAL_STYLE: Schema = {"type": "string", "nullable": True, "x-linkpix-names": "styles"}
 LORA_USE: Schema = {"oneOf": [LORA_NAME, {**obj(["name"], name=LORA_NAME, strength=STRENGTH, clip_strength=STRENGTH),
                                           "additionalProperties": False}]}
 LINKPIX: dict[str, Schema] = {
@@ -107,7 +114,7 @@ LINKPIX: dict[str, Schema] = {
                             loras={"type": "array", "maxItems": 8, "items": LORA_USE},
                             references={"type": "array", "maxItems": 4, "items": {
                                 "type": "string", "pattern": "^linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp)$"}},
-                            style=nullable(OPTIONAL_NAME), workflow=nullable(OPTIONAL_NAME), description=CHAR_TEXT,
+                            style=OPTIONAL_STYLE, workflow=WORKFLOW, description=CHAR_TEXT,
                             name=STR, version=STR,
                             scope={"type": "string", "enum": ["user", "shared"]}),
                       "additionalProperties": False},
@@ -160,7 +167,6 @@ IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
                        "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
 SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
                 "description": "an integer, or random / -1"}
-STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-separated names, or a list"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 # Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
 PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE},
@@ -172,7 +178,8 @@ SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
-        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
+        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
                                {"type": "string", "pattern": "^[1-8]$"}],
@@ -190,26 +197,31 @@ BODIES: dict[str, Schema] = {
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
-                    prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
+                    prompt=PROMPT, workflow={**WORKFLOW, "description": "default: edit_workflow"},
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     ) | PARAMS_BY_NAME,
-    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=STR,
+    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
-                    webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL) | PARAMS_BY_NAME,
+                    webhook_url=STR, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
+                    webhook_include_base64=BOOL) | PARAMS_BY_NAME,
 }
 
 # ------------------------------------------------------------------------------------------ A1111
 # batch_size and n_iter: at least 1, and their product at most max_image_count (8 by default; checked by the route).
+# A1111's sampler names (with a scheduler suffix: "DPM++ 2M Karras"); the backend's own ComfyUI names work too.
+A1111_SAMPLER: Schema = {"type": "string", "enum": ["", *sampler_names()],
+                         "description": "an A1111 sampler name, or the backend's ComfyUI sampler name"}
 COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
     # A1111's request models make every field but the prompt Optional: null is "not given" there, and here.
     "A1111Txt2ImgBody": obj(["prompt"], prompt=PROMPT, **{name: nullable(schema) for name, schema in dict(
         negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
-        width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=COUNT, n_iter=COUNT,
-        clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+        width=INT, height=INT, sampler_name=A1111_SAMPLER, sampler_index=A1111_SAMPLER, scheduler=STR,
+        batch_size=COUNT, n_iter=COUNT,
+        clip_skip=INT, enable_hr=BOOL, workflow={**WORKFLOW, "description": "LinkPix: a workflow name"},
         char=CHAR,
         override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)).items()}),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(

@@ -63,14 +63,15 @@ def prompt(text: str) -> Response:
       summary: Generate (or fetch from the cache) the image for a prompt
       parameters:
         - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
-        - {in: query, name: width, schema: {type: integer, minimum: 1}}
-        - {in: query, name: height, schema: {type: integer, minimum: 1}}
-        - {in: query, name: style, schema: {type: string}, description: "one style or several, comma-separated"}
+        - {in: query, name: width, schema: {type: integer, minimum: 16, maximum: 8192}}
+        - {in: query, name: height, schema: {type: integer, minimum: 16, maximum: 8192}}
+        - {in: query, name: style, schema: {type: string, x-linkpix-names: style-list},
+           description: "one style or several, comma-separated"}
         - in: query
           name: seed
           schema: {type: string, pattern: '^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$'}
           description: "0 to 18446744073709551615, or random / -1; empty: derived from the request"
-        - {in: query, name: workflow, schema: {type: string}}
+        - {in: query, name: workflow, schema: {type: string, x-linkpix-names: workflows}}
         - {in: query, name: model, schema: {type: string}}
         - {in: query, name: negative, schema: {type: string}}
         - {in: query, name: steps, schema: {type: integer, minimum: 1}}

@@ -20,6 +20,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from linkpix import __version__
 from linkpix.web.apischemas import ERROR_SCHEMA_OF, components
 from linkpix.web.openapilinks import add_links
+from linkpix.web.openapinames import with_names
+from linkpix.web.services import services
 
 bp = Blueprint("openapi", __name__)
 
@@ -96,4 +98,9 @@ def openapi() -> Response:
     spec = current_app.extensions.get("linkpix.openapi")
     if spec is None:  # built once (setdefault's argument would be built on every request, seconds each)
         spec = current_app.extensions["linkpix.openapi"] = build_spec(current_app)
-    return jsonify(spec)
+    resolver = services().resolver
+    names = (tuple(resolver.workflow_names()), tuple(resolver.styles()))
+    served = current_app.extensions.get("linkpix.openapi.served")
+    if served is None or served[0] != names:  # the instance's workflows and styles (web/openapinames.py)
+        served = current_app.extensions["linkpix.openapi.served"] = (names, with_names(spec, *map(list, names)))
+    return jsonify(served[1])

@@ -210,8 +210,9 @@ def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
     for name in _TEXT_FIELDS:  # what OpenAI's API takes as strings: a number or a list there is a 400 too
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadRequest(f"{name} must be a string (got {type(body[name]).__name__})", {"parameter": name})
-    fmt = body.get("response_format") or ("b64_json" if str(body.get("model", "")).startswith("gpt-image")
-                                          else "url")
+    fmt = body.get("response_format")
+    if fmt is None:
+        fmt = "b64_json" if str(body.get("model", "")).startswith("gpt-image") else "url"
     if fmt not in ("url", "b64_json"):
         raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
                          {"parameter": "response_format"})

@@ -25,6 +25,7 @@ from linkpix.pipeline.request import parse_json
 from linkpix.render.styles import Style, apply_styles
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.a1111 import names
+from linkpix.web.fronts.a1111.fields import check_types
 from linkpix.web.fronts.common import (
     backend_info,
     basic_password,
@@ -163,6 +164,7 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
                     info: dict[str, Any] | None) -> tuple[dict[str, Any], int, list[str]]:
     """The JSON-API fields for this A1111 body, the number of images, and the fields that do not apply."""
     settings = services().config.settings
+    check_types(body)
     override = body.get("override_settings") or {}
     if not isinstance(override, dict):
         raise BadRequest("override_settings must be an object", {"parameter": "override_settings"})
@@ -197,7 +199,7 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
     styles = body.get("styles")
     if styles:
         fields["style"] = styles
-    if body.get("char"):  # LinkPix's own field: a character profile (docs/characters.md)
+    if body.get("char") is not None:  # LinkPix's own field: a character profile (docs/characters.md)
         fields["char"] = body["char"]
     masked = img2img and bool(body.get("mask"))
     workflow = body.get("workflow") or (settings.a1111_inpaint_workflow if masked else
