@@ -79,7 +79,7 @@ def prompt(text: str) -> Response:
         - {in: query, name: sampler, schema: {type: string}}
         - {in: query, name: scheduler, schema: {type: string}}
         - {in: query, name: format, schema: {type: string, enum: ["", png, jpeg, webp, json]}}
-        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}, description: "empty: default"}
+        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
         - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}
