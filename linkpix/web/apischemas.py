@@ -79,6 +79,8 @@ STYLE: Schema = {"oneOf": [{"type": "string", "x-linkpix-names": "style-list"},
                            {"type": "array", "maxItems": 8, "items": {"type": "string", "x-linkpix-names": "styles"}}],
                  "description": "a style name, comma-separated names, or a list"}
 OPTIONAL_STYLE: Schema = {"type": "string", "nullable": True, "x-linkpix-names": "styles"}
+EDIT_WORKFLOW: Schema = {**WORKFLOW, "x-linkpix-names": "image-workflows",
+                         "description": "a workflow that takes an image; empty: edit_workflow"}
 LORA_USE: Schema = {"oneOf": [LORA_NAME, {**obj(["name"], name=LORA_NAME, strength=STRENGTH, clip_strength=STRENGTH),
                                           "additionalProperties": False}]}
 LINKPIX: dict[str, Schema] = {
@@ -197,11 +199,11 @@ BODIES: dict[str, Schema] = {
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
-                    prompt=PROMPT, workflow={**WORKFLOW, "description": "default: edit_workflow"},
+                    prompt=PROMPT, workflow=EDIT_WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     ) | PARAMS_BY_NAME,
-    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=WORKFLOW,
+    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=EDIT_WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
                     webhook_url=STR, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},

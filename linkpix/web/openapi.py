@@ -99,7 +99,7 @@ def openapi() -> Response:
     if spec is None:  # built once (setdefault's argument would be built on every request, seconds each)
         spec = current_app.extensions["linkpix.openapi"] = build_spec(current_app)
     resolver = services().resolver
-    names = (tuple(resolver.workflow_names()), tuple(resolver.styles()))
+    names = (tuple(resolver.workflow_names()), tuple(resolver.styles()), tuple(resolver.workflows_taking("image")))
     served = current_app.extensions.get("linkpix.openapi.served")
     if served is None or served[0] != names:  # the instance's workflows and styles (web/openapinames.py)
         served = current_app.extensions["linkpix.openapi.served"] = (names, with_names(spec, *map(list, names)))

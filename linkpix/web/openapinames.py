@@ -3,9 +3,9 @@
 Whether `workflow=sdxl` or `style=anime` is valid depends on the files in `workflows/` and
 `data/styles.json`, so a fixed document could only say "a string", and a client (or Schemathesis) sending
 a well-formed unknown name got a 400 the document did not foretell. A schema marked
-`x-linkpix-names: workflows | styles | style-list` gets, when the document is served, the current names
-(an enum; for a comma-separated style list, a pattern built from them). The served document is cached by
-the names it was made with, so it changes when a workflow or style is added or removed.
+`x-linkpix-names: workflows | image-workflows | styles | style-list` gets, when the document is served,
+the current names (an enum; for a comma-separated style list, a pattern built from them). The served
+document is cached by the names it was made with, so it changes when a workflow or style comes or goes.
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ def style_list_pattern(names: list[str]) -> str:
     return f"^{item}(,{item}){{0,{MAX_STYLES - 1}}}$"
 
 
-def with_names(document: dict[str, Any], workflows: list[str], styles: list[str]) -> dict[str, Any]:
-    """A copy of `document` whose marked schemas list the current names."""
+def with_names(document: dict[str, Any], workflows: list[str], styles: list[str],
+               image_workflows: list[str]) -> dict[str, Any]:
+    """A copy of `document` whose marked schemas list the current names (`image-workflows`: the workflows
+    that take an input image, for /edit)."""
     out = copy.deepcopy(document)
-    choices = {"workflows": workflow_choices(workflows), "styles": ["", *sorted(styles)]}
+    choices = {"workflows": workflow_choices(workflows), "styles": ["", *sorted(styles)],
+               "image-workflows": workflow_choices(image_workflows)}
     pattern = style_list_pattern(styles)
 
     def walk(node: Any) -> None:
