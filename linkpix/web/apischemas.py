@@ -301,18 +301,21 @@ COMFY: dict[str, Schema] = {
 V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", "url", "url_expires_at"],
                 node_id=STR, name=STR, type=STR, content_type=STR, size_bytes=INT, id=STR, hash=nullable(STR),
                 url=STR, url_expires_at=STR, job_id=nullable(STR))
+PARTNER_KEY: Schema = {"type": "string", "nullable": True, "pattern": "^[\\x21-\\x7e]{1,512}$",
+                       "description": "a Comfy API key for partner nodes, used for this run only"}
 _V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
     # As rules.submission takes it: metadata labels (keys 1-40 of A-Z a-z 0-9 _ - ., values of at most 256
-    # bytes without control or bidirectional characters); extra_data's one field (a partner key) is refused
-    # with 422, so only an empty one is taken; webhook_url and inputs are reserved.
+    # bytes without control or bidirectional characters); extra_data's one field is the caller's partner-node
+    # key (rules._extra_data); webhook_url and inputs are reserved.
     "V2JobBody": obj(["workflow"], workflow=GRAPH,
                      metadata={"type": "object", "maxProperties": 16, "additionalProperties": False,
                                "patternProperties": {"^[A-Za-z0-9_.-]{1,40}$": {
                                    "type": "string", "maxLength": 64,
                                    "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"}}},
-                     extra_data={"type": "object", "maxProperties": 0}, webhook_url={"not": {}}, inputs={"not": {}}),
+                     extra_data={**obj(api_key_comfy_org=PARTNER_KEY), "additionalProperties": False},
+                     webhook_url={"not": {}}, inputs={"not": {}}),
     "V2Job": obj(["id", "status", "created_at", "started_at", "completed_at", "expires_at", "queue_position",
                   "progress", "outputs", "error", "urls"],
                  id=STR, status=STR, created_at=STR, started_at=nullable(STR), completed_at=nullable(STR),

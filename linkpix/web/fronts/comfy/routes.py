@@ -10,6 +10,7 @@ once. Information routes (`object_info`, `system_stats`, model lists) come from 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -19,7 +20,9 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, QueueFull
+from linkpix.model import RenderedJob
 from linkpix.pipeline.graphjob import job_from_graph
+from linkpix.pipeline.secrets import KEY_FIELD, PARTNER_KEY_RE, scope_graph
 from linkpix.web.fronts import upgrade
 from linkpix.web.fronts.comfy.graphcheck import check_body, check_size
 from linkpix.web.fronts.comfy.runs import rejection_body
@@ -98,7 +101,8 @@ def post_prompt() -> Response:
     job = job_from_graph(bound, uploads, lora_files=services().resolver.lora_files)  # <lora:...> tags
     admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
-    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    extra = dict(body["extra_data"]) if isinstance(body.get("extra_data"), dict) else {}
+    job = _partner_scoped(job, extra)
     prompt_id = body.get("prompt_id")
     fp = front.runs.submit(user, graph, job, client_id, str(prompt_id) if prompt_id else None, extra)
     info = request.environ.get("linkpix.log")
@@ -342,6 +346,23 @@ def _int_arg(name: str) -> int | None:
     if not _WHOLE.match(value):
         raise BadRequest(f"{name} must be a whole number (got {value[:40]!r})")
     return int(value)
+
+
+def _partner_scoped(job: RenderedJob, extra: dict[str, Any]) -> RenderedJob:
+    """Take the Comfy account's secrets out of `extra` (it is kept and shown in `/queue` and `/history`): an
+    `api_key_comfy_org` goes to ComfyUI with this prompt's run only, as on the v2 front (pipeline/secrets.py:
+    a run of its own, never joined nor cached for others, the key in memory until the run ends);
+    `auth_token_comfy_org`, a browser session's token, is not forwarded."""
+    key = extra.pop(KEY_FIELD, None)
+    extra.pop("auth_token_comfy_org", None)
+    if key is None:
+        return job
+    if not isinstance(key, str) or not PARTNER_KEY_RE.match(key):
+        raise BadRequest(f"extra_data.{KEY_FIELD} must be a Comfy API key: 1-512 printable ASCII characters "
+                         "without spaces", {"parameter": f"extra_data.{KEY_FIELD}"})
+    graph, scope = scope_graph(job.graph, backend_info())
+    services().generator.secrets.put(scope, key)  # dropped by the generator when the run ends
+    return dataclasses.replace(job, graph=graph)
 
 
 def _comfy_error(status: int, kind: str, message: str, details: str) -> Response:

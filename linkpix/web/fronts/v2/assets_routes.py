@@ -155,11 +155,11 @@ def get_asset(asset_id: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     v2 = front()
-    output = v2.output_asset(g.v2_user, asset_id)
+    output = v2.output_asset(g.v2_user, asset_id, g.v2_admin)
     if output is not None:
         job, index, record = output
         body = shapes.asset_body(base(), record, v2.keep_days)
-        body.update(job_id=job.id, size_bytes=v2.body(base(), v2.record(g.v2_user, job.id), job,
+        body.update(job_id=job.id, size_bytes=v2.body(base(), v2.record(g.v2_user, job.id, g.v2_admin), job,
                                                       fetch=False)["outputs"][index]["size_bytes"])
         return jsonify(body)
     record = v2.records.asset(asset_id)
@@ -198,11 +198,11 @@ def content(asset_id: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     v2 = front()
-    output = v2.output_asset(g.v2_user, asset_id)
+    output = v2.output_asset(g.v2_user, asset_id, g.v2_admin)
     if output is not None:
         job, index, record = output
         try:
-            data = v2.output_image(job.images[index]).read()
+            data = v2.output_image(shapes.output_refs(job)[index]).read()
         except (NotFound, OSError):
             raise V2Error(404, "output_unavailable", "LinkPix's cache no longer holds this output. Retrying cannot "
                           "help; submit the workflow again to render it anew.") from None
