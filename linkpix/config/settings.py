@@ -155,6 +155,12 @@ class Settings(BaseSettings):
                                                                  "request in progress before it is closed.")
     connection_limit: int = Field(8000, ge=100, description="Connections open at once (raised to fit the "
                                                             "process's file limit).")
+    request_head_timeout: float = Field(10.0, gt=0, le=600, description="Seconds a connection has to send a "
+                                                                       "complete request head (request line and "
+                                                                       "headers); later: 408, closed.")
+    connections_per_address: int = Field(200, ge=0, description="Connections one client address (IPv6: one /64) "
+                                                                "may hold open; more get 429 (0 = no cap; "
+                                                                "trusted_proxies are not capped).")
     front_max_nodes: int = Field(2000, ge=1, description="Most nodes in a graph sent to the ComfyUI front.")
     front_max_graph_mb: float = Field(4.0, gt=0, description="Largest POST /prompt body of the ComfyUI front "
                                                              "in MiB.")

@@ -110,9 +110,9 @@ def list_jobs() -> Response:
     get:
       summary: "Comfy API v2: list the caller's jobs (status, limit, cursor, metadata[<key>] filters)"
       parameters:
-        - {in: query, name: status, schema: {type: string}}
+        - {in: query, name: status, schema: V2StatusFilter, description: "statuses, comma-separated"}
         - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 100}}
-        - {in: query, name: cursor, schema: {type: string}}
+        - {in: query, name: cursor, schema: V2Cursor, description: "next_cursor of the page before"}
       responses:
         401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
