@@ -1,0 +1,221 @@
+"""Manual trial (not CI): a live link (`?live=1`) in a real SillyTavern chat, driven in headless Chromium.
+
+SillyTavern cannot run in CI (Node, npm and a few hundred MB of packages), so this is a script to run by
+hand before calling a change to live links done. It needs a SillyTavern (tried with 1.12.6) already
+listening on `--st` (default http://127.0.0.1:8010, no login), Debian's Chromium and Playwright. It starts
+the simulator (slow steps, a JPEG preview with each, as ComfyUI does with `--preview-method auto`) and
+LinkPix as users run it, then in SillyTavern:
+
+1. with "Forbid External Media" ticked (SillyTavern's default): a character's message with a markdown image
+   of a live link; what is left of the `<img>` in the chat;
+2. with it unticked: the same with a new link; the chat's `<img>` is photographed every ~100 ms while the
+   run draws (element screenshots: the image is cross-origin, so a canvas cannot read it), and at the end
+   compared with the plain link's picture in a second message;
+3. a message that goes on after the image (as a model writes one), to count how often SillyTavern asks
+   LinkPix for the link.
+
+Prints what it saw; screenshots go to `--out` (default /tmp/linkpix-sillytavern). Exits non-zero when the
+chat's image did not show several distinct pictures or did not end on the finished image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from common import linkpix_api, make_project, simulator
+from PIL import Image, ImageChops
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+CHARACTER = "Seraphina"  # SillyTavern's default character (default/content)
+STEPS, STEP_DELAY = 30, 0.2  # a 6 s run: long enough to photograph many frames
+
+
+def open_chat(page, st: str) -> None:
+    """SillyTavern's page with its default character's chat open (the first-run persona dialog saved)."""
+    page.goto(st, wait_until="load")
+    page.wait_for_selector("#send_textarea", timeout=60000)
+    page.wait_for_timeout(3000)  # SillyTavern loads its settings and extensions after `load`
+    welcome = page.locator(".popup:visible .popup-button-ok, .popup:visible #dialogue_popup_ok")
+    if welcome.count():
+        welcome.first.click()
+        page.wait_for_timeout(500)
+    if not page.locator(f"#chat .mes[ch_name='{CHARACTER}']").count():
+        page.locator("#rightNavHolder").click()  # the character list drawer
+        page.locator(f".character_select:has-text('{CHARACTER}')").first.click()
+        page.wait_for_selector(f"#chat .mes[ch_name='{CHARACTER}']", timeout=30000)
+    page.locator("#rightNavHolder").click()  # close the drawer again
+
+
+def forbid_external_media(page, forbid: bool) -> None:
+    """User Settings -> "Forbid External Media" (SillyTavern saves its settings itself)."""
+    page.locator("#user-settings-button .drawer-toggle").click()
+    box = page.locator("#forbid_external_media")
+    box.wait_for(state="visible", timeout=10000)
+    if box.is_checked() != forbid:
+        box.click()
+    page.locator("#user-settings-button .drawer-toggle").click()
+    page.wait_for_timeout(300)
+
+
+def say(page, text: str) -> None:
+    """The character says `text` (slash command /sendas: no language model needed; the message is
+    rendered exactly as a model's reply is)."""
+    box = page.locator("#send_textarea")
+    box.fill(f"/sendas name={CHARACTER} {text}")
+    box.press("Enter")
+
+
+def last_image(page):
+    return page.locator("#chat .mes").last.locator(".mes_text img")
+
+
+def shot(locator) -> Image.Image:
+    return Image.open(io.BytesIO(locator.screenshot(animations="disabled"))).convert("RGB")
+
+
+def digest(picture: Image.Image) -> str:
+    return hashlib.sha1(picture.tobytes()).hexdigest()[:12]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--st", default="http://127.0.0.1:8010/", help="SillyTavern's address")
+    parser.add_argument("--out", default="/tmp/linkpix-sillytavern", help="folder for the screenshots")
+    options = parser.parse_args()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    stamp = str(int(time.time()))
+    from playwright.sync_api import sync_playwright
+
+    ok = True
+    with simulator(step_delay=STEP_DELAY) as sim, linkpix_api(make_project(workflow_path="demo.json"),
+                                                                sim.url) as api, sync_playwright() as pw:
+        def link(name: str, live: bool) -> str:
+            return (f"{api}/prompt/{quote(name)}?steps={STEPS}&width=384&height=256"
+                    + ("&live=1" if live else ""))
+
+        asked: list[str] = []
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        warnings: list[str] = []
+        page.on("console", lambda m: warnings.append(m.text) if "External media" in m.text else None)
+        page.on("request", lambda r: asked.append(r.url) if r.url.startswith(api) else None)
+        heads: dict[str, dict[str, str]] = {}
+        page.on("response", lambda r: heads.setdefault(r.url, r.headers) if r.url.startswith(api) else None)
+        open_chat(page, options.st)
+
+        # 1. SillyTavern's default: external media forbidden.
+        forbid_external_media(page, True)
+        blocked = link(f"a fox blocked {stamp}", live=True)
+        say(page, f"![a fox]({blocked})")
+        page.wait_for_timeout(1500)
+        html = page.locator("#chat .mes").last.locator(".mes_text").inner_html()
+        print(f"1. Forbid External Media on: {last_image(page).count()} <img> in the message "
+              f"(message HTML {html!r}); console: {warnings[-1:]}; LinkPix asked {asked.count(blocked)} time(s)")
+        page.locator("#chat .mes").last.screenshot(path=str(out / "1-forbidden.png"))
+
+        # 2. Allowed: the chat's <img> while the run draws.
+        forbid_external_media(page, False)
+        page.wait_for_timeout(1500)
+        print(f"   after unticking it, SillyTavern renders the chat again: the blocked message now has "
+              f"{page.locator('#chat .mes').last.locator('.mes_text img').count()} <img>, LinkPix asked "
+              f"{asked.count(blocked)} time(s); waiting for that run to end")
+        requests.get(link(f"a fox blocked {stamp}", live=False), timeout=60)  # waits for that run
+        runs_before = sim.prompts_received
+        live = link(f"a fox in a chat {stamp}", live=True)
+        say(page, f"![a fox]({live})")
+        image = last_image(page)
+        image.wait_for(timeout=10000)
+        print(f"2. Forbid External Media off: <img src={image.get_attribute('src')!r}> "
+              f"(the link as written: {image.get_attribute('src') == live})")
+        pictures: list[tuple[float, str, Image.Image]] = []
+        began = time.monotonic()
+
+        while time.monotonic() - began < STEPS * STEP_DELAY + 8:
+            natural = image.evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
+            picture = shot(image)
+            if not pictures or digest(picture) != pictures[-1][1]:
+                pictures.append((time.monotonic() - began, digest(picture), picture))
+                picture.save(out / f"2-live-{len(pictures):02d}-{natural}.png")
+            if natural == "384x256" and sim.prompts_executed >= 1:
+                time.sleep(0.5)
+                break
+            time.sleep(0.08)
+        page.locator("#chat .mes").last.screenshot(path=str(out / "2-live-message-end.png"))
+        head = heads.get(live, {})
+        print(f"   LinkPix answered {head.get('content-type')!r} (X-LinkPix-Live {head.get('x-linkpix-live')}); "
+              f"{len(pictures)} distinct pictures in the chat's <img> over {pictures[-1][0]:.1f} s, at "
+              + ", ".join(f"{t:.1f}" for t, _, _ in pictures) + " s; shown at "
+              + ", ".join(sorted({f"{p.width}x{p.height}" for _, _, p in pictures})) + " px")
+        natural = image.evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
+        final_live = shot(image)
+
+        plain = link(f"a fox in a chat {stamp}", live=False)
+        say(page, f"![the same fox, plain]({plain})")
+        plain_image = last_image(page)
+        plain_image.wait_for(timeout=10000)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plain_image.element_handle())
+        final_plain = shot(plain_image)
+        same = final_live.size == final_plain.size and ImageChops.difference(final_live, final_plain).getbbox() is None
+        got = requests.get(plain, timeout=30)
+        print(f"   ends on {natural} (the link's size 384x256), pixel for pixel the plain link's picture in the next "
+              f"message: {same} (plain link: {got.headers.get('x-linkpix-cache')}, ComfyUI runs: "
+              f"{sim.prompts_received - runs_before} for the live and the plain link)")
+        ok = ok and len(pictures) >= 4 and natural == "384x256" and same and sim.prompts_received - runs_before == 1
+
+        # 3. A message that goes on after the image: how often SillyTavern asks for the link.
+        grown = link(f"a fox growing {stamp}", live=True)
+        box = page.locator("#send_textarea")
+        before, runs_before = len(asked), sim.prompts_received
+        say(page, f"Look: ![a fox]({grown}) Isn't it nice?")
+        page.wait_for_timeout(1500)
+        mes = page.locator("#chat .mes").last
+        mes.locator(".mes_edit").click()  # edit the message and save it: SillyTavern renders it again
+        mes.locator(".edit_textarea").fill(f"Look: ![a fox]({grown}) Isn't it nice? It is drawing.")
+        mes.locator(".mes_edit_done").click()
+        page.wait_for_timeout(STEPS * STEP_DELAY * 1000 + 3000)
+        box.fill("")
+        calls = [u for u in asked[before:] if u == grown]
+        edited = "It is drawing" in mes.locator(".mes_text").inner_text()
+        shown = mes.locator(".mes_text img").evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
+        print(f"3. a message rendered twice while its run draws (sent, then edited: {edited}): LinkPix asked for "
+              f"its live link {len(calls)} time(s); ComfyUI runs: {sim.prompts_received - runs_before}; "
+              f"the image at the end: {shown}")
+        ok = ok and edited and shown == "384x256" and sim.prompts_received - runs_before == 1
+        page.screenshot(path=str(out / "3-chat.png"))
+
+        # 4. The picture's size: a markdown image has none, so the <img> takes each part's own size (cards and
+        # previews 512 px on their long side, the finished image the link's); an HTML <img> with width and
+        # height (SillyTavern keeps them) stays put.
+        sized = link(f"a sized fox {stamp}", live=True)
+        say(page, f'<img src="{sized}" width="384" height="256">')
+        image = last_image(page)
+        image.wait_for(timeout=10000)
+        boxes = set()
+        began = time.monotonic()
+        while time.monotonic() - began < STEPS * STEP_DELAY + 3:
+            box_now = image.bounding_box() or {}
+            boxes.add((round(box_now.get("width", 0)), round(box_now.get("height", 0)),
+                       image.evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")))
+            time.sleep(0.2)
+        print("4. an HTML <img width=384 height=256> of a live link: (shown size, picture size) seen: "
+              + ", ".join(f"{w}x{h} showing {n}" for w, h, n in sorted(boxes)))
+        ok = ok and {(w, h) for w, h, _ in boxes} == {(384, 256)}
+        browser.close()
+    print(f"screenshots in {out}; {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
