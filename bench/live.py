@@ -9,6 +9,8 @@ The API runs as users run it (`python3 app.py`, default settings, access log on)
   the viewer having the whole part, with steps slower than `live_fps` so no frame waits for the rate limit
   (goal <= 50 ms); ComfyUI -> LinkPix is one loopback websocket message before that;
 - frames/s and bytes/frame with fast steps (the viewer's rate limit, `live_fps`, decides the former);
+- what heavy frames (50-75 KB, as a real model's previews) cost the API's CPU: the same runs watched by live
+  viewers and by plain waiters, alternating;
 - hits' p99 (wrk, c=16) on a server with 100 live viewers open on 20 new links and, in alternate rounds
   (the machine's other load falls on both alike), on a second server with the same 20 links pending and one
   plain waiter each (goal < 50 ms), then on both with nothing open; the API's RSS before and after opening
@@ -27,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
-from common import API_PIDS, linkpix_api, make_project, median, percentile, simulator, wrk
+from common import API_PIDS, cpu_seconds, linkpix_api, make_project, median, percentile, simulator, wrk
 
 HIT = "/prompt/warm%20hit?width=256&height=256"
 VIEWERS, LINKS = 100, 20
@@ -149,8 +151,29 @@ def alternate(urls: dict[str, str], rounds: int = 6, seconds: int = 3) -> dict[s
     figures: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
     for _ in range(rounds):
         for name, url in urls.items():
-            figures[name].append(wrk(url + HIT, seconds=seconds))
+            before = cpu_seconds(API_PIDS[url])
+            got = wrk(url + HIT, seconds=seconds)
+            got["cpu_us"] = (cpu_seconds(API_PIDS[url]) - before) / max(1.0, got["requests"]) * 1e6
+            figures[name].append(got)
     return figures
+
+
+def frames_cost(api: str, sim, live: bool, name: str) -> tuple[float, int]:
+    """The API's CPU seconds over two runs of 60 steps at 20 steps a second with heavy previews (50-75 KB
+    JPEGs, as a real model's), watched by 5 live viewers each, or by one plain waiter each (the same runs
+    and the same frames arriving, nobody shown them); and the frames the live viewers got."""
+    sim.faults.step_delay, sim.faults.noisy_previews = 0.05, True
+    viewers = [Viewer(f"{api}/prompt/{name}%20{i % 2}?steps=60" + ("&live=1" if live else ""))
+               for i in range(10 if live else 2)]
+    threads = [threading.Thread(target=v.run, daemon=True) for v in viewers]
+    before = cpu_seconds(API_PIDS[api])
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    used = cpu_seconds(API_PIDS[api]) - before
+    sim.faults.step_delay, sim.faults.noisy_previews = 0.0, False
+    return used, sum(h.get("x-linkpix-part") == "preview" for v in viewers for h, _, _ in v.parts)
 
 
 def main() -> dict[str, float]:
@@ -178,6 +201,20 @@ def main() -> dict[str, float]:
         print(f"fast steps (20 steps/s): {fps:.1f} frames/s to the viewer (live_fps 4), "
               f"{statistics.mean(sizes) / 1024:.1f} KB/frame mean, {max(sizes) / 1024:.1f} KB max at 512 px "
               f"(goal <= 60 KB); parts: {kinds.count('card')} card, {len(previews)} previews, {kinds[-1]} last")
+        # What heavy frames cost the API: the same runs watched live or plainly, alternating.
+        costs: dict[bool, list[float]] = {True: [], False: []}
+        sent = []
+        for i in range(3):
+            for live in (False, True):
+                used, got = frames_cost(api, sim, live, f"heavy%20{i}%20{live}")
+                costs[live].append(used)
+                if live:
+                    sent.append(got)
+        extra_ms = (median(costs[True]) - median(costs[False])) * 1000
+        print(f"heavy frames (2 runs x 60 steps at 20 steps/s, 50-75 KB previews): API CPU "
+              f"{median(costs[False]):.2f} s watched plainly, {median(costs[True]):.2f} s watched by 10 live viewers "
+              f"({extra_ms:.0f} ms more, "
+              f"{extra_ms / 120:.2f} ms per frame ComfyUI sent; {median(sent):.0f} frames sent to the viewers)")
         pid = API_PIDS[api]
         # Two servers measured in alternate rounds: `other` with 20 pending runs (one plain waiter each: the
         # cost of pending runs alone), `api` with the same 20 runs watched by 100 live viewers; then each
@@ -187,7 +224,7 @@ def main() -> dict[str, float]:
         pending = Audience(other, other_sim, "pending", LINKS, live=False)
         watched = Audience(api, sim, "watched", VIEWERS, live=True)
         rss_after, opened = rss_kb(pid), watched.opened
-        busy = alternate({"live": api, "pending": other})
+        busy = alternate({"live": api, "pending": other}, rounds=8)
         new_link_ms = watched.new_link_ms()
         watched.end()
         pending.end()
@@ -203,13 +240,19 @@ def main() -> dict[str, float]:
 
     ratios = [a["p99_ms"] / b["p99_ms"] for a, b in zip(busy["live"], busy["pending"], strict=True)]
     p99_loaded, p99_idle = p99(busy["live"]), p99(idle["live"])
-    print(f"hits (wrk c=16, median p99 of 6 x 3 s rounds, the two servers alternating; load average "
+    print(f"hits (wrk c=16, median p99 of 8 x 3 s rounds, the two servers alternating; load average "
           f"{load_before[0]:.1f} -> {load_after[0]:.1f}): {opened} live viewers on {LINKS} new links "
           f"{p99_loaded:.1f} ms ({median([f['rps'] for f in busy['live']]):.0f} req/s, non-2xx "
           f"{sum(f['errors'] for f in busy['live']):.0f}); the same {LINKS} links pending, 1 plain waiter each "
           f"{p99(busy['pending']):.1f} ms; per-round ratio live/pending median {median(ratios):.2f} "
           f"(range {min(ratios):.2f}-{max(ratios):.2f}); then nothing open: {p99_idle:.1f} / "
           f"{p99(idle['pending']):.1f} ms (goal < 50 ms)")
+    def cpu(rounds: list[dict[str, float]]) -> float:
+        return median([f["cpu_us"] for f in rounds])
+
+    print(f"  the server's CPU per hit (less swayed by the machine's other load than latency): live viewers "
+          f"{cpu(busy['live']):.0f} us, pending runs {cpu(busy['pending']):.0f} us, nothing open "
+          f"{cpu(idle['live']):.0f} / {cpu(idle['pending']):.0f} us")
     print(f"  with {VIEWERS} plain waiters instead (each holds one of waitress's 48 threads): "
           f"{held['requests']:.0f} hits answered in 3 s"
           + (f", p99 {held['p99_ms']:.1f} ms" if held["requests"] else ""))
@@ -220,7 +263,8 @@ def main() -> dict[str, float]:
     return {"live_first_part_ms": median(firsts) * 1000, "live_frame_delay_ms": median(delays),
             "live_fps": fps, "live_kb_per_frame": statistics.mean(sizes) / 1024,
             "live_hits_p99_ms": p99_loaded, "live_hits_p99_ratio": median(ratios),
-            "live_rss_kb_per_viewer": rss_per_viewer}
+            "live_hits_cpu_ratio": cpu(busy["live"]) / cpu(idle["live"]),
+            "live_rss_kb_per_viewer": rss_per_viewer, "live_heavy_frames_extra_cpu_ms": extra_ms}
 
 
 if __name__ == "__main__":
