@@ -11,7 +11,8 @@ The API runs as users run it (`python3 app.py`, default settings, access log on)
 - frames/s and bytes/frame with fast steps (the viewer's rate limit, `live_fps`, decides the former);
 - what heavy frames (50-75 KB, as a real model's previews) cost the API's CPU: the same runs watched by live
   viewers and by plain waiters, alternating;
-- hits' p99 (wrk, c=16) on a server with 100 live viewers open on 20 new links and, in alternate rounds
+- hits' p99 (wrk, c=16) on a server with 100 live viewers open on 20 new links (runs of 10 steps a second with
+  heavy previews, 2 at a time) and, in alternate rounds
   (the machine's other load falls on both alike), on a second server with the same 20 links pending and one
   plain waiter each (goal < 50 ms), then on both with nothing open; the API's RSS before and after opening
   the viewers (goal <= 1 MB per viewer); how soon a new live link gets its first part meanwhile.
@@ -103,13 +104,14 @@ def one_viewer(api: str, sim, step_delay: float, steps: int, name: str) -> Viewe
 
 
 class Audience:
-    """`count` viewers (live or plain) of `LINKS` new links whose runs take 30 s each (the fair queue gives
-    ComfyUI `fair_depth` of them at a time; the rest wait in LinkPix), opened and kept open."""
+    """`count` viewers (live or plain) of `LINKS` new links whose runs take 15 s each, 150 steps at 10 a
+    second with previews as heavy as a real model's (the fair queue gives ComfyUI `fair_depth` of them at a
+    time; the rest wait in LinkPix), opened and kept open."""
 
     def __init__(self, api: str, sim, name: str, count: int, live: bool) -> None:
         self.sim, self.api, self.name, self.live = sim, api, name, live
-        sim.faults.step_delay, base = 1.0, sim.prompts_received
-        self.viewers = [Viewer(f"{api}/prompt/{name}%20{i % LINKS}?steps=30" + ("&live=1" if live else ""))
+        sim.faults.step_delay, sim.faults.noisy_previews, base = 0.1, True, sim.prompts_received
+        self.viewers = [Viewer(f"{api}/prompt/{name}%20{i % LINKS}?steps=150" + ("&live=1" if live else ""))
                         for i in range(count)]
         self.threads = [threading.Thread(target=v.run, daemon=True) for v in self.viewers]
         for t in self.threads:
@@ -138,7 +140,7 @@ class Audience:
 
     def end(self) -> None:
         """Speed ComfyUI up until every run is done."""
-        self.sim.faults.step_delay = 0.0
+        self.sim.faults.step_delay, self.sim.faults.noisy_previews = 0.0, False
         for t in self.threads:
             t.join(180)
         deadline = time.monotonic() + 60
@@ -224,6 +226,11 @@ def main() -> dict[str, float]:
         pending = Audience(other, other_sim, "pending", LINKS, live=False)
         watched = Audience(api, sim, "watched", VIEWERS, live=True)
         rss_after, opened = rss_kb(pid), watched.opened
+        quiet_cpu = {}
+        for name, url in (("live", api), ("pending", other)):  # what the audiences cost with no hits coming
+            before = cpu_seconds(API_PIDS[url])
+            time.sleep(5)
+            quiet_cpu[name] = (cpu_seconds(API_PIDS[url]) - before) / 5 * 1000
         busy = alternate({"live": api, "pending": other}, rounds=8)
         new_link_ms = watched.new_link_ms()
         watched.end()
@@ -250,6 +257,8 @@ def main() -> dict[str, float]:
     def cpu(rounds: list[dict[str, float]]) -> float:
         return median([f["cpu_us"] for f in rounds])
 
+    print(f"  the server's CPU with no hits coming: {quiet_cpu['live']:.0f} ms/s with the live viewers (frames "
+          f"flowing: 2 runs at 10 steps/s), {quiet_cpu['pending']:.0f} ms/s with the plain waiters")
     print(f"  the server's CPU per hit (less swayed by the machine's other load than latency): live viewers "
           f"{cpu(busy['live']):.0f} us, pending runs {cpu(busy['pending']):.0f} us, nothing open "
           f"{cpu(idle['live']):.0f} / {cpu(idle['pending']):.0f} us")
@@ -263,7 +272,7 @@ def main() -> dict[str, float]:
     return {"live_first_part_ms": median(firsts) * 1000, "live_frame_delay_ms": median(delays),
             "live_fps": fps, "live_kb_per_frame": statistics.mean(sizes) / 1024,
             "live_hits_p99_ms": p99_loaded, "live_hits_p99_ratio": median(ratios),
-            "live_hits_cpu_ratio": cpu(busy["live"]) / cpu(idle["live"]),
+            "live_hits_cpu_ratio": cpu(busy["live"]) / cpu(idle["live"]), "live_quiet_cpu_ms_s": quiet_cpu["live"],
             "live_rss_kb_per_viewer": rss_per_viewer, "live_heavy_frames_extra_cpu_ms": extra_ms}
 
 

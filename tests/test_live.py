@@ -281,3 +281,16 @@ def test_heavy_frames_reach_viewers_lighter_and_at_live_fps(live_api, slow_sim):
                 break
     assert url is not None
     assert len(live_api.get(url).content) > 48 * 1024
+
+
+def test_a_card_just_before_does_not_hold_the_first_frame_back(live_api, slow_sim):
+    """The "drawing" card goes out a moment after the "queued" one, so it waits for the rate limit (`live_fps`);
+    the first frame, 0.1 s later, must go out as it comes, not when that wait ends (then it would be step 2's
+    or 3's frame, the newest by then)."""
+    slow_sim.faults.step_delay = 0.1
+    firsts = []
+    for i in range(3):
+        answer = get_live(live_api.url + f"/prompt/first%20frame%20{i}?live=1&steps=6")
+        first = next(p for p in answer.parts if p.kind == "preview")
+        firsts.append((first.headers["x-linkpix-step"], round(first.arrived - answer.started, 3)))
+    assert [step for step, _ in firsts].count("1/6") >= 2, firsts

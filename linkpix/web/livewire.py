@@ -60,7 +60,8 @@ class Cursor:
         self.last_frame = 0.0
         self.done = False
         self.parts = 0
-        self.resting_until = 0.0  # monotonic time before which only the run's end is worth a wake-up
+        self.resting_until = 0.0  # monotonic time before which only the run's end is worth a wake-up (set while
+        # a frame waits for the rate limit: a newer frame meanwhile changes nothing, the newest goes at its end)
 
     def first(self) -> bytes:
         """The opening boundary and the card of the feed's status now (or the end, if it is over)."""
@@ -100,8 +101,7 @@ class Cursor:
             return self._sent(part(frame.mime, feed.frame_bytes(frame), headers), now), None
         if self.shown_frame == 0 and feed.status.version != self.shown_version:  # cards until frames flow
             due = self.last_sent + self.interval - now
-            if due > 0:
-                self.resting_until = now + due
+            if due > 0:  # no rest from wake-ups here: a first frame arriving meanwhile goes at once
                 return None, due
             version, card = feed.card()
             self.shown_version = version
