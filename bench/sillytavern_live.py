@@ -21,10 +21,13 @@ chat's image did not show several distinct pictures or did not end on the finish
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
+import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,7 +39,20 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
 CHARACTER = "Seraphina"  # SillyTavern's default character (default/content)
-STEPS, STEP_DELAY = 30, 0.2  # a 6 s run: long enough to photograph many frames
+STEPS, STEP_DELAY = 30, 0.2  # a 6 s run on the simulator: long enough to photograph many frames
+# With --comfyui: a txt2img graph for the tiny random SD 1.5 checkpoint the development ComfyUI has.
+TINY = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-random-sd15.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 384, "height": 256, "batch_size": 1}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0],
+                                               "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "linkpix_st_trial"}},
+}
 
 
 def open_chat(page, st: str) -> None:
@@ -86,10 +102,23 @@ def digest(picture: Image.Image) -> str:
     return hashlib.sha1(picture.tobytes()).hexdigest()[:12]
 
 
+@contextlib.contextmanager
+def comfyui(url: str | None) -> Iterator[tuple[str, Callable[[], int]]]:
+    """(ComfyUI's address, a count of the prompts it has been sent): the simulator, slow steps and a JPEG
+    preview with each, or a real ComfyUI (started with `--preview-method auto`) running the tiny graph."""
+    if url is None:
+        with simulator(step_delay=STEP_DELAY) as sim:
+            yield sim.url, lambda: sim.prompts_received
+        return
+    yield url, lambda: len(requests.get(url + "/history", timeout=10).json())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--st", default="http://127.0.0.1:8010/", help="SillyTavern's address")
     parser.add_argument("--out", default="/tmp/linkpix-sillytavern", help="folder for the screenshots")
+    parser.add_argument("--comfyui", help="a real ComfyUI (with the tiny SD 1.5 checkpoint) instead of the simulator")
+    parser.add_argument("--steps", type=int, default=STEPS, help="sampler steps of each link")
     options = parser.parse_args()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,10 +128,13 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     ok = True
-    with simulator(step_delay=STEP_DELAY) as sim, linkpix_api(make_project(workflow_path="demo.json"),
-                                                                sim.url) as api, sync_playwright() as pw:
+    steps = options.steps
+    project = make_project(workflow_path="demo.json" if options.comfyui is None else "tiny.json")
+    (project / "workflows" / "tiny.json").write_text(json.dumps(TINY), encoding="utf-8")
+    with comfyui(options.comfyui) as (comfy_url, runs), linkpix_api(project, comfy_url) as api, \
+            sync_playwright() as pw:
         def link(name: str, live: bool) -> str:
-            return (f"{api}/prompt/{quote(name)}?steps={STEPS}&width=384&height=256"
+            return (f"{api}/prompt/{quote(name)}?steps={steps}&width=384&height=256"
                     + ("&live=1" if live else ""))
 
         asked: list[str] = []
@@ -132,7 +164,7 @@ def main() -> int:
               f"{page.locator('#chat .mes').last.locator('.mes_text img').count()} <img>, LinkPix asked "
               f"{asked.count(blocked)} time(s); waiting for that run to end")
         requests.get(link(f"a fox blocked {stamp}", live=False), timeout=60)  # waits for that run
-        runs_before = sim.prompts_received
+        runs_before = runs()
         live = link(f"a fox in a chat {stamp}", live=True)
         say(page, f"![a fox]({live})")
         image = last_image(page)
@@ -142,13 +174,13 @@ def main() -> int:
         pictures: list[tuple[float, str, Image.Image]] = []
         began = time.monotonic()
 
-        while time.monotonic() - began < STEPS * STEP_DELAY + 8:
+        while time.monotonic() - began < 120:
             natural = image.evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
             picture = shot(image)
             if not pictures or digest(picture) != pictures[-1][1]:
                 pictures.append((time.monotonic() - began, digest(picture), picture))
                 picture.save(out / f"2-live-{len(pictures):02d}-{natural}.png")
-            if natural == "384x256" and sim.prompts_executed >= 1:
+            if natural == "384x256":
                 time.sleep(0.5)
                 break
             time.sleep(0.08)
@@ -171,28 +203,29 @@ def main() -> int:
         got = requests.get(plain, timeout=30)
         print(f"   ends on {natural} (the link's size 384x256), pixel for pixel the plain link's picture in the next "
               f"message: {same} (plain link: {got.headers.get('x-linkpix-cache')}, ComfyUI runs: "
-              f"{sim.prompts_received - runs_before} for the live and the plain link)")
-        ok = ok and len(pictures) >= 4 and natural == "384x256" and same and sim.prompts_received - runs_before == 1
+              f"{runs() - runs_before} for the live and the plain link)")
+        ok = ok and len(pictures) >= 4 and natural == "384x256" and same and runs() - runs_before == 1
 
         # 3. A message that goes on after the image: how often SillyTavern asks for the link.
         grown = link(f"a fox growing {stamp}", live=True)
         box = page.locator("#send_textarea")
-        before, runs_before = len(asked), sim.prompts_received
+        before, runs_before = len(asked), runs()
         say(page, f"Look: ![a fox]({grown}) Isn't it nice?")
         page.wait_for_timeout(1500)
         mes = page.locator("#chat .mes").last
         mes.locator(".mes_edit").click()  # edit the message and save it: SillyTavern renders it again
         mes.locator(".edit_textarea").fill(f"Look: ![a fox]({grown}) Isn't it nice? It is drawing.")
         mes.locator(".mes_edit_done").click()
-        page.wait_for_timeout(STEPS * STEP_DELAY * 1000 + 3000)
+        requests.get(grown.replace("&live=1", ""), timeout=120)  # waits for the run's end
+        page.wait_for_timeout(1500)
         box.fill("")
         calls = [u for u in asked[before:] if u == grown]
         edited = "It is drawing" in mes.locator(".mes_text").inner_text()
         shown = mes.locator(".mes_text img").evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
         print(f"3. a message rendered twice while its run draws (sent, then edited: {edited}): LinkPix asked for "
-              f"its live link {len(calls)} time(s); ComfyUI runs: {sim.prompts_received - runs_before}; "
+              f"its live link {len(calls)} time(s); ComfyUI runs: {runs() - runs_before}; "
               f"the image at the end: {shown}")
-        ok = ok and edited and shown == "384x256" and sim.prompts_received - runs_before == 1
+        ok = ok and edited and shown == "384x256" and runs() - runs_before == 1
         page.screenshot(path=str(out / "3-chat.png"))
 
         # 4. The picture's size: a markdown image has none, so the <img> takes each part's own size (cards and
@@ -204,7 +237,7 @@ def main() -> int:
         image.wait_for(timeout=10000)
         boxes = set()
         began = time.monotonic()
-        while time.monotonic() - began < STEPS * STEP_DELAY + 3:
+        while time.monotonic() - began < 120 and (len(boxes) < 3 or not any(n == "384x256" for _, _, n in boxes)):
             box_now = image.bounding_box() or {}
             boxes.add((round(box_now.get("width", 0)), round(box_now.get("height", 0)),
                        image.evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")))
