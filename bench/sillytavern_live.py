@@ -103,14 +103,20 @@ def digest(picture: Image.Image) -> str:
 
 
 @contextlib.contextmanager
-def comfyui(url: str | None) -> Iterator[tuple[str, Callable[[], int]]]:
-    """(ComfyUI's address, a count of the prompts it has been sent): the simulator, slow steps and a JPEG
-    preview with each, or a real ComfyUI (started with `--preview-method auto`) running the tiny graph."""
+def comfyui(url: str | None) -> Iterator[tuple[str, Callable[[str], int]]]:
+    """(ComfyUI's address, how many prompts naming a text it has been sent): the simulator, slow steps and a
+    JPEG preview with each, or a real ComfyUI (started with `--preview-method auto`, maybe shared with
+    others: only prompts with the text count) running the tiny graph."""
     if url is None:
         with simulator(step_delay=STEP_DELAY) as sim:
-            yield sim.url, lambda: sim.prompts_received
+            yield sim.url, lambda text: sim.prompts_received  # only this trial's prompts reach it
         return
-    yield url, lambda: len(requests.get(url + "/history", timeout=10).json())
+
+    def runs(text: str) -> int:
+        history = requests.get(url + "/history", timeout=30).json()
+        return sum(text in json.dumps(entry.get("prompt", [None, None, {}])[2]) for entry in history.values())
+
+    yield url, runs
 
 
 def main() -> int:
@@ -164,7 +170,8 @@ def main() -> int:
               f"{page.locator('#chat .mes').last.locator('.mes_text img').count()} <img>, LinkPix asked "
               f"{asked.count(blocked)} time(s); waiting for that run to end")
         requests.get(link(f"a fox blocked {stamp}", live=False), timeout=60)  # waits for that run
-        runs_before = runs()
+        chat_text = f"a fox in a chat {stamp}"
+        runs_before = runs(chat_text)
         live = link(f"a fox in a chat {stamp}", live=True)
         say(page, f"![a fox]({live})")
         image = last_image(page)
@@ -203,13 +210,13 @@ def main() -> int:
         got = requests.get(plain, timeout=30)
         print(f"   ends on {natural} (the link's size 384x256), pixel for pixel the plain link's picture in the next "
               f"message: {same} (plain link: {got.headers.get('x-linkpix-cache')}, ComfyUI runs: "
-              f"{runs() - runs_before} for the live and the plain link)")
-        ok = ok and len(pictures) >= 4 and natural == "384x256" and same and runs() - runs_before == 1
+              f"{runs(chat_text) - runs_before} for the live and the plain link)")
+        ok = ok and len(pictures) >= 4 and natural == "384x256" and same and runs(chat_text) - runs_before == 1
 
         # 3. A message that goes on after the image: how often SillyTavern asks for the link.
         grown = link(f"a fox growing {stamp}", live=True)
         box = page.locator("#send_textarea")
-        before, runs_before = len(asked), runs()
+        before, runs_before = len(asked), runs(f"a fox growing {stamp}")
         say(page, f"Look: ![a fox]({grown}) Isn't it nice?")
         page.wait_for_timeout(1500)
         mes = page.locator("#chat .mes").last
@@ -223,9 +230,9 @@ def main() -> int:
         edited = "It is drawing" in mes.locator(".mes_text").inner_text()
         shown = mes.locator(".mes_text img").evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
         print(f"3. a message rendered twice while its run draws (sent, then edited: {edited}): LinkPix asked for "
-              f"its live link {len(calls)} time(s); ComfyUI runs: {runs() - runs_before}; "
+              f"its live link {len(calls)} time(s); ComfyUI runs: {runs(f'a fox growing {stamp}') - runs_before}; "
               f"the image at the end: {shown}")
-        ok = ok and edited and shown == "384x256" and runs() - runs_before == 1
+        ok = ok and edited and shown == "384x256" and runs(f"a fox growing {stamp}") - runs_before == 1
         page.screenshot(path=str(out / "3-chat.png"))
 
         # 4. The picture's size: a markdown image has none, so the <img> takes each part's own size (cards and
