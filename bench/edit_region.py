@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from region_support import detailed_photo, figures, high_pass_correlation, jpeg  # noqa: E402
 
 from linkpix.edit import finish, resize  # noqa: E402
+from linkpix.imaging.budget import EDIT_BYTES_PER_PIXEL  # noqa: E402
 from linkpix.simulator import grades  # noqa: E402
 
 SIZE = (6000, 4000)
@@ -116,8 +117,10 @@ def memory(data: bytes) -> None:
     before, after, cpu = int(line[0]), int(line[1]), float(line[2])
     rgb_mb = SIZE[0] * SIZE[1] * 3 / 2**20
     peak_mb = (after - before) / 1024
+    per_pixel = (after - before) * 1024 / (SIZE[0] * SIZE[1])
     print(f"prepare + finish(region) in a fresh process: CPU {cpu:.2f} s; peak memory growth {peak_mb:.0f} MiB = "
-          f"{peak_mb / rgb_mb:.2f}x the decoded RGB photo ({rgb_mb:.0f} MiB; goal <= 3); result {line[3]} "
+          f"{peak_mb / rgb_mb:.2f}x the decoded RGB photo ({rgb_mb:.0f} MiB; goal <= 3) = {per_pixel:.1f} bytes per "
+          f"pixel (the edit memory budget takes EDIT_BYTES_PER_PIXEL = {EDIT_BYTES_PER_PIXEL}); result {line[3]} "
           f"{line[4]}x{line[5]}")
 
 

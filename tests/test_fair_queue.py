@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import requests
+from fronts_support import FrontServer
 from jobs_support import JobsServer, wait_until
 from pool_support import Sims, prompts_in
 from support import ApiServer
@@ -46,7 +48,7 @@ def marked(runs: list[dict[str, Any]], marker: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jobs(project, simulator):
-    simulator.faults.run_delay = 0.5
+    simulator.faults.run_delay = 1.0  # bob's job and link must both wait before alice's first run ends
     server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20)
     try:
         a_jobs = [server.submit(prompt=f"alpha backlog {i}", seed=i, user="alice") for i in range(6)]
@@ -61,8 +63,9 @@ def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jo
         link = threading.Thread(target=lambda: answer.append(server.get(LINK.format(
             text="bravo%20link", seed=2, user="bob"))))
         link.start()
-        wait_until(lambda: any(r["user"] == "bob" for r in server.get("/health").json()["fair_queue"]["users"]),
-                   5, "bob's requests to queue")
+        wait_until(lambda: any(r["user"] == "bob" and r["waiting"] == 2
+                               for r in server.get("/health").json()["fair_queue"]["users"]), 5,
+                   "bob's job and link to queue")
         link.join(60)
         assert answer and answer[0].status_code == 200, answer
         for job_id in [*a_jobs, b_job]:
@@ -192,3 +195,54 @@ def test_a_backend_dying_with_work_queued_in_linkpix_loses_nothing_and_runs_noth
         assert len(done) == 10
     finally:
         server.close()
+
+
+@pytest.mark.slow
+def test_the_fronts_answers_say_the_gpu_seconds_their_runs_took(project, simulator):
+    """The A1111 and OpenAI fronts carry X-LinkPix-GPU-Seconds as links do: the batch's sum of ComfyUI's own
+    stamps when something ran, nothing when every image came from the cache."""
+    simulator.faults.run_delay = 0.2
+    server = FrontServer(project, simulator.url)
+    try:
+        body = {"prompt": "front seconds", "seed": 41, "width": 64, "height": 64, "batch_size": 2}
+        first = requests.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+        assert first.status_code == 200 and len(first.json()["images"]) == 2
+        runs = marked(history(simulator), "front seconds")
+        assert len(runs) == 2
+        assert float(first.headers["X-LinkPix-GPU-Seconds"]) == pytest.approx(sum(r["seconds"] for r in runs),
+                                                                             abs=0.004)
+        again = requests.post(server.url + "/sdapi/v1/txt2img", json=body, timeout=60)
+        assert again.status_code == 200 and "X-LinkPix-GPU-Seconds" not in again.headers
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="loopback", max_retries=0, timeout=60)
+        raw = client.images.with_raw_response.generate(prompt="openai seconds", size="64x64", model="demo")
+        assert len(raw.parse().data) == 1
+        ran = marked(history(simulator), "openai seconds")[0]["seconds"]
+        assert float(raw.headers["X-LinkPix-GPU-Seconds"]) == pytest.approx(ran, abs=0.002)
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_a_users_weight_buys_a_bigger_share_of_the_gpu(project, simulator):
+    """fair_weights: with bob's backlog first and alice at weight 3, alice's runs go ahead until her recent
+    GPU-seconds over 3 reach bob's (equal weights alternate them once their use is level)."""
+    simulator.faults.run_delay = 0.25
+    server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20, fair_weights={"alice": 3})
+    try:
+        b_jobs = [server.submit(prompt=f"bob weighed {i}", seed=i, user="bob") for i in range(6)]
+        wait_until(lambda: len(prompts_in(simulator)) == 2, 10, "ComfyUI to hold bob's first two")
+        a_jobs = [server.submit(prompt=f"alice weighed {i}", seed=i, user="alice") for i in range(6)]
+        for job_id in [*b_jobs, *a_jobs]:
+            assert server.wait_for(job_id, timeout=60)["status"] == "succeeded"
+        order = ["alice" if "alice weighed" in r["graph"] else "bob" for r in history(simulator)]
+        assert order[:2] == ["bob", "bob"]
+        assert order[2:8].count("alice") >= 5, order  # equal weights gave 4: A A B A B A
+    finally:
+        server.close()
+
+
+def test_a_weight_outside_its_range_is_refused_with_the_users_named(project):
+    from linkpix.config.settings import Settings
+
+    with pytest.raises(ValueError, match="from 0.01 to 1000.*zed"):
+        Settings(fair_weights={"zed": 0, "amy": 2})

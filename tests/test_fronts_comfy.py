@@ -331,3 +331,38 @@ def test_deleting_a_pending_prompt_leaves_no_history(project, tmp_path):
     finally:
         server.close()
         sim.stop()
+
+
+def test_a_partner_key_reaches_comfyui_for_its_own_run_and_is_shown_nowhere(fronts, simulator):
+    """extra_data.api_key_comfy_org through the ComfyUI front: ComfyUI gets it with this prompt's own run
+    (an identical keyless prompt runs apart, so the paid result is nobody else's); the front's /queue and
+    /history show the rest of extra_data but neither Comfy secret; a malformed key is refused unechoed."""
+    key, token = "comfyui-partner-8c1e4a7f", "session-token-55d0"
+    simulator.faults.run_delay = 0.4
+    graph = _demo_graph(seed=31, text="a paid lighthouse")
+    before = simulator.prompts_received
+    paid = requests.post(fronts.url + "/prompt", json={"prompt": graph, "extra_data": {
+        "api_key_comfy_org": key, "auth_token_comfy_org": token, "note": "kept"}}, timeout=30)
+    assert paid.status_code == 200, paid.text
+    free = requests.post(fronts.url + "/prompt", json={"prompt": graph}, timeout=30)
+    assert free.status_code == 200
+    seen: list[str] = []
+
+    def key_in_comfyui() -> bool:
+        queue = requests.get(simulator.url + "/queue", timeout=10).json()
+        seen.extend(json.dumps(item[3]) for item in queue["queue_running"] + queue["queue_pending"])
+        return any(key in text for text in seen)
+
+    wait_for(key_in_comfyui, 10)
+    assert not any(token in text for text in seen)  # the session token is not forwarded
+    shown = [requests.get(fronts.url + "/queue", timeout=10).text]
+    wait_for(lambda: all(requests.get(f"{fronts.url}/history/{p.json()['prompt_id']}", timeout=10).json()
+                         for p in (paid, free)), 30)
+    history = requests.get(f"{fronts.url}/history/{paid.json()['prompt_id']}", timeout=10)
+    shown.append(history.text)
+    assert all(key not in text and token not in text for text in shown)
+    assert history.json()[paid.json()["prompt_id"]]["prompt"][3]["note"] == "kept"
+    assert simulator.prompts_received == before + 2  # two runs: the keyless prompt did not join the paid one
+    bad = requests.post(fronts.url + "/prompt", json={"prompt": graph, "extra_data": {
+        "api_key_comfy_org": "has spaces secret"}}, timeout=30)
+    assert bad.status_code == 400 and "secret" not in bad.text and "api_key_comfy_org" in bad.text

@@ -145,7 +145,7 @@ def test_cancel(project, slow):
         for event in job.events():
             if isinstance(event, Progress):
                 break
-        assert job.cancel().status == "canceled"
+        assert job.cancel().status in ("canceling", "canceled")  # canceling until ComfyUI stopped the prompt
         assert list(job.events())[-1] == StatusChange(status="canceled")
         assert job.cancel().status == "canceled"  # idempotent
         assert c.jobs.get(job.id).outputs == []

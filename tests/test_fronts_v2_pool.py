@@ -104,6 +104,13 @@ def test_contract_error_codes(project, tmp_path):
         assert _error(r) == (409, "hash_mismatch")
         r = requests.post(url + "/assets", files={"file": ("a.txt", b"not an image")}, timeout=10)
         assert _error(r) == (422, "invalid_request") and "image" in r.json()["error"]["message"]
+        # a declared content type is not what /content serves back: the bytes' own kind is (no text/html on
+        # LinkPix's origin from an upload)
+        r = requests.post(url + "/assets", files={"file": ("a.png", png((1, 2, 3)))},
+                          data={"content_type": "text/html"}, timeout=10)
+        assert r.status_code == 201 and r.json()["content_type"] == "image/png"
+        served = requests.get(url + f"/assets/{r.json()['id']}/content", timeout=10)
+        assert served.status_code == 200 and served.headers["Content-Type"] == "image/png"
         assert _error(requests.post(url + "/assets/from-hash", json={"hash": "blake3:00"}, timeout=10)) \
             == (404, "blob_not_found")
 

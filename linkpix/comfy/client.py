@@ -104,7 +104,8 @@ class ComfyClient:
 
     # --- running workflows -------------------------------------------------------------------
 
-    def submit(self, graph: dict[str, Any], *, prompt_id: str | None = None, front: bool = False) -> str:
+    def submit(self, graph: dict[str, Any], *, prompt_id: str | None = None, front: bool = False,
+               extra_data: dict[str, Any] | None = None) -> str:
         """Queue an API-format graph and return its prompt id.
 
         The id is chosen here, as a canonical lowercase UUID (newer ComfyUI requires one), and the
@@ -119,8 +120,11 @@ class ComfyClient:
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id}
         if front:
             body["front"] = True
+        extra = dict(extra_data or {})  # a run's partner-node key (pipeline/secrets.py): sent, never logged
         if self.preview_method != "default":  # per-prompt previews (ComfyUI PR 11261); older ones ignore it
-            body["extra_data"] = {"preview_method": self.preview_method}
+            extra["preview_method"] = self.preview_method
+        if extra:
+            body["extra_data"] = extra
         try:
             payload = json.dumps(body)
         except (TypeError, ValueError) as exc:

@@ -277,6 +277,7 @@ class Pool:
         allowed = list(dict.fromkeys(f for files in offers.values() for f in files))
         return ModelMissing(f"no ComfyUI backend has the {gap.describe()}: {listing}",
                             {"parameter": "model", "missing": gap.value, "kind": gap.kind, "node": gap.node_id,
+                             "input": gap.input,
                              "allowed": allowed, "backends": offers}, _comfyui_rejection(gap, allowed))
 
     def reserve(self, client: ComfyClient) -> None:

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
                                                       "/generate); the rest wait in the job store.")
     fair_depth: int = Field(2, ge=1, le=64, description="Runs each ComfyUI backend is given at once (fair queue).")
     fair_half_life: float = Field(3600.0, ge=0, description="Seconds for past GPU-seconds to count half (0: never).")
+    fair_weights: dict[str, float] = Field(default_factory=dict, description=(
+        "Users' shares of the GPUs in the fair queue (default 1 each; a user of weight 2 gets twice the "
+        "GPU-seconds of a user of weight 1 when both wait)."))
     jobs_max_queued: int = Field(100, ge=1, description="Most unfinished async jobs in total before "
                                                         "POST /generate answers 429.")
     jobs_max_queued_per_user: int = Field(10, ge=1, description="Most unfinished async jobs per user before "
@@ -152,6 +155,12 @@ class Settings(BaseSettings):
                                                                  "request in progress before it is closed.")
     connection_limit: int = Field(8000, ge=100, description="Connections open at once (raised to fit the "
                                                             "process's file limit).")
+    request_head_timeout: float = Field(10.0, gt=0, le=600, description="Seconds a connection has to send a "
+                                                                       "complete request head (request line and "
+                                                                       "headers); later: 408, closed.")
+    connections_per_address: int = Field(200, ge=0, description="Connections one client address (IPv6: one /64) "
+                                                                "may hold open; more get 429 (0 = no cap; "
+                                                                "trusted_proxies are not capped).")
     front_max_nodes: int = Field(2000, ge=1, description="Most nodes in a graph sent to the ComfyUI front.")
     front_max_graph_mb: float = Field(4.0, gt=0, description="Largest POST /prompt body of the ComfyUI front "
                                                              "in MiB.")
@@ -287,6 +296,14 @@ class Settings(BaseSettings):
         parse_rates(value)
         if info.field_name == "rate_limits_address" and "gpu_seconds" in value:
             raise ValueError("gpu_seconds is counted per user: put it in rate_limits_user")
+        return value
+
+    @field_validator("fair_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(user for user, weight in value.items() if not 0.01 <= weight <= 1000)
+        if bad:
+            raise ValueError(f"a weight is a number from 0.01 to 1000 (1 is an equal share): {', '.join(bad)[:200]}")
         return value
 
     @field_validator("trusted_proxies")

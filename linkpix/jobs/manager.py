@@ -291,6 +291,7 @@ class JobManager:
                      "height": meta.get("height"), "format": outcome.image.fmt,
                      "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id"),
                      "gpu_seconds": outcome.gpu_seconds}
+            image.update({k: meta[k] for k in ("node_id", "outputs") if meta.get(k)})  # pipeline/outputs.py
             images.append(image)
             self.store.update(job_id, images=images, prompt_id=None)
             self.events.publish(job_id, "image", dict(image, index=index))

@@ -75,8 +75,9 @@ class Progress:
                     thumb = thumbnail(event.image)
                     if thumb:
                         url = f"/jobs/{job_id}/preview?frame={self.frames.put(job_id, event.image)}"
+                        node = event.data.get("node_id") or self.live(job_id).get("node")  # whose preview
                         self._events.publish(job_id, "preview", {"image": index + 1, "jpeg_base64": thumb,
-                                                                 "url": url})
+                                                                 "url": url, "node": node})
 
         return on_event
 

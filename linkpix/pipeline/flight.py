@@ -50,6 +50,7 @@ class Flight:
     remote: bool = False  # another replica ran it; this flight only waited for its notice
     run_started: float | None = None  # when a backend took it (None while it waits in LinkPix's queue)
     gpu_seconds: float | None = None  # its time in ComfyUI, counted for the user who started it
+    extras: list[OutputImage] = field(default_factory=list)  # the run's outputs after the first
 
     def listen(self, callback: EventCallback | None) -> None:
         if callback is None:
@@ -85,7 +86,7 @@ class RemoteFailure(LinkPixError):
 
 def own_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """A stored image's metadata without the fields `ImageCache.put` writes itself."""
-    return {k: v for k, v in meta.items() if k not in ("created", "bytes", "format", "key", "user")}
+    return {k: v for k, v in meta.items() if k not in ("created", "bytes", "format", "key", "user", "outputs")}
 
 
 def _call(callback: EventCallback, event: Event) -> None:

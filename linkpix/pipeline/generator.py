@@ -33,13 +33,14 @@ from linkpix.comfy.timing import RunClock
 from linkpix.comfy.transport import BackendNotAnswering
 from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
-from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback, none_answers
 from linkpix.pipeline.fairqueue import FairQueue, Slot
 from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
 from linkpix.pipeline.hostedrun import fallback_route, run_hosted
+from linkpix.pipeline.outputs import store_outputs
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
+from linkpix.pipeline.secrets import RunSecrets
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
@@ -79,21 +80,18 @@ class Generator:
         self._settings = settings  # read at each use: timeout, max_pending, failover_retries, strip_metadata
         self._flights: dict[str, Flight] = {}
         self._lock = threading.Lock()
-        self.runs_started = 0
+        self.runs_started, self.secrets = 0, RunSecrets()  # secrets: partner-node keys by run, in memory
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
 
-
     def key_for(self, job: RenderedJob) -> str:
-        # Stripped and unstripped images are different files: turning strip_metadata on must not serve
-        # an image cached before it with the workflow inside.
+        # Stripped and unstripped images are different files (an image cached unstripped has the workflow)
         fmt = job.output_format + ("+stripped" if self._settings().strips_metadata else "")
         fmt += f"@{job.provider}" if job.provider else ""  # a hosted picture never stands in for ComfyUI's
         return cache_key(job.graph, fmt, (u.data for u in job.uploads))
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._flights)
+        return len(self._flights)  # one read of a dict's size: atomic
 
     def generate(self, job: RenderedJob, user: str, on_event: EventCallback | None = None, *,
                  ticket: Ticket | None = None, prompt_id: str | None = None,
@@ -146,9 +144,9 @@ class Generator:
         stored = self.cache.get(user, key)
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
-        elif stored is None:
-            data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
-            stored = self.cache.put(user, key, job.output_format, data, meta)
+        elif stored is None:  # the first output under `key`, every further one beside it (outputs.py)
+            stored = store_outputs(self.cache, user, key, job.output_format, [output, *flight.extras], meta,
+                                   self._settings().strips_metadata)
         joined = not owner or flight.remote
         return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
 
@@ -247,6 +245,7 @@ class Generator:
             log.exception("generation failed unexpectedly")
             flight.future.set_exception(ExecutionFailed(f"internal error while generating: {exc}"))
         finally:
+            self.secrets.drop(job.graph)  # a partner-node key lives as long as its run (pipeline/secrets.py)
             with self._lock:
                 if self._flights.get(flight.key) is flight:
                     del self._flights[flight.key]
@@ -273,8 +272,8 @@ class Generator:
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started, user, interactive)
-                data = encode(output.data, job.output_format, strip=self._settings().strips_metadata)
-                flight.stored = self.cache.put(user, flight.key, job.output_format, data, meta)
+                flight.stored = store_outputs(self.cache, user, flight.key, job.output_format,
+                                              [output, *flight.extras], meta, self._settings().strips_metadata)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
                 raise
@@ -374,7 +373,7 @@ class Generator:
                     backend.upload_image(upload.data, upload.name, overwrite=True)
                 if flight.aborted:
                     raise Cancelled("every waiter left before the prompt was submitted")
-                prompt_id = backend.submit(job.graph)
+                prompt_id = backend.submit(job.graph, extra_data=self.secrets.extra_data(job.graph))
                 with flight.lock:
                     flight.prompt_id = prompt_id
                     aborted = flight.aborted
@@ -390,6 +389,7 @@ class Generator:
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
+            flight.extras = outputs[1:]  # two SaveImage nodes, a batch: stored beside the first
             return outputs[0], run_meta(job, outputs[0], backend.name, time.monotonic() - started)
         except LinkPixError as exc:
             error = exc

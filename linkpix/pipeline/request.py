@@ -183,7 +183,8 @@ def parse_query(text: str, query: Mapping[str, str], user: str) -> GenerationReq
 def _request(fields: Mapping[str, Any], text: Any, user: str, params: dict[str, Any],
              images: tuple[InputImage, ...] = (), form: str = "json") -> GenerationRequest:
     """The fields both forms share (prompt, user, workflow, styles, seed, format), checked once."""
-    workflow = fields.get("workflow") or None
+    workflow = fields.get("workflow")
+    workflow = None if workflow == "" else workflow
     if workflow is not None and not isinstance(workflow, str):
         raise BadRequest("workflow must be a file name", {"parameter": "workflow"})
     seed, random_seed = parse_seed(fields.get("seed"))

@@ -26,7 +26,8 @@ from flask import Flask
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from linkpix.run.connections import server_options
+from linkpix.run.connections import address_counts, server_options
+from linkpix.run.guard import GuardedChannel
 from linkpix.web.services import services
 from linkpix.web.serving import JsonErrorChannel, create
 
@@ -191,11 +192,14 @@ class _Channel(JsonErrorChannel):
 def make_server(app: Flask, host: str, port: int, threads: int, **kwargs: Any) -> BaseWSGIServer:
     """The waitress server LinkPix runs (and its tests use): the app's body limit and JSON errors
     (`web/serving.py`), and bodiless answers that keep the connection open."""
-    options = {**server_options(services(app).config.settings), **kwargs}  # connections: run/connections.py
+    settings = services(app).config.settings
+    options = {**server_options(settings), **kwargs}  # connections: run/connections.py
     server = create(app, host, port, threads, ident="LinkPix", **options)
+    # The head deadline and the per-address cap (run/guard.py), counted across all listening sockets.
+    channel = type("_GuardedChannel", (GuardedChannel, _Channel), {"counts": address_counts(settings)})
     for listening in (server, *getattr(server, "map", {}).values()):  # one socket, or several (IPv4 + 6)
         if isinstance(listening, BaseWSGIServer):
-            listening.channel_class = _Channel  # type: ignore[misc]
+            listening.channel_class = channel  # type: ignore[misc]
     return server
 
 

@@ -12,7 +12,9 @@ opened by one client made every other request wait ten minutes. Now:
   client opening idle sockets can hold for `idle_timeout` seconds in a loop;
 - the process's open-file limit is raised to its hard limit so that many sockets fit, and the limit is
   lowered to fit when the hard limit is smaller (a socket per connection, plus room for files);
-- waitress's loop uses poll(), not select() (which cannot watch a descriptor above 1023).
+- waitress's loop uses poll(), not select() (which cannot watch a descriptor above 1023);
+- what waitress has no option for, a deadline for the request head (`request_head_timeout`, 10 s) and a
+  cap per client address (`connections_per_address`, 200), the channel class does (run/guard.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import logging
 from typing import Any
 
 from linkpix.config import Settings
+from linkpix.ops.ratelimit import parse_networks
+from linkpix.run.guard import AddressCounts
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +58,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {"channel_timeout": settings.idle_timeout, "connection_limit": limit,
             "cleanup_interval": max(1, min(30, int(settings.idle_timeout / 2))),
             "asyncore_use_poll": True, "backlog": 2048}
+
+
+def address_counts(settings: Settings) -> AddressCounts:
+    """The per-server state of the head deadline and the per-address cap (run/guard.py)."""
+    return AddressCounts(settings.connections_per_address, settings.request_head_timeout,
+                         parse_networks(settings.trusted_proxies))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from linkpix.web.fronts.a1111.names import sampler_names
+
 Schema = dict[str, Any]
 
 STR: Schema = {"type": "string"}
@@ -40,7 +42,8 @@ def array(items: Schema | str) -> Schema:
             else items}
 
 
-CHAR: Schema = {"type": "string", "description": "LinkPix: a character profile (docs/characters.md)"}
+CHAR: Schema = {"type": "string", "pattern": "^([A-Za-z0-9_-][A-Za-z0-9_.-]{0,63})?$",
+                "description": "LinkPix: a character profile (docs/characters.md); empty: none"}
 
 
 def ref(name: str) -> Schema:
@@ -63,6 +66,23 @@ ERRORS: dict[str, Schema] = {
 IMAGE_ENTRY = obj(["url"], url=STR, seed=INT, width=nullable(INT), height=nullable(INT), format=STR, cache=STR,
                   prompt_id=nullable(STR))
 LORA = obj(["name", "strength"], name=STR, strength=NUM, clip_strength=NUM)
+# A LoRA as a body names one (render/loras.py): a file name of ComfyUI's loras folder (no '..'), strengths within
+# +-10; a bare name is strength 1.
+LORA_NAME: Schema = {"type": "string", "maxLength": 200,
+                     "pattern": "^[A-Za-z0-9_](\\.?[A-Za-z0-9 _()+\\[\\]/,-])*\\.?$"}
+STRENGTH: Schema = {"type": "number", "minimum": -10, "maximum": 10}
+CHAR_TEXT: Schema = {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"}  # words, negative, description
+# Names of this instance's workflows and styles: the served document lists them (web/openapinames.py).
+WORKFLOW: Schema = {"type": "string", "nullable": True, "x-linkpix-names": "workflows",
+                    "description": "a workflow file name (with or without .json); empty: the default"}
+STYLE: Schema = {"oneOf": [{"type": "string", "x-linkpix-names": "style-list"},
+                           {"type": "array", "maxItems": 8, "items": {"type": "string", "x-linkpix-names": "styles"}}],
+                 "description": "a style name, comma-separated names, or a list"}
+OPTIONAL_STYLE: Schema = {"type": "string", "nullable": True, "x-linkpix-names": "styles"}
+EDIT_WORKFLOW: Schema = {**WORKFLOW, "x-linkpix-names": "image-workflows",
+                         "description": "a workflow that takes an image; empty: edit_workflow"}
+LORA_USE: Schema = {"oneOf": [LORA_NAME, {**obj(["name"], name=LORA_NAME, strength=STRENGTH, clip_strength=STRENGTH),
+                                          "additionalProperties": False}]}
 LINKPIX: dict[str, Schema] = {
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
@@ -91,9 +111,15 @@ LINKPIX: dict[str, Schema] = {
                      workflow=nullable(STR), description=STR, scope={"type": "string", "enum": ["user", "shared"]},
                      version=STR),
     "CharacterList": obj(["characters"], characters=array("Character")),
-    "CharacterBody": obj(words=STR, negative=STR, loras=array(LORA), references=STRINGS, style=nullable(STR),
-                         workflow=nullable(STR), description=STR,
-                         scope={"type": "string", "enum": ["user", "shared"]}),
+    # Unknown fields are refused (render/characters.parse_profile), so the body is closed.
+    "CharacterBody": {**obj(words=CHAR_TEXT, negative=CHAR_TEXT,
+                            loras={"type": "array", "maxItems": 8, "items": LORA_USE},
+                            references={"type": "array", "maxItems": 4, "items": {
+                                "type": "string", "pattern": "^linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp)$"}},
+                            style=OPTIONAL_STYLE, workflow=WORKFLOW, description=CHAR_TEXT,
+                            name=STR, version=STR,
+                            scope={"type": "string", "enum": ["user", "shared"]}),
+                      "additionalProperties": False},
     "Styles": {"type": "object", "additionalProperties": obj(pre=STR, post=STR, negative=STR, description=STR)},
     "WorkflowList": obj(["workflows", "default"], workflows=STRINGS, default=STR, edit_default=nullable(STR),
                         needs={"type": "object", "additionalProperties": obj(
@@ -136,49 +162,73 @@ LINKPIX: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ bodies
+# An image inside JSON: PNG, JPEG, WebP or GIF bytes in base64 (a data: URL too). The custom format names what
+# no JSON Schema keyword can say (that the bytes decode as an image); tests/test_schemathesis.py draws such images.
+IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
+IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
+                       "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
 SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
                 "description": "an integer, or random / -1"}
-STYLE: Schema = {"oneOf": [STR, STRINGS], "description": "a style name, comma-separated names, or a list"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
+# Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
+PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE},
+                          "additionalProperties": False}
+# A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
+_SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
+SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
+                          {"type": "string", "pattern": _SIDE_DIGITS}]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
-        ["prompt"], prompt=PROMPT, negative=STR, width={"oneOf": [INT, STR]}, height={"oneOf": [INT, STR]},
-        seed=SEED, style=STYLE, workflow=STR, format={"type": "string", "enum": ["png", "jpeg", "webp"]}, char=CHAR,
+        ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
+        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
-        image_count={"oneOf": [INT, STR], "description": "1 to max_image_count; each image its own seed"},
-        user={"type": "string", "description": "ignored when an API key is sent (the key's user wins)"},
+        image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
+                               {"type": "string", "pattern": "^[1-8]$"}],
+                     "description": "1 to max_image_count (8); each image its own seed"},
+        user={"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$",
+              "description": "ignored when an API key is sent (the key's user wins)"},
         webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
-        webhook_secret={"type": "string", "description": "signs the webhook: a whsec_ secret (Standard "
+        webhook_secret={"type": "string", "minLength": 1, "maxLength": 256,
+                        "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
-        images={"type": "array", "items": STR, "description": "input images: base64 or upload ids"},
-        mask={"type": "string", "description": "inpainting mask, base64 or upload id (white = change)"}),
-    "UploadJson": obj(["image"], image={"type": "string", "description": "the image, base64"}),
+        images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | PARAMS_BY_NAME,
+    "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
                     mask={"type": "string", "format": "binary", "description": "white (or transparent) = change"},
-                    prompt=PROMPT, workflow={"type": "string", "description": "default: edit_workflow"},
-                    method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
-                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]}),
-    "EditJson": obj(["image", "prompt"], image={"type": "string", "description": "base64 or an upload id"},
-                    mask={"type": "string", "description": "base64 or an upload id"}, prompt=PROMPT, workflow=STR,
+                    prompt=PROMPT, workflow=EDIT_WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
-                    webhook_url=STR, webhook_secret=STR, webhook_include_base64=BOOL),
+                    ) | PARAMS_BY_NAME,
+    "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=EDIT_WORKFLOW,
+                    method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
+                    format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
+                    webhook_url=STR, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
+                    webhook_include_base64=BOOL) | PARAMS_BY_NAME,
 }
 
 # ------------------------------------------------------------------------------------------ A1111
+# batch_size and n_iter: at least 1, and their product at most max_image_count (8 by default; checked by the route).
+# A1111's sampler names (with a scheduler suffix: "DPM++ 2M Karras"); the backend's own ComfyUI names work too.
+A1111_SAMPLER: Schema = {"type": "string", "enum": ["", *sampler_names()],
+                         "description": "an A1111 sampler name, or the backend's ComfyUI sampler name"}
+COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
-    "A1111Txt2ImgBody": obj(
-        ["prompt"], prompt=PROMPT, negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
-        width=INT, height=INT, sampler_name=STR, sampler_index=STR, scheduler=STR, batch_size=INT, n_iter=INT,
-        clip_skip=INT, enable_hr=BOOL, workflow={"type": "string", "description": "LinkPix: a workflow name"},
+    # A1111's request models make every field but the prompt Optional: null is "not given" there, and here.
+    "A1111Txt2ImgBody": obj(["prompt"], prompt=PROMPT, **{name: nullable(schema) for name, schema in dict(
+        negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+        width=INT, height=INT, sampler_name=A1111_SAMPLER, sampler_index=A1111_SAMPLER, scheduler=STR,
+        batch_size=COUNT, n_iter=COUNT,
+        clip_skip=INT, enable_hr=BOOL, workflow={**WORKFLOW, "description": "LinkPix: a workflow name"},
         char=CHAR,
-        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)),
+        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)).items()}),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
-        ["init_images"], init_images=STRINGS, denoising_strength=NUM,
-        mask={"type": "string", "description": "base64; white = change"}, inpainting_mask_invert=INT,
+        ["init_images"], init_images={"type": "array", "items": IMAGE_B64, "minItems": 1}, denoising_strength=NUM,
+        mask={**IMAGE_B64, "description": "base64; white = change"}, inpainting_mask_invert=INT,
         include_init_images=BOOL)]},
     "A1111Images": obj(["images", "parameters", "info"], images=STRINGS, parameters=OBJ,
                        info={"type": "string", "description": "a JSON document, as A1111 sends it"}),
@@ -199,17 +249,19 @@ A1111: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ OpenAI
+OPENAI_N: Schema = {"type": "integer", "minimum": 1, "maximum": 8, "description": "1 to max_image_count (8)"}
 OPENAI: dict[str, Schema] = {
     "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
-        ["prompt"], prompt=PROMPT, model=STR, n=INT, size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        ["prompt"], prompt=PROMPT, model=STR, n=OPENAI_N,
+        size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
         output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
     "OpenAIEditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
-                          mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=INT,
+                          mask={"type": "string", "format": "binary"}, prompt=PROMPT, model=STR, n=OPENAI_N,
                           response_format={"type": "string", "enum": ["url", "b64_json"]},
                           output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR),
     "OpenAIImages": obj(["created", "data"], created=INT, data=array(obj(url=STR, b64_json=STR, revised_prompt=STR))),
@@ -218,10 +270,14 @@ OPENAI: dict[str, Schema] = {
 }
 
 # ------------------------------------------------------------------------------------------ ComfyUI
+# An API-format graph: node id -> {class_type, inputs}. Which class types and inputs are valid is the backend's
+# (its /object_info), which no schema here can list; a graph it refuses is a 400 (ComfyUI) or 422 (v2).
+GRAPH: Schema = {"type": "object", "minProperties": 1, "description": "an API-format graph",
+                 "additionalProperties": obj(["class_type", "inputs"], class_type={"type": "string", "minLength": 1},
+                                             inputs=OBJ, _meta=OBJ)}
 QUEUE_ITEM: Schema = {"type": "array", "description": "[number, prompt_id, graph, extra_data, outputs]"}
 COMFY: dict[str, Schema] = {
-    "ComfyPromptBody": obj(["prompt"], prompt={"type": "object", "description": "an API-format graph",
-                                               "additionalProperties": OBJ},
+    "ComfyPromptBody": obj(["prompt"], prompt=GRAPH,
                            client_id=STR, prompt_id=STR, extra_data=OBJ, front=BOOL, number=NUM),
     "ComfyQueued": obj(["prompt_id", "number", "node_errors"], prompt_id=STR, number=NUM, node_errors=OBJ),
     "ComfyQueueInfo": obj(["exec_info"], exec_info=obj(["queue_remaining"], queue_remaining=INT)),
@@ -245,10 +301,21 @@ COMFY: dict[str, Schema] = {
 V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", "url", "url_expires_at"],
                 node_id=STR, name=STR, type=STR, content_type=STR, size_bytes=INT, id=STR, hash=nullable(STR),
                 url=STR, url_expires_at=STR, job_id=nullable(STR))
+PARTNER_KEY: Schema = {"type": "string", "nullable": True, "pattern": "^[\\x21-\\x7e]{1,512}$",
+                       "description": "a Comfy API key for partner nodes, used for this run only"}
+_V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
-    "V2JobBody": obj(["workflow"], workflow={"type": "object", "description": "an API-format graph"},
-                     metadata={"type": "object", "additionalProperties": STR}, extra_data=OBJ),
+    # As rules.submission takes it: metadata labels (keys 1-40 of A-Z a-z 0-9 _ - ., values of at most 256
+    # bytes without control or bidirectional characters); extra_data's one field is the caller's partner-node
+    # key (rules._extra_data); webhook_url and inputs are reserved.
+    "V2JobBody": obj(["workflow"], workflow=GRAPH,
+                     metadata={"type": "object", "maxProperties": 16, "additionalProperties": False,
+                               "patternProperties": {"^[A-Za-z0-9_.-]{1,40}$": {
+                                   "type": "string", "maxLength": 64,
+                                   "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]*$"}}},
+                     extra_data={**obj(api_key_comfy_org=PARTNER_KEY), "additionalProperties": False},
+                     webhook_url={"not": {}}, inputs={"not": {}}),
     "V2Job": obj(["id", "status", "created_at", "started_at", "completed_at", "expires_at", "queue_position",
                   "progress", "outputs", "error", "urls"],
                  id=STR, status=STR, created_at=STR, started_at=nullable(STR), completed_at=nullable(STR),
@@ -263,8 +330,13 @@ V2: dict[str, Schema] = {
                    job_id=nullable(STR)),
     "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
                        expected_hash=STR, tags=STRINGS),
-    "V2FromHash": obj(["hash"], hash=STR, file_path=STR, tags=STRINGS),
+    "V2FromHash": obj(["hash"], hash={"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, file_path=STR,
+                      tags=STRINGS),
     "V2Health": obj(["status"], status=STR, backends=INT),
+    # GET /jobs' filters, as rules.list_query takes them: statuses comma-separated (blanks ignored); a cursor
+    # is `<created>~<job id>` (rules.make_cursor), the next_cursor of the page before.
+    "V2StatusFilter": {"type": "string", "pattern": f"^\\s*({_V2_STATUS}\\s*)?(,\\s*({_V2_STATUS}\\s*)?)*$"},
+    "V2Cursor": {"type": "string", "pattern": "^([0-9]{1,12}(\\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64})?$"},
     "V2Workflow": obj(["workflow", "format"], workflow=OBJ, format={"type": "string", "enum": ["api", "save"]}),
 }
 

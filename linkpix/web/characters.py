@@ -30,10 +30,11 @@ def character_owner() -> str:
 
 
 def _shared(body: Any = None) -> bool:
-    scope = request.args.get("scope") or (body.get("scope") if isinstance(body, dict) else None) or "user"
-    if scope not in ("user", SHARED):
-        raise BadRequest(f"scope must be 'user' or 'shared' (got {scope!r})", {"parameter": "scope"})
-    return scope == SHARED
+    in_body = body.get("scope") if isinstance(body, dict) else None
+    for given in (request.args.get("scope"), in_body):  # both checked: the query wins, a bad body is no less bad
+        if given is not None and given not in ("user", SHARED):
+            raise BadRequest(f"scope must be 'user' or 'shared' (got {given!r})", {"parameter": "scope"})
+    return (request.args.get("scope") or in_body or "user") == SHARED
 
 
 def _may_share(who: Caller) -> None:
@@ -101,6 +102,7 @@ def put_character(name: str) -> Response:
         400: {description: "a bad field, an unknown style, workflow, LoRA or upload id; the message says which"}
         401: {description: "network_access is on and no valid API key was sent"}
         403: {description: "scope=shared without an admin key"}
+        404: {description: "a reference names no upload of yours"}
     """
     who = require("defining characters")
     body = request.get_json(silent=True)

@@ -117,8 +117,10 @@ def edit() -> Response:
         a spatial one only the region the model changed, taken into the untouched photo (region); lut, region
         and direct force one. format=cube returns the table as an Adobe .cube file, format=mask the region."
       parameters:
-        - {in: query, name: async, schema: {type: string, enum: ["0", "1", "true", "false"]},
-           description: "1: answer 202 with a job instead"}
+        - in: query
+          name: async
+          schema: {type: string, enum: ["", "0", "1", "true", "false", "yes", "no", "on", "off"]}
+          description: "1: answer 202 with a job instead"
       requestBody:
         required: true
         content:

@@ -13,7 +13,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from linkpix.errors import LinkPixError, QueueFull
+from linkpix.errors import BadRequest, LinkPixError, QueueFull
+from linkpix.pipeline.request import PROMPT_HINTS
 from linkpix.web.errorimage import render_error_png
 from linkpix.web.requestinfo import accepts_only_images, query_params
 
@@ -72,6 +73,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
+        if exc.code == 404 and request.path == "/prompt/":  # no route (no prompt, no operation): say why
+            return _linkpix(BadRequest(f"the prompt is empty: {PROMPT_HINTS['url']}"))
         code = (exc.name or "error").lower().replace(" ", "_")
         body = {"error": code, "message": exc.description or exc.name, "details": None}
         resp = error_response(app, exc.code or 500, body)

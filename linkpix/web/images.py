@@ -11,7 +11,7 @@ from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
 from linkpix.comfy.transport import display_url
-from linkpix.errors import BadRequest, Unauthorized
+from linkpix.errors import Unauthorized
 from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
@@ -55,19 +55,6 @@ CONTROL_PARAMS = ("user", "sig", "live")
 MAX_IGNORED_SHOWN = 20  # keep the header short whatever a link carries
 
 
-@bp.get("/prompt/")
-def empty_prompt() -> Response:
-    """Reject an empty prompt.
-    ---
-    get:
-      summary: An empty prompt is an error
-      responses:
-        400: {description: "the prompt is empty"}
-        429: {description: "a rate limit (hits) was reached; see Retry-After"}
-    """
-    raise BadRequest("the prompt is empty: put the text after /prompt/, e.g. /prompt/a%20red%20fox")
-
-
 @bp.get("/prompt/<path:text>")
 def prompt(text: str) -> Response:
     """Render the workflow with the prompt in the path and return the image.
@@ -76,19 +63,23 @@ def prompt(text: str) -> Response:
       summary: Generate (or fetch from the cache) the image for a prompt
       parameters:
         - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
-        - {in: query, name: width, schema: {type: integer, minimum: 1}}
-        - {in: query, name: height, schema: {type: integer, minimum: 1}}
-        - {in: query, name: style, schema: {type: string}, description: "one style or several, comma-separated"}
-        - {in: query, name: seed, schema: {type: string}, description: "an integer, or random / -1"}
-        - {in: query, name: workflow, schema: {type: string}}
+        - {in: query, name: width, schema: {type: integer, minimum: 16, maximum: 8192}}
+        - {in: query, name: height, schema: {type: integer, minimum: 16, maximum: 8192}}
+        - {in: query, name: style, schema: {type: string, x-linkpix-names: style-list},
+           description: "one style or several, comma-separated"}
+        - in: query
+          name: seed
+          schema: {type: string, pattern: '^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$'}
+          description: "0 to 18446744073709551615, or random / -1; empty: derived from the request"
+        - {in: query, name: workflow, schema: {type: string, x-linkpix-names: workflows}}
         - {in: query, name: model, schema: {type: string}}
         - {in: query, name: negative, schema: {type: string}}
         - {in: query, name: steps, schema: {type: integer, minimum: 1}}
         - {in: query, name: cfg, schema: {type: number}}
         - {in: query, name: sampler, schema: {type: string}}
         - {in: query, name: scheduler, schema: {type: string}}
-        - {in: query, name: format, schema: {type: string, enum: [png, jpeg, webp, json]}}
-        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
+        - {in: query, name: format, schema: {type: string, enum: ["", png, jpeg, webp, json]}}
+        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
         - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}

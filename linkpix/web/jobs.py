@@ -160,8 +160,11 @@ def list_jobs() -> Response:
     get:
       summary: List jobs by user and state (with network_access on, only the API key's user)
       parameters:
-        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
-        - {in: query, name: state, schema: {type: string, enum: [queued, running, succeeded, failed, cancelled]}}
+        - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}, description: "empty: all"}
+        - in: query
+          name: state
+          schema: {type: string, enum: ["", queued, running, succeeded, failed, cancelled]}
+          description: "empty: any"
         - {in: query, name: limit, schema: {type: integer, default: 100, minimum: 1, maximum: 1000}}
       responses:
         200:

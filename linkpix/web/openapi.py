@@ -19,11 +19,15 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from linkpix import __version__
 from linkpix.web.apischemas import ERROR_SCHEMA_OF, components
+from linkpix.web.openapilinks import add_links
+from linkpix.web.openapinames import with_names
+from linkpix.web.services import services
 
 bp = Blueprint("openapi", __name__)
 
 METHODS = ("get", "put", "post", "delete", "patch")
 IMAGE_PATHS = ("/prompt/{text}", "/images/{user}/{filename}")
+IMAGE_TYPES = "image/png, image/jpeg, image/webp, image/gif"  # what uploads/decoding take (a file part's kinds)
 
 
 def build_spec(app: Flask) -> dict:
@@ -45,11 +49,13 @@ def build_spec(app: Flask) -> dict:
         for method in METHODS:
             if method in item:
                 _complete(path, item[method], ERROR_SCHEMA_OF.get(blueprints.get(path, ""), "Error"))
+    add_links(document)  # create -> read, follow, cancel, delete (web/openapilinks.py)
     return document
 
 
 def _complete(path: str, operation: dict[str, Any], error_schema: str) -> None:
     """Add what the guards and the error handlers do on every route, in the route's own error shape."""
+    _image_parts(operation)
     responses = operation.setdefault("responses", {})
     takes_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
     if (takes_query or "requestBody" in operation) and "400" not in responses:
@@ -63,6 +69,18 @@ def _complete(path: str, operation: dict[str, Any], error_schema: str) -> None:
             response["content"] = {"application/json": error}
             if path in IMAGE_PATHS:  # an <img> client (or error_images) gets the message as a picture
                 response["content"]["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _image_parts(operation: dict[str, Any]) -> None:
+    """Every file part LinkPix takes is a picture: say which kinds, as each multipart body's `encoding`."""
+    form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+    if form is None:
+        return
+    name = form.get("schema", {}).get("$ref", "").rpartition("/")[2]
+    properties = components().get(name, form.get("schema", {})).get("properties", {})
+    for field, schema in properties.items():
+        if schema.get("format") == "binary":
+            form.setdefault("encoding", {}).setdefault(field, {"contentType": IMAGE_TYPES})
 
 
 @bp.get("/openapi.json")
@@ -80,4 +98,9 @@ def openapi() -> Response:
     spec = current_app.extensions.get("linkpix.openapi")
     if spec is None:  # built once (setdefault's argument would be built on every request, seconds each)
         spec = current_app.extensions["linkpix.openapi"] = build_spec(current_app)
-    return jsonify(spec)
+    resolver = services().resolver
+    names = (tuple(resolver.workflow_names()), tuple(resolver.styles()), tuple(resolver.workflows_taking("image")))
+    served = current_app.extensions.get("linkpix.openapi.served")
+    if served is None or served[0] != names:  # the instance's workflows and styles (web/openapinames.py)
+        served = current_app.extensions["linkpix.openapi.served"] = (names, with_names(spec, *map(list, names)))
+    return jsonify(served[1])

@@ -131,7 +131,8 @@ def build_services(holder: ConfigHolder) -> Services:
         from linkpix.replicas.fairqueue import RedisLedger
 
         ledger = RedisLedger(replica.shared, replica.bus, half_life, lambda: settings().timeout, LocalLedger(half_life))
-    queue = FairQueue(pool, lambda: settings().fair_depth, half_life, ledger=ledger)
+    queue = FairQueue(pool, lambda: settings().fair_depth, half_life, weights=lambda: settings().fair_weights,
+                      ledger=ledger)
     if ledger is not None:
         ledger.listen(queue.dispatch)  # before the bus starts (replica.start below)
     generator = Generator(pool, cache, settings, shared=replica.flights if replica is not None else None,

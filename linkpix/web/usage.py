@@ -27,7 +27,10 @@ def usage() -> Response:
     get:
       summary: GPU-seconds used, per user and UTC day (a key sees its own user; an admin key everyone)
       parameters:
-        - {in: query, name: user, schema: {type: string}, description: "one user only"}
+        - in: query
+          name: user
+          schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}
+          description: "one user only"
       responses:
         200:
           description: "rows of user, day (UTC), gpu_seconds, runs, provider_cost, provider_runs; and each

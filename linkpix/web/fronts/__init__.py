@@ -25,7 +25,7 @@ from linkpix.web.fronts.comfy import routes as comfy
 from linkpix.web.fronts.comfy.files import InputFiles
 from linkpix.web.fronts.comfy.runs import ComfyFront
 from linkpix.web.fronts.comfy.ws import SocketHub
-from linkpix.web.fronts.common import backend_info
+from linkpix.web.fronts.common import backend_info, gpu_seconds_header
 from linkpix.web.fronts.paths import FrontPaths
 from linkpix.web.fronts.state import EXTENSION, FrontState
 from linkpix.web.fronts.v2 import register as register_v2
@@ -66,6 +66,7 @@ def register(app: Flask, svc: Services) -> None:
     app.extensions[EXTENSION] = state
     for blueprint in (a1111.bp, openai.bp, comfy.bp):
         app.register_blueprint(blueprint)
+    app.after_request(gpu_seconds_header)  # on the answers whose request ran something through fronts.common
     svc.closers.append(state.comfy.hub.close)
     register_v2(app, svc)
     app.wsgi_app = FrontPaths(app.wsgi_app)  # type: ignore[method-assign]

@@ -28,6 +28,8 @@ from linkpix.web.services import Services, services
 
 log = logging.getLogger(__name__)
 
+GPU_SECONDS = "linkpix.gpu_seconds"  # environ: the seconds in ComfyUI this request's runs took
+
 ANONYMOUS = "default"
 FRONT_KEY = "linkpix.front_key"  # environ: the key of a /comfy/k/<key>/ path
 
@@ -104,6 +106,8 @@ def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | 
              ticket: Ticket | None = None) -> Outcome:
     """Run (or fetch from the cache) one job through the shared generator, and note it in the request log."""
     outcome = services().generator.generate(job, user, on_event, ticket=ticket)
+    if outcome.gpu_seconds is not None:  # this request ran something: the answer says what (gpu_seconds_header)
+        request.environ[GPU_SECONDS] = request.environ.get(GPU_SECONDS, 0.0) + outcome.gpu_seconds
     info = request.environ.get("linkpix.log")
     if info is not None:
         hit = "hit" if outcome.cache_hit else "miss"
@@ -111,6 +115,16 @@ def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | 
         info.update(user=user, front=front, key=outcome.image.key[:12],
                     cache=hit if previous in (None, hit) else "mixed")
     return outcome
+
+
+def gpu_seconds_header(resp: Response) -> Response:
+    """`X-LinkPix-GPU-Seconds` on a front's answer whose request ran something in ComfyUI (the sum over a
+    batch), as `/prompt` answers say it: a caller counting its GPU time needs no second request. Absent
+    when every image came from the cache or joined another request's run."""
+    seconds = request.environ.get(GPU_SECONDS)
+    if seconds is not None and "X-LinkPix-GPU-Seconds" not in resp.headers:
+        resp.headers["X-LinkPix-GPU-Seconds"] = f"{seconds:.3f}"
+    return resp
 
 
 def empty_response(status: int = 200) -> Response:

@@ -155,6 +155,7 @@ def edits() -> Response:
     mask = make_input_image(mask_file.read(), 0, limit, "mask") if mask_file else None
     body: dict[str, Any] = dict(request.form.items())
     count, fmt = _count_and_format(body)
+    _output_format(body)  # before any work
     settings = services().config.settings
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "seed": body.get("seed"), "char": body.get("char"),
                               "workflow": _workflow(body.get("model"), "inpaint" if mask else "edit")
@@ -185,11 +186,15 @@ def edits() -> Response:
 
 def _output_format(body: dict[str, Any]) -> str:
     """`output_format` (png, jpeg, webp): anything else is a 400, not a KeyError deep in the edit."""
-    fmt = body.get("output_format") or "png"
+    fmt = body.get("output_format", "png")
     if fmt not in ("png", "jpeg", "webp"):
         raise BadRequest(f"output_format must be png, jpeg or webp (got {str(fmt)[:40]!r})",
                          {"parameter": "output_format"})
     return str(fmt)
+
+
+_TEXT_FIELDS = ("model", "size", "style", "quality", "background", "user", "negative_prompt", "output_format",
+                "response_format", "moderation")
 
 
 def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
@@ -202,8 +207,12 @@ def _count_and_format(body: dict[str, Any]) -> tuple[int, str]:
         count = 1
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
         raise BadRequest(f"n must be a whole number from 1 to {limit} (got {count!r})", {"parameter": "n"})
-    fmt = body.get("response_format") or ("b64_json" if str(body.get("model", "")).startswith("gpt-image")
-                                          else "url")
+    for name in _TEXT_FIELDS:  # what OpenAI's API takes as strings: a number or a list there is a 400 too
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise BadRequest(f"{name} must be a string (got {type(body[name]).__name__})", {"parameter": name})
+    fmt = body.get("response_format")
+    if fmt is None:
+        fmt = "b64_json" if str(body.get("model", "")).startswith("gpt-image") else "url"
     if fmt not in ("url", "b64_json"):
         raise BadRequest(f"response_format must be 'url' or 'b64_json' (got {fmt!r})",
                          {"parameter": "response_format"})
@@ -240,10 +249,13 @@ def _answer(body: dict[str, Any]) -> Response:
     style = body.get("style")
     if isinstance(style, str) and style in services().resolver.styles():
         fields["style"] = style
-    fields["format"] = body.get("output_format") or "png"
+    fields["format"] = _output_format(body)
     req = dataclasses.replace(parse_json(fields, _user(body)), char_owner=g.front_user)  # the key's characters
-    stream = body.get("stream") in (True, "true")
-    partials = partial_count(body) if stream else 0
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise BadRequest("stream must be true or false", {"parameter": "stream"})
+    stream = body.get("stream") is True
+    partials = partial_count(body)  # checked with or without a stream, as OpenAI checks it
+    partials = partials if stream else 0
     if stream and count != 1:
         raise BadRequest("stream supports n=1 only", {"parameter": "n"})
     jobs = services().resolver.resolve_many(req, count)

@@ -39,6 +39,11 @@ LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "L
 _HASH_SUFFIX = re.compile(r"\s+\[[0-9a-fA-F]{6,64}\]$")
 
 
+def sampler_names() -> list[str]:
+    """Every A1111 sampler name LinkPix knows, alone and with each scheduler suffix ("DPM++ 2M Karras")."""
+    return [*SAMPLERS, *(name + suffix for name in SAMPLERS for suffix in _SUFFIXES)]
+
+
 def sampler_and_scheduler(name: Any, scheduler: Any, info: dict[str, Any] | None) -> tuple[str | None, str | None]:
     """(ComfyUI sampler, ComfyUI scheduler) for A1111's `sampler_name` / `scheduler`; None = keep."""
     comfy_sampler: str | None = None

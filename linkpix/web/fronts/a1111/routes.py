@@ -25,6 +25,7 @@ from linkpix.pipeline.request import parse_json
 from linkpix.render.styles import Style, apply_styles
 from linkpix.storage.cache import CachedImage
 from linkpix.web.fronts.a1111 import names
+from linkpix.web.fronts.a1111.fields import check_types
 from linkpix.web.fronts.common import (
     backend_info,
     basic_password,
@@ -38,6 +39,8 @@ from linkpix.web.fronts.state import front_state
 from linkpix.web.ratelimits import admit_generations
 from linkpix.web.services import services
 
+_TRUE = ("1", "on", "t", "true", "y", "yes")
+_FALSE = ("0", "off", "f", "false", "n", "no")
 bp = Blueprint("a1111", __name__)
 
 _NO_VAE = ("", "Automatic", "None", None)
@@ -161,6 +164,7 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
                     info: dict[str, Any] | None) -> tuple[dict[str, Any], int, list[str]]:
     """The JSON-API fields for this A1111 body, the number of images, and the fields that do not apply."""
     settings = services().config.settings
+    check_types(body)
     override = body.get("override_settings") or {}
     if not isinstance(override, dict):
         raise BadRequest("override_settings must be an object", {"parameter": "override_settings"})
@@ -185,14 +189,17 @@ def _request_fields(body: dict[str, Any], user: str, img2img: bool,
         params["vae"] = vae
     clip_skip = override.get("CLIP_stop_at_last_layers", body.get("clip_skip",
                                                                    remembered.get("CLIP_stop_at_last_layers")))
-    if isinstance(clip_skip, int) and not isinstance(clip_skip, bool) and clip_skip > 1:
+    if clip_skip is not None and (isinstance(clip_skip, bool) or not isinstance(clip_skip, int)):
+        raise BadRequest(f"clip_skip must be a whole number (got {type(clip_skip).__name__})",
+                         {"parameter": "clip_skip"})
+    if isinstance(clip_skip, int) and clip_skip > 1:
         params["clip_skip"] = clip_skip
     fields: dict[str, Any] = {"prompt": body.get("prompt"), "format": "png", "params": params,
                               "seed": body.get("seed", -1) if body.get("seed") is not None else -1}
     styles = body.get("styles")
     if styles:
         fields["style"] = styles
-    if body.get("char"):  # LinkPix's own field: a character profile (docs/characters.md)
+    if body.get("char") is not None:  # LinkPix's own field: a character profile (docs/characters.md)
         fields["char"] = body["char"]
     masked = img2img and bool(body.get("mask"))
     workflow = body.get("workflow") or (settings.a1111_inpaint_workflow if masked else
@@ -317,7 +324,11 @@ def progress() -> Response:
           description: progress
           content: {application/json: {schema: A1111Progress}}
     """
-    skip = request.args.get("skip_current_image", "false").lower() in ("1", "true", "yes")
+    raw = request.args.get("skip_current_image", "false").lower()
+    if raw not in _TRUE + _FALSE:  # what A1111's FastAPI (pydantic) takes for a boolean
+        raise BadRequest(f"skip_current_image must be a boolean ({', '.join(_TRUE + _FALSE)}); got {raw[:40]!r}",
+                         {"parameter": "skip_current_image"})
+    skip = raw in _TRUE
     resp = jsonify(front_state().a1111.progress(g.front_user, with_image=not skip))
     resp.headers["Cache-Control"] = "no-store"
     return resp

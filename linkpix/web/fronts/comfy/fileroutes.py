@@ -24,7 +24,11 @@ def view() -> Response:
     get:
       summary: "ComfyUI GET /view?filename=&subfolder=&type=output|input (the query may be sent unencoded)"
       parameters:
-        - {in: query, name: filename, required: true, schema: {type: string}}
+        - in: query
+          name: filename
+          required: true
+          description: "a file name: no '/', no '..'"
+          schema: {type: string, pattern: '^(\\.?[^/.])*\\.?$'}
         - {in: query, name: subfolder, schema: {type: string}}
         - {in: query, name: type, schema: {type: string, enum: [output, input, temp]}}
       responses:

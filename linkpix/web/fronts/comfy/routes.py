@@ -10,7 +10,9 @@ once. Information routes (`object_info`, `system_stats`, model lists) come from 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import uuid
 from typing import Any
 
@@ -18,7 +20,9 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from linkpix.errors import BackendUnavailable, BadRequest, LinkPixError, QueueFull
+from linkpix.model import RenderedJob
 from linkpix.pipeline.graphjob import job_from_graph
+from linkpix.pipeline.secrets import KEY_FIELD, PARTNER_KEY_RE, scope_graph
 from linkpix.web.fronts import upgrade
 from linkpix.web.fronts.comfy.graphcheck import check_body, check_size
 from linkpix.web.fronts.comfy.runs import rejection_body
@@ -30,6 +34,8 @@ from linkpix.web.services import services
 from linkpix.web.uploads import max_upload_bytes
 
 bp = Blueprint("comfy", __name__)
+_WHOLE = re.compile(r"^-?[0-9]{1,11}\Z")  # as documented: |n| < 10^11
+_WS_KEY = re.compile(r"^[A-Za-z0-9+/]{21}[AQgw]==\Z")
 
 @bp.before_request
 def _authenticate() -> None:
@@ -95,7 +101,8 @@ def post_prompt() -> Response:
     job = job_from_graph(bound, uploads, lora_files=services().resolver.lora_files)  # <lora:...> tags
     admit_generation(job, user, keyed=user != "default")  # rate limits (web/ratelimits.py)
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
-    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    extra = dict(body["extra_data"]) if isinstance(body.get("extra_data"), dict) else {}
+    job = _partner_scoped(job, extra)
     prompt_id = body.get("prompt_id")
     fp = front.runs.submit(user, graph, job, client_id, str(prompt_id) if prompt_id else None, extra)
     info = request.environ.get("linkpix.log")
@@ -149,7 +156,7 @@ def post_queue() -> Response:
       responses:
         200: {description: empty}
     """
-    body = _json_body()
+    body = _json_body({"delete": list, "clear": bool})
     runs = comfy_front().runs
     if body.get("clear"):
         runs.cancel(g.front_user, None, running=False)
@@ -170,8 +177,8 @@ def interrupt() -> Response:
       responses:
         200: {description: empty}
     """
-    body = _json_body()
-    ids = [str(body["prompt_id"])] if body.get("prompt_id") else None
+    body = _json_body({"prompt_id": str})
+    ids = [body["prompt_id"]] if body.get("prompt_id") else None
     comfy_front().runs.cancel(g.front_user, ids, running=True)
     return empty_response()
 
@@ -188,7 +195,7 @@ def free() -> Response:
       responses:
         200: {description: empty}
     """
-    _json_body()
+    _json_body({"unload_models": bool, "free_memory": bool})
     return empty_response()
 
 
@@ -199,8 +206,8 @@ def history() -> Response:
     get:
       summary: "ComfyUI GET /history: {prompt_id: entry}, oldest first; max_items, offset"
       parameters:
-        - {in: query, name: max_items, schema: {type: integer}}
-        - {in: query, name: offset, schema: {type: integer}}
+        - {in: query, name: max_items, schema: {type: integer, minimum: -99999999999, maximum: 99999999999}}
+        - {in: query, name: offset, schema: {type: integer, minimum: -99999999999, maximum: 99999999999}}
       responses:
         200:
           description: history
@@ -241,7 +248,7 @@ def post_history() -> Response:
       responses:
         200: {description: empty}
     """
-    body = _json_body()
+    body = _json_body({"delete": list, "clear": bool})
     runs = comfy_front().runs
     if body.get("clear"):
         runs.delete_history(g.front_user, None)
@@ -258,16 +265,22 @@ def websocket() -> Response:
       summary: "ComfyUI websocket: /ws?clientId=ID (status, executing, progress, executed, previews...)"
       parameters:
         - {in: query, name: clientId, schema: {type: string}}
+        - {in: header, name: Upgrade, required: true, schema: {type: string, enum: [websocket]}}
+        - {in: header, name: Connection, required: true, schema: {type: string, enum: [Upgrade]}}
+        - {in: header, name: Sec-WebSocket-Version, required: true, schema: {type: string, enum: ["13"]}}
+        - in: header
+          name: Sec-WebSocket-Key
+          required: true
+          description: "16 random bytes, base64"
+          schema: {type: string, pattern: "^[A-Za-z0-9+/]{21}[AQgw]==$"}
       responses:
         101: {description: switching protocols}
-        400:
-          description: "not a websocket upgrade (werkzeug's routing refuses it: LinkPix's error shape)"
-          content: {application/json: {schema: Error}}
+        400: {description: "not a websocket upgrade: the message says what to send"}
         429: {description: too many sockets open}
     """
     take = upgrade.taker(request.environ)
-    if take is None or request.headers.get("Upgrade", "").lower() != "websocket":
-        raise BadRequest("this is ComfyUI's websocket: connect with a websocket client to /ws?clientId=<id>")
+    if take is None or not _handshake_ok(request.headers):
+        _not_a_websocket()
     front = comfy_front()
     if not front.hub.try_slot(g.front_user):
         raise QueueFull("too many websockets are open (events_max_streams); poll /history instead", retry_after=5)
@@ -281,6 +294,25 @@ def websocket() -> Response:
     return Response(status=101)
 
 
+@bp.get("/ws")  # the same path without an upgrade: werkzeug would answer its own vague 400
+def websocket_needed() -> Response:
+    _not_a_websocket()
+
+
+def _handshake_ok(headers: Any) -> bool:
+    """An RFC 6455 opening handshake: wsproto would otherwise fail on the socket, after the 400 could be sent."""
+    return (headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in [t.strip().lower() for t in headers.get("Connection", "").split(",")]
+            and headers.get("Sec-WebSocket-Version", "") == "13"
+            and bool(_WS_KEY.match(headers.get("Sec-WebSocket-Key", ""))))
+
+
+def _not_a_websocket() -> None:
+    raise BadRequest("GET /ws is ComfyUI's websocket: connect with a websocket client to /ws?clientId=<id> "
+                     "(headers Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and a "
+                     "Sec-WebSocket-Key of 16 bytes in base64)")
+
+
 # ------------------------------------------------------------------------------------------ helpers
 def required_info() -> dict[str, Any]:
     info = backend_info()
@@ -289,25 +321,48 @@ def required_info() -> dict[str, Any]:
     return info
 
 
-def _json_body() -> dict[str, Any]:
-    """The body as an object; none is `{}`, and a body that is not JSON is a 400 rather than ignored."""
+def _json_body(fields: dict[str, type]) -> dict[str, Any]:
+    """The body as an object; none is `{}`, and a body that is not JSON is a 400 rather than ignored. A known
+    field of the wrong type is a 400 too (ComfyUI's clients send these types; a `delete` list holds ids)."""
     try:
         body = json.loads(request.get_data(cache=False) or b"{}")
     except ValueError:
         raise BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    names = {bool: "true or false", str: "a string", list: "a list of prompt ids (strings)"}
+    for name, kind in fields.items():
+        value = body.get(name)
+        if name in body and (not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool)
+                             or (kind is list and not all(isinstance(i, str) for i in value))):
+            raise BadRequest(f"'{name}' must be {names[kind]}")
     return body
 
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name)
-    if value in (None, ""):
+    if value is None:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
+    if not _WHOLE.match(value):
+        raise BadRequest(f"{name} must be a whole number (got {value[:40]!r})")
+    return int(value)
+
+
+def _partner_scoped(job: RenderedJob, extra: dict[str, Any]) -> RenderedJob:
+    """Take the Comfy account's secrets out of `extra` (it is kept and shown in `/queue` and `/history`): an
+    `api_key_comfy_org` goes to ComfyUI with this prompt's run only, as on the v2 front (pipeline/secrets.py:
+    a run of its own, never joined nor cached for others, the key in memory until the run ends);
+    `auth_token_comfy_org`, a browser session's token, is not forwarded."""
+    key = extra.pop(KEY_FIELD, None)
+    extra.pop("auth_token_comfy_org", None)
+    if key is None:
+        return job
+    if not isinstance(key, str) or not PARTNER_KEY_RE.match(key):
+        raise BadRequest(f"extra_data.{KEY_FIELD} must be a Comfy API key: 1-512 printable ASCII characters "
+                         "without spaces", {"parameter": f"extra_data.{KEY_FIELD}"})
+    graph, scope = scope_graph(job.graph, backend_info())
+    services().generator.secrets.put(scope, key)  # dropped by the generator when the run ends
+    return dataclasses.replace(job, graph=graph)
 
 
 def _comfy_error(status: int, kind: str, message: str, details: str) -> Response:

@@ -1,7 +1,8 @@
 """Who calls the v2 front. A key of `api_keys` (`Authorization: Bearer <key>`, as the SDK sends its
 `api_key`) acts as that key's user: jobs, assets and listings are that user's own. Once keys are
 configured (or LinkPix is open to the network) a request without a key is refused with `unauthorized`,
-and an unknown key always is - never served as someone else."""
+and an unknown key always is - never served as someone else. A key of `admin_keys` also reads (and
+cancels) every user's jobs and their outputs, and lists them all."""
 
 from __future__ import annotations
 
@@ -34,4 +35,7 @@ def authenticate() -> str:
         raise V2Error(401, "unauthorized", "LinkPix is open to the network (network_access) and no api_keys are "
                       "configured: add keys to api_keys, then send one as 'Authorization: Bearer <key>'")
     g.v2_user = user or ANONYMOUS
+    # An admin key reads every user's jobs and outputs, as on the other routes (docs/isolation.md); what it
+    # submits and uploads is still its own user's.
+    g.v2_admin = user is not None and key in settings.admin_keys
     return g.v2_user

@@ -26,6 +26,9 @@ from linkpix.web.uploads import max_upload_bytes
 _HASH_PREFIX = "blake3:"
 
 
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+
+
 @bp.post("/assets")
 def upload() -> Response:
     """Upload an input asset (multipart: file, file_path, content_type?, expected_hash?, tags*).
@@ -74,7 +77,9 @@ def upload() -> Response:
         raise V2Error(422, "invalid_request", f"LinkPix keeps image assets only (PNG, JPEG, WebP, GIF: what a "
                       f"LoadImage node reads): {exc.message}") from None
     file_path = request.form.get("file_path") or file.filename or image.name
-    content_type = request.form.get("content_type") or file.mimetype or "application/octet-stream"
+    # The kind the bytes are, not the one declared: /content serves it back on LinkPix's origin, and a declared
+    # text/html over a GIF/HTML polyglot would be a stored script.
+    content_type = IMAGE_TYPES[image.name.rsplit(".", 1)[-1]]
     record = front().records.add_asset(AssetRecord(str(uuid.uuid4()), user, digest, image.name, len(data),
                                                    content_type, file_path, time.time(),
                                                    request.form.getlist("tags")))
@@ -150,11 +155,11 @@ def get_asset(asset_id: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     v2 = front()
-    output = v2.output_asset(g.v2_user, asset_id)
+    output = v2.output_asset(g.v2_user, asset_id, g.v2_admin)
     if output is not None:
         job, index, record = output
         body = shapes.asset_body(base(), record, v2.keep_days)
-        body.update(job_id=job.id, size_bytes=v2.body(base(), v2.record(g.v2_user, job.id), job,
+        body.update(job_id=job.id, size_bytes=v2.body(base(), v2.record(g.v2_user, job.id, g.v2_admin), job,
                                                       fetch=False)["outputs"][index]["size_bytes"])
         return jsonify(body)
     record = v2.records.asset(asset_id)
@@ -174,22 +179,30 @@ def content(asset_id: str) -> Response:
       responses:
         401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
-          description: the bytes
-          content: {application/octet-stream: {schema: {type: string, format: binary}}}
+          description: "the bytes, as the image kind they are"
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
         206:
           description: the range asked for
-          content: {application/octet-stream: {schema: {type: string, format: binary}}}
+          content:
+            image/png: {schema: {type: string, format: binary}}
+            image/jpeg: {schema: {type: string, format: binary}}
+            image/webp: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
         416: {description: "the range is outside the content"}
         404:
           description: "not_found, or output_unavailable (the cache no longer holds the output)"
           content: {application/json: {schema: V2Error}}
     """
     v2 = front()
-    output = v2.output_asset(g.v2_user, asset_id)
+    output = v2.output_asset(g.v2_user, asset_id, g.v2_admin)
     if output is not None:
         job, index, record = output
         try:
-            data = v2.output_image(job.images[index]).read()
+            data = v2.output_image(shapes.output_refs(job)[index]).read()
         except (NotFound, OSError):
             raise V2Error(404, "output_unavailable", "LinkPix's cache no longer holds this output. Retrying cannot "
                           "help; submit the workflow again to render it anew.") from None

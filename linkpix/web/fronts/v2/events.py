@@ -1,9 +1,12 @@
 """GET /api/v2/jobs/{id}/events: the jobs manager's live events in the contract's SSE vocabulary.
 
 `status` (queued, running, then the terminal one), `progress` (a complete snapshot each time),
-`preview` (a JPEG of the sampler's latest step, when the backend sends previews) and `output` (each
-image as it is stored). Every output is sent before the terminal `status` (which also carries the
-complete `outputs`, as the contract says), because the SDK stops reading at the terminal status.
+`preview` (a JPEG of the sampler's latest step, when the backend sends previews, with the node that
+made it), `output` (each output as it is stored) and `log` (best-effort diagnostics: why a job failed,
+that a cancelled job's prompt is being stopped). A cancel of a running job passes through `canceling`
+until ComfyUI has stopped its prompt (`canceling.py`). Every output is sent before the terminal
+`status` (which also carries the complete `outputs`, as the contract says), because the SDK stops
+reading at the terminal status.
 No `id:` lines: the contract's stream is live-only (no resume), and a client that reconnects gets the
 current state first. Bounded like LinkPix's own event streams: a keep-alive comment every
 `events_heartbeat` seconds, closed after `events_max_seconds`.
@@ -19,7 +22,9 @@ from typing import Any
 
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.store import TERMINAL, Job
+from linkpix.web.fronts.v2.shapes import live_progress
 
+CANCELING_POLL = 0.1  # s between looks at a canceling job, until ComfyUI has stopped its prompt
 STATUS_OF = {"queued": "queued", "started": "running", "succeeded": "succeeded", "failed": "failed",
              "cancelled": "canceled"}
 
@@ -46,11 +51,15 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
         job = manager.store.get(job_id)
         current = body(job)
         if job.state in TERMINAL:
+            yield from _ending(job, body, time.monotonic() + max_seconds, lambda: manager.closed)
             yield from outputs(job)
-            yield frame("status", {"status": current["status"], "outputs": current["outputs"]})
+            yield frame("status", {"status": STATUS_OF.get(job.state, job.state), "outputs": body(job)["outputs"]})
             return
         yield frame("status", _status(current))
+        graph = job.spec[0].get("graph", {}) if job.spec else {}
+        node = None  # the node executing, as the last progress said: a preview without one is its
         if current.get("progress"):
+            node = current["progress"].get("current_node")
             yield frame("progress", current["progress"])
         yield from outputs(job)
         deadline = time.monotonic() + max_seconds
@@ -65,21 +74,18 @@ def stream(manager: JobManager, job_id: str, body: Callable[[Job], dict[str, Any
                 yield ": keep-alive\n\n"
                 continue
             if kind == "progress":
-                step, total = data.get("step") or 0, data.get("total")
-                node = data.get("node")
-                yield frame("progress", {"value": max(0.0, min(1.0, step / total)) if total else 0.0,
-                                         "nodes_done": 0, "nodes_total": 0,
-                                         "current_node": str(node) if node is not None else None,
-                                         "step": int(step) if total else None, "steps": int(total) if total else None,
-                                         "message": f"step {step}/{total}" if total else None})
+                node = data.get("node") or node
+                yield frame("progress", live_progress(dict(data, node=node), graph))
             elif kind == "preview" and data.get("jpeg_base64"):
-                yield frame("preview", {"node_id": "", "content_type": "image/jpeg",
+                node = data.get("node") or node  # the node that sent it, else the one last executing
+                yield frame("preview", {"node_id": str(node or ""), "content_type": "image/jpeg",
                                         "data_base64": data["jpeg_base64"]})
             elif kind == "image":
                 yield from outputs(manager.store.get(job_id))
             elif kind in STATUS_OF:
                 job = manager.store.get(job_id)
                 if kind in TERMINAL or job.state in TERMINAL:
+                    yield from _ending(job, body, deadline, lambda: manager.closed)
                     yield from outputs(job)
                     yield frame("status", {"status": STATUS_OF.get(job.state, job.state),
                                            "outputs": body(job)["outputs"]})
@@ -94,3 +100,18 @@ def _status(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("queue_position") is not None:
         out["queue_position"] = body["queue_position"]
     return out
+
+
+def _ending(job: Job, body: Callable[[Job], dict[str, Any]], deadline: float,
+            closed: Callable[[], bool]) -> Iterator[str]:
+    """What comes before a terminal status: `canceling` (and a `log` saying why) while ComfyUI has not yet
+    stopped a cancelled job's prompt; a failure's message as an `error` `log` event."""
+    if job.state == "failed" and job.error:
+        yield frame("log", {"level": "error", "message": str(job.error.get("message") or "the job failed")})
+    if body(job)["status"] != "canceling":
+        return
+    yield frame("status", {"status": "canceling"})
+    yield frame("log", {"level": "info", "message": "cancel requested: ComfyUI was told to stop this job's "
+                        "prompt; waiting for it to stop"})
+    while not closed() and time.monotonic() < deadline and body(job)["status"] == "canceling":
+        time.sleep(CANCELING_POLL)

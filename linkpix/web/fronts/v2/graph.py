@@ -1,6 +1,7 @@
 """A submitted v2 workflow made runnable: `core/ASSET` references become the caller's uploaded images,
-and what ComfyUI would refuse anyway (a UI export, an unknown node class, a missing required input)
-is refused at once with `invalid_workflow` / `workflow_format_ui`, before a job exists.
+and what ComfyUI would refuse anyway (a UI export, an unknown node class, a missing required input, a
+value not among its combo's choices: an unknown checkpoint or sampler) is refused at once with
+`invalid_workflow` / `workflow_format_ui`, before a job exists.
 
 References resolve only to the caller's own assets: another user's asset id is `missing_asset`, exactly
 like an id that never existed, so an id leaks nothing.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from linkpix.comfy.objectinfo import combo_choices, input_spec
 from linkpix.pipeline.request import InputImage
 from linkpix.web.fronts.v2.errors import V2Error
 from linkpix.web.fronts.v2.records import AssetRecord
@@ -47,16 +49,42 @@ def check_nodes(graph: dict[str, Any], object_info: dict[str, Any] | None) -> No
             errors[str(node_id)] = [{"field": "class_type", "reason": "unknown_class_type"}]
             continue
         required = (spec.get("input") or {}).get("required") or {}
-        missing = [name for name in required if name not in inputs]
-        if missing:
-            errors[str(node_id)] = [{"field": name, "reason": "missing_input"} for name in missing]
+        problems = [{"field": name, "reason": "missing_input"} for name in required if name not in inputs]
+        problems += _bad_choices(object_info, node["class_type"], inputs)
+        if problems:
+            errors[str(node_id)] = problems
     if errors:
         first, problems = next(iter(errors.items()))
         node = graph.get(first) if isinstance(graph.get(first), dict) else {}
         what = f"Node {first} ({node.get('class_type', '?')}): {problems[0]['reason'].replace('_', ' ')}"
+        allowed = problems[0].get("allowed")
         raise V2Error(422, "invalid_workflow", f"{what} '{problems[0]['field']}'"
+                      + (f" = {str(problems[0]['value'])[:100]!r}; allowed: {_listing(allowed)}" if allowed else "")
                       + (f" (and {len(errors) - 1} more node(s))" if len(errors) > 1 else ""),
                       {"node_errors": errors})
+
+
+def _bad_choices(object_info: dict[str, Any], class_type: str, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inputs whose value is not one of their combo's choices (a sampler, a checkpoint, a scheduler),
+    as ComfyUI's own validation would find them (`value_not_in_list`) once the job ran. Not judged: a link
+    to another node, and the combos ComfyUI does not judge by its list either (an upload's file name,
+    which LinkPix brings to the backend with the job; a list fetched live; a multiple choice)."""
+    found = []
+    for name, value in inputs.items():
+        spec = input_spec(object_info, class_type, name)
+        choices = combo_choices(spec)
+        extra = spec[1] if spec and len(spec) > 1 and isinstance(spec[1], dict) else {}
+        if choices is None or isinstance(value, list) or extra.get("multiselect") or "remote" in extra \
+                or any(key.endswith("_upload") for key in extra):
+            continue
+        if value not in choices:
+            found.append({"field": name, "reason": "value_not_in_list", "value": value, "allowed": choices[:50]})
+    return found
+
+
+def _listing(allowed: list[Any]) -> str:
+    shown = ", ".join(repr(a) for a in allowed[:10])
+    return shown + (f" ... ({len(allowed)} in all)" if len(allowed) > 10 else "")
 
 
 def resolve_assets(graph: dict[str, Any], find: Callable[[str], AssetRecord | None],

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from linkpix.errors import LinkPixError
+from linkpix.pipeline.secrets import unscoped
 from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import events, rules
 from linkpix.web.fronts.v2.access import authenticate
@@ -109,9 +110,9 @@ def list_jobs() -> Response:
     get:
       summary: "Comfy API v2: list the caller's jobs (status, limit, cursor, metadata[<key>] filters)"
       parameters:
-        - {in: query, name: status, schema: {type: string}}
+        - {in: query, name: status, schema: V2StatusFilter, description: "statuses, comma-separated"}
         - {in: query, name: limit, schema: {type: integer, minimum: 1, maximum: 100}}
-        - {in: query, name: cursor, schema: {type: string}}
+        - {in: query, name: cursor, schema: V2Cursor, description: "next_cursor of the page before"}
       responses:
         401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
@@ -121,7 +122,7 @@ def list_jobs() -> Response:
           description: "invalid_request, invalid_cursor, invalid_metadata_filter"
           content: {application/json: {schema: V2Error}}
     """
-    return jsonify(front().list(base(), g.v2_user, rules.list_query(request.args)))
+    return jsonify(front().list(base(), g.v2_user, rules.list_query(request.args), g.v2_admin))
 
 
 @bp.get("/jobs/<job_id>")
@@ -141,7 +142,7 @@ def get_job(job_id: str) -> Response:
           description: "not_found (also another key's job)"
           content: {application/json: {schema: V2Error}}
     """
-    return jsonify(front().body(base(), front().record(g.v2_user, job_id)))
+    return jsonify(front().body(base(), front().record(g.v2_user, job_id, g.v2_admin)))
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -161,7 +162,7 @@ def cancel(job_id: str) -> Response:
           description: not_found
           content: {application/json: {schema: V2Error}}
     """
-    record, job = front().cancel(g.v2_user, job_id)
+    record, job = front().cancel(g.v2_user, job_id, g.v2_admin)
     return jsonify(front().body(base(), record, job, fetch=False))
 
 
@@ -182,11 +183,11 @@ def workflow(job_id: str) -> Response:
           description: not_found
           content: {application/json: {schema: V2Error}}
     """
-    record = front().record(g.v2_user, job_id)
+    record = front().record(g.v2_user, job_id, g.v2_admin)
     job = front().job_of(record)
     if job is None or not job.spec:
         raise V2Error(404, "not_found", f"the workflow of job {job_id} is no longer kept")
-    return jsonify({"workflow": job.spec[0].get("graph", {}), "format": "api"})
+    return jsonify({"workflow": unscoped(job.spec[0].get("graph", {})), "format": "api"})
 
 
 @bp.get("/jobs/<job_id>/logs")
@@ -204,7 +205,7 @@ def logs(job_id: str) -> Response:
           description: not_found
           content: {application/json: {schema: V2Error}}
     """
-    front().record(g.v2_user, job_id)
+    front().record(g.v2_user, job_id, g.v2_admin)
     return empty_response(204)
 
 
@@ -230,7 +231,7 @@ def job_events(job_id: str) -> Response:
           content: {application/json: {schema: V2Error}}
     """
     v2 = front()
-    record = v2.record(g.v2_user, job_id)
+    record = v2.record(g.v2_user, job_id, g.v2_admin)
     manager = v2.manager
     if v2.job_of(record) is None:
         raise V2Error(404, "not_found", f"job {job_id} has expired")

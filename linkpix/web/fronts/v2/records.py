@@ -58,8 +58,9 @@ class V2Records(Protocol):
 
     def job(self, job_id: str) -> JobRecord | None: ...
 
-    def jobs(self, user: str, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
-        """The user's v2 jobs, newest first, strictly older than `before` (created, id) when given."""
+    def jobs(self, user: str | None, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
+        """The user's v2 jobs (every user's with None: an admin key), newest first, strictly older than
+        `before` (created, id) when given."""
         ...
 
     def prune_jobs(self, user: str, before: float) -> int:

@@ -1,6 +1,6 @@
 """The v2 front's records on Redis (with `redis_url`), so every replica refuses the same reused key and
 finds the same jobs and assets. Keys under LinkPix's prefix: `v2key:<user>:<key>` (SET NX, expiring),
-`v2job:<id>` and the per-user index `v2jobs:<user>` (by creation time), `v2asset:<id>` and
+`v2job:<id>`, the per-user index `v2jobs:<user>` and the index of all `v2alljobs` (by creation time), `v2asset:<id>` and
 `v2hash:<user>:<hash>` (the dedup index, claimed with SET NX so two replicas cannot both add one)."""
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class RedisRecords:
             pipe = self.r.pipeline()
             pipe.set(self._k("v2job", record.id), json.dumps(record.__dict__))
             pipe.zadd(self._k("v2jobs", record.user), {record.id: record.created})
+            pipe.zadd(self._k("v2alljobs"), {record.id: record.created})  # an admin key's listing
             pipe.execute()
         self._call(write)
 
@@ -47,9 +48,10 @@ class RedisRecords:
         raw = self._call(lambda: self.r.get(self._k("v2job", job_id)))
         return JobRecord(**json.loads(raw)) if raw else None
 
-    def jobs(self, user: str, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
+    def jobs(self, user: str | None, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
         top = before[0] if before is not None else "+inf"
-        ids = self._call(lambda: self.r.zrevrangebyscore(self._k("v2jobs", user), top, "-inf", withscores=True,
+        index = self._k("v2jobs", user) if user is not None else self._k("v2alljobs")
+        ids = self._call(lambda: self.r.zrevrangebyscore(index, top, "-inf", withscores=True,
                                                          start=0, num=limit + 64))
         pairs = sorted(((float(score), member.decode()) for member, score in ids), reverse=True)
         if before is not None:
@@ -67,6 +69,7 @@ class RedisRecords:
         if old:
             self._call(lambda: self.r.delete(*(self._k("v2job", m.decode()) for m in old)))
             self._call(lambda: self.r.zrem(index, *old))
+            self._call(lambda: self.r.zrem(self._k("v2alljobs"), *old))
         return len(old)
 
     def add_asset(self, record: AssetRecord) -> AssetRecord:

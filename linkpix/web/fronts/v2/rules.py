@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from linkpix.pipeline.secrets import PARTNER_KEY_RE
 from linkpix.web.fronts.v2.errors import V2Error
 
 MAX_LABELS = 16
@@ -23,6 +22,9 @@ STATUSES = ("queued", "running", "succeeded", "canceling", "canceled", "failed",
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")
+# What GET /jobs' docstring documents for `cursor` (make_cursor writes it): the time a job was made, then its id.
+_CURSOR = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64}\Z")
+_USER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Submission:
     workflow: Any
     metadata: dict[str, str]
     fingerprint: str  # of the whole body: what an idempotency record is about
+    partner_key: str | None = field(default=None, repr=False)  # extra_data.api_key_comfy_org: never shown
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ListQuery:
     limit: int
     before: tuple[float, str] | None
     labels: dict[str, str]
+    user: str | None = None  # `user=`: an admin key's listing narrowed to one user (ignored for other keys)
 
 
 def submission(body: Any) -> Submission:
@@ -46,24 +50,26 @@ def submission(body: Any) -> Submission:
                       "graph...}, \"metadata\"?: {label: value}}")
     if body.get("webhook_url") is not None or body.get("inputs") is not None:
         raise V2Error(422, "invalid_workflow", "'webhook_url' and 'inputs' are reserved and not accepted.")
-    _extra_data(body.get("extra_data"))
+    partner_key = _extra_data(body.get("extra_data"))
     kept = {k: v for k, v in body.items() if k != "extra_data"}  # the contract leaves it out of the comparison
     fingerprint = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
-    return Submission(body.get("workflow"), labels(body.get("metadata")), fingerprint)
+    return Submission(body.get("workflow"), labels(body.get("metadata")), fingerprint, partner_key)
 
 
-def _extra_data(extra: Any) -> None:
-    """The contract's closed `extra_data`: only `api_key_comfy_org`, which LinkPix refuses to take."""
+def _extra_data(extra: Any) -> str | None:
+    """The contract's closed `extra_data`: only `api_key_comfy_org`, the caller's partner-node key (for
+    that job's run only: pipeline/secrets.py). The messages never repeat the value."""
     if extra is None:
-        return
+        return None
     if not isinstance(extra, dict) or set(extra) - {"api_key_comfy_org"}:
         raise V2Error(400, "invalid_request", "'extra_data' accepts only the 'api_key_comfy_org' field.")
-    if "api_key_comfy_org" in extra:
-        if not isinstance(extra["api_key_comfy_org"], str):
-            raise V2Error(400, "invalid_request", "'extra_data.api_key_comfy_org' must be a string.")
-        raise V2Error(422, "invalid_request", "LinkPix does not run partner (API) nodes with a caller's Comfy key: "
-                      "its cache and shared runs would hand one caller's paid result to another. Submit the "
-                      "workflow without extra_data.api_key_comfy_org.")
+    key = extra.get("api_key_comfy_org")
+    if key is None:
+        return None
+    if not isinstance(key, str) or not PARTNER_KEY_RE.match(key):
+        raise V2Error(400, "invalid_request", "'extra_data.api_key_comfy_org' must be a Comfy API key: 1-512 "
+                      "printable ASCII characters without spaces.")
+    return key
 
 
 def labels(raw: Any) -> dict[str, str]:
@@ -113,19 +119,23 @@ def list_query(args: Mapping[str, str]) -> ListQuery:
     if len(filters) > MAX_FILTERS or any(not _LABEL_KEY.match(k) or _BAD_CHARS.search(v) for k, v in filters.items()):
         raise V2Error(400, "invalid_metadata_filter", f"at most {MAX_FILTERS} metadata[<key>]=<value> filters, "
                       "keys of 1 to 40 characters from A-Z a-z 0-9 _ - . and values without control characters")
-    return ListQuery(statuses, limit, _cursor(args.get("cursor")), filters)
+    user = args.get("user") or None
+    if user is not None and not _USER.match(user):
+        raise V2Error(400, "invalid_request", "'user' is a user name: 1-64 of A-Z a-z 0-9 _ -")
+    return ListQuery(statuses, limit, _cursor(args.get("cursor")), filters, user)
 
 
 def make_cursor(created: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created, job_id]).encode()).decode().rstrip("=")
+    """`<created>~<job id>`: readable, and every string of CURSOR_PATTERN is a position in the list (a made-up
+    one too), so the documented pattern is exactly what the route takes (the base64 JSON before was not)."""
+    return f"{created!r}~{job_id}"
 
 
 def _cursor(raw: str | None) -> tuple[float, str] | None:
     if not raw:
         return None
-    try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        return float(created), str(job_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise V2Error(400, "invalid_cursor", "this cursor was not issued by GET /api/v2/jobs; start again "
-                      "without one") from None
+    if not _CURSOR.match(raw):
+        raise V2Error(400, "invalid_cursor", "this cursor was not issued by GET /api/v2/jobs (it is "
+                      "'<created>~<job id>', the next_cursor of a page); start again without one")
+    created, job_id = raw.split("~", 1)
+    return float(created), job_id

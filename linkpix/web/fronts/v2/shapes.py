@@ -25,7 +25,10 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def status_of(job: Job | None) -> str:
+def status_of(job: Job | None, canceling: bool = False) -> str:
+    """The contract's status; `canceling`: cancelled, but ComfyUI has not yet stopped its prompt."""
+    if job is not None and canceling and job.state == "cancelled":
+        return "canceling"
     return "expired" if job is None else STATUS.get(job.state, job.state)
 
 
@@ -53,13 +56,23 @@ def output_node(graph: dict[str, Any]) -> str:
     return str(next(iter(graph), "0"))
 
 
-def output(base: str, job: Job, index: int, size: int, keep_days: float) -> dict[str, Any]:
-    image = job.images[index]
-    fmt = image.get("format") or "png"
+def output_refs(job: Job) -> list[dict[str, Any]]:
+    """Every output of a job, in order: each stored image, then the further images of its run (a second
+    SaveImage node, a batch; `pipeline/outputs.py`). Output `<job id>.<n>` is the n-th of this list."""
+    refs: list[dict[str, Any]] = []
+    for image in job.images:
+        fmt = image.get("format") or "png"
+        refs.append({"url": str(image.get("url", "")), "node_id": image.get("node_id"), "format": fmt})
+        refs.extend({"url": str(more.get("url", "")), "node_id": more.get("node_id"), "format": fmt}
+                    for more in image.get("outputs") or [] if isinstance(more, dict))
+    return refs
+
+
+def output(base: str, job: Job, ref: dict[str, Any], index: int, size: int, keep_days: float) -> dict[str, Any]:
     aid = output_id(job.id, index)
     graph = job.spec[0].get("graph", {}) if job.spec else {}
-    return {"node_id": output_node(graph), "name": str(image.get("url", "")).rsplit("/", 1)[-1],
-            "type": "image", "content_type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
+    return {"node_id": str(ref["node_id"] or output_node(graph)), "name": ref["url"].rsplit("/", 1)[-1],
+            "type": "image", "content_type": CONTENT_TYPES.get(ref["format"], "application/octet-stream"),
             "size_bytes": size, "id": aid, "hash": None, "url": f"{base}/api/v2/assets/{aid}/content",
             "url_expires_at": iso(expires(job.finished or job.created, keep_days)), "job_id": job.id}
 
@@ -70,11 +83,18 @@ def progress(live: dict[str, Any] | None, job: Job) -> dict[str, Any] | None:
         return {"value": 1.0, "nodes_done": 1, "nodes_total": 1, "message": "done"}
     if not live:
         return None
+    return live_progress(live, job.spec[0].get("graph", {}) if job.spec else {})
+
+
+def live_progress(live: dict[str, Any], graph: dict[str, Any]) -> dict[str, Any]:
+    """One progress notice of LinkPix's (`step`, `total`, `node`) as the contract's snapshot; the node's
+    class is read from the job's graph."""
     step, total = live.get("step") or 0, live.get("total")
-    value = max(0.0, min(1.0, step / total)) if total else 0.0
     node = live.get("node")
-    return {"value": value, "nodes_done": 0, "nodes_total": 0,
+    entry = graph.get(str(node)) if node is not None else None
+    return {"value": max(0.0, min(1.0, step / total)) if total else 0.0, "nodes_done": 0, "nodes_total": 0,
             "current_node": str(node) if node is not None else None,
+            "current_node_class": entry.get("class_type") if isinstance(entry, dict) else None,
             "step": int(step) if total else None, "steps": int(total) if total else None,
             "message": f"step {step}/{total}" if total else None}
 
@@ -90,20 +110,20 @@ def job_error(job: Job) -> dict[str, Any] | None:
 
 
 def job_body(base: str, record: JobRecord, job: Job | None, described: dict[str, Any] | None,
-             sizes: list[int], keep_days: float) -> dict[str, Any]:
+             sizes: list[int], keep_days: float, canceling: bool = False) -> dict[str, Any]:
     """The contract's Job. `described` is the jobs manager's view (live progress, queue position)."""
     links = {"self": f"{base}/api/v2/jobs/{record.id}", "events": f"{base}/api/v2/jobs/{record.id}/events",
              "cancel": f"{base}/api/v2/jobs/{record.id}/cancel"}
     body: dict[str, Any] = {
-        "id": record.id, "status": status_of(job), "created_at": iso(record.created),
+        "id": record.id, "status": status_of(job, canceling), "created_at": iso(record.created),
         "started_at": iso(job.started) if job is not None and job.started else None,
-        "completed_at": iso(job.finished) if job is not None and job.finished else None,
+        "completed_at": iso(job.finished) if job is not None and job.finished and not canceling else None,
         "expires_at": iso(expires(job.finished or record.created if job else record.created, keep_days)),
         "queue_position": (described or {}).get("queue_position") if job is not None and job.state == "queued"
         else None,
         "progress": progress((described or {}).get("progress"), job) if job is not None else None,
-        "outputs": [output(base, job, i, sizes[i] if i < len(sizes) else 0, keep_days)
-                    for i in range(len(job.images))] if job is not None else [],
+        "outputs": [output(base, job, ref, i, sizes[i] if i < len(sizes) else 0, keep_days)
+                    for i, ref in enumerate(output_refs(job))] if job is not None else [],
         "error": job_error(job) if job is not None else None,
         "outputs_reused": bool(job and job.images and all(i.get("cache") == "hit" for i in job.images)),
         "metrics": _metrics(record, job),
@@ -122,9 +142,9 @@ def _metrics(record: JobRecord, job: Job | None) -> dict[str, int | None]:
     return {"queue_ms": queue_ms, "execution_ms": run_ms}
 
 
-def list_item(base: str, record: JobRecord, job: Job | None) -> dict[str, Any]:
+def list_item(base: str, record: JobRecord, job: Job | None, canceling: bool = False) -> dict[str, Any]:
     updated = (job.finished or job.started or record.created) if job is not None else record.created
-    return {"id": record.id, "status": status_of(job), "create_time": iso(record.created),
+    return {"id": record.id, "status": status_of(job, canceling), "create_time": iso(record.created),
             "update_time": iso(updated), "created_at": iso(record.created), "metadata": record.metadata,
             "urls": {"self": f"{base}/api/v2/jobs/{record.id}"}}
 

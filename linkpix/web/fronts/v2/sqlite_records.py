@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS v2_jobs (
     id TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, metadata TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS v2_jobs_user ON v2_jobs(user, created, id);
+CREATE INDEX IF NOT EXISTS v2_jobs_created ON v2_jobs(created, id);
 CREATE TABLE IF NOT EXISTS v2_assets (
     id TEXT PRIMARY KEY, user TEXT NOT NULL, hash TEXT NOT NULL, upload TEXT NOT NULL,
     size_bytes INTEGER NOT NULL, content_type TEXT NOT NULL, file_path TEXT, created REAL NOT NULL,
@@ -63,8 +64,10 @@ class SqliteRecords:
         row = self._run("SELECT id, user, created, metadata FROM v2_jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def jobs(self, user: str, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
-        sql, args = "SELECT id, user, created, metadata FROM v2_jobs WHERE user = ?", [user]
+    def jobs(self, user: str | None, before: tuple[float, str] | None, limit: int) -> list[JobRecord]:
+        sql, args = "SELECT id, user, created, metadata FROM v2_jobs WHERE 1", []
+        if user is not None:  # None: every user's (an admin key)
+            sql, args = sql + " AND user = ?", [user]
         if before is not None:
             sql += " AND (created < ? OR (created = ? AND id < ?))"
             args += [before[0], before[0], before[1]]
