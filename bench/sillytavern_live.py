@@ -26,13 +26,15 @@ import hashlib
 import io
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from common import linkpix_api, make_project, simulator
+from common import free_port, linkpix_api, make_project, simulator
 from PIL import Image, ImageChops
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,6 +102,58 @@ def shot(locator) -> Image.Image:
 
 def digest(picture: Image.Image) -> str:
     return hashlib.sha1(picture.tobytes()).hexdigest()[:12]
+
+
+class FakeModel(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat model that streams `reply` a few characters at a time (SillyTavern's
+    "Custom (OpenAI-compatible)" chat completion source), as a language model writes a picture link."""
+
+    reply = ""
+    piece, pause = 6, 0.05  # characters per chunk, seconds between chunks
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - SillyTavern's status check lists the models
+        body = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        text = type(self).reply
+        for start in range(0, len(text), self.piece):
+            chunk = {"id": "x", "object": "chat.completion.chunk", "model": "fake-model",
+                     "choices": [{"index": 0, "delta": {"content": text[start:start + self.piece]}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(self.pause)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def connect_fake_model(page, url: str) -> None:
+    """API Connections -> Chat Completion -> Custom (OpenAI-compatible) at `url`, streaming on."""
+    page.locator("#sys-settings-button .drawer-toggle").click()
+    page.locator("#main_api").select_option("openai")
+    page.locator("#chat_completion_source").select_option("custom")
+    page.locator("#custom_api_url_text").fill(url)
+    page.locator("#custom_model_id").fill("fake-model")
+    page.locator("#api_button_openai").click()
+    page.wait_for_function("() => !/not connected/i.test(document.querySelector('#send_textarea').placeholder)",
+                           timeout=20000)  # the chat box says "Not connected to API!" until then
+    page.locator("#sys-settings-button .drawer-toggle").click()
+    page.locator("#ai-config-button .drawer-toggle").click()
+    toggle = page.locator("#stream_toggle")
+    if not toggle.is_checked():
+        toggle.check(force=True)
+    page.locator("#ai-config-button .drawer-toggle").click()
 
 
 @contextlib.contextmanager
@@ -252,6 +306,50 @@ def main() -> int:
         print("4. an HTML <img width=384 height=256> of a live link: (shown size, picture size) seen: "
               + ", ".join(f"{w}x{h} showing {n}" for w, h, n in sorted(boxes)))
         ok = ok and {(w, h) for w, h, _ in boxes} == {(384, 256)}
+
+        # 5. A reply that streams in, written by a (fake) language model: SillyTavern renders the message again
+        # with every chunk; how often is LinkPix asked for the link, and does the picture end finished?
+        streamed = link(f"a fox in a streamed reply {stamp}", live=True)
+        FakeModel.reply = (f"Of course! Here it is: ![a fox]({streamed}) I drew it in the snow, with a bushy tail "
+                           "and bright eyes. It should be finished in a few seconds; tell me if you want another.")
+        model = ThreadingHTTPServer(("127.0.0.1", free_port()), FakeModel)
+        threading.Thread(target=model.serve_forever, daemon=True).start()
+        try:
+            connect_fake_model(page, f"http://127.0.0.1:{model.server_address[1]}/v1")
+            before, runs_before = len(asked), runs(f"a fox in a streamed reply {stamp}")
+            box.fill("Draw me a fox, please.")
+            box.press("Enter")
+            lengths, elements = set(), 0
+            began = time.monotonic()
+            while time.monotonic() - began < 60:  # while the reply streams in: its text and its <img> elements
+                seen = page.evaluate("""() => {
+                    const mes = document.querySelector('#chat .mes:last-child .mes_text');
+                    const img = mes && mes.querySelector('img');
+                    let fresh = 0;
+                    if (img && !img.dataset.trialSeen) { img.dataset.trialSeen = '1'; fresh = 1; }
+                    const stop = document.querySelector('#mes_stop');
+                    return [mes ? mes.textContent.length : 0, fresh,
+                            !!stop && getComputedStyle(stop).display !== 'none'];
+                }""")
+                lengths.add(seen[0])
+                elements += seen[1]
+                if not seen[2] and time.monotonic() - began > 2:
+                    break
+                time.sleep(0.03)
+            requests.get(streamed.replace("&live=1", ""), timeout=120)  # waits for the run's end
+            page.wait_for_timeout(1500)
+            mes = page.locator("#chat .mes").last
+            shown = mes.locator(".mes_text img").evaluate("img => img.naturalWidth + 'x' + img.naturalHeight")
+            calls = [u for u in asked[before:] if u.startswith(api + "/prompt/")]
+            runs_now = runs(f"a fox in a streamed reply {stamp}") - runs_before
+            print(f"5. a streamed reply ({len(FakeModel.reply)} characters in chunks of {FakeModel.piece}, "
+                  f"{len(lengths)} lengths of its text seen, {elements} <img> elements made for its link): LinkPix "
+                  f"asked {calls.count(streamed)} time(s) for the live link, {len(calls) - calls.count(streamed)} "
+                  f"time(s) for anything else; ComfyUI runs: {runs_now}; the image at the end: {shown}")
+            mes.screenshot(path=str(out / "5-streamed-reply.png"))
+            ok = ok and shown == "384x256" and calls.count(streamed) >= 1 and runs_now == 1 and len(lengths) > 5
+        finally:
+            model.shutdown()
         browser.close()
     print(f"screenshots in {out}; {'OK' if ok else 'FAILED'}")
     return 0 if ok else 1
