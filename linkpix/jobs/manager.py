@@ -96,6 +96,7 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}
+        self._keys: dict[str, str] = {}  # job -> its current image's run key, for its place in the fair queue
         self._cancelling: set[str] = set()
         self._lost: set[str] = set()  # taken over by another replica: let go, never end them here
         self._stop = threading.Event()
@@ -191,6 +192,7 @@ class JobManager:
             live = self.events.last_progress(job.id) or {}
         body["progress"] = live or None
         body["queue_position"] = None
+        body["fair_queue_position"] = self._fair_place(job) if with_queue else None
         if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id and self.progress.executing(job.id):
             body["queue_position"] = 0  # ComfyUI said it runs it: no need to ask (comfy/queuepeek.py)
         elif with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
@@ -199,6 +201,15 @@ class JobManager:
             except LinkPixError:
                 pass  # ComfyUI unreachable: the position is unknown, the job is still there
         return body
+
+    def _fair_place(self, job: Job) -> int | None:
+        """While the job waits in LinkPix for a backend (no prompt in ComfyUI yet): its place in the fair
+        queue's order (1 = next), so a client sees it move. Known on the replica running the job only."""
+        if job.state != QUEUED or job.prompt_id:
+            return None
+        with self._lock:
+            key = self._keys.get(job.id)
+        return self.generator.queue.place(key) if key is not None else None
 
     def settled(self, job: Job) -> Job:
         """`job`, or, when ComfyUI has reported its last prompt over and it is being stored here, the job once
@@ -255,6 +266,7 @@ class JobManager:
         finally:
             with self._lock:
                 self._tickets.pop(job_id, None)
+                self._keys.pop(job_id, None)
                 self._cancelling.discard(job_id)
                 lost = job_id in self._lost
                 self._lost.discard(job_id)
@@ -321,6 +333,7 @@ class JobManager:
             ticket = Ticket()
             with self._lock:
                 self._tickets[job.id] = ticket
+                self._keys[job.id] = self.generator.key_for(spec)
                 if job.id in self._cancelling:
                     ticket.cancel()
             self.progress.start_image(job.id, index, job.image_count)
