@@ -53,6 +53,7 @@ def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jo
     try:
         a_jobs = [server.submit(prompt=f"alpha backlog {i}", seed=i, user="alice") for i in range(6)]
         wait_until(lambda: len(prompts_in(simulator)) == 2, 10, "ComfyUI to hold one running and one waiting")
+        wait_until(lambda: server.get("/health").json()["fair_queue"]["waiting"] == 4, 10, "alice's other four")
         queue = server.get("/health").json()["fair_queue"]
         assert len(prompts_in(simulator)) == 2  # the other four wait in LinkPix, not in ComfyUI
         assert queue["depth"] == 2
