@@ -70,15 +70,54 @@ def test_the_first_of_two_images_ending_holds_no_poll_and_a_stuck_end_holds_it_o
 def test_a_running_job_is_at_queue_position_0_without_asking_comfyui(project, slow_sim):
     server = JobsServer(project, slow_sim.url)
     try:
-        job_id = server.submit(prompt="a heron", seed=5, steps=40)  # 2.4 s of sampling
+        job_id = server.submit(prompt="a heron", seed=5, steps=60)  # 3.6 s of sampling
         wait_until(lambda: (server.job(job_id)["progress"] or {}).get("step"), 20, "sampling to start")
         asked = slow_sim.stats.requests.get("GET /queue", 0)
         polls = []
-        for _ in range(10):  # over 1.5 s: more than the 1 s a /queue listing is reused (comfy/queuepeek.py)
-            polls.append(server.job(job_id))
-            time.sleep(0.15)
-        assert [p["queue_position"] for p in polls if p["status"] == "running"] == [0] * 10
+        for _ in range(5):  # each held up to 0.5 s (jobs/holds.py): over 2 s, more than the 1 s a /queue
+            polls.append(server.job(job_id))  # listing is reused (comfy/queuepeek.py)
+            time.sleep(0.05)
+        assert [p["queue_position"] for p in polls if p["status"] == "running"] == [0] * 5
         assert slow_sim.stats.requests.get("GET /queue", 0) == asked  # ten polls, not one /queue request
         assert server.wait_for(job_id)["status"] == "succeeded"
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_a_poll_of_a_running_job_is_held_until_its_end_and_few_are_held_at_once(project, slow_sim):
+    """jobs/holds.py: a poll of a job ComfyUI runs is answered at the job's end or after POLL_HOLD, so a
+    client polling every 20 ms asks about twice a second and hears of the end at once; a user's polls
+    beyond the per-user places (threads // 24 = 2) are answered at once."""
+    server = JobsServer(project, slow_sim.url)
+    try:
+        job_id = server.submit(prompt="a held heron", seed=6, steps=40)  # 2.4 s of sampling
+        wait_until(lambda: server.job(job_id)["status"] == "running", 20, "the job to run")
+        started, polls, answer = time.monotonic(), 0, server.job(job_id)
+        while answer["status"] == "running":
+            polls += 1
+            time.sleep(0.02)
+            answer = server.job(job_id)
+        heard = time.time()
+        assert answer["status"] == "succeeded"
+        assert polls <= (time.monotonic() - started) / 0.4 + 2, polls  # unheld: ~100 polls in those 2 s
+        assert heard - answer["finished"] < 0.25  # the held poll was answered at the end, not a hold later
+
+        other = server.submit(prompt="a held egret", seed=7, steps=40)
+        wait_until(lambda: server.job(other)["status"] == "running", 20, "the second job to run")
+        took: list[float] = []
+
+        def poll() -> None:
+            t0 = time.monotonic()
+            server.job(other)
+            took.append(time.monotonic() - t0)
+
+        threads = [threading.Thread(target=poll) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        took.sort()
+        assert took[0] < 0.25 and took[2] > 0.4, took  # two held, the third answered at once
     finally:
         server.close()

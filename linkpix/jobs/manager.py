@@ -34,6 +34,7 @@ from linkpix.config import Settings
 from linkpix.errors import ExecutionFailed, LinkPixError, QueueFull
 from linkpix.jobs.delivery import Delivery
 from linkpix.jobs.events import JobEvents, sse_stream
+from linkpix.jobs.holds import POLL_HOLD, PollHolds
 from linkpix.jobs.progress import Progress
 from linkpix.jobs.retention import Pruner
 from linkpix.jobs.store import (
@@ -96,6 +97,7 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}
+        self.holds = PollHolds(max(1, s.threads // 6), max(1, s.threads // 24))  # polls held at once (holds.py)
         self._keys: dict[str, str] = {}  # job -> its current image's run key, for its place in the fair queue
         self._cancelling: set[str] = set()
         self._lost: set[str] = set()  # taken over by another replica: let go, never end them here
@@ -212,10 +214,19 @@ class JobManager:
         return self.generator.queue.place(key) if key is not None else None
 
     def settled(self, job: Job) -> Job:
-        """`job`, or, when ComfyUI has reported its last prompt over and it is being stored here, the job once
-        it has ended (waiting at most FINISH_HOLD s): a poll then gets the end, not a `running` that is stale
-        a few milliseconds later (jobs/progress.py)."""
-        if job.state in TERMINAL or not self.progress.wait_end(job.id, FINISH_HOLD):
+        """`job` as a poll should see it. A job ComfyUI runs here is held until it ends, for at most POLL_HOLD s
+        while a hold place is free (jobs/holds.py); otherwise, when ComfyUI has reported its last prompt over
+        and it is being stored, until it has ended (at most FINISH_HOLD s): a poll gets the end, not a
+        `running` that is stale a few milliseconds later (jobs/progress.py)."""
+        if job.state in TERMINAL:
+            return job
+        if not job.prompt_id:  # still waiting in LinkPix: answered at once, its fair-queue place fresh
+            return job
+        with self.holds.hold(job.user) as may_wait:
+            if may_wait:
+                self.progress.wait_end(job.id, POLL_HOLD, running=True)
+                return self.store.get(job.id)
+        if not self.progress.wait_end(job.id, FINISH_HOLD):
             return job
         return self.store.get(job.id)
 

@@ -40,7 +40,8 @@ class Progress:
         self._describe = describe  # the job as a `started` event shows it
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self.frames = LatestFrames()  # each job's newest preview, for its `preview` events' URL
-        self._ending: dict[str, threading.Event] = {}  # jobs whose last prompt ComfyUI reported over -> set at the end
+        self._finishing: set[str] = set()  # jobs whose last prompt ComfyUI reported over, not yet ended
+        self._ends: dict[str, threading.Event] = {}  # a job some poll waits for -> set at its end
 
     def live(self, job_id: str) -> dict[str, Any]:
         """The job's progress as clients see it (empty if it does not run here)."""
@@ -52,19 +53,22 @@ class Progress:
         with self._lock:
             return bool(self._live.get(job_id, {}).get("executing"))
 
-    def wait_end(self, job_id: str, timeout: float) -> bool:
-        """If ComfyUI reported the job's last prompt over and the job has not ended yet, wait (at most
-        `timeout` s) for `ended`; True if an end was waited for and came."""
+    def wait_end(self, job_id: str, timeout: float, *, running: bool = False) -> bool:
+        """If ComfyUI reported the job's last prompt over (or with `running`, if the job runs here at all)
+        and the job has not ended yet, wait (at most `timeout` s) for `ended`; True if an end came."""
         with self._lock:
-            ending = self._ending.get(job_id)
-        return ending is not None and ending.wait(timeout)
+            if job_id not in self._finishing and not (running and job_id in self._live):
+                return False
+            end = self._ends.setdefault(job_id, threading.Event())  # set by `ended`, or `forget` at the latest
+        return end.wait(timeout)
 
     def ended(self, job_id: str) -> None:
         """The job ended (stored as such): polls waiting in `wait_end` go on."""
         with self._lock:
-            ending = self._ending.pop(job_id, None)
-        if ending is not None:
-            ending.set()
+            self._finishing.discard(job_id)
+            end = self._ends.pop(job_id, None)
+        if end is not None:
+            end.set()
 
     def start_image(self, job_id: str, index: int, count: int) -> None:
         """Image `index` of `count` begins (it keeps the job's `running` mark)."""
@@ -87,8 +91,8 @@ class Progress:
     def _ending_now(self, job_id: str, index: int) -> None:
         with self._lock:
             live = self._live.get(job_id)
-            if live is not None and live.get("images") == index + 1 and job_id not in self._ending:
-                self._ending[job_id] = threading.Event()
+            if live is not None and live.get("images") == index + 1:
+                self._finishing.add(job_id)
 
     def listener(self, job_id: str, index: int) -> Callable[[Event], None]:
         """The `on_event` of image `index`'s run."""
