@@ -214,21 +214,14 @@ class JobManager:
         return self.generator.queue.place(key) if key is not None else None
 
     def settled(self, job: Job) -> Job:
-        """`job` as a poll should see it. A job ComfyUI runs here is held until it ends, for at most POLL_HOLD s
-        while a hold place is free (jobs/holds.py); otherwise, when ComfyUI has reported its last prompt over
-        and it is being stored, until it has ended (at most FINISH_HOLD s): a poll gets the end, not a
-        `running` that is stale a few milliseconds later (jobs/progress.py)."""
-        if job.state in TERMINAL:
+        """`job` as a poll should see it: while ComfyUI runs it here, held until its end for at most
+        POLL_HOLD s when a hold place is free (jobs/holds.py), else, once ComfyUI reported its last prompt
+        over, until it is stored as ended (FINISH_HOLD s at most): not a `running` stale milliseconds later."""
+        if job.state in TERMINAL or not job.prompt_id:  # waiting in LinkPix: at once, its fair place fresh
             return job
-        if not job.prompt_id:  # still waiting in LinkPix: answered at once, its fair-queue place fresh
-            return job
-        with self.holds.hold(job.user) as may_wait:
-            if may_wait:
-                self.progress.wait_end(job.id, POLL_HOLD, running=True)
-                return self.store.get(job.id)
-        if not self.progress.wait_end(job.id, FINISH_HOLD):
-            return job
-        return self.store.get(job.id)
+        with self.holds.hold(job.user) as held:
+            ended = self.progress.wait_end(job.id, POLL_HOLD if held else FINISH_HOLD, running=held)
+        return self.store.get(job.id) if ended or held else job
 
     # -- cancelling --------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> Job:
