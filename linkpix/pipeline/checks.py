@@ -87,4 +87,4 @@ def check_size(values: Mapping[str, Any], max_pixels: int) -> None:
     w, h = values.get("width"), values.get("height")
     if isinstance(w, int) and isinstance(h, int) and w * h > max_pixels:
         raise BadRequest(f"{w}x{h} is {w * h} pixels; the limit is {max_pixels} (max_pixels)",
-                         {"parameter": "width", "max_pixels": max_pixels})
+                         {"parameter": "width", "max_pixels": max_pixels}, rule="max_pixels")

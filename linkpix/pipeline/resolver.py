@@ -264,7 +264,8 @@ class Resolver:
         takes = self.workflows_taking(what)
         return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
                           f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
-                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
+                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes},
+                          rule="image_input")
 
     def workflow_needs(self) -> dict[str, dict[str, Any]]:
         """Workflow name -> what it takes besides text ({"image": bool, "mask": "file"|"alpha"|None})."""

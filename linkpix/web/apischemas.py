@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from linkpix.model import SEED_MAX
 from linkpix.web.fronts.a1111.names import sampler_names
 
 Schema = dict[str, Any]
@@ -167,12 +168,21 @@ LINKPIX: dict[str, Schema] = {
 IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
 IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
                        "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
-SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
+SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1, "maximum": SEED_MAX}, {"type": "string"}],
                 "description": "an integer, or random / -1"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 # Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
 PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE},
                           "additionalProperties": False}
+# An http(s) URL with a host and a port of 1-65535, no user name or password (jobs/targets.check_url); where the
+# host leads (DNS, the address kind) is the rule `webhook_host`, which no schema can state.
+_PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+WEBHOOK_URL: Schema = {"type": "string", "pattern": "^([Hh][Tt][Tt][Pp][Ss]?://([^/@:?#\\[\\]\\s]+|\\[[0-9A-Fa-f:.]+\\])"
+                                              f"(:{_PORT})?([/?#][^\\s]*)?)?$",
+                       "description": "POSTed to when the job succeeds or fails: an http(s) URL; empty: none"}
+# webhook_secret signs a webhook, so it needs a (non-empty) webhook_url beside it.
+WEBHOOK_SECRET_NEEDS_URL: Schema = {"dependencies": {"webhook_secret": {
+    "required": ["webhook_url"], "properties": {"webhook_url": {"minLength": 1}}}}}
 # A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
 _SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
 SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
@@ -188,13 +198,14 @@ BODIES: dict[str, Schema] = {
                      "description": "1 to max_image_count (8); each image its own seed"},
         user={"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$",
               "description": "ignored when an API key is sent (the key's user wins)"},
-        webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
+        webhook_url=WEBHOOK_URL,
         webhook_secret={"type": "string", "minLength": 1, "maxLength": 256,
                         "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
         images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
-        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | PARAMS_BY_NAME,
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"})
+    | PARAMS_BY_NAME | WEBHOOK_SECRET_NEEDS_URL,
     "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
@@ -206,8 +217,8 @@ BODIES: dict[str, Schema] = {
     "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=EDIT_WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
-                    webhook_url=STR, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
-                    webhook_include_base64=BOOL) | PARAMS_BY_NAME,
+                    webhook_url=WEBHOOK_URL, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
+                    webhook_include_base64=BOOL) | PARAMS_BY_NAME | WEBHOOK_SECRET_NEEDS_URL,
 }
 
 # ------------------------------------------------------------------------------------------ A1111
