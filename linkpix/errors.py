@@ -19,6 +19,7 @@ RULES: dict[str, str] = {
     "workflow_parameter": "a workflow parameter's type, range and choices are the chosen workflow's own",
     "webhook_host": "a webhook host must resolve, and only to addresses webhooks may go to",
     "image_count": "batch_size x n_iter at most max_image_count",
+    "unique_names": "a list names each thing once, whichever form names it (a LoRA as text or as an object)",
 }
 
 

@@ -181,7 +181,11 @@ def check_url(url: Any, targets: Targets) -> str:
     """Return `url` if LinkPix may POST to it, else BadRequest saying why (resolves the host)."""
     if not isinstance(url, str) or not url:
         raise _refuse("webhook_url must be an http(s) URL")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - a bracketed host that is no IPv6 address raises here
+    except ValueError as exc:
+        raise _host_refused(f"webhook_url's host is not an address ({exc})") from None
     endpoint = _endpoint(url)
     if endpoint is None:
         raise _refuse("webhook_url has an invalid port (1 to 65535)")

@@ -254,7 +254,7 @@ def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest
     have = public_values(list(available))  # never list users' uploads (comfy/objectinfo.py)
     shown = ", ".join(map(str, have[:50])) + (f" (and {len(have) - 50} more)" if len(have) > 50 else "")
     return BadRequest(f"{name} {value!r} is not available on the ComfyUI server; it has: {shown or 'none'}",
-                      {"parameter": name, "allowed": have})
+                      {"parameter": name, "allowed": have}, rule="backend_names")
 
 
 def split_text(text: str) -> tuple[str | Ref, ...] | None:

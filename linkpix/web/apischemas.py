@@ -168,7 +168,8 @@ LINKPIX: dict[str, Schema] = {
 IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
 IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
                        "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
-SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1, "maximum": SEED_MAX}, {"type": "string"}],
+SEED_INT: Schema = {"type": "integer", "minimum": -1, "maximum": SEED_MAX, "description": "-1: random"}
+SEED: Schema = {"oneOf": [SEED_INT, {"type": "string"}],
                 "description": "an integer, or random / -1"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 # Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
@@ -177,14 +178,15 @@ PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$":
 # An http(s) URL with a host and a port of 1-65535, no user name or password (jobs/targets.check_url); where the
 # host leads (DNS, the address kind) is the rule `webhook_host`, which no schema can state.
 _PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-WEBHOOK_URL: Schema = {"type": "string", "pattern": "^([Hh][Tt][Tt][Pp][Ss]?://([^/@:?#\\[\\]\\s]+|\\[[0-9A-Fa-f:.]+\\])"
-                                              f"(:{_PORT})?([/?#][^\\s]*)?)?$",
+WEBHOOK_URL: Schema = {"type": "string", "pattern": "^([Hh][Tt][Tt][Pp][Ss]?://([^/@:?#\\[\\]\\x00-\\x20\\x7f]+|"
+                                              f"\\[[0-9A-Fa-f:.]+\\])(:{_PORT})?([/?#][^\\x00-\\x20\\x7f]*)?)?$",
                        "description": "POSTed to when the job succeeds or fails: an http(s) URL; empty: none"}
 # webhook_secret signs a webhook, so it needs a (non-empty) webhook_url beside it.
 WEBHOOK_SECRET_NEEDS_URL: Schema = {"dependencies": {"webhook_secret": {
     "required": ["webhook_url"], "properties": {"webhook_url": {"minLength": 1}}}}}
 # A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
 _SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
+_SIDE = _SIDE_DIGITS[1:-1]
 SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
                           {"type": "string", "pattern": _SIDE_DIGITS}]}
 BODIES: dict[str, Schema] = {
@@ -227,11 +229,14 @@ BODIES: dict[str, Schema] = {
 A1111_SAMPLER: Schema = {"type": "string", "enum": ["", *sampler_names()],
                          "description": "an A1111 sampler name, or the backend's ComfyUI sampler name"}
 COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
+# A boolean as a multipart field carries it: text, true/false or 1/0 in any case; empty is false.
+FORM_BOOL: Schema = {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)?$"}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
     # A1111's request models make every field but the prompt Optional: null is "not given" there, and here.
     "A1111Txt2ImgBody": obj(["prompt"], prompt=PROMPT, **{name: nullable(schema) for name, schema in dict(
-        negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+        negative_prompt=STR, styles={"type": "array", "items": {"type": "string", "x-linkpix-names": "styles"}},
+        seed=SEED_INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=A1111_SAMPLER, sampler_index=A1111_SAMPLER, scheduler=STR,
         batch_size=COUNT, n_iter=COUNT,
         clip_skip=INT, enable_hr=BOOL, workflow={**WORKFLOW, "description": "LinkPix: a workflow name"},
@@ -265,9 +270,10 @@ OPENAI: dict[str, Schema] = {
     "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
         ["prompt"], prompt=PROMPT, model=STR, n=OPENAI_N,
-        size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        size={"type": "string", "pattern": f"^(auto|\\s*{_SIDE}\\s*[xX\u00d7]\\s*{_SIDE}\\s*)?$",
+              "description": "WIDTHxHEIGHT (sides of 16 to 8192) or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
-        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
+        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=SEED_INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
@@ -304,7 +310,7 @@ COMFY: dict[str, Schema] = {
     "ComfyObjectInfo": {"type": "object", "additionalProperties": obj(["input", "output"], input=OBJ,
                                                                       output={"type": "array"})},
     "ComfyUploaded": obj(["name", "subfolder", "type"], name=STR, subfolder=STR, type=STR),
-    "ComfyUploadForm": obj(["image"], image={"type": "string", "format": "binary"}, overwrite=STR,
+    "ComfyUploadForm": obj(["image"], image={"type": "string", "format": "binary"}, overwrite=FORM_BOOL,
                            type={"type": "string", "enum": ["input", "temp", "output"]}, subfolder=STR),
 }
 
@@ -315,6 +321,8 @@ V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", 
 PARTNER_KEY: Schema = {"type": "string", "nullable": True, "pattern": "^[\\x21-\\x7e]{1,512}$",
                        "description": "a Comfy API key for partner nodes, used for this run only"}
 _V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
+# A list as multipart fields: the field repeated, or given once (one text: what any scalar becomes on the wire).
+FORM_STRINGS: Schema = {"anyOf": [STRINGS, STR]}
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
     # As rules.submission takes it: metadata labels (keys 1-40 of A-Z a-z 0-9 _ - ., values of at most 256
@@ -340,7 +348,7 @@ V2: dict[str, Schema] = {
                    created_new=BOOL, created_at=STR, url=STR, url_expires_at=STR, expires_at=nullable(STR),
                    job_id=nullable(STR)),
     "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
-                       expected_hash=STR, tags=STRINGS),
+                       expected_hash=STR, tags=FORM_STRINGS),
     "V2FromHash": obj(["hash"], hash={"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, file_path=STR,
                       tags=STRINGS),
     "V2Health": obj(["status"], status=STR, backends=INT),

@@ -82,7 +82,10 @@ def prompt(text: str) -> Response:
         - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
-        - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}
+        - in: query
+          name: mask
+          schema: {type: string, pattern: "^(linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp))?$"}
+          description: "an inpainting mask: an upload id"
         - {in: query, name: live, schema: {type: string, enum: ["1", "0", "true", "false", "yes", "no", "on", "off"]},
            description: "1: a new link answers multipart/x-mixed-replace (status card, previews, the image)"}
       responses:
