@@ -84,7 +84,7 @@ def prompt(text: str) -> Response:
         - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
         - in: query
           name: mask
-          schema: {type: string, pattern: "^(linkpix_[0-9a-f]{16}\\.(png|jpg|gif|webp))?$"}
+          schema: {type: string, pattern: "^(linkpix_[0-9a-f]{16}[.](png|jpg|gif|webp))?$"}
           description: "an inpainting mask: an upload id"
         - {in: query, name: live, schema: {type: string, enum: ["1", "0", "true", "false", "yes", "no", "on", "off"]},
            description: "1: a new link answers multipart/x-mixed-replace (status card, previews, the image)"}

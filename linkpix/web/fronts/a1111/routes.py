@@ -238,7 +238,7 @@ def _count(body: dict[str, Any]) -> int:
     count = values[0] * values[1]
     if count > limit:
         raise BadRequest(f"batch_size x n_iter is {count}; at most {limit} images per request (max_image_count)",
-                         {"parameter": "batch_size"})
+                         {"parameter": "batch_size"}, rule="image_count")
     return count
 
 
