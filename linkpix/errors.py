@@ -20,6 +20,8 @@ RULES: dict[str, str] = {
     "webhook_host": "a webhook host must resolve, and only to addresses webhooks may go to",
     "image_count": "batch_size x n_iter at most max_image_count",
     "unique_names": "a list names each thing once, whichever form names it (a LoRA as text or as an object)",
+    "character": "a character named must be one of yours or a shared one (each user has their own)",
+    "direct_answer": "an edit's format=cube or mask is answered at once, not as a job (async or webhook_url)",
 }
 
 

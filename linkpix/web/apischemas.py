@@ -169,7 +169,10 @@ IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
 IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
                        "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
 SEED_INT: Schema = {"type": "integer", "minimum": -1, "maximum": SEED_MAX, "description": "-1: random"}
-SEED: Schema = {"oneOf": [SEED_INT, {"type": "string"}],
+# As text (a link's `seed=` too): random (any case), -1, or 0 to SEED_MAX; blanks around; empty or blank: derived.
+SEED_TEXT: Schema = {"type": "string",
+                     "pattern": "^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$"}
+SEED: Schema = {"oneOf": [SEED_INT, SEED_TEXT],
                 "description": "an integer, or random / -1"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 # Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
@@ -192,7 +195,7 @@ SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
-        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["", "png", "jpeg", "webp"]},
         char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
@@ -241,7 +244,8 @@ A1111: dict[str, Schema] = {
         batch_size=COUNT, n_iter=COUNT,
         clip_skip=INT, enable_hr=BOOL, workflow={**WORKFLOW, "description": "LinkPix: a workflow name"},
         char=CHAR,
-        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)).items()}),
+        override_settings=obj(sd_model_checkpoint=nullable(STR), sd_vae=nullable(STR),
+                              CLIP_stop_at_last_layers=nullable(INT))).items()}),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images={"type": "array", "items": IMAGE_B64, "minItems": 1}, denoising_strength=NUM,
         mask={**IMAGE_B64, "description": "base64; white = change"}, inpainting_mask_invert=INT,
@@ -273,7 +277,7 @@ OPENAI: dict[str, Schema] = {
         size={"type": "string", "pattern": f"^(auto|\\s*{_SIDE}\\s*[xX\u00d7]\\s*{_SIDE}\\s*)?$",
               "description": "WIDTHxHEIGHT (sides of 16 to 8192) or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
-        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=SEED_INT,
+        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=nullable(STR), seed=SEED_INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
