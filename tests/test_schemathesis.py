@@ -244,6 +244,8 @@ def _sent_as_valid_text(case: Any) -> bool:
         name = pointer[2]
         value = case.body.get(name)
         field = schema.get("properties", {}).get(name)
+        if value in ([], {}) and name not in schema.get("required", []):
+            continue  # an empty list or object sends no part at all: the field was not given
         if field is None or isinstance(value, dict | list):
             return False
         if not jsonschema.Draft4Validator({**field, "components": DOCUMENT["components"]}).is_valid(_form_text(value)):
@@ -340,7 +342,7 @@ def test_stateful_links_keep_the_contract(fuzz_api: ApiServer, capsys: pytest.Ca
                 if _backend_refused(case.operation.label, GenerationMode.POSITIVE, exc):
                     figures["backend_refused"] = figures.get("backend_refused", 0) + 1
                     return
-                figures["failures"].append(f"{case.operation.label}: {' '.join(str(exc).split())[:600]}")
+                figures["failures"].append(f"{case.operation.label}: {' '.join(str(exc).split())[:3000]}")
                 raise
 
     try:

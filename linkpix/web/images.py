@@ -62,7 +62,11 @@ def prompt(text: str) -> Response:
     get:
       summary: Generate (or fetch from the cache) the image for a prompt
       parameters:
-        - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
+        - in: path
+          name: text
+          required: true
+          description: "the prompt; + or %20 for spaces (so not only those)"
+          schema: {type: string, pattern: '^[^\\x00]*[^\\s\\x00+][^\\x00]*$'}
         - {in: query, name: width, schema: {type: integer, minimum: 16, maximum: 8192}}
         - {in: query, name: height, schema: {type: integer, minimum: 16, maximum: 8192}}
         - {in: query, name: style, schema: {type: string, x-linkpix-names: style-list},
