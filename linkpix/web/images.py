@@ -110,6 +110,7 @@ def prompt(text: str) -> Response:
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
+        404: {description: "image= or mask= names an upload that is not one of yours"}
         422: {description: "ComfyUI refused the rendered workflow"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         502: {description: "the run failed in ComfyUI"}
