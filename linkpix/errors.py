@@ -14,7 +14,8 @@ from typing import Any
 # `details.rule` (and in each front's own error shape); any other refusal of a schema-valid request is a bug.
 RULES: dict[str, str] = {
     "max_pixels": "width x height at most max_pixels (each side alone is within the documented bounds)",
-    "image_input": "an input image or mask only with a workflow that takes one, and one for a workflow that needs it",
+    "image_input": "an input image or mask only with a workflow that takes one, one for a workflow that needs it, "
+                   "and a mask only beside an image",
     "backend_names": "models, LoRAs, VAEs and other file names must be ones the ComfyUI backends have",
     "workflow_parameter": "a workflow parameter's type, range and choices are the chosen workflow's own",
     "webhook_host": "a webhook host must resolve, and only to addresses webhooks may go to",

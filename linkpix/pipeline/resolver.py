@@ -234,7 +234,7 @@ class Resolver:
         if not needs["image"]:
             raise self.lacks_input(template.name, "image")
         if not req.input_images:
-            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
+            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"}, rule="image_input")
         images, notes, mask = list(req.input_images), [], req.mask
         if mask is not None:
             if needs["mask"] is None:
