@@ -76,16 +76,17 @@ def prompt(text: str) -> Response:
           schema: {type: string, pattern: '^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$'}
           description: "0 to 18446744073709551615, or random / -1; empty: derived from the request"
         - {in: query, name: workflow, schema: {type: string, x-linkpix-names: workflows}}
-        - {in: query, name: model, schema: {type: string}}
-        - {in: query, name: negative, schema: {type: string}}
+        - {in: query, name: model, schema: {type: string, pattern: '^[^\\x00]*$'}}
+        - {in: query, name: negative, schema: {type: string, pattern: '^[^\\x00]*$'}}
         - {in: query, name: steps, schema: {type: integer, minimum: 1}}
         - {in: query, name: cfg, schema: {type: number}}
-        - {in: query, name: sampler, schema: {type: string}}
-        - {in: query, name: scheduler, schema: {type: string}}
+        - {in: query, name: sampler, schema: {type: string, pattern: '^[^\\x00]*$'}}
+        - {in: query, name: scheduler, schema: {type: string, pattern: '^[^\\x00]*$'}}
         - {in: query, name: format, schema: {type: string, enum: ["", png, jpeg, webp, json]}}
         - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
-        - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
+        - {in: query, name: image, schema: {type: string, pattern: '^[^\\x00]*$'},
+           description: "an input image: an upload id"}
         - in: query
           name: mask
           schema: {type: string, pattern: "^(linkpix_[0-9a-f]{16}[.](png|jpg|gif|webp))?$"}
