@@ -250,3 +250,47 @@ def test_without_connection_hand_over_the_stream_is_a_streamed_body(project, slo
     assert any(p.kind == "preview" for p in answer.parts)
     assert answer.parts[-1].body == plain.content
     assert slots == 0  # released when the server closed the body
+
+
+@pytest.mark.slow
+def test_heavy_frames_reach_viewers_lighter_and_at_live_fps(live_api, slow_sim):
+    """Previews as heavy as a real model's (50-75 KB) are re-encoded for the viewers (only the frames they are
+    sent); with steps faster than `live_fps` a viewer gets about `live_fps` frames a second, and the finished
+    image as soon as the run ends (a viewer resting for the rate limit still wakes for the end)."""
+    slow_sim.faults.step_delay, slow_sim.faults.noisy_previews = 0.03, True
+    answer = get_live(live_api.url + "/prompt/a%20noisy%20fox?live=1&steps=60")
+    previews = [p for p in answer.parts if p.kind == "preview"]
+    assert answer.parts[-1].kind == "final"
+    assert all(len(p.body) <= 48 * 1024 for p in previews), [len(p.body) for p in previews]
+    assert any(len(p.body) > 30 * 1024 for p in previews)  # noisy, re-encoded, not replaced by something tiny
+    for p in previews:
+        assert Image.open(io.BytesIO(p.body)).format == "JPEG"
+    steps = [int(p.headers["x-linkpix-step"].split("/")[0]) for p in previews]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # the newest frame each time, never twice
+    span = previews[-1].arrived - previews[0].arrived
+    assert len(previews) >= 3 and (len(previews) - 1) / span <= 4 * 1.25  # live_fps 4, with some slack
+    assert answer.parts[-1].arrived - previews[-1].arrived < 2.0
+    # What ComfyUI (the simulator) sent was heavier: a job's frame URL serves frames as they came.
+    job = requests.post(live_api.url + "/generate", json={"prompt": "a noisy job", "steps": 60}, timeout=30)
+    assert job.status_code == 202, job.text
+    url = None
+    with requests.get(f"{live_api.url}/jobs/{job.json()['job_id']}/events", stream=True, timeout=60) as events:
+        for line in events.iter_lines(decode_unicode=True):
+            if '"url": "/jobs/' in line:
+                url = line.split('"url": "', 1)[1].split('"', 1)[0]
+                break
+    assert url is not None
+    assert len(live_api.get(url).content) > 48 * 1024
+
+
+def test_a_card_just_before_does_not_hold_the_first_frame_back(live_api, slow_sim):
+    """The "drawing" card goes out a moment after the "queued" one, so it waits for the rate limit (`live_fps`);
+    the first frame, 0.1 s later, must go out as it comes, not when that wait ends (then it would be step 2's
+    or 3's frame, the newest by then)."""
+    slow_sim.faults.step_delay = 0.1
+    firsts = []
+    for i in range(3):
+        answer = get_live(live_api.url + f"/prompt/first%20frame%20{i}?live=1&steps=6")
+        first = next(p for p in answer.parts if p.kind == "preview")
+        firsts.append((first.headers["x-linkpix-step"], round(first.arrived - answer.started, 3)))
+    assert [step for step, _ in firsts].count("1/6") >= 2, firsts

@@ -54,12 +54,14 @@ def test_a_thousand_idle_connections_neither_delay_others_nor_stay(project, simu
         started = time.monotonic()
         r = requests.get(server.url + "/health", timeout=10)
         waited = time.monotonic() - started
-        assert r.status_code == 200 and waited < 2.0, waited  # accepted behind the 1000 in the backlog
+        # accepted behind the 1000 in the backlog: seconds at most on two busy cores (before: until the
+        # 600 s channel_timeout freed a slot)
+        assert r.status_code == 200 and waited < 5.0, waited
         started = time.monotonic()
         assert requests.get(server.url + "/health", timeout=10).status_code == 200
         steady = time.monotonic() - started
         print(f"a request beside 1000 idle connections: first {waited * 1000:.0f} ms, then {steady * 1000:.0f} ms")
-        assert steady < 0.5, steady
+        assert steady < 1.0, steady
         # nothing sent on them: after idle_timeout (3 s, plus the sweep) the server has closed them
         time.sleep(6)
         idle[0].settimeout(5)

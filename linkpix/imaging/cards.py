@@ -33,10 +33,15 @@ def card_size(width: int, height: int, side: int = CARD_SIDE) -> tuple[int, int]
     return max(64, round(width * scale)), max(64, round(height * scale))
 
 
+def heavy_frame(data: bytes, budget: int = FRAME_BUDGET) -> bool:
+    """Would `lighter_frame` re-encode this frame (a JPEG over `budget` bytes)?"""
+    return len(data) > budget and data.startswith(b"\xff\xd8")
+
+
 def lighter_frame(data: bytes, budget: int = FRAME_BUDGET) -> bytes:
-    """A preview JPEG over `budget` bytes, re-encoded at quality 80 (a noisy 512 px preview: ~60 KB -> ~30 KB);
-    done once per frame for every viewer. Returns `data` unchanged when it is small or not a readable JPEG."""
-    if len(data) <= budget or not data.startswith(b"\xff\xd8"):
+    """A preview JPEG over `budget` bytes, re-encoded at quality 80 (a noisy 512 px preview: ~60 KB -> ~30 KB).
+    Returns `data` unchanged when it is small or not a readable JPEG."""
+    if not heavy_frame(data, budget):
         return data
     try:
         with Image.open(io.BytesIO(data)) as img:

@@ -2,8 +2,8 @@
 
 An event stream is no place for a 60 KB frame every step: the `preview` event carries a small thumbnail and a
 URL (`/jobs/<id>/preview?frame=N`), and a client that wants the full frame fetches it. Only the newest frame of
-a job is kept, and only for the most recent `capacity` jobs, in this process (with replicas, on the replica
-that runs the job).
+a job is kept, and only for the most recent `capacity` jobs, in this process (with replicas, in Redis as well:
+jobs/redis_frames.py).
 """
 
 from __future__ import annotations

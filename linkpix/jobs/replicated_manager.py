@@ -17,6 +17,7 @@ from linkpix.config import Settings
 from linkpix.errors import LinkPixError, NotFound
 from linkpix.jobs.manager import JobManager
 from linkpix.jobs.redis_events import RedisJobEvents
+from linkpix.jobs.redis_frames import RedisFrames
 from linkpix.jobs.redis_queue import RedisJobQueue
 from linkpix.jobs.redis_store import RedisJobStore
 from linkpix.jobs.store import FAILED, TERMINAL, Job
@@ -45,6 +46,7 @@ class SharedJobManager(JobManager):
         manager = cls(store, uploads, generator, cache, settings, queue_position,  # type: ignore[arg-type]
                       webhook_targets, events=RedisJobEvents(store, bus), replica=shared.name,
                       finish_edit=finish_edit)
+        manager.progress.frames = RedisFrames(shared)  # a preview event's frame URL works on every replica
         manager.queue = RedisJobQueue(shared, bus, settings().job_workers, manager._run_entry,
                                       manager.leave_run, manager.let_go).start()
         manager.start_pruner(data_dir)

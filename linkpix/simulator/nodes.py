@@ -122,7 +122,10 @@ class NodeRunner(EditNodes):
             ctx.wait_step()
             preview = None
             if final is not None and start is not None:
-                preview = ("JPEG", im.preview_jpeg(Image.blend(start, final, step / steps)))
+                picture = Image.blend(start, final, step / steps)
+                if ctx.run.state.faults.noisy_previews:
+                    picture = im.with_noise(picture, 1.0 - step / steps)
+                preview = ("JPEG", im.preview_jpeg(picture))
             ctx.progress(step, steps, preview)
         return out
 

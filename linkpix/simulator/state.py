@@ -40,6 +40,9 @@ class Faults:
         # Extension: seconds of uninterruptible work added to every node that really runs (a slow
         # ImageBlur, say), so interrupts landing at node boundaries can be tested.
         self.node_delay: float = 0.0
+        # Previews as heavy as a real sampler's (a noisy 512 px JPEG at quality 95 is 50-75 KB; the
+        # simulator's smooth ones are ~13 KB), for benchmarks of what LinkPix does with each frame.
+        self.noisy_previews: bool = False
 
     def drop_websockets(self) -> None:
         """Close every open websocket now, from the server side."""

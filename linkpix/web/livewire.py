@@ -60,15 +60,20 @@ class Cursor:
         self.last_frame = 0.0
         self.done = False
         self.parts = 0
+        self.resting_until = 0.0  # monotonic time before which only the run's end is worth a wake-up (set while
+        # a frame waits for the rate limit: a newer frame meanwhile changes nothing, the newest goes at its end)
 
     def first(self) -> bytes:
         """The opening boundary and the card of the feed's status now (or the end, if it is over)."""
         return opening() + (self.next_part(0.0)[0] or b"")
 
     def needs_drawing(self) -> bool:
-        """Would the next part be drawn here (a card or the error picture)? Then the caller draws it off
-        the loop's thread."""
+        """Would the next part be drawn or re-encoded here (a card, the error picture, a heavy frame)? Then
+        the caller makes it off the loop's thread."""
         feed = self.feed
+        frame = feed.frame
+        if frame is not None and frame.seq > self.shown_frame and not feed.frame_ready(frame):
+            return True
         return feed.error is not None or (self.shown_frame == 0 and feed.card_stale())
 
     def next_part(self, now: float) -> tuple[bytes | None, float | None]:
@@ -86,16 +91,17 @@ class Cursor:
         if frame is not None and frame.seq > self.shown_frame:
             due = self.last_frame + self.interval - now  # a card just before does not hold the first frame back
             if due > 0:
+                self.resting_until = now + due
                 return None, due
             self.last_frame = now
             self.shown_frame, self.shown_version = frame.seq, feed.status.version
             headers = {"X-LinkPix-Part": "preview", "X-LinkPix-Received": f"{frame.received:.6f}"}
             if frame.step and frame.total:
                 headers["X-LinkPix-Step"] = f"{frame.step}/{frame.total}"
-            return self._sent(part(frame.mime, frame.data, headers), now), None
+            return self._sent(part(frame.mime, feed.frame_bytes(frame), headers), now), None
         if self.shown_frame == 0 and feed.status.version != self.shown_version:  # cards until frames flow
             due = self.last_sent + self.interval - now
-            if due > 0:
+            if due > 0:  # no rest from wake-ups here: a first frame arriving meanwhile goes at once
                 return None, due
             version, card = feed.card()
             self.shown_version = version
@@ -104,8 +110,14 @@ class Cursor:
         return None, None
 
     def _sent(self, data: bytes, now: float) -> bytes:
-        self.last_sent, self.parts = now, self.parts + 1
+        self.last_sent, self.parts, self.resting_until = now, self.parts + 1, 0.0
         return data
+
+    def worth_waking(self) -> bool:
+        """Is a change of the feed worth waking this viewer for? Not while it rests for the rate limit
+        (it wakes when the rest is over and takes the newest frame then), unless the run has ended: with
+        20 steps a second and `live_fps` 4, four in five frames would wake every viewer for nothing."""
+        return self.feed.over or time.monotonic() >= self.resting_until
 
 
 class LiveWriter:
@@ -171,7 +183,8 @@ class LiveWriter:
         wake = asyncio.Event()
 
         def poke() -> None:
-            loop.call_soon_threadsafe(wake.set)
+            if cursor.worth_waking():
+                loop.call_soon_threadsafe(wake.set)
 
         cursor.feed.subscribe(poke)
         writer: asyncio.StreamWriter | None = None

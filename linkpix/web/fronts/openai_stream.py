@@ -66,7 +66,7 @@ def stream_response(job: RenderedJob, user: str, partials: int, quality: str, ba
                 frame = feed.frame
                 if frame is not None and sent < partials and _due(frame, sent, partials):
                     yield _sse("image_generation.partial_image", {
-                        "type": "image_generation.partial_image", "b64_json": _b64(frame.data),
+                        "type": "image_generation.partial_image", "b64_json": _b64(feed.frame_bytes(frame)),
                         "partial_image_index": sent, "created_at": int(time.time()),
                         "size": f"{feed.width}x{feed.height}", **common, "output_format": _fmt(frame.mime)})
                     sent += 1
