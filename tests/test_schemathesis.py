@@ -35,7 +35,6 @@ from hypothesis.errors import Unsatisfiable
 from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import AcceptedNegativeData
-from schemathesis.core.mutations import OperatorKind
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.openapi.checks import RejectedPositiveData
@@ -185,8 +184,8 @@ def _form_text(value: Any) -> str:
 
 
 def _sent_as_valid_text(case: Any) -> bool:
-    """Whether every mutation of a negative multipart case only changed a field's type to a scalar whose text, as
-    sent, the field's schema takes: a multipart field is text, so `false` and the string "false" are one request."""
+    """Whether every mutation of a negative multipart case only changed fields to values whose text, as sent, the
+    fields' schemas take: a multipart field is text, so `false` (or `null`) and the string "false" are one request."""
     data = getattr(getattr(case, "meta", None), "phase", None)
     mutations = getattr(getattr(data, "data", None), "mutations", None)
     if not mutations or not str(case.media_type or "").startswith("multipart/") or not isinstance(case.body, dict):
@@ -197,8 +196,7 @@ def _sent_as_valid_text(case: Any) -> bool:
         schema = DOCUMENT["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
     for mutation in mutations:
         pointer = mutation.schema_pointer.split("/")
-        if (mutation.operator is not OperatorKind.CHANGE_TYPE or len(pointer) < 3 or pointer[1] != "properties"
-                or mutation.parameter_location is not ParameterLocation.BODY):
+        if len(pointer) < 3 or pointer[1] != "properties" or mutation.parameter_location is not ParameterLocation.BODY:
             return False
         name = pointer[2]
         value = case.body.get(name)
