@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -53,10 +54,11 @@ def job_run(api: str, session: requests.Session, body: dict) -> float:
 SIMULATED: list = []  # the simulator of this run, if any (its request counts)
 
 
-def in_comfyui(comfy: str, base: int) -> dict[str, list[float]]:
-    """Each round's time inside ComfyUI by its own stamps, for the direct client's and the job's prompts
-    (tells LinkPix's overhead apart from a run that took longer)."""
-    out: dict[str, list[float]] = {"direct": [], "job": []}
+def in_comfyui(comfy: str, base: int) -> dict[int, float]:
+    """Each round's time inside ComfyUI by its own stamps (execution_start to execution_success), by the
+    prompt's seed, for the direct client's and the job's prompts: tells LinkPix's overhead apart from a run
+    that took longer (a CPU ComfyUI shared with other work varies by far more than the overhead)."""
+    out: dict[int, float] = {}
     history = requests.get(comfy + "/history", params={"max_items": 500}, timeout=30).json()
     for entry in history.values():
         text = json.dumps(entry.get("prompt", [None, None, {}])[2])
@@ -66,9 +68,9 @@ def in_comfyui(comfy: str, base: int) -> dict[str, list[float]]:
         stamps = {m[0]: m[1].get("timestamp") for m in entry.get("status", {}).get("messages", [])}
         if "execution_success" not in stamps:
             continue
-        kind = "direct" if "direct round" in text else "job" if "job round" in text else None
-        if kind is not None:
-            out[kind].append(stamps["execution_success"] - stamps["execution_start"])
+        seed = next(x for x in seeds if isinstance(x, int) and base < x <= base + 10000)
+        if "direct round" in text or "job round" in text:
+            out[seed] = stamps["execution_success"] - stamps["execution_start"]
     return out
 
 
@@ -112,6 +114,7 @@ def main() -> dict[str, float]:
     def graph(prompt: str, seed: int) -> dict:
         return resolver.resolve(parse_json({"prompt": prompt, "seed": seed, **size}, "default")).graph
 
+    load_before = os.getloadavg()
     with comfyui(args.comfyui, args.run_delay) as comfy, linkpix_api(project, comfy) as api, \
             requests.Session() as session:
         base = int(time.time()) % 100000 * 100
@@ -134,9 +137,16 @@ def main() -> dict[str, float]:
     print(f"  direct websocket client: median {median(theirs):.1f} ms  p90 {percentile(theirs, 90):.1f} ms")
     print(f"  LinkPix job (poll 20 ms): median {median(ours):.1f} ms  p90 {percentile(ours, 90):.1f} ms")
     print(f"  added: {added:+.1f} ms median (goal <= 25 ms); median of each round's difference {paired:+.1f} ms")
-    if inside["direct"] and inside["job"]:
+    seeds = [(base + 2 * i + 1, base + 2 * i + 2) for i in range(args.rounds)]
+    if all(d in inside and j in inside for d, j in seeds):
         print(f"  time in ComfyUI (execution_start to execution_success), median: direct "
-              f"{median(inside['direct']):.1f} ms, job {median(inside['job']):.1f} ms")
+              f"{median([inside[d] for d, _ in seeds]):.1f} ms, job {median([inside[j] for _, j in seeds]):.1f} ms")
+        out_direct = [t - inside[d] for t, (d, _) in zip(theirs, seeds, strict=True)]
+        out_job = [o - inside[j] for o, (_, j) in zip(ours, seeds, strict=True)]
+        outside = median(out_job) - median(out_direct)
+        print(f"  outside ComfyUI's run (end to end minus the run), median: direct {median(out_direct):.1f} ms, "
+              f"job {median(out_job):.1f} ms: added {outside:+.1f} ms (the runs' own differences left out)")
+    print(f"  load average (1 min) before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
     if SIMULATED:  # the direct client makes 3 (POST /prompt, /history, /view) and opens a websocket
         print(f"  HTTP requests ComfyUI answered per round (direct + job): {per_round:.1f}")
     return {"job_added_ms": added, "job_added_paired_ms": paired}

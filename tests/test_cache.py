@@ -70,3 +70,20 @@ def test_restart_counts_existing_files_and_removes_temp_leftovers(tmp_path):
     assert cache.stats()["images"] == 1 and cache.stats()["bytes"] == 10
     assert not leftover.exists()
     assert cache.clear("u") == 1 and cache.get("u", "f" * 32) is None
+
+
+def test_staged_entry_is_invisible_until_committed_and_discard_leaves_nothing(tmp_path):
+    """`stage` writes and syncs both files under temporary names (the slow part, done while a run is being
+    confirmed); readers see nothing until `commit`, and `discard` leaves no file behind."""
+    cache = ImageCache(tmp_path)
+    staged = cache.stage("alice", "e" * 32, "png", b"\x89PNG staged", {"prompt": "owl"})
+    assert cache.get("alice", "e" * 32) is None
+    assert sorted(p.name.endswith(".tmp") for p in (tmp_path / "alice").iterdir()) == [True, True]
+    stored = staged.commit()
+    assert cache.get("alice", "e" * 32).meta["prompt"] == "owl" and stored.path.read_bytes() == b"\x89PNG staged"
+    assert sorted(p.name for p in (tmp_path / "alice").iterdir()) == ["e" * 32 + ".json", "e" * 32 + ".png"]
+    assert cache.stats()["images"] == 1
+    dropped = cache.stage("alice", "f" * 32, "png", b"\x89PNG dropped", {})
+    dropped.discard()
+    assert cache.get("alice", "f" * 32) is None
+    assert sorted(p.name for p in (tmp_path / "alice").iterdir()) == ["e" * 32 + ".json", "e" * 32 + ".png"]

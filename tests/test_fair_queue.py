@@ -53,6 +53,7 @@ def test_a_second_user_goes_ahead_of_the_first_users_backlog_and_links_before_jo
     try:
         a_jobs = [server.submit(prompt=f"alpha backlog {i}", seed=i, user="alice") for i in range(6)]
         wait_until(lambda: len(prompts_in(simulator)) == 2, 10, "ComfyUI to hold one running and one waiting")
+        wait_until(lambda: server.get("/health").json()["fair_queue"]["waiting"] == 4, 10, "alice's other four")
         queue = server.get("/health").json()["fair_queue"]
         assert len(prompts_in(simulator)) == 2  # the other four wait in LinkPix, not in ComfyUI
         assert queue["depth"] == 2
@@ -246,3 +247,24 @@ def test_a_weight_outside_its_range_is_refused_with_the_users_named(project):
 
     with pytest.raises(ValueError, match="from 0.01 to 1000.*zed"):
         Settings(fair_weights={"zed": 0, "amy": 2})
+
+
+@pytest.mark.slow
+def test_a_waiting_job_shows_its_place_in_the_fair_queue(project, simulator):
+    simulator.faults.run_delay = 1.5  # the places are read before alice's first run ends
+    server = JobsServer(project, simulator.url, jobs_max_queued_per_user=20)
+
+    def places(ids: list[str]) -> list[Any]:
+        return [server.get(f"/jobs/{i}").json()["fair_queue_position"] for i in ids]
+
+    try:
+        a_jobs = [server.submit(prompt=f"alpha placed {i}", seed=i, user="alice") for i in range(5)]
+        wait_until(lambda: places(a_jobs[2:]) == [1, 2, 3], 10, "alice's last three to wait in LinkPix")
+        assert places(a_jobs[:2]) == [None, None]  # given to ComfyUI: its queue_position says where
+        b_job = server.submit(prompt="bravo placed", seed=9, user="bob")
+        wait_until(lambda: places([b_job, *a_jobs[2:]]) == [1, 2, 3, 4], 5, "bob's job ahead of alice's backlog")
+        for job_id in [*a_jobs, b_job]:
+            assert server.wait_for(job_id, timeout=60)["status"] == "succeeded"
+        assert places([b_job, *a_jobs]) == [None] * 6
+    finally:
+        server.close()

@@ -17,7 +17,7 @@ __all__ = ["redis_server"]
 
 @pytest.mark.slow
 def test_two_replicas_keep_one_fair_order_and_one_book(project, simulator, redis_server):
-    simulator.faults.run_delay = 1.0
+    simulator.faults.run_delay = 1.5  # bob's two requests queue while alice's first run goes on
     shared = {"redis_url": redis_server.url, "replica_lease": 2, "jobs_max_queued_per_user": 20}
     first = JobsServer(project, simulator.url, replica_name="first", **shared)
     second = JobsServer(project, simulator.url, replica_name="second", **shared)
@@ -34,6 +34,8 @@ def test_two_replicas_keep_one_fair_order_and_one_book(project, simulator, redis
         link = threading.Thread(target=lambda: answer.append(second.get(LINK.format(
             text="bravo%20link", seed=2, user="bob"))))
         link.start()
+        wait_until(lambda: any(r["user"] == "bob" and r["waiting"] == 2 for r in second.get(
+            "/health").json()["fair_queue"]["users"]), 10, "bob's job and link to queue before alice's run ends")
         link.join(60)
         assert answer and answer[0].status_code == 200, answer
         for job_id in [*backlog, b_job]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from linkpix.comfy import objectinfo
-from linkpix.comfy.events import Event, OutputImage
+from linkpix.comfy.events import Event, ImageRef, OutputImage, output_refs
 from linkpix.comfy.failures import workflow_rejected
 from linkpix.comfy.features import ServerFeatures
 from linkpix.comfy.follow import ClientClosed, Follower, PromptLost
@@ -185,16 +185,11 @@ class ComfyClient:
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]:
         """Download the images a history entry lists, in node order then image order."""
-        refs: dict[str, list[tuple[str, dict[str, Any]]]] = {"output": [], "temp": []}
-        outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
-        for node_id, ui in outputs.items():
-            for image in (ui.get("images") or []) if isinstance(ui, dict) else []:
-                if isinstance(image, dict) and image.get("type") in refs and image.get("filename"):
-                    refs[image["type"]].append((str(node_id), image))
-        chosen = refs["output"] or refs["temp"]
-        return [self._fetch(prompt_id, node_id, image) for node_id, image in chosen]
+        return [self.fetch_image(prompt_id, ref) for ref in output_refs(entry.get("outputs"))]
 
-    def _fetch(self, prompt_id: str, node_id: str, image: dict[str, Any]) -> OutputImage:
+    def fetch_image(self, prompt_id: str, ref: ImageRef) -> OutputImage:
+        """Download one image a prompt produced (GET /view), named as its history or `executed` event lists it."""
+        node_id, image = ref
         params = {"filename": image["filename"], "subfolder": image.get("subfolder") or "",
                   "type": image["type"]}
         response = self._http.expect_ok(self._http.request("GET", "/view", params=params))

@@ -148,3 +148,31 @@ def _length_prefixed(frame: bytes) -> tuple[bytes, bytes] | None:
         log.warning("ComfyUI sent a binary frame whose length field (%d) exceeds the frame", length)
         return None
     return frame[8:8 + length], frame[8 + length:]
+
+
+ImageRef = tuple[str, dict[str, Any]]  # (node id, {"filename", "subfolder", "type"}) as ComfyUI lists an image
+
+
+def output_refs(outputs: Any) -> list[ImageRef]:
+    """The images a prompt's outputs (a history entry's `outputs`) name, in node order then image order:
+    the saved ones ("output"), else the previews ("temp"); what the client downloads as the prompt's images."""
+    refs: dict[str, list[ImageRef]] = {"output": [], "temp": []}
+    for node_id, ui in (outputs.items() if isinstance(outputs, dict) else ()):
+        for image in (ui.get("images") or []) if isinstance(ui, dict) else []:
+            if isinstance(image, dict) and image.get("type") in refs and image.get("filename"):
+                refs[image["type"]].append((str(node_id), image))
+    return refs["output"] or refs["temp"]
+
+
+def executed_refs(event: Event) -> list[ImageRef]:
+    """The saved images ("output") an `executed` event reports for its node: the files exist once it is sent."""
+    if event.type != "executed" or event.data.get("node") is None:
+        return []
+    refs = output_refs({str(event.data["node"]): event.data.get("output")})
+    return [ref for ref in refs if ref[1].get("type") == "output"]
+
+
+def same_image(a: ImageRef, b: ImageRef) -> bool:
+    """Whether two references name the same file of the same node."""
+    return a[0] == b[0] and all((a[1].get(k) or "") == (b[1].get(k) or "") for k in ("filename", "subfolder", "type"))
+

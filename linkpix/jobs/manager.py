@@ -59,6 +59,8 @@ from linkpix.storage.uploads import Uploads
 log = logging.getLogger(__name__)
 
 NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
+_UNREAD = object()  # `_end` without the job's webhook at hand: it reads it
+FINISH_HOLD = 0.25  # s at most a poll waits for a job whose last prompt ComfyUI reported over (`settled`)
 
 
 class Conflict(LinkPixError):
@@ -94,6 +96,7 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=s.job_workers, thread_name_prefix="job")
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}
+        self._keys: dict[str, str] = {}  # job -> its current image's run key, for its place in the fair queue
         self._cancelling: set[str] = set()
         self._lost: set[str] = set()  # taken over by another replica: let go, never end them here
         self._stop = threading.Event()
@@ -189,12 +192,32 @@ class JobManager:
             live = self.events.last_progress(job.id) or {}
         body["progress"] = live or None
         body["queue_position"] = None
-        if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
+        body["fair_queue_position"] = self._fair_place(job) if with_queue else None
+        if with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id and self.progress.executing(job.id):
+            body["queue_position"] = 0  # ComfyUI said it runs it: no need to ask (comfy/queuepeek.py)
+        elif with_queue and job.state in (QUEUED, RUNNING) and job.prompt_id:
             try:
                 body["queue_position"] = self._queue_position(job.prompt_id, job.backend)
             except LinkPixError:
                 pass  # ComfyUI unreachable: the position is unknown, the job is still there
         return body
+
+    def _fair_place(self, job: Job) -> int | None:
+        """While the job waits in LinkPix for a backend (no prompt in ComfyUI yet): its place in the fair
+        queue's order (1 = next), so a client sees it move. Known on the replica running the job only."""
+        if job.state != QUEUED or job.prompt_id:
+            return None
+        with self._lock:
+            key = self._keys.get(job.id)
+        return self.generator.queue.place(key) if key is not None else None
+
+    def settled(self, job: Job) -> Job:
+        """`job`, or, when ComfyUI has reported its last prompt over and it is being stored here, the job once
+        it has ended (waiting at most FINISH_HOLD s): a poll then gets the end, not a `running` that is stale
+        a few milliseconds later (jobs/progress.py)."""
+        if job.state in TERMINAL or not self.progress.wait_end(job.id, FINISH_HOLD):
+            return job
+        return self.store.get(job.id)
 
     # -- cancelling --------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> Job:
@@ -243,6 +266,7 @@ class JobManager:
         finally:
             with self._lock:
                 self._tickets.pop(job_id, None)
+                self._keys.pop(job_id, None)
                 self._cancelling.discard(job_id)
                 lost = job_id in self._lost
                 self._lost.discard(job_id)
@@ -293,10 +317,13 @@ class JobManager:
                      "gpu_seconds": outcome.gpu_seconds}
             image.update({k: meta[k] for k in ("node_id", "outputs") if meta.get(k)})  # pipeline/outputs.py
             images.append(image)
+            if len(images) == job.image_count:  # the last one: stored in the same write as the end
+                self._end(job_id, SUCCEEDED, None, job.webhook, images=images, image=dict(image, index=index))
+                return
             self.store.update(job_id, images=images, prompt_id=None)
             self.events.publish(job_id, "image", dict(image, index=index))
             job = self.store.get(job_id)
-        self._end(job_id, SUCCEEDED, None)
+        self._end(job_id, SUCCEEDED, None, job.webhook)
 
     def _generate(self, job: Job, index: int, spec: RenderedJob, prompt_id: str | None) -> Outcome:
         """One image through the generator; waits (cancellably) while the generator is at capacity, and
@@ -306,6 +333,7 @@ class JobManager:
             ticket = Ticket()
             with self._lock:
                 self._tickets[job.id] = ticket
+                self._keys[job.id] = self.generator.key_for(spec)
                 if job.id in self._cancelling:
                     ticket.cancel()
             self.progress.start_image(job.id, index, job.image_count)
@@ -324,14 +352,24 @@ class JobManager:
                 if self._stop.wait(NO_BACKEND_RETRY):
                     raise Cancelled("shutting down") from None
 
-    def _end(self, job_id: str, state: str, error: LinkPixError | None) -> None:
+    def _end(self, job_id: str, state: str, error: LinkPixError | None, hook: Any = _UNREAD, *,
+             images: list[dict[str, Any]] | None = None, image: dict[str, Any] | None = None) -> None:
+        """End a job: one write (the state, the error, the webhook to send, and with `images` the last
+        image), then its events: the last `image` (published only now, so a reader woken by it finds the
+        job ended and is not woken twice while the job is being finished), then the end. `hook`: the job's
+        webhook when the caller has it (else it is read)."""
         changes: dict[str, Any] = {"error": error.to_dict() if error is not None else None}
-        hook = self.store.get(job_id).webhook
+        if images is not None:
+            changes.update(images=images, prompt_id=None)
+        hook = self.store.get(job_id).webhook if hook is _UNREAD else hook
         if hook:  # in the same write as the end: a replica dying in between cannot lose the webhook
             changes["webhook"] = dict(hook, state="pending")
         if not self.store.finish(job_id, state, **changes):
             return  # it had already ended (cancelled meanwhile)
+        self.progress.ended(job_id)
         job = self.store.get(job_id)
+        if image is not None:
+            self.events.publish(job_id, "image", image)
         self.events.publish(job_id, state, self.describe(job, with_queue=False))
         if job.webhook:
             self.delivery.send(job)

@@ -3,6 +3,11 @@
 A job counts as `queued` until ComfyUI starts executing its prompt (then `running`, once); each node and
 sampler step updates the job's live progress (read by GET /jobs/<id>) and is published to its event
 stream, with a preview thumbnail at most every PREVIEW_INTERVAL seconds.
+
+Two facts the events give for free spare work on every poll: while ComfyUI executes the job's prompt its
+queue position is 0 (no /queue request to a ComfyUI that is busy running it), and once ComfyUI reported
+the job's last prompt over, the job is only being stored: a poll then waits for that end (`wait_end`)
+instead of answering `running` milliseconds before it changes.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from linkpix.comfy import Event
+from linkpix.comfy.events import TERMINAL_EVENTS
 from linkpix.jobs.events import JobEvents, thumbnail
 from linkpix.jobs.frames import LatestFrames
 from linkpix.jobs.store import QUEUED, RUNNING, Job, JobStore
 from linkpix.pipeline.flight import SUBMITTED
 
 PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+_PRIVATE = frozenset({"running", "executing"})  # kept in a job's live entry, never shown
 
 
 class Progress:
@@ -33,11 +40,31 @@ class Progress:
         self._describe = describe  # the job as a `started` event shows it
         self._live: dict[str, dict[str, Any]] = {}  # job id -> progress of the current image
         self.frames = LatestFrames()  # each job's newest preview, for its `preview` events' URL
+        self._ending: dict[str, threading.Event] = {}  # jobs whose last prompt ComfyUI reported over -> set at the end
 
     def live(self, job_id: str) -> dict[str, Any]:
         """The job's progress as clients see it (empty if it does not run here)."""
         with self._lock:
-            return {k: v for k, v in self._live.get(job_id, {}).items() if k != "running"}
+            return {k: v for k, v in self._live.get(job_id, {}).items() if k not in _PRIVATE}
+
+    def executing(self, job_id: str) -> bool:
+        """Whether ComfyUI said it executes the job's current prompt (its queue position is then 0)."""
+        with self._lock:
+            return bool(self._live.get(job_id, {}).get("executing"))
+
+    def wait_end(self, job_id: str, timeout: float) -> bool:
+        """If ComfyUI reported the job's last prompt over and the job has not ended yet, wait (at most
+        `timeout` s) for `ended`; True if an end was waited for and came."""
+        with self._lock:
+            ending = self._ending.get(job_id)
+        return ending is not None and ending.wait(timeout)
+
+    def ended(self, job_id: str) -> None:
+        """The job ended (stored as such): polls waiting in `wait_end` go on."""
+        with self._lock:
+            ending = self._ending.pop(job_id, None)
+        if ending is not None:
+            ending.set()
 
     def start_image(self, job_id: str, index: int, count: int) -> None:
         """Image `index` of `count` begins (it keeps the job's `running` mark)."""
@@ -49,6 +76,19 @@ class Progress:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._live.pop(job_id, None)
+        self.ended(job_id)
+
+    def _executing(self, job_id: str, value: bool) -> None:
+        with self._lock:
+            live = self._live.get(job_id)
+            if live is not None:
+                live["executing"] = value
+
+    def _ending_now(self, job_id: str, index: int) -> None:
+        with self._lock:
+            live = self._live.get(job_id)
+            if live is not None and live.get("images") == index + 1 and job_id not in self._ending:
+                self._ending[job_id] = threading.Event()
 
     def listener(self, job_id: str, index: int) -> Callable[[Event], None]:
         """The `on_event` of image `index`'s run."""
@@ -58,16 +98,20 @@ class Progress:
             if self._closed():
                 return
             if event.type == SUBMITTED:
+                self._executing(job_id, False)  # a new prompt (a failover's too) waits in ComfyUI's queue first
                 self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
             elif event.type == "execution_start":
                 self.mark_running(job_id)
+                self._executing(job_id, True)
+            elif event.type in TERMINAL_EVENTS or event.is_completion:
+                self._ending_now(job_id, index)
             elif event.type == "executing" and event.data.get("node") is not None:
                 self.mark_running(job_id)
-                self._progress(job_id, node=str(event.data["node"]))
+                self._progress(job_id, node=str(event.data["node"]), executing=True)
             elif event.type == "progress":
                 self.mark_running(job_id)
                 self._progress(job_id, step=event.data.get("value"), total=event.data.get("max"),
-                               node=event.data.get("node"))
+                               node=event.data.get("node"), executing=True)
             elif event.type == "preview" and event.image:
                 now = time.monotonic()
                 if now - last_preview[0] >= PREVIEW_INTERVAL:
@@ -94,7 +138,7 @@ class Progress:
         with self._lock:
             live = self._live.setdefault(job_id, {})
             live.update({k: v for k, v in values.items() if v is not None})
-            snapshot = {k: v for k, v in live.items() if k != "running"}
+            snapshot = {k: v for k, v in live.items() if k not in _PRIVATE}
         self._events.publish(job_id, "progress", snapshot)
 
     def _set_running(self, job_id: str, now: float) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from linkpix.comfy import Event, OutputImage
+from linkpix.comfy.events import ImageRef
 from linkpix.comfy.pool import NoBackend
 from linkpix.errors import BackendUnavailable, LinkPixError
 
@@ -27,6 +28,8 @@ class Backend(Protocol):
              reattach: bool = False, budget: float | None = None) -> dict[str, Any]: ...
 
     def images(self, prompt_id: str, entry: dict[str, Any]) -> list[OutputImage]: ...
+
+    def fetch_image(self, prompt_id: str, ref: ImageRef) -> OutputImage: ...
 
     def stop(self, prompt_id: str, reason: str) -> None: ...
 

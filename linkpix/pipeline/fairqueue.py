@@ -337,16 +337,46 @@ class FairQueue:
                         "recent_gpu_seconds": round(self.ledger.used(u), 2), "positions": []}
                     for u in users}
             estimate = self.estimate
-        place = 0
+        order = self._run_order(queues, claims, estimate)
+        for place, (user, _) in enumerate(order, 1):
+            rows[user]["positions"].append(place)
+        return {"waiting": len(order), "depth": self._depth(), "users": sorted(rows.values(), key=lambda r: r["user"])}
+
+    def place(self, key: str) -> int | None:
+        """Where the request waiting under `key` stands in the order the queue would run everything now
+        (1 = next; other replicas' requests counted); None when it does not wait here."""
+        with self._lock:
+            if key not in self._by_key:
+                return None
+            claim = self._claims()
+            queues: dict[str, list[tuple[bool, float, str | None]]] = {}
+            for e in (e for es in self._waiting.values() for e in es if not (e.withdrawn or e.ready.is_set())):
+                queues.setdefault(e.user, []).append((not e.interactive, e.since, e.key))
+            for r in self.ledger.rivals():
+                queues.setdefault(r.user, []).append((not r.interactive, r.since, None))
+            for entries in queues.values():
+                entries.sort(key=lambda t: t[:2])
+            claims = {u: claim(u) for u in queues}
+            estimate = self.estimate
+        for place, (_, entry) in enumerate(self._run_order(queues, claims, estimate), 1):
+            if entry[2] == key:
+                return place
+        return None
+
+    def _run_order(self, queues: Mapping[str, list[Any]], claims: dict[str, float],
+                   estimate: float) -> list[tuple[str, Any]]:
+        """Every waiting entry as (user, entry) in the order the queue would run them: the smallest claim
+        next (then the oldest head), each taken run adding the mean run time over the user's weight.
+        `queues` holds each user's entries sorted, with `since` second."""
+        order: list[tuple[str, Any]] = []
         heads = {u: 0 for u in queues}
         while any(heads[u] < len(queues[u]) for u in queues):
             user = min((u for u in queues if heads[u] < len(queues[u])),
                        key=lambda u: (claims[u], queues[u][heads[u]][1]))
-            place += 1
-            rows[user]["positions"].append(place)
+            order.append((user, queues[user][heads[user]]))
             heads[user] += 1
             claims[user] += estimate / max(1e-6, float(self._weights().get(user, 1.0)))
-        return {"waiting": place, "depth": self._depth(), "users": sorted(rows.values(), key=lambda r: r["user"])}
+        return order
 
     def waiting(self) -> int:
         with self._lock:

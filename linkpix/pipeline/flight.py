@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linkpix.comfy import Event, OutputImage
-from linkpix.errors import LinkPixError
+from linkpix.errors import ExecutionFailed, LinkPixError
 from linkpix.pipeline.backends import Backend, EventCallback
-from linkpix.storage.cache import CachedImage
+from linkpix.storage.cache import CachedImage, ImageCache
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,19 @@ class RemoteFailure(LinkPixError):
         super().__init__(str(outcome.get("message") or "another replica's run failed"), outcome.get("details"))
         self.status = int(outcome.get("status") or 502)
         self.code = str(outcome.get("error") or "execution_failed")
+
+
+def remote_result(flight: Flight, outcome: dict[str, Any], cache: ImageCache) -> tuple[Any, dict[str, Any]]:
+    """What another replica's run gave: its error, or the image it stored in the shared cache (kept as the
+    flight's `stored`, which each waiter copies into its user's cache)."""
+    if not outcome.get("ok"):
+        raise RemoteFailure(outcome)
+    try:
+        flight.stored = cache.lookup_file(str(outcome.get("user")), str(outcome.get("file")))
+    except LinkPixError:
+        raise ExecutionFailed("another replica made this picture but it is not in the shared cache; is "
+                              "output_dir (or the S3 bucket) really shared by every replica?") from None
+    return None, own_meta(flight.stored.meta)
 
 
 def own_meta(meta: dict[str, Any]) -> dict[str, Any]:

@@ -35,8 +35,9 @@ from linkpix.config import Settings
 from linkpix.errors import BackendUnavailable, ExecutionFailed, LinkPixError, QueueFull
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend, BackendPool, EventCallback, none_answers
+from linkpix.pipeline.early import EarlyImage
 from linkpix.pipeline.fairqueue import FairQueue, Slot
-from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, RemoteFailure, Ticket, own_meta
+from linkpix.pipeline.flight import SUBMITTED, Cancelled, Flight, Ticket, own_meta, remote_result
 from linkpix.pipeline.hostedrun import fallback_route, run_hosted
 from linkpix.pipeline.outputs import store_outputs
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
@@ -141,7 +142,8 @@ class Generator:
             flight.unlisten(on_event)
             with self._lock:
                 flight.waiters.discard(token)
-        stored = self.cache.get(user, key)
+        mine = flight.stored is not None and flight.stored.user == user and flight.stored.key == key
+        stored = flight.stored if mine else self.cache.get(user, key)
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:  # the first output under `key`, every further one beside it (outputs.py)
@@ -266,14 +268,15 @@ class Generator:
             if flight.aborted:
                 raise Cancelled("every waiter left before the other replica's run ended")
             if outcome is not None:
-                return self._remote_result(flight, outcome)
+                return remote_result(flight, outcome, self.cache)
             log.info("the replica running %s stopped without a result; claiming it here", flight.key[:12])
         flight.remote = False
         try:
             try:
                 output, meta = self._run(flight, job, deadline, started, user, interactive)
-                flight.stored = store_outputs(self.cache, user, flight.key, job.output_format,
-                                              [output, *flight.extras], meta, self._settings().strips_metadata)
+                if flight.stored is None:  # not stored yet by the run itself (pipeline/early.py)
+                    flight.stored = store_outputs(self.cache, user, flight.key, job.output_format,
+                                                  [output, *flight.extras], meta, self._settings().strips_metadata)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})
                 raise
@@ -281,17 +284,6 @@ class Generator:
             return output, meta
         finally:
             claim.release()
-
-    def _remote_result(self, flight: Flight, outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """What another replica's run gave: its error, or the image it stored in the shared cache."""
-        if not outcome.get("ok"):
-            raise RemoteFailure(outcome)
-        try:
-            flight.stored = self.cache.lookup_file(str(outcome.get("user")), str(outcome.get("file")))
-        except LinkPixError:
-            raise ExecutionFailed("another replica made this picture but it is not in the shared cache; is "
-                                  "output_dir (or the S3 bucket) really shared by every replica?") from None
-        return None, own_meta(flight.stored.meta)
 
     def _run(self, flight: Flight, job: RenderedJob, deadline: float, started: float, user: str = "default",
              interactive: bool = True) -> tuple[OutputImage, dict[str, Any]]:
@@ -362,9 +354,11 @@ class Generator:
             flight.backend, flight.prompt_id = backend, prompt_id
         began, error, gpu = time.monotonic(), None, None
         clock = RunClock()
+        early = EarlyImage(backend, self.cache, job, user, flight.key, started, self._settings().strips_metadata)
 
         def _emit(event: Event) -> None:
             clock.see(event)
+            early.see(event)  # the image is fetched and staged from its node's `executed` on
             flight.emit(event)
 
         try:
@@ -385,16 +379,19 @@ class Generator:
                                  reattach=reattached, budget=deadline - started)
             gpu = flight.gpu_seconds = round(clock.seconds(entry), 3)
             count_gpu(self.on_gpu, user, gpu)
-            outputs = backend.images(prompt_id, entry)
+            outputs, meta, staged = early.outputs(prompt_id, entry)
             if not outputs:
                 raise ExecutionFailed("the workflow finished without producing an image; "
                                       "does it end in a SaveImage or PreviewImage node?")
             flight.extras = outputs[1:]  # two SaveImage nodes, a batch: stored beside the first
-            return outputs[0], run_meta(job, outputs[0], backend.name, time.monotonic() - started)
+            if staged is not None:  # published only now, the run confirmed: the waiters find it stored
+                flight.stored = staged.commit()
+            return outputs[0], meta or run_meta(job, outputs[0], backend.name, time.monotonic() - started)
         except LinkPixError as exc:
             error = exc
             raise
         finally:
+            early.discard()
             self._pool.finished(backend, time.monotonic() - began, error)
             if slot is not None:
                 self.queue.finish(slot, gpu)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.diskfull import room_in
-from linkpix.storage.jsonstore import atomic_write_bytes
+from linkpix.storage.jsonstore import write_synced_temp
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,64 @@ class HitCounts:
 _WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cache-sidecar")
 
 
+class DeferredPut:
+    """A staged entry for a store whose writes are atomic on their own (a bucket): the write is the commit."""
+
+    def __init__(self, put: Any, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        self._args = (user, key, fmt, data, meta)
+        self._put = put
+
+    def commit(self) -> CachedImage:
+        return self._put(*self._args)
+
+    def discard(self) -> None:
+        """Nothing was written."""
+
+
+def _unlink(path: Path) -> None:
+    with _suppress_oserror():
+        path.unlink()
+
+
+@dataclass
+class Staged:
+    """An image and its sidecar written and fsynced under temporary names, not yet visible to readers."""
+
+    cache: ImageCache
+    user: str
+    key: str
+    fmt: str
+    path: Path
+    image_tmp: Path
+    sidecar_tmp: Path
+    meta: dict[str, Any]
+    done: bool = False
+
+    def commit(self) -> CachedImage:
+        """Rename both into place, the image before the sidecar (a reader trusts an image only once its
+        sidecar exists), and return the stored image."""
+        assert not self.done, "a staged image is committed or discarded once"
+        self.done = True
+        try:
+            os.replace(self.image_tmp, self.path)
+            os.replace(self.sidecar_tmp, self.path.with_suffix(".json"))
+        except BaseException:
+            self._remove()
+            raise
+        return self.cache._published(self)
+
+    def discard(self) -> None:
+        """Remove the temporary files (the run was not confirmed, or another copy was stored)."""
+        if not self.done:
+            self.done = True
+            self._remove()
+
+    def _remove(self) -> None:
+        for path in (self.image_tmp, self.sidecar_tmp):
+            _unlink(path)
+
+
+
 class ImageCache(HitCounts):
     """`get`/`put` by (user, key); keeps running totals so eviction never rescans on the hot path."""
 
@@ -164,6 +223,13 @@ class ImageCache(HitCounts):
     # -- writing ---------------------------------------------------------------------------------
     def put(self, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> CachedImage:
         """Store an image and its sidecar atomically, then evict what exceeds the limits."""
+        return self.stage(user, key, fmt, data, meta).commit()
+
+    def stage(self, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> Staged:
+        """Write an image and its sidecar to temporary files and fsync both, without publishing them:
+        `commit()` renames them into place (image first, then the sidecar that makes the entry visible),
+        `discard()` removes them. What is slow (the writes and syncs) can so be done while a run is still
+        being confirmed, and only the renames wait for the confirmation (`pipeline/early.py`)."""
         if not _USER_RE.match(user):
             raise BadRequest(f"invalid user name {user!r}")
         if fmt not in CONTENT_TYPES:
@@ -171,21 +237,33 @@ class ImageCache(HitCounts):
         path = self.root / user / f"{key}.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
         body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
-        # Both files are fsynced before put returns (a hit needs both: a lone one is a miss), but side by
-        # side: the file system commits the two syncs together, about half the time of one after the other.
-        # A full disk is a 507 naming the folder, and neither half is left behind (storage/diskfull.py).
-        with room_in(self.root, "cache", path, path.with_suffix(".json")):
-            sidecar = _WRITERS.submit(atomic_write_bytes, path.with_suffix(".json"),
+        # Both files are fsynced before commit can rename them (a hit needs both: a lone one is a miss), but
+        # side by side: the file system commits the two syncs together, about half the time of one after the
+        # other. A full disk is a 507 naming the folder, and neither half is left behind (storage/diskfull.py).
+        sidecar_path = path.with_suffix(".json")
+        with room_in(self.root, "cache", path, sidecar_path):
+            sidecar = _WRITERS.submit(write_synced_temp, sidecar_path,
                                       json.dumps(body, indent=1, ensure_ascii=False).encode())
             try:
-                atomic_write_bytes(path, data)
-            finally:
-                sidecar.result()
-        st = path.stat()
+                image_tmp = write_synced_temp(path, data)
+            except BaseException:
+                with _suppress_oserror():
+                    _unlink(sidecar.result())
+                raise
+            try:
+                sidecar_tmp = sidecar.result()
+            except BaseException:
+                _unlink(image_tmp)
+                raise
+        return Staged(self, user, key, fmt, path, image_tmp, sidecar_tmp, body)
+
+    def _published(self, staged: Staged) -> CachedImage:
+        """Account for a committed entry and evict what now exceeds the limits."""
+        st = staged.path.stat()
         with self._lock:
-            self._account(path, st.st_size, st.st_mtime)
+            self._account(staged.path, st.st_size, st.st_mtime)
         self.evict()
-        return CachedImage(user, key, path, fmt, st.st_size, st.st_mtime, body)
+        return CachedImage(staged.user, staged.key, staged.path, staged.fmt, st.st_size, st.st_mtime, staged.meta)
 
     def set_limits(self, max_bytes: int, max_age_s: float) -> None:
         """New limits from a reloaded configuration; applied at once."""

@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from linkpix.errors import BadRequest, NotFound, StorageUnavailable
-from linkpix.storage.cache import CONTENT_TYPES, CachedImage, HitCounts
+from linkpix.storage.cache import CONTENT_TYPES, CachedImage, DeferredPut, HitCounts
 from linkpix.storage.s3uploads import FOLDER, S3UploadStore
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,10 @@ class S3ImageCache(HitCounts):
         with self._lock:
             self._stats = None
         return self._image(user, key, body)
+
+    def stage(self, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> DeferredPut:
+        """Nothing to stage in a bucket (each PUT is atomic): the PUTs happen at `commit()`."""
+        return DeferredPut(self.put, user, key, fmt, data, meta)
 
     def set_limits(self, max_bytes: int, max_age_s: float) -> None:
         """Not enforced on a bucket (see the module docstring); kept for /health."""

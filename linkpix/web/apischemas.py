@@ -150,7 +150,7 @@ LINKPIX: dict[str, Schema] = {
                error=nullable(obj(["error", "message"], error=STR, message=STR, details=ANY)),
                webhook=nullable(obj(url=STR, include_base64=BOOL, signed=BOOL, state=STR, attempts=array(OBJ))),
                progress=nullable(obj(image=INT, images=INT, step=INT, total=nullable(INT), node=nullable(STR))),
-               queue_position=nullable(INT)),
+               queue_position=nullable(INT), fair_queue_position=nullable(INT)),
     "JobList": obj(["jobs"], jobs=array("Job")),
     "Upload": obj(["id", "bytes"], id=STR, bytes=INT),
     "EditMeta": obj(["method", "model_output", "seed", "workflow"], url=nullable(STR),

@@ -209,7 +209,9 @@ def get_job(job_id: str) -> Response:
         401: {description: "network_access is on and no valid API key was sent"}
         404: {description: "no such job (or not this key's)"}
     """
-    return no_store(jsonify(job_manager().describe(_visible_job(job_id, "reading a job"))))
+    manager = job_manager()
+    body = manager.describe(manager.settled(_visible_job(job_id, "reading a job")))
+    return no_store(jsonify(body))
 
 
 @bp.delete("/jobs/<job_id>")
