@@ -9,6 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+# Rules a request can break that /openapi.json cannot state, since they tie fields together or depend on this
+# instance's backends and workflows (docs/api.md#rules-no-schema-states). A 400 that enforces one names it in
+# `details.rule` (and in each front's own error shape); any other refusal of a schema-valid request is a bug.
+RULES: dict[str, str] = {
+    "max_pixels": "width x height at most max_pixels (each side alone is within the documented bounds)",
+    "image_input": "an input image or mask only with a workflow that takes one, one for a workflow that needs it, "
+                   "and a mask only beside an image",
+    "backend_names": "models, LoRAs, VAEs and other file names must be ones the ComfyUI backends have",
+    "workflow_parameter": "a workflow parameter's type, range and choices are the chosen workflow's own",
+    "webhook_host": "a webhook host must resolve, and only to addresses webhooks may go to",
+    "image_count": "batch_size x n_iter at most max_image_count",
+    "unique_names": "a list names each thing once, whichever form names it (a LoRA as text or as an object)",
+    "character": "a character named must be one of yours or a shared one (each user has their own)",
+    "direct_answer": "an edit's format=cube or mask is answered at once, not as a job (async or webhook_url)",
+}
+
 
 class LinkPixError(Exception):
     """Base class. `code` is a stable machine-readable name; `message` is for people."""
@@ -16,10 +32,21 @@ class LinkPixError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(self, message: str, details: Any = None, rule: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.rule: str | None = None
+        if rule is not None:
+            self.broke(rule)
+
+    def broke(self, rule: str) -> LinkPixError:
+        """Name the rule (one of RULES) this refusal enforces, as `details.rule`: a client, and the fuzzing
+        run, can tell a request that broke a rule no schema states from one the document should have refused."""
+        assert rule in RULES, rule
+        self.rule = rule
+        self.details = {**(self.details if isinstance(self.details, dict) else {}), "rule": rule}
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "details": self.details}

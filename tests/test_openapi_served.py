@@ -6,10 +6,14 @@ already calls invalid; the links (web/openapilinks.py) let a client walk create 
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import shutil
+from pathlib import Path
 
 import requests
+from PIL import Image
 
 
 def _schema(spec: dict, name: str) -> dict:
@@ -59,3 +63,32 @@ def test_links_lead_from_what_is_made_to_where_it_is_followed(api):
     assert api.get(f"/jobs/{job_id}").json()["job_id"] == job_id
     upload = spec["paths"]["/uploads"]["post"]["responses"]["201"]["links"]["EditUpload"]
     assert upload["requestBody"]["image"] == "$response.body#/id"
+
+
+def test_a_refusal_the_document_cannot_foretell_names_its_rule(api):
+    """The rules no schema states (linkpix.errors.RULES) are the ones docs/api.md lists, and a refusal that
+    enforces one names it where a client (and the fuzzing run) can read it; a refusal the schema does say
+    names none."""
+    from linkpix.errors import RULES
+
+    table = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    section = table.split("## Rules no schema states", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)) == set(RULES)
+
+    spec = api.get("/openapi.json").json()
+    side = _schema(spec, "GenerateBody")["properties"]["width"]["oneOf"][0]
+    assert side["maximum"] == 8192 and 8192 * 8192 > 4_194_304  # each side valid, the product is not
+
+    def generate(**body: object) -> requests.Response:
+        return requests.post(api.url + "/generate", json={"prompt": "a fox", **body}, timeout=30)
+
+    r = generate(width=8192, height=8192)
+    assert r.status_code == 400 and r.json()["details"]["rule"] == "max_pixels", r.text[:300]
+    picture = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(picture, "PNG")
+    r = generate(workflow="demo", images=[base64.b64encode(picture.getvalue()).decode()])
+    assert r.status_code == 400 and r.json()["details"]["rule"] == "image_input", r.text[:300]
+    r = generate(webhook_url="http://no-such-host.invalid/hook")
+    assert r.status_code == 400 and r.json()["details"]["rule"] == "webhook_host", r.text[:300]
+    r = generate(webhook_secret="s3cret")  # the schema says this one (dependencies), so no rule
+    assert r.status_code == 400 and "rule" not in (r.json()["details"] or {}), r.text[:300]

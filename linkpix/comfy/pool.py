@@ -45,7 +45,7 @@ class ModelMissing(BadRequest):
     what ComfyUI itself would have answered (`value_not_in_list`), for a front that speaks ComfyUI."""
 
     def __init__(self, message: str, details: dict[str, Any], comfyui_body: dict[str, Any]) -> None:
-        super().__init__(message, details)
+        super().__init__(message, details, rule="backend_names")
         self.comfyui_body = comfyui_body
 
 

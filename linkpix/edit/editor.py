@@ -153,7 +153,7 @@ class Editor:
         """A rendered job that the job manager finishes as an edit (the source and mask are kept as uploads)."""
         if fmt == finish.CUBE:
             raise BadRequest("format=cube is answered directly; ask for it without async or webhook_url",
-                             {"parameter": "format"})
+                             {"parameter": "format"}, rule="direct_answer")
         edit = {"source": source.name, "method": method, "format": fmt}
         if mask is not None:
             edit["mask"] = mask.name

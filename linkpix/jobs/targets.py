@@ -51,6 +51,11 @@ def _refuse(message: str, **details: Any) -> BadRequest:
     return BadRequest(message, {"parameter": "webhook_url", **details})
 
 
+def _host_refused(message: str, **details: Any) -> BadRequest:
+    """A refusal about where the host leads (DNS, the address kind): no schema can state it (errors.RULES)."""
+    return BadRequest(message, {"parameter": "webhook_url", **details}, rule="webhook_host")
+
+
 NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
@@ -95,7 +100,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise _refuse(f"webhook host {host!r} cannot be resolved: {exc}") from None
+        raise _host_refused(f"webhook host {host!r} cannot be resolved: {exc}") from None
     return list(dict.fromkeys(_plain(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0])) for i in infos))
 
 
@@ -156,19 +161,19 @@ def checked_addresses(host: str, port: int, targets: Targets) -> list[IPAddress]
     for ip in addresses:
         reason = _never(ip)
         if reason:
-            raise _refuse(f"webhook_url {host!r} resolves to {ip}, {reason}; webhooks may not go there")
+            raise _host_refused(f"webhook_url {host!r} resolves to {ip}, {reason}; webhooks may not go there")
         backend = _backend_at(ip, port, targets.backends)
         if backend:
-            raise _refuse(f"webhook_url {host}:{port} is the ComfyUI server LinkPix uses ({backend}); "
+            raise _host_refused(f"webhook_url {host}:{port} is the ComfyUI server LinkPix uses ({backend}); "
                           "webhooks may not go there")
         if port in targets.own_ports and is_local(ip):
-            raise _refuse(f"webhook_url {host}:{port} is LinkPix itself; webhooks may not go there")
+            raise _host_refused(f"webhook_url {host}:{port} is LinkPix itself; webhooks may not go there")
         if not ip.is_global and not _in_networks(ip, targets.allow):
             kind = "a loopback" if ip.is_loopback else "a private (not globally routable)"
-            raise _refuse(f"webhook_url {host!r} resolves to {ip}, {kind} address; webhooks go there only "
+            raise _host_refused(f"webhook_url {host!r} resolves to {ip}, {kind} address; webhooks go there only "
                           f"when webhook_allow lists its network (e.g. \"{ip}\")")
     if targets.allow and not _listed(host, addresses, targets.allow):
-        raise _refuse(f"webhook_url host {host!r} is not in the webhook_allow list", allowed=list(targets.allow))
+        raise _host_refused(f"webhook_url host {host!r} is not in the webhook_allow list", allowed=list(targets.allow))
     return addresses
 
 
@@ -176,7 +181,11 @@ def check_url(url: Any, targets: Targets) -> str:
     """Return `url` if LinkPix may POST to it, else BadRequest saying why (resolves the host)."""
     if not isinstance(url, str) or not url:
         raise _refuse("webhook_url must be an http(s) URL")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - a bracketed host that is no IPv6 address raises here
+    except ValueError as exc:
+        raise _host_refused(f"webhook_url's host is not an address ({exc})") from None
     endpoint = _endpoint(url)
     if endpoint is None:
         raise _refuse("webhook_url has an invalid port (1 to 65535)")

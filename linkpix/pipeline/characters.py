@@ -122,7 +122,8 @@ class CharacterResolver(Resolver):
         store = self.characters()
         found = store.find(owner, name)
         if found is None:
-            raise BadRequest(store.unknown(owner, name), {"parameter": "char", "allowed": sorted(store.visible(owner))})
+            raise BadRequest(store.unknown(owner, name), {"parameter": "char", "allowed": sorted(store.visible(owner))},
+                             rule="character")
         return found
 
     def _negative_keys(self, params: dict[str, Any]) -> list[str]:

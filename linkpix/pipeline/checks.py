@@ -20,7 +20,7 @@ def needs_input(workflow: str) -> BadRequest:
     `example.png` and answer with a picture nobody asked for."""
     return BadRequest(f"workflow {workflow} edits an input image and none was sent: give image (an upload id "
                       "from POST /uploads, or base64 in JSON), or use POST /edit or /v1/images/edits",
-                      {"parameter": "image", "missing": "image"})
+                      {"parameter": "image", "missing": "image"}, rule="image_input")
 
 
 def check_text_length(params: Mapping[str, Any], limit: int) -> None:
@@ -87,4 +87,4 @@ def check_size(values: Mapping[str, Any], max_pixels: int) -> None:
     w, h = values.get("width"), values.get("height")
     if isinstance(w, int) and isinstance(h, int) and w * h > max_pixels:
         raise BadRequest(f"{w}x{h} is {w * h} pixels; the limit is {max_pixels} (max_pixels)",
-                         {"parameter": "width", "max_pixels": max_pixels})
+                         {"parameter": "width", "max_pixels": max_pixels}, rule="max_pixels")

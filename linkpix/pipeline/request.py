@@ -65,7 +65,7 @@ def parse_styles(value: Any) -> tuple[str, ...] | None:
 
 def parse_seed(value: Any) -> tuple[int | None, bool]:
     """-> (seed, random). `random` or -1 ask for a fresh seed; absent/empty -> derived later."""
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):  # blank is not given, as empty is
         return None, False
     if isinstance(value, str) and value.strip().lower() == "random":
         return None, True

@@ -234,7 +234,7 @@ class Resolver:
         if not needs["image"]:
             raise self.lacks_input(template.name, "image")
         if not req.input_images:
-            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"})
+            raise BadRequest("a mask needs an image to go with it", {"parameter": "mask"}, rule="image_input")
         images, notes, mask = list(req.input_images), [], req.mask
         if mask is not None:
             if needs["mask"] is None:
@@ -264,7 +264,8 @@ class Resolver:
         takes = self.workflows_taking(what)
         return BadRequest(f"workflow {workflow} has no {description}; workflows that take "
                           f"{'an image' if what == 'image' else 'a mask'}: {', '.join(takes) or 'none'}",
-                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes})
+                          {"parameter": "workflow" if what == "image" else "mask", "allowed": takes},
+                          rule="image_input")
 
     def workflow_needs(self) -> dict[str, dict[str, Any]]:
         """Workflow name -> what it takes besides text ({"image": bool, "mask": "file"|"alpha"|None})."""

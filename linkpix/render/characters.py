@@ -109,7 +109,7 @@ def _loras(value: Any) -> tuple[LoraUse, ...]:
         out.append(LoraUse(name, strength,
                            None if clip is None else check_strength(clip, f"the clip_strength of LoRA {name}")))
     if len({u.name for u in out}) != len(out):
-        raise BadRequest("a LoRA is listed twice in loras", {"parameter": "loras"})
+        raise BadRequest("a LoRA is listed twice in loras", {"parameter": "loras"}, rule="unique_names")
     return tuple(out)
 
 

@@ -115,10 +115,10 @@ def match_lora(name: str, available: list[Any] | None) -> str:
         return by_base[0]
     if by_base:
         raise BadRequest(f"LoRA {name!r} is ambiguous: {', '.join(by_base)}; name it with its folder",
-                         {"parameter": "lora", "allowed": by_base})
+                         {"parameter": "lora", "allowed": by_base}, rule="backend_names")
     have = [str(f) for f in available]
     raise BadRequest(f"unknown LoRA {name!r}; the ComfyUI backends have: {', '.join(have) or 'none'}",
-                     {"parameter": "lora", "allowed": have})
+                     {"parameter": "lora", "allowed": have}, rule="backend_names")
 
 
 def merge_loras(*groups: list[LoraUse]) -> list[LoraUse]:

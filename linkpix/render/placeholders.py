@@ -123,17 +123,20 @@ class Registry:
             if isinstance(value, str | int | float | bool):
                 return value
             raise BadRequest(f"{canonical} must be text or a number", {"parameter": canonical})
-        typed = _convert(spec, value)
-        if spec.render == "negate" and isinstance(typed, int | float):
-            typed = abs(typed)  # clip_skip=-2 (ComfyUI's spelling) means the same as clip_skip=2
-        _check_range(spec, typed)
+        try:  # the type and range are this workflow's own (another declares cfg 0-30, another 1-10)
+            typed = _convert(spec, value)
+            if spec.render == "negate" and isinstance(typed, int | float):
+                typed = abs(typed)  # clip_skip=-2 (ComfyUI's spelling) means the same as clip_skip=2
+            _check_range(spec, typed)
+        except BadRequest as exc:
+            raise exc.broke("workflow_parameter") from None
         if spec.multiple_of and isinstance(typed, int) and not isinstance(typed, bool):
             # What ComfyUI would do anyway (a 300 px high latent decodes to 296 px); doing it here
             # makes the reported size true and lets 300 and 296 share one cached image.
             typed = max(typed // spec.multiple_of * spec.multiple_of, spec.multiple_of)
         if spec.choices is not None and typed not in spec.choices:
             raise BadRequest(f"{spec.name} must be one of {', '.join(map(str, spec.choices))} (got {value!r})",
-                             {"parameter": spec.name, "allowed": list(spec.choices)})
+                             {"parameter": spec.name, "allowed": list(spec.choices)}, rule="workflow_parameter")
         return typed
 
     def written(self, name: str, value: Any) -> Any:
@@ -251,7 +254,7 @@ def not_available(name: str, value: Any, available: Iterable[Any]) -> BadRequest
     have = public_values(list(available))  # never list users' uploads (comfy/objectinfo.py)
     shown = ", ".join(map(str, have[:50])) + (f" (and {len(have) - 50} more)" if len(have) > 50 else "")
     return BadRequest(f"{name} {value!r} is not available on the ComfyUI server; it has: {shown or 'none'}",
-                      {"parameter": name, "allowed": have})
+                      {"parameter": name, "allowed": have}, rule="backend_names")
 
 
 def split_text(text: str) -> tuple[str | Ref, ...] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from linkpix.model import SEED_MAX
 from linkpix.web.fronts.a1111.names import sampler_names
 
 Schema = dict[str, Any]
@@ -167,20 +168,34 @@ LINKPIX: dict[str, Schema] = {
 IMAGE_B64: Schema = {"type": "string", "format": "image-base64"}
 IMAGE_OR_ID: Schema = {"type": "string", "format": "image-base64-or-upload-id",
                        "description": "base64 (or a data: URL) of a PNG, JPEG, WebP or GIF, or one of your upload ids"}
-SEED: Schema = {"oneOf": [{"type": "integer", "minimum": -1}, {"type": "string"}],
+SEED_INT: Schema = {"type": "integer", "minimum": -1, "maximum": SEED_MAX, "description": "-1: random"}
+# As text (a link's `seed=` too): random (any case), -1, or 0 to SEED_MAX; blanks around; empty or blank: derived.
+SEED_TEXT: Schema = {"type": "string",
+                     "pattern": "^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$"}
+SEED: Schema = {"oneOf": [SEED_INT, SEED_TEXT],
                 "description": "an integer, or random / -1"}
 PARAM_VALUE: Schema = {"oneOf": [STR, NUM, BOOL]}
 # Any other field of a body is a workflow parameter, named as one (model.PARAM_NAME_RE).
 PARAMS_BY_NAME: Schema = {"patternProperties": {"^[A-Za-z_][A-Za-z0-9_]{0,63}$": PARAM_VALUE},
                           "additionalProperties": False}
+# An http(s) URL with a host and a port of 1-65535, no user name or password (jobs/targets.check_url); where the
+# host leads (DNS, the address kind) is the rule `webhook_host`, which no schema can state.
+_PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+WEBHOOK_URL: Schema = {"type": "string", "pattern": "^([Hh][Tt][Tt][Pp][Ss]?://([^/@:?#\\[\\]\\x00-\\x20\\x7f]+|"
+                                              f"\\[[0-9A-Fa-f:.]+\\])(:{_PORT})?([/?#][^\\x00-\\x20\\x7f]*)?)?$",
+                       "description": "POSTed to when the job succeeds or fails: an http(s) URL; empty: none"}
+# webhook_secret signs a webhook, so it needs a (non-empty) webhook_url beside it.
+WEBHOOK_SECRET_NEEDS_URL: Schema = {"dependencies": {"webhook_secret": {
+    "required": ["webhook_url"], "properties": {"webhook_url": {"minLength": 1}}}}}
 # A side in pixels: 16 to 8192 (width x height also at most max_pixels, checked by the route), or its digits.
 _SIDE_DIGITS = "^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2])$"  # 16..8192
+_SIDE = _SIDE_DIGITS[1:-1]
 SIDE: Schema = {"oneOf": [{"type": "integer", "minimum": 16, "maximum": 8192},
                           {"type": "string", "pattern": _SIDE_DIGITS}]}
 BODIES: dict[str, Schema] = {
     "GenerateBody": obj(
         ["prompt"], prompt=PROMPT, negative=STR, width=SIDE, height=SIDE,
-        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["png", "jpeg", "webp"]},
+        seed=SEED, style=STYLE, workflow=WORKFLOW, format={"type": "string", "enum": ["", "png", "jpeg", "webp"]},
         char=CHAR,
         params={"type": "object", "additionalProperties": PARAM_VALUE, "description": "any workflow parameter"},
         image_count={"oneOf": [{"type": "integer", "minimum": 1, "maximum": 8},
@@ -188,13 +203,14 @@ BODIES: dict[str, Schema] = {
                      "description": "1 to max_image_count (8); each image its own seed"},
         user={"type": "string", "pattern": "^[A-Za-z0-9_-]{0,64}$",
               "description": "ignored when an API key is sent (the key's user wins)"},
-        webhook_url={"type": "string", "description": "POSTed to when the job succeeds or fails"},
+        webhook_url=WEBHOOK_URL,
         webhook_secret={"type": "string", "minLength": 1, "maxLength": 256,
                         "description": "signs the webhook: a whsec_ secret (Standard "
                         "Webhooks, base64 of 24 to 64 bytes) or any text; webhook-signature, and X-LinkPix-Signature"},
         webhook_include_base64=BOOL,
         images={"type": "array", "items": IMAGE_OR_ID, "description": "input images: base64 or upload ids"},
-        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"}) | PARAMS_BY_NAME,
+        mask={**IMAGE_OR_ID, "description": "inpainting mask, base64 or upload id (white = change)"})
+    | PARAMS_BY_NAME | WEBHOOK_SECRET_NEEDS_URL,
     "UploadJson": obj(["image"], image={**IMAGE_B64, "description": "the image, base64"}),
     "UploadForm": obj(["image"], image={"type": "string", "format": "binary"}),
     "EditForm": obj(["image", "prompt"], image={"type": "string", "format": "binary"},
@@ -206,8 +222,8 @@ BODIES: dict[str, Schema] = {
     "EditJson": obj(["image", "prompt"], image=IMAGE_OR_ID, mask=IMAGE_OR_ID, prompt=PROMPT, workflow=EDIT_WORKFLOW,
                     method={"type": "string", "enum": ["auto", "lut", "region", "direct"]},
                     format={"type": "string", "enum": ["png", "jpeg", "webp", "cube", "json", "mask"]},
-                    webhook_url=STR, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
-                    webhook_include_base64=BOOL) | PARAMS_BY_NAME,
+                    webhook_url=WEBHOOK_URL, webhook_secret={"type": "string", "minLength": 1, "maxLength": 256},
+                    webhook_include_base64=BOOL) | PARAMS_BY_NAME | WEBHOOK_SECRET_NEEDS_URL,
 }
 
 # ------------------------------------------------------------------------------------------ A1111
@@ -216,16 +232,20 @@ BODIES: dict[str, Schema] = {
 A1111_SAMPLER: Schema = {"type": "string", "enum": ["", *sampler_names()],
                          "description": "an A1111 sampler name, or the backend's ComfyUI sampler name"}
 COUNT: Schema = {"type": "integer", "minimum": 1, "maximum": 8}
+# A boolean as a multipart field carries it: text, true/false or 1/0 in any case; empty is false.
+FORM_BOOL: Schema = {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)?$"}
 A1111_NAMED = obj(["name"], name=STR)
 A1111: dict[str, Schema] = {
     # A1111's request models make every field but the prompt Optional: null is "not given" there, and here.
     "A1111Txt2ImgBody": obj(["prompt"], prompt=PROMPT, **{name: nullable(schema) for name, schema in dict(
-        negative_prompt=STR, styles=STRINGS, seed=INT, steps=INT, cfg_scale=NUM,
+        negative_prompt=STR, styles={"type": "array", "items": {"type": "string", "x-linkpix-names": "styles"}},
+        seed=SEED_INT, steps=INT, cfg_scale=NUM,
         width=INT, height=INT, sampler_name=A1111_SAMPLER, sampler_index=A1111_SAMPLER, scheduler=STR,
         batch_size=COUNT, n_iter=COUNT,
         clip_skip=INT, enable_hr=BOOL, workflow={**WORKFLOW, "description": "LinkPix: a workflow name"},
         char=CHAR,
-        override_settings=obj(sd_model_checkpoint=STR, sd_vae=STR, CLIP_stop_at_last_layers=INT)).items()}),
+        override_settings=obj(sd_model_checkpoint=nullable(STR), sd_vae=nullable(STR),
+                              CLIP_stop_at_last_layers=nullable(INT))).items()}),
     "A1111Img2ImgBody": {"allOf": [ref("A1111Txt2ImgBody"), obj(
         ["init_images"], init_images={"type": "array", "items": IMAGE_B64, "minItems": 1}, denoising_strength=NUM,
         mask={**IMAGE_B64, "description": "base64; white = change"}, inpainting_mask_invert=INT,
@@ -254,9 +274,10 @@ OPENAI: dict[str, Schema] = {
     "A1111Memory": obj(["ram", "cuda"], ram={"type": "object"}, cuda={"type": "object"}),
     "OpenAIGenerationBody": obj(
         ["prompt"], prompt=PROMPT, model=STR, n=OPENAI_N,
-        size={"type": "string", "description": "WIDTHxHEIGHT or auto"},
+        size={"type": "string", "pattern": f"^(auto|\\s*{_SIDE}\\s*[xX\u00d7]\\s*{_SIDE}\\s*)?$",
+              "description": "WIDTHxHEIGHT (sides of 16 to 8192) or auto"},
         response_format={"type": "string", "enum": ["url", "b64_json"]}, style=STR, quality=STR,
-        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=STR, seed=INT,
+        output_format={"type": "string", "enum": ["png", "jpeg", "webp"]}, user=nullable(STR), seed=SEED_INT,
         negative_prompt=STR, char=CHAR, background=STR,
         stream={"type": "boolean", "description": "Server-Sent Events"},
         partial_images={"type": "integer", "minimum": 0, "maximum": 3}),
@@ -293,7 +314,7 @@ COMFY: dict[str, Schema] = {
     "ComfyObjectInfo": {"type": "object", "additionalProperties": obj(["input", "output"], input=OBJ,
                                                                       output={"type": "array"})},
     "ComfyUploaded": obj(["name", "subfolder", "type"], name=STR, subfolder=STR, type=STR),
-    "ComfyUploadForm": obj(["image"], image={"type": "string", "format": "binary"}, overwrite=STR,
+    "ComfyUploadForm": obj(["image"], image={"type": "string", "format": "binary"}, overwrite=FORM_BOOL,
                            type={"type": "string", "enum": ["input", "temp", "output"]}, subfolder=STR),
 }
 
@@ -304,6 +325,8 @@ V2_OUTPUT = obj(["node_id", "name", "type", "content_type", "size_bytes", "id", 
 PARTNER_KEY: Schema = {"type": "string", "nullable": True, "pattern": "^[\\x21-\\x7e]{1,512}$",
                        "description": "a Comfy API key for partner nodes, used for this run only"}
 _V2_STATUS = "(queued|running|succeeded|canceling|canceled|failed|expired)"
+# A list as multipart fields: the field repeated, or given once (one text: what any scalar becomes on the wire).
+FORM_STRINGS: Schema = {"anyOf": [STRINGS, STR]}
 V2: dict[str, Schema] = {
     "V2Error": obj(["error"], error=obj(["code", "message"], code=STR, message=STR, details=nullable(OBJ))),
     # As rules.submission takes it: metadata labels (keys 1-40 of A-Z a-z 0-9 _ - ., values of at most 256
@@ -329,7 +352,7 @@ V2: dict[str, Schema] = {
                    created_new=BOOL, created_at=STR, url=STR, url_expires_at=STR, expires_at=nullable(STR),
                    job_id=nullable(STR)),
     "V2AssetForm": obj(["file"], file={"type": "string", "format": "binary"}, file_path=STR, content_type=STR,
-                       expected_hash=STR, tags=STRINGS),
+                       expected_hash=STR, tags=FORM_STRINGS),
     "V2FromHash": obj(["hash"], hash={"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, file_path=STR,
                       tags=STRINGS),
     "V2Health": obj(["status"], status=STR, backends=INT),

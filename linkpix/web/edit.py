@@ -160,7 +160,7 @@ def edit() -> Response:
     if _flag(fields.get("async"), "async") or fields.get("webhook_url"):
         if fmt == MASK:
             raise BadRequest("format=mask is answered directly; ask for it without async or webhook_url",
-                             {"parameter": "format"})
+                             {"parameter": "format"}, rule="direct_answer")
         return _submit(fields, req, image, method, fmt)
     done = editor.run(req, image, method, fmt, want_mask=json_mode)
     if json_mode:

@@ -62,7 +62,11 @@ def prompt(text: str) -> Response:
     get:
       summary: Generate (or fetch from the cache) the image for a prompt
       parameters:
-        - {in: path, name: text, required: true, schema: {type: string}, description: "the prompt; + or %20 for spaces"}
+        - in: path
+          name: text
+          required: true
+          description: "the prompt; + or %20 for spaces (so not only those)"
+          schema: {type: string, pattern: '^[^\\x00]*[^\\s\\x00+][^\\x00]*$'}
         - {in: query, name: width, schema: {type: integer, minimum: 16, maximum: 8192}}
         - {in: query, name: height, schema: {type: integer, minimum: 16, maximum: 8192}}
         - {in: query, name: style, schema: {type: string, x-linkpix-names: style-list},
@@ -72,17 +76,21 @@ def prompt(text: str) -> Response:
           schema: {type: string, pattern: '^\\s*(-1|[0-9]{1,19}|1[0-7][0-9]{18}|[Rr][Aa][Nn][Dd][Oo][Mm])?\\s*$'}
           description: "0 to 18446744073709551615, or random / -1; empty: derived from the request"
         - {in: query, name: workflow, schema: {type: string, x-linkpix-names: workflows}}
-        - {in: query, name: model, schema: {type: string}}
-        - {in: query, name: negative, schema: {type: string}}
+        - {in: query, name: model, schema: {type: string, pattern: '^[^\\x00]*$'}}
+        - {in: query, name: negative, schema: {type: string, pattern: '^[^\\x00]*$'}}
         - {in: query, name: steps, schema: {type: integer, minimum: 1}}
         - {in: query, name: cfg, schema: {type: number}}
-        - {in: query, name: sampler, schema: {type: string}}
-        - {in: query, name: scheduler, schema: {type: string}}
+        - {in: query, name: sampler, schema: {type: string, pattern: '^[^\\x00]*$'}}
+        - {in: query, name: scheduler, schema: {type: string, pattern: '^[^\\x00]*$'}}
         - {in: query, name: format, schema: {type: string, enum: ["", png, jpeg, webp, json]}}
         - {in: query, name: user, schema: {type: string, pattern: "^[A-Za-z0-9_-]{0,64}$"}}
         - {in: query, name: sig, schema: {type: string}, description: "HMAC signature of a signed link"}
-        - {in: query, name: image, schema: {type: string}, description: "an input image: an upload id"}
-        - {in: query, name: mask, schema: {type: string}, description: "an inpainting mask: an upload id"}
+        - {in: query, name: image, schema: {type: string, pattern: '^[^\\x00]*$'},
+           description: "an input image: an upload id"}
+        - in: query
+          name: mask
+          schema: {type: string, pattern: "^(linkpix_[0-9a-f]{16}[.](png|jpg|gif|webp))?$"}
+          description: "an inpainting mask: an upload id"
         - {in: query, name: live, schema: {type: string, enum: ["1", "0", "true", "false", "yes", "no", "on", "off"]},
            description: "1: a new link answers multipart/x-mixed-replace (status card, previews, the image)"}
       responses:
@@ -103,6 +111,7 @@ def prompt(text: str) -> Response:
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
+        404: {description: "image= or mask= names an upload that is not one of yours"}
         422: {description: "ComfyUI refused the rendered workflow"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         502: {description: "the run failed in ComfyUI"}

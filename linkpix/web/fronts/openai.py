@@ -72,6 +72,7 @@ def _error_object(exc: LinkPixError) -> dict[str, Any]:
     else:
         kind = "invalid_request_error"
         code = {401: "invalid_api_key", 404: exc.code if isinstance(exc, ModelNotFound) else None}.get(exc.status)
+        code = code or exc.rule  # a rule no schema states (errors.RULES), by name
     return {"message": exc.message, "type": kind, "param": _PARAM_NAMES.get(param, param), "code": code}
 
 

@@ -35,8 +35,15 @@ def check_types(body: dict[str, Any]) -> None:
         value = body.get(name)
         _expect(body, name, isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings")
     _expect(body, "override_settings", isinstance(body.get("override_settings"), dict), "an object")
+    override = body.get("override_settings") or {}
+    for name in ("sd_model_checkpoint", "sd_vae"):  # the settings LinkPix reads from it; others are ignored
+        _expect(override, name, isinstance(override.get(name), str), "a string", "override_settings.")
+    value = override.get("CLIP_stop_at_last_layers")
+    _expect(override, "CLIP_stop_at_last_layers", isinstance(value, int) and not isinstance(value, bool),
+            "a whole number", "override_settings.")
 
 
-def _expect(body: dict[str, Any], name: str, ok: bool, kind: str) -> None:
+def _expect(body: dict[str, Any], name: str, ok: bool, kind: str, where: str = "") -> None:
     if body.get(name) is not None and not ok:
-        raise BadRequest(f"{name} must be {kind} (got {type(body[name]).__name__})", {"parameter": name})
+        raise BadRequest(f"{where}{name} must be {kind} (got {type(body[name]).__name__})",
+                         {"parameter": where + name})

@@ -67,7 +67,8 @@ def set_options() -> Response:
         known = names.checkpoints(info)
         if known and name not in known:
             raise BadRequest(f"model {changes['sd_model_checkpoint']!r} not found; the backend has: "
-                             f"{', '.join(known)}", {"parameter": "sd_model_checkpoint", "allowed": known})
+                             f"{', '.join(known)}", {"parameter": "sd_model_checkpoint", "allowed": known},
+                             rule="backend_names")
         changes["sd_model_checkpoint"] = name
     if changes:
         user = g.front_user

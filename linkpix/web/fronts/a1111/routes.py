@@ -55,8 +55,11 @@ def _authenticate() -> None:
 @bp.errorhandler(LinkPixError)
 def _error(exc: LinkPixError) -> Response:
     """A1111's error shape (its api_middleware); 401 asks for HTTP Basic auth like A1111 does."""
-    resp = jsonify({"error": "HTTPException" if exc.status < 500 else type(exc).__name__,
-                    "detail": exc.message, "body": "", "errors": f"{exc.status}: {exc.message}"})
+    body = {"error": "HTTPException" if exc.status < 500 else type(exc).__name__,
+            "detail": exc.message, "body": "", "errors": f"{exc.status}: {exc.message}"}
+    if exc.rule:  # a rule no schema states (errors.RULES), by name
+        body["rule"] = exc.rule
+    resp = jsonify(body)
     resp.status_code = exc.status
     resp.headers["Cache-Control"] = "no-store"
     if isinstance(exc, Unauthorized):
@@ -235,7 +238,7 @@ def _count(body: dict[str, Any]) -> int:
     count = values[0] * values[1]
     if count > limit:
         raise BadRequest(f"batch_size x n_iter is {count}; at most {limit} images per request (max_image_count)",
-                         {"parameter": "batch_size"})
+                         {"parameter": "batch_size"}, rule="image_count")
     return count
 
 

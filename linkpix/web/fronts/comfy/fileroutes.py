@@ -97,7 +97,10 @@ def upload_image() -> Response:
     if request.form.get("type", "input") not in ("input", "temp", "output"):
         raise BadRequest("type must be input, temp or output")
     subfolder = request.form.get("subfolder", "")
-    overwrite = request.form.get("overwrite", "").lower() in ("true", "1")
+    overwrite_text = request.form.get("overwrite", "").lower()
+    if overwrite_text not in ("", "true", "false", "1", "0"):
+        raise BadRequest(f"overwrite must be true or false (got {overwrite_text[:40]!r})")
+    overwrite = overwrite_text in ("true", "1")
     name = comfy_front().files.put(g.front_user, file.filename, file.read(), max_upload_bytes(), subfolder, overwrite)
     return jsonify({"name": name, "subfolder": subfolder, "type": request.form.get("type") or "input"})
 

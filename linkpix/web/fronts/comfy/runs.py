@@ -284,6 +284,7 @@ def rejection_body(error: LinkPixError) -> tuple[dict[str, Any], int]:
         return {"error": comfy_error, "node_errors": error.node_errors}, 400
     if isinstance(error, ModelMissing):  # no backend of the pool has a model: what ComfyUI would answer
         return error.comfyui_body, 400
-    return {"error": {"type": error.code, "message": error.message, "details": "", "extra_info": {}},
+    extra = {"rule": error.rule} if error.rule else {}  # a rule no schema states (errors.RULES), by name
+    return {"error": {"type": error.code, "message": error.message, "details": "", "extra_info": extra},
             "node_errors": {}}, error.status
 

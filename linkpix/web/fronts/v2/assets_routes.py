@@ -52,12 +52,15 @@ def upload() -> Response:
           description: payload_too_large
           content: {application/json: {schema: V2Error}}
         422:
-          description: "invalid_request: no file part, or not an image"
+          description: "invalid_request: no file part, a field given twice, or not an image"
           content: {application/json: {schema: V2Error}}
     """
     file = request.files.get("file")
     if file is None:
         raise V2Error(422, "invalid_request", "Missing 'file' part (multipart/form-data with file, file_path).")
+    for field in ("file_path", "content_type", "expected_hash"):  # one value each (tags may repeat)
+        if len(request.form.getlist(field)) + len(request.files.getlist(field)) > 1:
+            raise V2Error(422, "invalid_request", f"'{field}' is given more than once; send it once.")
     data = file.read()
     limit = max_upload_bytes()
     if len(data) > limit:
