@@ -236,12 +236,12 @@ class FairQueue:
 
     def finish(self, slot: Slot, gpu_seconds: float | None) -> None:
         """The run on `slot` is over: charge its user what ComfyUI reported, and give the room away."""
-        with self._lock:
-            self.ledger.give_back(slot)
-            self._running[slot.user] = max(0, self._running.get(slot.user, 0) - 1)
+        with self._lock:  # charged before the room is given back: a replica woken by it sees the charge
             if gpu_seconds is not None and gpu_seconds >= 0:
                 self.ledger.charge(slot.user, gpu_seconds)
                 self.estimate += ESTIMATE_WEIGHT * (gpu_seconds - self.estimate)
+            self.ledger.give_back(slot)
+            self._running[slot.user] = max(0, self._running.get(slot.user, 0) - 1)
         self.dispatch()
 
     # --- the order --------------------------------------------------------------------------------
@@ -262,12 +262,6 @@ class FairQueue:
             for entry in self._in_user_order(self._waiting[user]):
                 if entry.withdrawn or entry.ready.is_set():
                     continue
-                mine = (claims(user), not entry.interactive, entry.since)
-                better = [r for r in rivals if (claims(r.user), not r.interactive, r.since) < mine]
-                if better:  # another replica's request goes first; it takes the room itself
-                    for r in better:
-                        self._deferred.setdefault((r.user, r.since), now)
-                    return False
                 try:
                     client = self._pool.choose(entry.graph, exclude=entry.exclude, depth=depth, busy=self.ledger.busy)
                 except AllBusy:
@@ -277,6 +271,13 @@ class FairQueue:
                     self._remove(entry)
                     entry.ready.set()
                     return True
+                mine = (claims(user), not entry.interactive, entry.since)
+                better = [r for r in rivals if (claims(r.user), not r.interactive, r.since) < mine]
+                if better:  # another replica's request goes first; it takes the room itself. The wait for it
+                    self._pool.unreserve(client)  # (DEFER_MAX) counts from when there is room, for the best
+                    best = min(better, key=lambda r: (claims(r.user), not r.interactive, r.since))
+                    self._deferred.setdefault((best.user, best.since), now)  # only: the next gets its own
+                    return False
                 slot = Slot(client, user, self.ledger.estimate(self.estimate), f"{id(self):x}-{next(self._slot_ids)}")
                 if not self.ledger.take(slot, client.base_url, depth):  # another replica filled it first
                     self._pool.unreserve(client)
