@@ -20,12 +20,13 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from linkpix.jobs.store import QUEUED, RUNNING, TERMINAL, Job, JobStore
 
 SUBSCRIBER_BACKLOG = 256  # events kept for a slow reader (progress is dropped first, never the end)
+END_GRACE = 2.0  # s a resumed stream of an ended job waits for its last milestones (published after the write)
 PREVIEW_SIZE = 256  # px, longest side of a preview sent on the event stream
 
 MILESTONES = frozenset({"queued", "started", "image", *TERMINAL})  # kept, numbered, replayed on resume
@@ -118,9 +119,17 @@ def sse_stream(events: JobEvents, job_id: str, load: Callable[[], Job], describe
                 yield format_event(kind, data, seq)
                 if kind in TERMINAL:
                     return
-            if load().state in TERMINAL:  # it ended meanwhile: send what was kept since, then stop
+            job = load()
+            if job.state in TERMINAL:  # it ended meanwhile: send what was kept since, then stop
                 for seq, kind, data in events.after(job_id, sent):
+                    sent = seq
                     yield format_event(kind, data, seq)
+                    if kind in TERMINAL:
+                        return
+                # Stored as ended, its last milestones not kept yet (they are published just after that
+                # write): they come through the subscription; the job's own state if they never do.
+                if not (yield from _until_end(subscription, sent, END_GRACE)):
+                    yield format_event(job.state, describe(job), None)
                 return
         deadline = time.monotonic() + max_seconds
         while not closed():
@@ -142,6 +151,22 @@ def sse_stream(events: JobEvents, job_id: str, load: Callable[[], Job], describe
                 return
     finally:
         events.unsubscribe(job_id, subscription)
+
+
+def _until_end(subscription: queue.Queue[Item], sent: int, grace: float) -> Generator[str, None, bool]:
+    """The milestones after `sent` that arrive within `grace` s, up to the terminal one; whether it came."""
+    deadline = time.monotonic() + grace
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            kind, data, seq = subscription.get(timeout=remaining)
+        except queue.Empty:
+            return False
+        if seq is not None and seq <= sent:
+            continue
+        yield format_event(kind, data, seq)
+        if kind in TERMINAL:
+            return True
+    return False
 
 
 def format_event(kind: str, data: dict[str, Any], event_id: int | None) -> str:
