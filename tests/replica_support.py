@@ -119,16 +119,24 @@ class S3Server:
         config.write_text(json.dumps({"identities": [{
             "name": "linkpix", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-                                                "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port",
-                                                "admin.port.grpc")}
-        argv = [self.binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={self.port}",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
-                "-master.telemetry=false", f"-s3.config={config}", f"-bucket={S3_BUCKET}",
-                *(f"-{flag}={port}" for flag, port in ports.items())]
-        self.proc = subprocess.Popen(argv, cwd=self.folder, stdout=open(self.folder / "weed.log", "wb"),
-                                     stderr=subprocess.STDOUT)
-        wait_until(self._bucket_ready, 60, "the S3 server and its bucket")
+        for attempt in range(3):  # a free port may be taken by another test worker before weed binds it
+            ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port",
+                                                    "volume.port.grpc", "filer.port", "filer.port.grpc",
+                                                    "s3.port.grpc", "admin.port", "admin.port.grpc")}
+            argv = [self.binary, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    f"-s3.port={self.port}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
+                    "-webdav=false", "-master.telemetry=false", f"-s3.config={config}", f"-bucket={S3_BUCKET}",
+                    *(f"-{flag}={port}" for flag, port in ports.items())]
+            self.proc = subprocess.Popen(argv, cwd=self.folder, stdout=open(self.folder / "weed.log", "wb"),
+                                         stderr=subprocess.STDOUT)
+            try:
+                wait_until(self._bucket_ready, 60, "the S3 server and its bucket")
+                return self
+            except AssertionError as exc:
+                if attempt == 2 or "Port allocation failed" not in str(exc):
+                    raise
+                self.port = free_port()
+                self.endpoint = f"http://127.0.0.1:{self.port}"
         return self
 
     def client(self) -> Any:
