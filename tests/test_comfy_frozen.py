@@ -145,9 +145,13 @@ def test_one_log_line_per_state_change_and_no_urllib3_retry_warnings(thawing, cl
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [w for w in warnings if "Retrying" in w], warnings
     states = [w for w in warnings if w.startswith("ComfyUI at ")]
-    assert len([w for w in states if "is not answering" in w]) == 1, states
-    assert len([w for w in states if "is unreachable" in w]) == 1, states
-    assert len([w for w in states if "answers again (it was" in w]) == 2, states
+    kinds = ["frozen" if "is not answering" in w else "refused" if "is unreachable" in w else "up"
+             for w in states if "is not answering" in w or "is unreachable" in w or "answers again (it was" in w]
+    # One line per change of state, not per failed call (ten calls failed): each line differs from the one
+    # before. Under load a late answer to a call made before the pause may briefly count as "up" again, a
+    # real change that is logged, so a few more lines than the minimum four may come.
+    assert kinds[0] == "frozen" and kinds.count("frozen") == 1 and "refused" in kinds and kinds[-1] == "up", states
+    assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False)) and len(kinds) <= 6, states
 
 
 def test_prompt_ids_are_canonical_uuids(client):
