@@ -26,6 +26,8 @@ def main() -> None:
         port = args.port or settings.api_port
         try:
             serve(app, settings.bind_host, port, settings.threads)
+        except ConfigError as exc:  # a setting only the running server can judge (cpu_pin)
+            raise SystemExit(f"LinkPix cannot start: {exc.message}") from None
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

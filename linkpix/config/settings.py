@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list,
                                     description="Origins allowed to call the JSON endpoints from a web page.")
     threads: int = Field(48, ge=1, le=512, description="Worker threads of the WSGI server.")
+    cpu_pin: int | Literal["auto", "off"] = Field("auto", description=(
+        "CPU the API process runs on: auto (one CPU, picked by process id), off (free to move) or a CPU "
+        "number. One CPU spares every request its hand-offs between CPUs (docs/operations.md)."))
     max_pending: int = Field(32, ge=1, description="Most generations waiting at once before answering 429.")
     api_keys: dict[str, str] = Field(default_factory=dict,
                                      description="API key -> user name; required for state changes "

@@ -1,0 +1,84 @@
+"""`app.py` keeps the API on one CPU by default (`cpu_pin`, run/affinity.py): every thread of the process,
+those started before the pin too, since affinity is per thread on Linux. `bench/hit_path.py` shows why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(len(CPUS) < 2, reason="pinning needs a machine with two CPUs or more")]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_py(project: Path, comfyui: str, **env_settings: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKPIX_")}
+    env.update(env_settings, LINKPIX_COMFYUI_URL=comfyui, LINKPIX_WORKFLOW_PATH="demo.json")
+    proc = subprocess.Popen([sys.executable, "app.py", "--config", str(project / "config.json"), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield proc, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _link(proc: subprocess.Popen, url: str) -> requests.Response:
+    for _ in range(300):  # at most about 30 s of start-up
+        try:
+            return requests.get(url + "/prompt/a%20pinned%20fox", timeout=30)
+        except requests.ConnectionError:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+    raise AssertionError("app.py never answered")
+
+
+def _cpus_of_threads(pid: int) -> set[frozenset[int]]:
+    return {frozenset(os.sched_getaffinity(int(task))) for task in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_by_default_every_thread_of_the_api_runs_on_one_allowed_cpu(project, simulator):
+    with app_py(project, simulator.url) as (proc, url):
+        answer = _link(proc, url)
+        assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/png"
+        masks = _cpus_of_threads(proc.pid)
+        assert len(masks) == 1, f"threads on different CPU sets: {masks}"
+        (mask,) = masks
+        assert len(mask) == 1 and mask <= set(CPUS)
+
+
+def test_cpu_pin_off_leaves_the_threads_free_and_a_number_picks_the_cpu(project, simulator):
+    with app_py(project, simulator.url, LINKPIX_CPU_PIN="off") as (proc, url):
+        assert _link(proc, url).status_code == 200
+        assert _cpus_of_threads(proc.pid) == {frozenset(CPUS)}
+    with app_py(project, simulator.url, LINKPIX_CPU_PIN=str(CPUS[-1])) as (proc, url):
+        assert _link(proc, url).status_code == 200
+        assert _cpus_of_threads(proc.pid) == {frozenset({CPUS[-1]})}
+
+
+def test_a_cpu_the_process_may_not_use_is_refused_at_start_with_the_allowed_ones(project, simulator):
+    with app_py(project, simulator.url, LINKPIX_CPU_PIN=str(max(CPUS) + 1)) as (proc, _url):
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert f"'cpu_pin' is {max(CPUS) + 1}" in err and f"CPUs {CPUS}" in err
