@@ -1,15 +1,14 @@
 """Baseline for the hit-path benchmark: waitress serving one file from disk, nothing else, on one CPU as
-LinkPix runs by default (linkpix/run/affinity.py: across CPUs waitress's hand-offs wait on wake-ups)."""
+LinkPix runs by default (linkpix/cpus.py: across CPUs waitress's hand-offs wait on wake-ups)."""
 
 import os
 import sys
-
 from pathlib import Path
 
 from waitress import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from linkpix.run.affinity import choose_cpu, pin_process  # noqa: E402
+from linkpix.cpus import choose_cpu, pin_process  # noqa: E402
 
 PATH, PORT, THREADS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 CONTENT_TYPE = "image/png"

@@ -6,7 +6,7 @@ the servers are measured in short alternating rounds and the median of the per-r
 with the server CPU time per request read from /proc. A second LinkPix with its access log off
 (LINKPIX_LOG_LEVEL=WARNING) is measured in the same rounds, to show what the log itself costs, and a third
 left free to move between CPUs (LINKPIX_CPU_PIN=off), to show what the default pin to one CPU gives (the
-bare server is pinned too: linkpix/run/affinity.py). At the end the log is counted: one line per request
+bare server is pinned too: linkpix/cpus.py). At the end the log is counted: one line per request
 answered, none lost when the server stopped.
 """
 

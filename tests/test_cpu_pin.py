@@ -1,4 +1,4 @@
-"""`app.py` keeps the API on one CPU by default (`cpu_pin`, run/affinity.py): every thread of the process,
+"""`app.py` keeps the API on one CPU by default (`cpu_pin`, linkpix/cpus.py): every thread of the process,
 those started before the pin too, since affinity is per thread on Linux. `bench/hit_path.py` shows why."""
 
 from __future__ import annotations
@@ -82,3 +82,25 @@ def test_a_cpu_the_process_may_not_use_is_refused_at_start_with_the_allowed_ones
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err
     assert f"'cpu_pin' is {max(CPUS) + 1}" in err and f"CPUs {CPUS}" in err
+
+
+def test_full_resolution_work_runs_on_every_cpu_and_its_thread_goes_back_after():
+    """What imaging/budget.py holds (decodes, LUTs, blends: C without the GIL) may use every CPU beside the
+    pinned request threads; the thread is pinned again when the work is done."""
+    from linkpix.cpus import STARTED_ON
+    from linkpix.imaging.budget import MemoryBudget
+
+    seen: dict[str, set[int]] = {}
+
+    def request_thread() -> None:
+        os.sched_setaffinity(0, {CPUS[0]})  # as pin_process leaves every thread of the API
+        with MemoryBudget(1 << 30).hold(1 << 20, "a test edit"):
+            seen["during"] = os.sched_getaffinity(0)
+        seen["after"] = os.sched_getaffinity(0)
+
+    import threading
+
+    worker = threading.Thread(target=request_thread)
+    worker.start()
+    worker.join(timeout=10)
+    assert seen == {"during": set(STARTED_ON), "after": {CPUS[0]}}

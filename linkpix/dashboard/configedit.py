@@ -25,7 +25,7 @@ EDITABLE = ("comfyui_url", "comfyui_urls", "timeout", "image_format", "workflow_
             "cache_max_mb", "cache_max_age_days", "error_images", "network_access")
 # The running API reads these at start only; saving them is fine, but they apply after a restart.
 # (The backends and the cache limits apply live: the API's pool adds and retires backends on reload.)
-RESTART_KEYS = frozenset({"network_access", "api_port", "web_port", "threads", "job_workers"})
+RESTART_KEYS = frozenset({"network_access", "api_port", "web_port", "threads", "job_workers", "cpu_pin"})
 
 
 def validate(document: Mapping[str, Any]) -> Settings:

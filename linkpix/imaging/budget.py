@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from linkpix.cpus import all_cpus
 from linkpix.errors import BackendUnavailable, ImageTooLarge
 
 MIB = 1024 * 1024
@@ -61,7 +62,8 @@ class MemoryBudget:
                 self._cond.wait(left)
             self.used += nbytes
         try:
-            yield
+            with all_cpus():  # heavy C work beside the request threads' one CPU (linkpix/cpus.py)
+                yield
         finally:
             with self._cond:
                 self.used -= nbytes

