@@ -56,3 +56,7 @@ class FairSlots:
     def held(self, user: str) -> int:
         with self._lock:
             return self._held.get(user, 0)
+
+    def held_total(self) -> int:
+        with self._lock:
+            return sum(self._held.values())

@@ -42,6 +42,7 @@ from linkpix.pipeline.hostedrun import fallback_route, run_hosted
 from linkpix.pipeline.outputs import store_outputs
 from linkpix.pipeline.runreport import GpuObserver, RunObserver, count_gpu, overdue, report_run, run_meta
 from linkpix.pipeline.secrets import RunSecrets
+from linkpix.pipeline.waiters import Waiters
 from linkpix.providers.hosted import Providers
 from linkpix.storage.cache import CachedImage, ImageCache, cache_key
 
@@ -83,6 +84,7 @@ class Generator:
         self._lock = threading.Lock()
         self.runs_started, self.secrets = 0, RunSecrets()  # secrets: partner-node keys by run, in memory
         self.on_run: RunObserver | None = None  # the metrics: told how each run ended
+        self.waiters = Waiters(settings)  # request threads waiting on runs, shared out
 
     def key_for(self, job: RenderedJob) -> str:
         # Stripped and unstripped images are different files (an image cached unstripped has the workflow)
@@ -126,22 +128,23 @@ class Generator:
         if self.admit_run is not None and prompt_id is None and key not in self._flights:
             self.admit_run(user)  # a quota counts runs started, never a cached picture or a shared run
         token = object()
-        flight, owner = self._join(key, token)
-        try:
-            flight.listen(on_event)
-            if owner:
-                threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user, not background),
-                                 name=f"flight-{key[:8]}", daemon=True).start()
-            elif not background:
-                self.queue.promote(key)
-            if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
-                self._leave(flight, token, abort=True)
-                raise Cancelled("cancelled before the run started")
-            output, meta = self._await(flight, ticket)
-        finally:
-            flight.unlisten(on_event)
-            with self._lock:
-                flight.waiters.discard(token)
+        with self.waiters.waiting(user):  # a server thread waits: pipeline/waiters.py
+            flight, owner = self._join(key, token)
+            try:
+                flight.listen(on_event)
+                if owner:
+                    threading.Thread(target=self._fly, args=(flight, job, prompt_id, backend, user, not background),
+                                     name=f"flight-{key[:8]}", daemon=True).start()
+                elif not background:
+                    self.queue.promote(key)
+                if ticket is not None and not ticket.bind(functools.partial(self._leave, flight, token)):
+                    self._leave(flight, token, abort=True)
+                    raise Cancelled("cancelled before the run started")
+                output, meta = self._await(flight, ticket)
+            finally:
+                flight.unlisten(on_event)
+                with self._lock:
+                    flight.waiters.discard(token)
         mine = flight.stored is not None and flight.stored.user == user and flight.stored.key == key
         stored = flight.stored if mine else self.cache.get(user, key)
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
