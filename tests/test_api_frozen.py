@@ -73,7 +73,12 @@ def test_a_run_frozen_midway_answers_504_within_its_timeout_and_leaves_nothing(f
     assert prompt_id in body["message"] and "removes it as soon as ComfyUI answers again" in body["message"]
     assert "within 4 s" in body["message"]  # the link's timeout, not what was left of it when it froze
     r, seconds = timed(frozen_api.delete, f"/jobs/{job_id}")
-    assert r.status_code == 200 and r.json()["status"] == "cancelled" and seconds < 2.0
+    assert seconds < 2.0
+    if r.status_code == 409:  # its own 4 s ran out first (the link's 504 may come 1.5 s after its own 4 s)
+        job = frozen_api.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "failed" and job["error"]["error"] == "timeout", job
+    else:
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     simulator.thaw()
     wait_until(lambda: not prompts_in(simulator), 10, "0 prompts left after the thaw")
     assert frozen_api.services.pool.stops.count() == 0 or wait_until(
