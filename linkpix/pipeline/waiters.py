@@ -61,7 +61,7 @@ class Waiters:
             self._slots.release(user)
 
     def held_in_all(self) -> int:
-        """Server threads waiting on runs now (the health of the share, for tests and /health)."""
+        """Server threads waiting on runs now."""
         return self._slots.held_total()
 
     def _why(self, user: str) -> str:
