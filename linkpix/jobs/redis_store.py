@@ -15,13 +15,12 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 from redis.client import Pipeline
 
 from linkpix.errors import NotFound
-from linkpix.jobs.store import ACTIVE, STATES, TERMINAL, Job
+from linkpix.jobs.store import ACTIVE, STATES, TERMINAL, Job, field_values
 from linkpix.replicas.connection import REDIS_ERRORS, RedisLink
 
 T = TypeVar("T")
@@ -64,7 +63,7 @@ class RedisJobStore:
     def insert_within(self, job: Job, per_user: int | None, total: int | None) -> str | None:
         """Insert unless the user's or the total count of unfinished jobs is at its cap: then "user" or
         "total" (and nothing is written)."""
-        doc = asdict(job)
+        doc = field_values(job)
         user_key, all_key = self._k("jobs", "active", job.user), self._k("jobs", "active")
 
         def tx(pipe: Pipeline) -> str | None:

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,16 @@ class Job:
                 "images": self.images, "error": self.error, "webhook": webhook, "replica": self.replica}
 
 
+def field_values(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values shared, not copied: a job's parts are JSON values already,
+    replaced and never changed in place, and `dataclasses.asdict` deep-copied a whole graph twice per job
+    (1.3 ms of the v2 submit's 4, under a profiler)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def rendered_to_dict(job: RenderedJob) -> dict[str, Any]:
     """A RenderedJob as JSON; input images by name only (their bytes are in the upload store)."""
-    out = asdict(job)
+    out = field_values(job)
     out["uploads"] = [u.name for u in job.uploads]
     out["ignored"] = list(job.ignored)
     return out
@@ -160,7 +167,7 @@ class JobStore:
 
     # -- writing ---------------------------------------------------------------------------------
     def insert(self, job: Job) -> None:
-        values = asdict(job)
+        values = field_values(job)
         for key in _JSON_COLUMNS:
             values[key] = json.dumps(values[key]) if values[key] is not None else None
         names = ", ".join(values)
