@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from support import ApiServer
-
-from linkpix.simulator import SimulatorServer
 
 KEYS = {"k-alice": "alice", "k-bob": "bob", "k-carol": "carol"}
 SLOW = "?steps=24"  # 24 steps of 0.25 s: a run of about 6 s
@@ -34,13 +31,9 @@ def _wait_until_waiting(server: ApiServer, futures: list[Future], count: int) ->
 
 
 @pytest.fixture
-def slow(tmp_path: Path):
-    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.25)
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def slow(simulator):
+    simulator.faults.step_delay = 0.25
+    return simulator
 
 
 def test_one_user_waits_at_a_quarter_of_the_threads_and_others_are_still_served(project, slow):
