@@ -140,6 +140,17 @@ class ExecutionFailed(LinkPixError):
         self.exception_type = exception_type
 
 
+class UnsupportedOutput(LinkPixError):
+    """ComfyUI saved something that is not a picture (a video, audio, a 3D model, a latent): LinkPix
+    stores and serves pictures only, so the run fails naming the node rather than in the decoder."""
+
+    status = 422
+    code = "unsupported_output"
+
+    def __init__(self, message: str, node_id: str | None, node_type: str | None, filename: str) -> None:
+        super().__init__(message, {"node_id": node_id, "node_type": node_type, "filename": filename})
+
+
 class Interrupted(LinkPixError):
     """The run was interrupted in ComfyUI (by us, a user, or another client)."""
 

@@ -254,3 +254,32 @@ def test_an_admin_key_lists_every_users_jobs_across_replicas(project, simulator,
     finally:
         one.close()
         two.close()
+
+
+def _video(graph: dict) -> dict:
+    """The graph with its SaveImage replaced by CreateVideo -> SaveVideo (an MP4 listed under `images`)."""
+    save = next(k for k, v in graph.items() if v["class_type"] == "SaveImage")
+    graph["90"] = {"class_type": "CreateVideo", "inputs": {"images": graph[save]["inputs"]["images"], "fps": 8}}
+    graph[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": "video/lp",
+                                                          "format": "auto", "codec": "auto"}}
+    return graph
+
+
+def test_a_video_output_fails_the_job_naming_the_node_not_the_decoder(server, project):
+    """ComfyUI 0.3.64 lists SaveVideo's MP4 under the node's `images` (captured from the real server); LinkPix
+    keeps pictures only, so the job fails saying which node saved what, and a link the same."""
+    c = client(server)
+    job = c.submit(c.workflows.from_json(_video(txt2img("a moving fox"))))
+    events = list(job.events())
+    assert events[-1] == StatusChange(status="failed")
+    error = c.jobs.get(job.id).error
+    assert error.code == "unsupported_output" and error.node_id == "7" and error.class_type == "SaveVideo"
+    assert "saved 'video/lp_00001_.mp4'" not in error.message  # the file name, not its folder
+    assert "lp_00001_.mp4' (video/mp4)" in error.message and "pictures only" in error.message
+    assert "cannot identify image file" not in error.message
+
+    (project / "workflows" / "video.json").write_text(json.dumps(_video(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    r = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", timeout=60)
+    assert r.status_code == 422 and r.json()["error"] == "unsupported_output"
+    assert r.json()["details"]["node_type"] == "SaveVideo" and "video/mp4" in r.json()["message"]

@@ -25,6 +25,7 @@ from linkpix.comfy.events import ImageRef, executed_refs, output_refs, same_imag
 from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend
+from linkpix.pipeline.outputs import require_picture
 from linkpix.pipeline.runreport import run_meta
 from linkpix.storage.cache import ImageCache
 
@@ -68,6 +69,7 @@ class EarlyImage:
 
     def _fetch(self, prompt_id: str, ref: ImageRef) -> First:
         output = self._backend.fetch_image(prompt_id, ref)
+        require_picture(output, self._job.graph)
         data = encode(output.data, self._job.output_format, strip=self._strip)
         # as `pipeline/outputs.py` stores a run's only image: its node, and no further outputs
         meta = dict(run_meta(self._job, output, self._backend.name, time.monotonic() - self._started),
@@ -83,15 +85,20 @@ class EarlyImage:
         refs = output_refs(entry.get("outputs"))
         if not refs:
             return [], None, None
-        rest = [self._backend.fetch_image(prompt_id, ref) for ref in refs[1:]]
+        rest = [self._picture(prompt_id, ref) for ref in refs[1:]]
         early = self._take(prompt_id, refs[0])
         if early is None:
-            return [self._backend.fetch_image(prompt_id, refs[0]), *rest], None, None
+            return [self._picture(prompt_id, refs[0]), *rest], None, None
         output, meta, staged = early
         if rest:
             staged.discard()
             return [output, *rest], None, None
         return [output], meta, staged
+
+    def _picture(self, prompt_id: str, ref: ImageRef) -> OutputImage:
+        output = self._backend.fetch_image(prompt_id, ref)
+        require_picture(output, self._job.graph)  # a video saved among `images`: refused by name
+        return output
 
     def _take(self, prompt_id: str, ref: ImageRef) -> First | None:
         """The early download and staging, if it was of `ref` and succeeded (else it is dropped)."""

@@ -9,17 +9,35 @@ name), so a cache hit gives them back too and a job (the Comfy API v2's `outputs
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from linkpix.comfy import OutputImage
-from linkpix.imaging.encode import encode, image_size
+from linkpix.errors import UnsupportedOutput
+from linkpix.imaging.encode import encode, image_size, picture_format
 from linkpix.storage.cache import CachedImage, ImageCache
 
 
 def extra_key(key: str, index: int) -> str:
     """The cache key of a run's `index`-th further output (a hex key like the run's own)."""
     return hashlib.sha256(f"{key}/{index}".encode()).hexdigest()[:32]
+
+
+def require_picture(output: OutputImage, graph: Mapping[str, Any]) -> None:
+    """Refuse, naming the node, an output that is not a picture (SaveVideo's MP4, SaveAudio's FLAC, SaveGLB's
+    model: ComfyUI lists some of them among a node's `images`): LinkPix's cache holds pictures only, and
+    without this the run failed in the decoder as "internal error: cannot identify image file"."""
+    if picture_format(output.data) is not None:
+        return
+    node = graph.get(str(output.node_id)) if output.node_id is not None else None
+    node_type = node.get("class_type") if isinstance(node, dict) else None
+    kind = mimetypes.guess_type(output.filename)[0] or "not a picture"
+    raise UnsupportedOutput(
+        f"node {output.node_id} ({node_type or 'unknown'}) saved {output.filename!r} ({kind}); LinkPix stores and "
+        "serves pictures only (PNG, JPEG, WebP: what SaveImage and PreviewImage write), so this workflow's "
+        "output cannot be kept: save pictures with SaveImage, or run it on ComfyUI directly",
+        output.node_id, node_type, output.filename)
 
 
 def store_outputs(cache: ImageCache, user: str, key: str, fmt: str, outputs: Sequence[OutputImage],

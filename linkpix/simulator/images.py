@@ -139,3 +139,19 @@ def save_images(images: list[Image.Image], filename_prefix: str, folder: Path, k
         results.append({"filename": name, "subfolder": subfolder, "type": kind})
         counter += 1
     return results
+
+
+def save_video(frames: list[Image.Image], filename_prefix: str, folder: Path) -> dict[str, str]:
+    """SaveVideo: one `.mp4` file (here an MP4 `ftyp` box and the frames as JPEG, not a playable video: what
+    matters to a client is that the output is a video file, not a picture), listed as ComfyUI 0.3.64 lists
+    it: under the node's `images`, with `animated: [true]` beside them (captured from the real server)."""
+    first = frames[0]
+    full, filename, counter, subfolder = get_save_image_path(filename_prefix, folder, first.width, first.height)
+    name = f"{filename}_{counter:05}_.mp4"
+    body = io.BytesIO()
+    for frame in frames:
+        frame.convert("RGB").save(body, format="JPEG", quality=60)
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    mdat = body.getvalue()
+    atomic_write_bytes(full / name, head + (len(mdat) + 8).to_bytes(4, "big") + b"mdat" + mdat)
+    return {"filename": name, "subfolder": subfolder, "type": "output"}

@@ -342,6 +342,14 @@ class NodeRunner(EditNodes):
                 text = str(source)
         return {"ui": {"text": [text]}}
 
+    def n_CreateVideo(self, ctx: Any, images: Images, fps: float = 30.0, audio: Any = None) -> tuple[Any, ...]:
+        return ((list(images), fps),)
+
+    def n_SaveVideo(self, ctx: Any, video: Any, filename_prefix: str = "video/ComfyUI", format: str = "auto",
+                    codec: str = "auto") -> dict[str, Any]:
+        frames, _fps = video
+        return {"ui": {"images": [im.save_video(frames, filename_prefix, ctx.dirs["output"])], "animated": (True,)}}
+
     def n_SaveImageWebsocket(self, ctx: Any, images: Images) -> dict[str, Any]:
         for index, img in enumerate(images):
             ctx.progress(index, len(images), ("PNG", im.png_bytes(img)))

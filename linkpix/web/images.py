@@ -112,7 +112,7 @@ def prompt(text: str) -> Response:
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         404: {description: "image= or mask= names an upload that is not one of yours"}
-        422: {description: "ComfyUI refused the rendered workflow"}
+        422: {description: "ComfyUI refused the rendered workflow, or a node saved a video, not a picture"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         502: {description: "the run failed in ComfyUI"}
         503: {description: "ComfyUI is unreachable"}
