@@ -14,6 +14,7 @@ process started with, `all_cpus()`: four 12 MP edits at once took 4.4 s pinned, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -50,15 +51,23 @@ def choose_cpu(setting: int | str, pid: int | None = None) -> int | None:
     return int(setting)
 
 
-def pin_process(cpu: int) -> None:
-    """Pin every thread of this process (those started already too: affinity is per thread on Linux)."""
-    os.sched_setaffinity(0, {cpu})
-    for task in os.listdir("/proc/self/task"):
+def pin_process(cpu: int) -> bool:
+    """Pin every thread of this process (those started already too: affinity is per thread on Linux).
+    False, with a warning, where the system refuses (a sandbox, a container without the right): the API
+    then runs unpinned rather than not at all."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+        tasks = os.listdir("/proc/self/task")
+    except OSError as exc:
+        log.warning("could not pin the API to CPU %s (%s); it runs on every CPU", cpu, exc)
+        return False
+    for task in tasks:
         try:
             os.sched_setaffinity(int(task), {cpu})
-        except (ProcessLookupError, PermissionError):  # a thread that ended meanwhile
+        except OSError:  # a thread that ended meanwhile
             continue
     log.info("API pinned to CPU %s (cpu_pin; \"off\" leaves it free)", cpu)
+    return True
 
 
 @contextmanager
@@ -72,8 +81,13 @@ def all_cpus() -> Iterator[None]:
     if home == STARTED_ON:
         yield
         return
-    os.sched_setaffinity(0, STARTED_ON)
+    try:
+        os.sched_setaffinity(0, STARTED_ON)
+    except OSError:  # refused: the work runs where the thread is
+        yield
+        return
     try:
         yield
     finally:
-        os.sched_setaffinity(0, home)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, home)
