@@ -104,3 +104,15 @@ def test_full_resolution_work_runs_on_every_cpu_and_its_thread_goes_back_after()
     worker.start()
     worker.join(timeout=10)
     assert seen == {"during": set(STARTED_ON), "after": {CPUS[0]}}
+
+
+def test_a_pin_the_system_refuses_leaves_the_api_running_unpinned(caplog):
+    """A sandbox or container may refuse sched_setaffinity; the API then runs on every CPU rather than not at
+    all (here the refusal is a CPU the kernel has not: EINVAL, before anything was pinned)."""
+    from linkpix.cpus import pin_process
+
+    before = os.sched_getaffinity(0)
+    with caplog.at_level("WARNING", logger="linkpix.cpus"):
+        assert pin_process(4095) is False
+    assert os.sched_getaffinity(0) == before
+    assert "could not pin the API to CPU 4095" in caplog.text and "runs on every CPU" in caplog.text
