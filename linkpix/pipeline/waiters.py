@@ -12,9 +12,10 @@ threads and cached links got nothing (`bench/live.py`: 0 hits answered in 3 s). 
   hold the others' share;
 - a request beyond either gets 429 `queue_full` with `Retry-After` at once, before it joins anything.
 
-On a LinkPix of one user (network_access off) nothing is counted: 50 people's browsers opening the same
-new link at once all get the picture (`bench/single_flight.py`), the last few after waiting in waitress's
-queue, as before.
+On a LinkPix of one user (network_access off) nothing is refused: 50 people's browsers opening the same
+new link at once all get the picture (`bench/single_flight.py`). The waiting requests are counted there
+too, and once `threads - HIT_THREADS` of them hold threads, a further plain link is parked off the threads
+instead (`web/parked.py`: its answer is written when its run ends), so cached pictures keep being served.
 
 Only waitress's worker threads are counted (by their name, `waitress-N`: the resource itself): live links
 (`?live=1`), jobs and the ComfyUI front's runs wait on threads of their own and hold no server thread.
@@ -46,12 +47,23 @@ class Waiters:
     def __init__(self, settings: Callable[[], Settings]) -> None:
         self._settings = settings
         self._slots = FairSlots(max(1, settings().threads - HIT_THREADS), lambda: per_user_share(settings()))
+        self._unshared = 0  # waiting on a LinkPix of one user: counted, never refused
+        self._lock = threading.Lock()
 
     @contextmanager
     def waiting(self, user: str) -> Iterator[None]:
-        """Hold a place while a server thread waits on a run; 429 when none is free."""
-        if not (self._settings().network_access and threading.current_thread().name.startswith(SERVER_THREAD)):
+        """Hold a place while a server thread waits on a run; 429 when none is free (shared LinkPix only)."""
+        if not threading.current_thread().name.startswith(SERVER_THREAD):
             yield
+            return
+        if not self._settings().network_access:
+            with self._lock:
+                self._unshared += 1
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._unshared -= 1
             return
         if not self._slots.try_take(user):
             raise QueueFull(self._why(user), retry_after=RETRY_AFTER)
@@ -62,7 +74,12 @@ class Waiters:
 
     def held_in_all(self) -> int:
         """Server threads waiting on runs now."""
-        return self._slots.held_total()
+        with self._lock:
+            return self._slots.held_total() + self._unshared
+
+    def short_of_threads(self) -> bool:
+        """Every thread a waiting request may hold is held: the rest are kept for what needs no run."""
+        return self.held_in_all() >= self._slots.total
 
     def _why(self, user: str) -> str:
         share = per_user_share(self._settings())

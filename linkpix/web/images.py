@@ -6,7 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
@@ -16,7 +16,7 @@ from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
-from linkpix.web import live
+from linkpix.web import live, parked
 from linkpix.web.auth import acting_user, identify
 from linkpix.web.characters import character_owner
 from linkpix.web.conditional import not_modified, not_modified_headers
@@ -138,6 +138,11 @@ def prompt(text: str) -> Response:
         streamed = live.respond(svc.live, svc.config.settings, job, user, env)
         if streamed is not None:  # a new link: previews as it is drawn (web/live.py)
             return streamed
+    if not json_mode and parked.wanted(svc, env, job, user):  # the threads for waiting links are taken
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the app, not the proxy
+        handed = parked.park(app, svc, job, user, env, lambda image: _image_headers(image, job, False))
+        if handed is not None:
+            return handed
     outcome = svc.generator.generate(job, user)
     env["linkpix.log"].update(user=user, cache="hit" if outcome.cache_hit else "miss",
                               key=outcome.image.key[:12])

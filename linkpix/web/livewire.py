@@ -164,6 +164,46 @@ class LiveWriter:
         loop = self._ensure_loop()
         return asyncio.run_coroutine_threadsafe(self._serve(sock, cursor, user), loop)
 
+    def hand_over_answer(self, sock: socket.socket, feed: Feed, render: Callable[[], tuple[str, bytes]],
+                         user: str, on_end: Callable[[str], None]) -> Future[Any]:
+        """Write one whole answer on `sock` once `feed` is over (web/parked.py): `render()` gives its status
+        and bytes, `on_end(status)` is told when it is sent (or the client is gone); the slot taken for
+        `user` is released then."""
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self._answer(sock, feed, render, user, on_end), loop)
+
+    async def _answer(self, sock: socket.socket, feed: Feed, render: Callable[[], tuple[str, bytes]],
+                      user: str, on_end: Callable[[str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        over = asyncio.Event()
+
+        def wake() -> None:
+            if feed.over:
+                loop.call_soon_threadsafe(over.set)
+
+        feed.subscribe(wake)
+        status, writer = "-", None
+        try:
+            if not feed.over:  # subscribed first: an end in between is not missed
+                await over.wait()
+            status, data = await loop.run_in_executor(None, render)  # Flask's own answer, off this loop
+            sock.setblocking(False)
+            _reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+        except (TimeoutError, OSError) as exc:
+            log.debug("a parked request's client left: %s", exc)
+        except Exception:  # a bug: the client's connection is closed, the log says why
+            log.exception("the answer of a parked request could not be made")
+        finally:
+            feed.unsubscribe(wake)
+            if writer is not None:
+                writer.close()
+            else:
+                sock.close()
+            self.release_slot(user)
+            on_end(status)
+
     def close(self) -> None:
         """End every stream (each viewer's connection is closed) and the loop's thread."""
         with self._lock:

@@ -94,6 +94,10 @@ class RequestLog:
             return start_response(status, headers, exc_info)
 
         def _done() -> None:
+            later = info.pop("deferred", None)  # the answer is written by another thread (web/parked.py)
+            if later is not None:
+                later(lambda status: self._write(environ, status, info, (time.perf_counter() - started) * 1000))
+                return
             self._write(environ, status_holder[0] if status_holder else "-", info,
                         (time.perf_counter() - started) * 1000)
 
