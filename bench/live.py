@@ -262,8 +262,8 @@ def main() -> dict[str, float]:
     print(f"  the server's CPU per hit (less swayed by the machine's other load than latency): live viewers "
           f"{cpu(busy['live']):.0f} us, pending runs {cpu(busy['pending']):.0f} us, nothing open "
           f"{cpu(idle['live']):.0f} / {cpu(idle['pending']):.0f} us")
-    print(f"  with {VIEWERS} plain waiters instead (each holds one of waitress's 48 threads): "
-          f"{held['requests']:.0f} hits answered in 3 s"
+    print(f"  with {VIEWERS} plain waiters instead (40 hold waitress threads, the rest parked off them: "
+          f"web/parked.py): {held['requests']:.0f} hits answered in 3 s"
           + (f", p99 {held['p99_ms']:.1f} ms" if held["requests"] else ""))
     print(f"memory: API RSS {rss_before / 1024:.1f} MB -> {rss_after / 1024:.1f} MB with {opened} viewers and "
           f"{LINKS} live runs: {rss_per_viewer:.0f} KB per viewer (goal <= 1024 KB)")
