@@ -66,12 +66,12 @@ def test_links_beyond_the_waiting_threads_are_parked_and_hits_still_answer(proje
         server.close()
 
 
-def test_a_parked_request_gets_the_error_its_thread_would_have_got(project, slow):
+def test_a_parked_request_gets_the_error_its_thread_would_have_got(project, slow, caplog):
     # runs of about 6 s against a timeout of 2 s: every request for the link ends with the same 504
     server = FrontServer(project, slow.url, threads=16, max_pending=8, timeout=2)
     link = "/prompt/a%20late%20fox?steps=24"
     try:
-        with ThreadPoolExecutor(10) as pool:
+        with caplog.at_level(logging.INFO, logger="linkpix.access"), ThreadPoolExecutor(10) as pool:
             futures = [pool.submit(server.get, link) for _ in range(8)]
             _wait_until(lambda: server.services.generator.waiters.held_in_all() == 8, "8 waiting")
             as_json = pool.submit(server.get, link)  # as the 8 ask (Accept */*): the error as JSON
@@ -85,5 +85,7 @@ def test_a_parked_request_gets_the_error_its_thread_would_have_got(project, slow
         assert parked.headers["Cache-Control"] == waited.headers["Cache-Control"] == "no-store"
         assert picture.status_code == 504 and picture.headers["Content-Type"] == "image/png"  # an <img>'s
         assert picture.content.startswith(b"\x89PNG")
+        parked_lines = [r.getMessage() for r in caplog.records if "parked=True" in r.getMessage()]
+        assert len(parked_lines) == 2 and all(" 504 " in x and "error=timeout" in x for x in parked_lines)
     finally:
         server.close()

@@ -65,7 +65,7 @@ def park(app: Flask, svc: Services, job: RenderedJob, user: str, env: dict[str, 
         if info is not None:
             info.update(user=user, cache="miss", parked=True)
             info["deferred"] = ending.attach  # web/middleware.py writes the line when the answer is sent
-        environ = {k: v for k, v in env.items() if k != "linkpix.log"}
+        environ = dict(env)  # its log entry too: an error's code joins the line written at the end
         live.writer.hand_over_answer(own, feed, lambda: _render(app, environ, feed, headers), user, ending.end)
         handed = True
         return Response(status=200)  # waitress writes nothing more on this connection
