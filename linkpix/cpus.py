@@ -34,7 +34,7 @@ def allowed_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def choose_cpu(setting: int | str, pid: int | None = None) -> int | None:
+def choose_cpu(setting: int | str) -> int | None:
     """The CPU to pin to, or None to leave the process free ("off", one CPU only, no affinity call).
 
     "auto" picks by process id among the allowed CPUs, so replicas started side by side on one machine
@@ -44,7 +44,7 @@ def choose_cpu(setting: int | str, pid: int | None = None) -> int | None:
     if setting == "off" or len(cpus) < 2:
         return None
     if setting == "auto":
-        return cpus[(os.getpid() if pid is None else pid) % len(cpus)]
+        return cpus[os.getpid() % len(cpus)]
     if setting not in cpus:
         raise ConfigError(f"'cpu_pin' is {setting}, but this process may run on CPUs {cpus} only; "
                           "set one of them, \"auto\" or \"off\"")

@@ -22,6 +22,7 @@ from typing import Any
 
 from linkpix.comfy import Event, OutputImage
 from linkpix.comfy.events import ImageRef, executed_refs, output_refs, same_image
+from linkpix.errors import UnsupportedOutput
 from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend
@@ -110,6 +111,8 @@ class EarlyImage:
         if seen is not None and same_image(seen, ref):
             try:
                 return future.result(timeout=EARLY_WAIT)
+            except UnsupportedOutput:
+                raise  # not a picture: a second download would say the same
             except Exception as exc:  # fetched again by the caller; its staged files (if any) are dropped
                 log.info("the early download of prompt %s's image failed (%s); fetching it again", prompt_id, exc)
         _drop(future)

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import PathConverter
 from werkzeug.wsgi import wrap_file
 
@@ -139,8 +139,7 @@ def prompt(text: str) -> Response:
         if streamed is not None:  # a new link: previews as it is drawn (web/live.py)
             return streamed
     if not json_mode and parked.wanted(svc, env, job, user):  # the threads for waiting links are taken
-        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the app, not the proxy
-        handed = parked.park(app, svc, job, user, env, lambda image: _image_headers(image, job, False))
+        handed = parked.park(svc, job, user, env, lambda image: _image_headers(image, job, False))
         if handed is not None:
             return handed
     outcome = svc.generator.generate(job, user)

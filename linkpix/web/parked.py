@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from werkzeug.http import http_date
 
 from linkpix.errors import LinkPixError
@@ -46,9 +46,9 @@ def wanted(svc: Services, env: dict[str, Any], job: RenderedJob, user: str) -> b
     return job.seed_is_random or generator.cache.get(user, generator.key_for(job)) is None
 
 
-def park(app: Flask, svc: Services, job: RenderedJob, user: str, env: dict[str, Any],
-         headers: Headers) -> Response | None:
+def park(svc: Services, job: RenderedJob, user: str, env: dict[str, Any], headers: Headers) -> Response | None:
     """Hand the request over; None when no live-writer slot is free (the request then waits on its thread)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]  # the app itself: used later
     settings = svc.config.settings
     live = svc.live
     assert live is not None
