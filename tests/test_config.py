@@ -46,11 +46,19 @@ def test_environment_and_dotenv_override_the_file(tmp_path, monkeypatch):
     ({"comfyui_url": "localhost:8188"}, "comfyui_url"),
     ({"no_such_key": 1}, "no_such_key"),
     ({"api_port": 70000}, "api_port"),
+    ({"cpu_pin": True}, "cpu_pin"),  # JSON true is no CPU number (it would have read as CPU 1)
 ])
 def test_bad_values_name_the_key(tmp_path, values, key):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path / "config.json", values), use_env=False)
     assert f"'{key}'" in err.value.message
+
+
+@pytest.mark.parametrize("cpu, bound", [(-1, "greater than or equal to 0"), (5000, "less than or equal to 4095")])
+def test_a_cpu_number_out_of_range_is_refused_when_read(tmp_path, cpu, bound):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path / "config.json", {"cpu_pin": cpu}), use_env=False)
+    assert "'cpu_pin" in err.value.message and bound in err.value.message
 
 
 def test_broken_json_names_line(tmp_path):

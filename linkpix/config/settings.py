@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list,
                                     description="Origins allowed to call the JSON endpoints from a web page.")
     threads: int = Field(48, ge=1, le=512, description="Worker threads of the WSGI server.")
-    cpu_pin: int | Literal["auto", "off"] = Field("auto", description=(
+    cpu_pin: Annotated[int, Field(ge=0, le=4095)] | Literal["auto", "off"] = Field("auto", description=(
         "CPU the API process runs on: auto (one CPU, picked by process id), off (free to move) or a CPU "
         "number. One CPU spares every request its hand-offs between CPUs (docs/operations.md)."))
     max_pending: int = Field(32, ge=1, description="Most generations waiting at once before answering 429.")
@@ -234,6 +234,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("cpu_pin", mode="before")
+    @classmethod
+    def _cpu_pin_is_no_boolean(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # JSON true would pass as CPU 1
+            raise ValueError('a CPU number (0, 1, ...), "auto" or "off", not true or false')
+        return v
 
     @field_validator("comfyui_urls", mode="before")
     @classmethod
