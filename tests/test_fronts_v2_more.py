@@ -265,21 +265,21 @@ def _video(graph: dict) -> dict:
     return graph
 
 
-def test_a_video_output_fails_the_job_naming_the_node_not_the_decoder(server, project):
+def test_a_video_output_is_kept_byte_for_byte_and_a_link_answers_it(server, project, simulator):
     """ComfyUI 0.3.64 lists SaveVideo's MP4 under the node's `images` (captured from the real server); LinkPix
-    keeps pictures only, so the job fails saying which node saved what, and a link the same."""
+    keeps it as it came (no re-encoding), lists it as a `video`, and a link answers the file itself."""
     c = client(server)
-    job = c.submit(c.workflows.from_json(_video(txt2img("a moving fox"))))
-    events = list(job.events())
-    assert events[-1] == StatusChange(status="failed")
-    error = c.jobs.get(job.id).error
-    assert error.code == "unsupported_output" and error.node_id == "7" and error.class_type == "SaveVideo"
-    assert "saved 'video/lp_00001_.mp4'" not in error.message  # the file name, not its folder
-    assert "lp_00001_.mp4' (video/mp4)" in error.message and "pictures only" in error.message
-    assert "cannot identify image file" not in error.message
+    result = c.run(c.workflows.from_json(_video(txt2img("a moving fox"))))
+    [out] = result.outputs
+    assert result.status == "succeeded" and out.type == "video" and out.content_type == "video/mp4"
+    assert out.node_id == "7" and out.name.endswith(".mp4")
+    saved = requests.get(f"{simulator.url}/view", params={"filename": "lp_00001_.mp4", "subfolder": "video",
+                                                          "type": "output"}, timeout=10).content
+    assert saved[4:8] == b"ftyp" and out.to_bytes() == saved and out.size_bytes == len(saved)
 
     (project / "workflows" / "video.json").write_text(json.dumps(_video(json.loads(
         (project / "workflows" / "demo.json").read_text()))))
     r = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", timeout=60)
-    assert r.status_code == 422 and r.json()["error"] == "unsupported_output"
-    assert r.json()["details"]["node_type"] == "SaveVideo" and "video/mp4" in r.json()["message"]
+    assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4" and r.content[4:8] == b"ftyp"
+    assert r.headers["X-LinkPix-Image-Url"].endswith(".mp4") and r.headers["Accept-Ranges"] == "bytes"
+    assert int(r.headers["Content-Length"]) == len(r.content)

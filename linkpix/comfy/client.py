@@ -196,7 +196,8 @@ class ComfyClient:
         return OutputImage(data=response.content, filename=params["filename"],
                            subfolder=params["subfolder"], type=params["type"], node_id=node_id,
                            prompt_id=prompt_id,
-                           content_type=response.headers.get("Content-Type", "application/octet-stream"))
+                           content_type=response.headers.get("Content-Type", "application/octet-stream"),
+                           kind=str(image.get("kind") or "images"))
 
     def stop(self, prompt_id: str, reason: str, *, unconfirmed: bool = False, now: bool = True) -> None:
         """Make sure `prompt_id` leaves ComfyUI (dequeued if pending, interrupted if running).

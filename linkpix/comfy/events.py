@@ -54,7 +54,7 @@ class Event:
 
 @dataclass(frozen=True)
 class OutputImage:
-    """One image a finished prompt produced, with where ComfyUI keeps it."""
+    """One file a finished prompt produced (a picture, or a video, audio...), with where ComfyUI keeps it."""
 
     data: bytes
     filename: str
@@ -63,6 +63,7 @@ class OutputImage:
     node_id: str
     prompt_id: str
     content_type: str
+    kind: str = "images"  # the key of the node's output ComfyUI listed it under: images, audio, gifs, 3d...
 
 
 def parse_text_frame(text: str | bytes) -> Event | None:
@@ -150,22 +151,31 @@ def _length_prefixed(frame: bytes) -> tuple[bytes, bytes] | None:
     return frame[8:8 + length], frame[8 + length:]
 
 
-ImageRef = tuple[str, dict[str, Any]]  # (node id, {"filename", "subfolder", "type"}) as ComfyUI lists an image
+ImageRef = tuple[str, dict[str, Any]]  # (node id, {"filename", "subfolder", "type", "kind"}) as ComfyUI lists a file
 
 
 def output_refs(outputs: Any) -> list[ImageRef]:
-    """The images a prompt's outputs (a history entry's `outputs`) name, in node order then image order:
-    the saved ones ("output"), else the previews ("temp"); what the client downloads as the prompt's images."""
+    """The files a prompt's outputs (a history entry's `outputs`) name: the saved ones ("output"), else the
+    previews ("temp"); what the client downloads as the prompt's outputs. Those under a node's `images` come
+    first (node order, then file order), so a run with pictures answers with the same first picture as when
+    only pictures were read; then the files under its other keys (`audio` from SaveAudio, `gifs` from
+    VideoHelperSuite, `3d` from SaveGLB, `latents`...), each ref's `kind` naming the key. SaveVideo's MP4 is
+    under `images` (with `animated: [true]`, ComfyUI 0.3.64): what it is is read from the bytes later."""
     refs: dict[str, list[ImageRef]] = {"output": [], "temp": []}
+    others: dict[str, list[ImageRef]] = {"output": [], "temp": []}
     for node_id, ui in (outputs.items() if isinstance(outputs, dict) else ()):
-        for image in (ui.get("images") or []) if isinstance(ui, dict) else []:
-            if isinstance(image, dict) and image.get("type") in refs and image.get("filename"):
-                refs[image["type"]].append((str(node_id), image))
-    return refs["output"] or refs["temp"]
+        for kind, files in ui.items() if isinstance(ui, dict) else ():
+            if not isinstance(files, list):
+                continue  # `animated: [true]` and `text: [...]` are lists too, but of no files: skipped below
+            for file in files:
+                if isinstance(file, dict) and file.get("type") in refs and file.get("filename"):
+                    found = refs if kind == "images" else others
+                    found[file["type"]].append((str(node_id), dict(file, kind=str(kind))))
+    return (refs["output"] + others["output"]) or (refs["temp"] + others["temp"])
 
 
 def executed_refs(event: Event) -> list[ImageRef]:
-    """The saved images ("output") an `executed` event reports for its node: the files exist once it is sent."""
+    """The saved files ("output") an `executed` event reports for its node: the files exist once it is sent."""
     if event.type != "executed" or event.data.get("node") is None:
         return []
     refs = output_refs({str(event.data["node"]): event.data.get("output")})

@@ -319,7 +319,7 @@ class JobManager:
                      "height": meta.get("height"), "format": outcome.image.fmt,
                      "cache": "hit" if outcome.cache_hit else "miss", "prompt_id": meta.get("prompt_id"),
                      "gpu_seconds": outcome.gpu_seconds}
-            image.update({k: meta[k] for k in ("node_id", "outputs") if meta.get(k)})  # pipeline/outputs.py
+            image.update({k: meta[k] for k in ("node_id", "outputs", "media") if meta.get(k)})  # pipeline/outputs.py
             images.append(image)
             if len(images) == job.image_count:  # the last one: stored in the same write as the end
                 self._end(job_id, SUCCEEDED, None, job.webhook, images=images, image=dict(image, index=index))

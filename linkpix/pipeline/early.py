@@ -22,11 +22,9 @@ from typing import Any
 
 from linkpix.comfy import Event, OutputImage
 from linkpix.comfy.events import ImageRef, executed_refs, output_refs, same_image
-from linkpix.errors import UnsupportedOutput
-from linkpix.imaging.encode import encode
 from linkpix.model import RenderedJob
 from linkpix.pipeline.backends import Backend
-from linkpix.pipeline.outputs import require_picture
+from linkpix.pipeline.media import stored_form
 from linkpix.pipeline.runreport import run_meta
 from linkpix.storage.cache import ImageCache
 
@@ -70,12 +68,11 @@ class EarlyImage:
 
     def _fetch(self, prompt_id: str, ref: ImageRef) -> First:
         output = self._backend.fetch_image(prompt_id, ref)
-        require_picture(output, self._job.graph)
-        data = encode(output.data, self._job.output_format, strip=self._strip)
-        # as `pipeline/outputs.py` stores a run's only image: its node, and no further outputs
+        form = stored_form(output, self._job.output_format, self._strip, self._job.graph)  # a video: as it came
+        # as `pipeline/outputs.py` stores a run's only output: what it is, its node, and no further outputs
         meta = dict(run_meta(self._job, output, self._backend.name, time.monotonic() - self._started),
-                    node_id=output.node_id, outputs=[])
-        staged = self._cache.stage(self._user, self._key, self._job.output_format, data, meta)
+                    **form.meta, outputs=[])
+        staged = self._cache.stage(self._user, self._key, form.fmt, form.data, meta)
         return output, meta, staged
 
     def outputs(self, prompt_id: str, entry: dict[str, Any]) -> tuple[list[OutputImage], dict[str, Any] | None, Any]:
@@ -86,20 +83,15 @@ class EarlyImage:
         refs = output_refs(entry.get("outputs"))
         if not refs:
             return [], None, None
-        rest = [self._picture(prompt_id, ref) for ref in refs[1:]]
+        rest = [self._backend.fetch_image(prompt_id, ref) for ref in refs[1:]]
         early = self._take(prompt_id, refs[0])
         if early is None:
-            return [self._picture(prompt_id, refs[0]), *rest], None, None
+            return [self._backend.fetch_image(prompt_id, refs[0]), *rest], None, None
         output, meta, staged = early
         if rest:
             staged.discard()
             return [output, *rest], None, None
         return [output], meta, staged
-
-    def _picture(self, prompt_id: str, ref: ImageRef) -> OutputImage:
-        output = self._backend.fetch_image(prompt_id, ref)
-        require_picture(output, self._job.graph)  # a video saved among `images`: refused by name
-        return output
 
     def _take(self, prompt_id: str, ref: ImageRef) -> First | None:
         """The early download and staging, if it was of `ref` and succeeded (else it is dropped)."""
@@ -111,8 +103,6 @@ class EarlyImage:
         if seen is not None and same_image(seen, ref):
             try:
                 return future.result(timeout=EARLY_WAIT)
-            except UnsupportedOutput:
-                raise  # not a picture: a second download would say the same
             except Exception as exc:  # fetched again by the caller; its staged files (if any) are dropped
                 log.info("the early download of prompt %s's image failed (%s); fetching it again", prompt_id, exc)
         _drop(future)

@@ -150,7 +150,7 @@ class Generator:
         if stored is None and flight.stored is not None:  # stored by the run's replica, maybe for another user
             stored = self.cache.put(user, key, flight.stored.fmt, flight.stored.read(), own_meta(meta))
         elif stored is None:  # the first output under `key`, every further one beside it (outputs.py)
-            stored = store_outputs(self.cache, user, key, job.output_format, [output, *flight.extras], meta,
+            stored = store_outputs(self.cache, user, key, job, [output, *flight.extras], meta,
                                    self._settings().strips_metadata)
         joined = not owner or flight.remote
         return Outcome(stored, cache_hit=False, joined=joined, gpu_seconds=None if joined else flight.gpu_seconds)
@@ -278,7 +278,7 @@ class Generator:
             try:
                 output, meta = self._run(flight, job, deadline, started, user, interactive)
                 if flight.stored is None:  # not stored yet by the run itself (pipeline/early.py)
-                    flight.stored = store_outputs(self.cache, user, flight.key, job.output_format,
+                    flight.stored = store_outputs(self.cache, user, flight.key, job,
                                                   [output, *flight.extras], meta, self._settings().strips_metadata)
             except LinkPixError as exc:  # the run, or storing its image (S3 down): the waiters hear it too
                 claim.done({"ok": False, "status": exc.status, **exc.to_dict()})

@@ -10,8 +10,8 @@ from typing import Any
 
 from linkpix.comfy import OutputImage
 from linkpix.errors import GenerationTimeout
-from linkpix.imaging.encode import image_size
 from linkpix.model import RenderedJob
+from linkpix.pipeline.media import picture_dimensions
 
 log = logging.getLogger("linkpix.pipeline.generator")
 
@@ -42,8 +42,8 @@ def count_gpu(on_gpu: GpuObserver | None, user: str, seconds: float) -> None:
 
 
 def run_meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
-    """The metadata stored beside a run's image."""
-    width, height = image_size(output.data)
+    """The metadata stored beside a run's image (a video's or a sound's has no width and height)."""
+    width, height = picture_dimensions(output.data)
     return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
             "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
             "width": width, "height": height, "backend": backend,

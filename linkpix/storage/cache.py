@@ -25,11 +25,12 @@ from typing import Any
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import write_synced_temp
+from linkpix.storage.media import FILE_RE, FILE_TYPES
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(png|jpeg|webp)$")
+CONTENT_TYPES = FILE_TYPES  # pictures, then the other files a run saves (storage/media.py)
+_FILE_RE = FILE_RE
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # In a folder replicas share, a temporary file younger than this may be another replica's write.
 SHARED_TEMP_GRACE = 3600.0

@@ -30,11 +30,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from linkpix.errors import BadRequest, NotFound, StorageUnavailable
 from linkpix.storage.cache import CONTENT_TYPES, CachedImage, DeferredPut, HitCounts
+from linkpix.storage.media import FILE_RE
 from linkpix.storage.s3uploads import FOLDER, S3UploadStore
 
 log = logging.getLogger(__name__)
 
-_FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(png|jpeg|webp)$")
+_FILE_RE = FILE_RE  # pictures and the other files a run saves (storage/media.py)
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATS_SECONDS = 60.0
 CHUNK = 65536

@@ -16,6 +16,7 @@ from linkpix.model import RenderedJob
 from linkpix.pipeline.generator import Outcome
 from linkpix.pipeline.request import parse_query
 from linkpix.storage.cache import CachedImage
+from linkpix.storage.media import is_picture
 from linkpix.web import live, parked
 from linkpix.web.auth import acting_user, identify
 from linkpix.web.characters import character_owner
@@ -96,7 +97,8 @@ def prompt(text: str) -> Response:
       responses:
         200:
           description: "the image (or JSON metadata with format=json; with live=1 on a new link, a
-            multipart/x-mixed-replace stream ending with the image)"
+            multipart/x-mixed-replace stream ending with the image); a workflow whose first output is a video
+            or a sound answers that file, as it was saved"
           headers:
             X-LinkPix-Cache: {schema: {type: string, enum: [hit, miss]}}
             X-LinkPix-Seed: {schema: {type: string}}
@@ -106,13 +108,20 @@ def prompt(text: str) -> Response:
             image/png: {schema: {type: string, format: binary}}
             image/jpeg: {schema: {type: string, format: binary}}
             image/webp: {schema: {type: string, format: binary}}
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
             application/json: {schema: ImageMeta}
             multipart/x-mixed-replace: {schema: {type: string, format: binary}}
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         404: {description: "image= or mask= names an upload that is not one of yours"}
-        422: {description: "ComfyUI refused the rendered workflow, or a node saved a video, not a picture"}
+        422: {description: "ComfyUI refused the rendered workflow"}
         429: {description: "too many generations pending, or a rate limit reached; see Retry-After"}
         502: {description: "the run failed in ComfyUI"}
         503: {description: "ComfyUI is unreachable"}
@@ -163,7 +172,7 @@ def stored_image(user: str, filename: str) -> Response:
     """Serve an image stored in the cache.
     ---
     get:
-      summary: A stored image, by the URL that /prompt?format=json or a job reported
+      summary: A stored image (or video, sound...), by the URL that /prompt?format=json or a job reported
       parameters:
         - {in: path, name: user, required: true, schema: {type: string}}
         - {in: path, name: filename, required: true, schema: {type: string}}
@@ -174,6 +183,14 @@ def stored_image(user: str, filename: str) -> Response:
             image/png: {schema: {type: string, format: binary}}
             image/jpeg: {schema: {type: string, format: binary}}
             image/webp: {schema: {type: string, format: binary}}
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
+        206: {description: "a video's or a sound's range (Range: bytes=...)"}
         304: {description: not modified}
         404: {description: no such image}
         429: {description: "a rate limit (hits) was reached; see Retry-After"}
@@ -237,6 +254,8 @@ def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Respon
     # waitress dates a response from when the request started; a picture made since would then be
     # Last-Modified after its Date. Date it now, which is after the file was written.
     resp.headers["Date"] = http_date(max(time.time(), image.mtime))
+    if not is_picture(image.fmt):  # a video or a sound: players ask for ranges (Safari will not play without)
+        resp = resp.make_conditional(request, accept_ranges=True, complete_length=image.size)
     return resp
 
 

@@ -201,8 +201,7 @@ class V2Front:
         if job is None or index >= len(refs):
             return None
         name = refs[index]["url"].rsplit("/", 1)[-1]
-        fmt = refs[index]["format"]
-        return job, index, AssetRecord(asset_id, record.user, "", name, 0, f"image/{fmt}", name,
+        return job, index, AssetRecord(asset_id, record.user, "", name, 0, shapes.content_type(refs[index]), name,
                                        job.finished or job.created)
 
     def asset_by_hash(self, user: str, digest: str) -> AssetRecord | None:

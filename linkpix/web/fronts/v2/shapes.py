@@ -4,7 +4,9 @@ A v2 job is a LinkPix job, so its state is read from the jobs store each time (t
 the contract wants) and translated: `cancelled` is spelled `canceled`, a job pruned by retention is
 `expired`, each stored image is an Output whose id names the job and the image (`<job id>.<n>`), and
 `outputs_reused` says the image came from LinkPix's cache instead of a new run - the proxy's field,
-which there means ComfyUI's node cache.
+which there means ComfyUI's node cache. An output's `type` is what the stored file is (`pipeline/media.py`:
+SaveVideo's MP4 is a `video` though ComfyUI lists it among `images`, SaveAudio's FLAC an `audio`), and its
+`content_type` the one `/content` serves it with.
 """
 
 from __future__ import annotations
@@ -62,17 +64,24 @@ def output_refs(job: Job) -> list[dict[str, Any]]:
     refs: list[dict[str, Any]] = []
     for image in job.images:
         fmt = image.get("format") or "png"
-        refs.append({"url": str(image.get("url", "")), "node_id": image.get("node_id"), "format": fmt})
-        refs.extend({"url": str(more.get("url", "")), "node_id": more.get("node_id"), "format": fmt}
+        refs.append({"url": str(image.get("url", "")), "node_id": image.get("node_id"), "format": fmt,
+                     "media": image.get("media") or "image"})
+        refs.extend({"url": str(more.get("url", "")), "node_id": more.get("node_id"),
+                     "format": more.get("format") or fmt, "media": more.get("media") or "image"}
                     for more in image.get("outputs") or [] if isinstance(more, dict))
     return refs
+
+
+def content_type(ref: dict[str, Any]) -> str:
+    """The content type an output is served with (`application/octet-stream` for a kind LinkPix does not name)."""
+    return CONTENT_TYPES.get(ref["format"], "application/octet-stream")
 
 
 def output(base: str, job: Job, ref: dict[str, Any], index: int, size: int, keep_days: float) -> dict[str, Any]:
     aid = output_id(job.id, index)
     graph = job.spec[0].get("graph", {}) if job.spec else {}
     return {"node_id": str(ref["node_id"] or output_node(graph)), "name": ref["url"].rsplit("/", 1)[-1],
-            "type": "image", "content_type": CONTENT_TYPES.get(ref["format"], "application/octet-stream"),
+            "type": ref["media"], "content_type": content_type(ref),
             "size_bytes": size, "id": aid, "hash": None, "url": f"{base}/api/v2/assets/{aid}/content",
             "url_expires_at": iso(expires(job.finished or job.created, keep_days)), "job_id": job.id}
 

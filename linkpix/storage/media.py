@@ -1,0 +1,39 @@
+"""The kinds of file the cache keeps: pictures LinkPix encodes, and the other files a run saves, kept as they are.
+
+ComfyUI's output nodes save more than pictures: SaveVideo an MP4 or WebM, SaveAudio a FLAC, SaveAudioMP3 an MP3,
+SaveAudioOpus an Ogg Opus, VideoHelperSuite's VHS_VideoCombine a GIF or MP4, SaveAnimatedWEBP an animated WebP,
+SaveGLB a 3D model, SaveLatent a latent. A run's files are stored beside the pictures under their own
+extension, byte for byte, and served with the content type named here. A file of a kind not listed is kept
+as `.bin` and served as `application/octet-stream`: LinkPix's origin never serves a run's file as something
+a browser would run (HTML, SVG).
+"""
+
+from __future__ import annotations
+
+import re
+
+PICTURE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}  # what `output_format` names
+MEDIA_TYPES = {
+    "gif": "image/gif",
+    "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime", "mkv": "video/x-matroska",
+    "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "ogg": "audio/ogg", "wav": "audio/wav",
+    "m4a": "audio/mp4",
+    "glb": "model/gltf-binary",
+    "latent": "application/octet-stream", "bin": "application/octet-stream",
+}
+FILE_TYPES = {**PICTURE_TYPES, **MEDIA_TYPES}  # every extension a cached file may have, with its content type
+FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(" + "|".join(FILE_TYPES) + r")$")
+_ALIASES = {"jpg": "jpeg", "m4v": "mp4", "oga": "ogg"}
+
+
+def file_format(filename: str) -> str:
+    """The cache's extension for a file ComfyUI saved under `filename` (its own, lower-cased; `bin` for a kind
+    the cache does not serve under its own type)."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    ext = _ALIASES.get(ext, ext)
+    return ext if ext in FILE_TYPES else "bin"
+
+
+def is_picture(fmt: str) -> bool:
+    """Whether a cached file's format is one LinkPix encodes pictures in (PNG, JPEG, WebP)."""
+    return fmt in PICTURE_TYPES
