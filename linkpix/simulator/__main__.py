@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=_names, default=None, help="comma-separated checkpoint files")
     parser.add_argument("--unets", type=_names, default=None, help="comma-separated diffusion model files")
     parser.add_argument("--loras", type=_names, default=None, help="comma-separated LoRA files")
+    parser.add_argument("--audio", action="store_true", help="with ComfyUI's EmptyAudio and SaveAudio nodes")
     parser.add_argument("--run-delay", type=float, default=0.0, help="seconds added to every run (model work)")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES),
                         help="which ComfyUI to behave as: 0.3.64 (the captures) or current (today's server)")
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sim = SimulatorServer(host=args.host, port=args.port, root=args.root, step_delay=args.step_delay,
                           preview_method=args.preview_method, name=args.name, checkpoints=args.checkpoints,
-                          unets=args.unets, loras=args.loras, run_delay=args.run_delay, profile=args.profile)
+                          unets=args.unets, loras=args.loras, run_delay=args.run_delay, profile=args.profile,
+                          audio=args.audio)
     sim.start()
     logging.getLogger("linkpix.simulator").info(
         "LinkPix ComfyUI simulator%s (not AI, plays ComfyUI %s) listening on %s (root %s)",

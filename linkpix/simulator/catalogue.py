@@ -105,7 +105,9 @@ def list_input_images(input_dir: Path) -> list[str]:
 class Catalogue:
     """Node definitions plus the fake model lists of one simulator instance."""
 
-    def __init__(self, input_dir: Path, models: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, input_dir: Path, models: dict[str, list[str]] | None = None,
+                 extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """`extra`: classes a stock ComfyUI has that the captured one lacked (the audio nodes: audio.py)."""
         self.input_dir = input_dir
         merged = {name: [] for name in MODEL_FOLDERS}
         for name, files in DEFAULT_MODELS.items():
@@ -114,6 +116,7 @@ class Catalogue:
             merged[name] = list(files)
         self.models: dict[str, list[str]] = {k: sorted(v) for k, v in merged.items()}
         self._base = load_object_info()
+        self._base.update(copy.deepcopy(extra or {}))
 
     def has_class(self, class_type: Any) -> bool:
         return isinstance(class_type, str) and class_type in self._base

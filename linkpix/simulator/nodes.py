@@ -19,6 +19,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from linkpix.simulator import grades
 from linkpix.simulator import images as im
+from linkpix.simulator.audio import save_audio
 from linkpix.simulator.editnodes import EditNodes
 from linkpix.simulator.validation import annotated_filepath
 from linkpix.simulator.values import Images, Latent, Token
@@ -349,6 +350,14 @@ class NodeRunner(EditNodes):
                     codec: str = "auto") -> dict[str, Any]:
         frames, _fps = video
         return {"ui": {"images": [im.save_video(frames, filename_prefix, ctx.dirs["output"])], "animated": (True,)}}
+
+    def n_EmptyAudio(self, ctx: Any, duration: float = 60.0, sample_rate: int = 44100,
+                     channels: int = 2) -> tuple[Any, ...]:
+        return ({"seconds": duration, "sample_rate": sample_rate, "channels": channels, "batch": 1},)
+
+    def n_SaveAudio(self, ctx: Any, audio: dict[str, Any], filename_prefix: str = "audio/ComfyUI", prompt: Any = None,
+                    extra_pnginfo: Any = None) -> dict[str, Any]:
+        return {"ui": {"audio": save_audio(audio, filename_prefix, ctx.dirs["output"])}}
 
     def n_SaveImageWebsocket(self, ctx: Any, images: Images) -> dict[str, Any]:
         for index, img in enumerate(images):

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from linkpix.simulator.audio import AUDIO_CLASSES
 from linkpix.simulator.catalogue import DATA_DIR, Catalogue
 from linkpix.simulator.life import Life
 from linkpix.simulator.profiles import DEFAULT as DEFAULT_PROFILE
@@ -43,7 +44,7 @@ class SimulatorServer:
                  step_delay: float = 0.0, models: dict[str, list[str]] | None = None,
                  preview_method: str = "auto", *, name: str = "", checkpoints: list[str] | None = None,
                  unets: list[str] | None = None, loras: list[str] | None = None,
-                 run_delay: float = 0.0, profile: str = DEFAULT_PROFILE) -> None:
+                 run_delay: float = 0.0, profile: str = DEFAULT_PROFILE, audio: bool = False) -> None:
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="linkpix-sim-") if root is None else root).resolve()
         dirs = {"input": self.root / "input", "output": self.root / "output", "temp": self.root / "temp"}
@@ -57,6 +58,7 @@ class SimulatorServer:
             if files is not None:
                 models[folder] = list(files)
         self._models = models or None
+        self._audio = audio  # EmptyAudio and SaveAudio, which the captured ComfyUI lacked (simulator/audio.py)
         self._thawed = threading.Event()
         self._thawed.set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -148,7 +150,7 @@ class SimulatorServer:
             if self._thread is not None:
                 return
             self._prepare_dirs()
-            self.state.catalogue = Catalogue(self.dirs["input"], self._models)
+            self.state.catalogue = Catalogue(self.dirs["input"], self._models, AUDIO_CLASSES if self._audio else None)
             self.state.validator = Validator(self.catalogue, self.dirs)
             self._loop = asyncio.new_event_loop()
             self.state.node_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-node")

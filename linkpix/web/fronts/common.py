@@ -23,6 +23,7 @@ from linkpix.model import RenderedJob, validate_user
 from linkpix.pipeline.backends import EventCallback
 from linkpix.pipeline.flight import Ticket
 from linkpix.pipeline.generator import Outcome
+from linkpix.pipeline.media import require_picture
 from linkpix.storage.cache import CachedImage
 from linkpix.web.services import Services, services
 
@@ -104,7 +105,10 @@ def _allowed(addr: str | None, networks: list[str]) -> bool:
 
 def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | None = None,
              ticket: Ticket | None = None) -> Outcome:
-    """Run (or fetch from the cache) one job through the shared generator, and note it in the request log."""
+    """Run (or fetch from the cache) one job through the shared generator, and note it in the request log.
+    The fronts that call this (A1111's base64 `images`, OpenAI's `b64_json`/`url`) carry pictures only: a
+    workflow whose output is a video or a sound is refused naming the node and the file (422
+    `unsupported_output`); the file is stored all the same, for the link and the Comfy API v2."""
     outcome = services().generator.generate(job, user, on_event, ticket=ticket)
     if outcome.gpu_seconds is not None:  # this request ran something: the answer says what (gpu_seconds_header)
         request.environ[GPU_SECONDS] = request.environ.get(GPU_SECONDS, 0.0) + outcome.gpu_seconds
@@ -114,6 +118,7 @@ def generate(job: RenderedJob, user: str, front: str, on_event: EventCallback | 
         previous = info.get("cache")
         info.update(user=user, front=front, key=outcome.image.key[:12],
                     cache=hit if previous in (None, hit) else "mixed")
+    require_picture(outcome.image)
     return outcome
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from flask import Response
 
-from linkpix.errors import BadRequest
+from linkpix.errors import BadRequest, UnsupportedOutput
 from linkpix.model import RenderedJob
+from linkpix.pipeline.media import require_picture
 from linkpix.pipeline.previews import Frame
 from linkpix.web.services import services
 
@@ -48,6 +49,8 @@ def stream_response(job: RenderedJob, user: str, partials: int, quality: str, ba
         raise BadRequest("streaming is not available on this server")
     generator = svc.generator
     cached = None if job.seed_is_random else generator.cache.get(user, generator.key_for(job))
+    if cached is not None:
+        require_picture(cached)  # a video or a sound cannot be a `b64_json` picture: refused by name
     feed = None if cached is not None else live.runs.watch(job, user)
     fmt = job.output_format
     common = {"background": background, "quality": quality, "output_format": fmt}
@@ -77,6 +80,11 @@ def stream_response(job: RenderedJob, user: str, partials: int, quality: str, ba
                 yield _sse("error", {"error": error_body(feed.error)})
                 return
             assert feed.result is not None and feed.final is not None
+            try:
+                require_picture(feed.result)
+            except UnsupportedOutput as exc:
+                yield _sse("error", {"error": error_body(exc)})
+                return
             yield _completed(feed.final, _size(feed.result.meta), common)
         finally:
             feed.unsubscribe(wake.set)

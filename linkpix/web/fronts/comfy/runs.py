@@ -143,8 +143,13 @@ class ComfyFront:
         """Send the terminal messages and build the history entry."""
         outputs: dict[str, Any] = {}
         if image is not None:
-            node = self._image_node(fp)
-            ui = {"images": [{"filename": image.filename, "subfolder": "", "type": "output"}]}
+            picture = image.meta.get("media", "image") == "image"
+            node = self._image_node(fp) if picture else str(image.meta.get("node_id") or self._image_node(fp))
+            # listed as ComfyUI lists it: SaveAudio's under `audio`, SaveVideo's under `images` with `animated`
+            kind = str(image.meta.get("comfy_kind") or "images")
+            ui: dict[str, Any] = {kind: [{"filename": image.filename, "subfolder": "", "type": "output"}]}
+            if image.meta.get("media") == "video" and kind == "images":
+                ui["animated"] = [True]
             outputs[node] = ui
             self.hub.send(fp.user, fp.client_id, "executed",
                           {"node": node, "display_node": node, "output": ui, "prompt_id": fp.prompt_id})
