@@ -1,0 +1,154 @@
+"""Outputs that are not pictures (issue 25): SaveVideo's MP4 and SaveAudio's FLAC stored byte for byte, listed by
+the Comfy API v2 with their kind, served with Range, reused from the cache, kept per user; a link answers the
+video itself, and the fronts that carry pictures only (OpenAI, A1111) refuse it by name. Over real sockets:
+the simulator (with its audio nodes), LinkPix under waitress, the real `comfy-sdk` and `openai` clients."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import av
+import openai
+import pytest
+import requests
+from comfy_sdk import NotFound
+from support import ApiServer
+from v2_support import client, txt2img
+
+from linkpix.simulator import SimulatorServer
+
+pytestmark = pytest.mark.slow  # an API, a simulator and SDK runs: seconds each
+
+KEYS = {"key-alice": "alice", "key-bob": "bob"}
+
+
+def video(graph: dict) -> dict:
+    """The graph with its SaveImage replaced by CreateVideo -> SaveVideo (0.3.64 lists the MP4 under `images`)."""
+    save = next(k for k, v in graph.items() if v["class_type"] == "SaveImage")
+    graph["90"] = {"class_type": "CreateVideo", "inputs": {"images": graph[save]["inputs"]["images"], "fps": 8}}
+    graph[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": "video/lp",
+                                                          "format": "auto", "codec": "auto"}}
+    return graph
+
+
+def with_audio(graph: dict, seconds: float = 1.5) -> dict:
+    """The graph plus EmptyAudio -> SaveAudio (listed under the node's `audio`)."""
+    graph["80"] = {"class_type": "EmptyAudio", "inputs": {"duration": seconds, "sample_rate": 22050, "channels": 1}}
+    graph["81"] = {"class_type": "SaveAudio", "inputs": {"audio": ["80", 0], "filename_prefix": "audio/lp"}}
+    return graph
+
+
+@pytest.fixture
+def sim(tmp_path) -> Iterator[SimulatorServer]:
+    """A simulator with ComfyUI's audio nodes (a stock install's; the captured one lacked them)."""
+    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", audio=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def api(project, sim) -> Iterator[ApiServer]:
+    server = ApiServer(project, sim.url, api_keys=KEYS)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def saved(sim: SimulatorServer, name: str, subfolder: str) -> bytes:
+    """The file as ComfyUI wrote it (GET /view)."""
+    r = requests.get(f"{sim.url}/view", params={"filename": name, "subfolder": subfolder, "type": "output"},
+                     timeout=10)
+    assert r.status_code == 200
+    return r.content
+
+
+def test_a_video_comes_back_byte_for_byte_with_ranges_and_again_from_the_cache(api, sim):
+    alice = client(api, "key-alice")
+    first = alice.run(alice.workflows.from_json(video(txt2img("a moving fox"))))
+    [out] = first.outputs
+    mp4 = saved(sim, "lp_00001_.mp4", "video")
+    assert (out.type, out.content_type, out.node_id, out.size_bytes) == ("video", "video/mp4", "7", len(mp4))
+    assert out.to_bytes() == mp4 and mp4[4:8] == b"ftyp"
+
+    auth = {"Authorization": "Bearer key-alice"}
+    part = requests.get(f"{api.url}/api/v2/assets/{out.id}/content", headers={**auth, "Range": "bytes=10-29"},
+                        timeout=10)
+    assert part.status_code == 206 and part.content == mp4[10:30] and part.headers["Content-Type"] == "video/mp4"
+    assert part.headers["Content-Range"] == f"bytes 10-29/{len(mp4)}" and part.headers["Content-Length"] == "20"
+    assert out.to_bytes(range=(len(mp4) - 8, len(mp4) - 1)) == mp4[-8:]  # the SDK's own ranged download
+
+    url = requests.get(f"{api.url}/api/v2/jobs/{first.id}", headers=auth, timeout=10).json()["outputs"][0]["name"]
+    public = requests.get(f"{api.url}/images/alice/{url}", headers={"Range": "bytes=0-7"}, timeout=10)
+    assert public.status_code == 206 and public.headers["Content-Type"] == "video/mp4" and public.content == mp4[:8]
+    whole = requests.get(f"{api.url}/images/alice/{url}", timeout=10)
+    assert whole.content == mp4 and whole.headers["Accept-Ranges"] == "bytes"
+
+    runs = len(requests.get(f"{sim.url}/history", timeout=10).json())
+    again = alice.run(alice.workflows.from_json(video(txt2img("a moving fox"))))
+    body = requests.get(f"{api.url}/api/v2/jobs/{again.id}", headers=auth, timeout=10).json()
+    assert body["outputs_reused"] is True and len(requests.get(f"{sim.url}/history", timeout=10).json()) == runs
+    [reused] = again.outputs
+    assert (reused.name, reused.type, reused.to_bytes()) == (out.name, "video", mp4)
+
+
+def test_a_sound_is_listed_as_audio_beside_the_picture(api, sim):
+    alice = client(api, "key-alice")
+    job = alice.run(alice.workflows.from_json(with_audio(txt2img("a singing fox"))))
+    picture, sound = job.outputs
+    assert (picture.type, picture.content_type, picture.node_id) == ("image", "image/png", "7")
+    assert (sound.type, sound.content_type, sound.node_id) == ("audio", "audio/flac", "81")
+    flac = saved(sim, "lp_00001_.flac", "audio")
+    assert sound.to_bytes() == flac and sound.size_bytes == len(flac)
+    decoded = av.open(io.BytesIO(sound.to_bytes()))
+    assert sum(frame.samples for frame in decoded.decode(decoded.streams.audio[0])) == round(1.5 * 22050)
+
+    again = alice.run(alice.workflows.from_json(with_audio(txt2img("a singing fox"))))
+    assert [(o.type, o.to_bytes()) for o in again.outputs] == [("image", picture.to_bytes()), ("audio", flac)]
+
+
+def test_another_key_sees_nothing_of_a_users_video(api):
+    alice, bob = client(api, "key-alice"), client(api, "key-bob")
+    job = alice.run(alice.workflows.from_json(video(txt2img("alice's secret film"))))
+    [out] = job.outputs
+    bob_h = {"Authorization": "Bearer key-bob"}
+    for path in (f"/api/v2/assets/{out.id}/content", f"/api/v2/assets/{out.id}", f"/api/v2/jobs/{job.id}"):
+        r = requests.get(api.url + path, headers=bob_h, timeout=10)
+        assert r.status_code == 404 and "alice" not in r.text and out.name not in r.text
+    assert list(bob.list_jobs()) == []
+    with pytest.raises(NotFound):
+        bob.jobs.get(job.id)
+
+
+def test_a_link_whose_workflow_saves_a_video_answers_the_video(project, sim):
+    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    server = ApiServer(project, sim.url)
+    try:
+        r = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", timeout=60)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
+        assert r.content == saved(sim, "lp_00001_.mp4", "video") and r.headers["X-LinkPix-Cache"] == "miss"
+        ranged = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", headers={"Range": "bytes=4-7"},
+                              timeout=60)
+        assert ranged.status_code == 206 and ranged.content == b"ftyp" and ranged.headers["X-LinkPix-Cache"] == "hit"
+        meta = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video&format=json", timeout=60).json()
+        assert meta["format"] == "mp4" and meta["url"].endswith(".mp4") and meta["width"] is None
+        picture = requests.get(server.url + "/prompt/a%20still%20owl", timeout=60)
+        assert picture.status_code == 200 and picture.headers["Content-Type"] == "image/png"
+        assert "Accept-Ranges" not in picture.headers  # pictures answer as they always did
+
+        err = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            err.images.generate(prompt="a moving owl", model="video", response_format="b64_json")
+        assert "node 7 (SaveVideo) saved 'lp_00001_.mp4' (video/mp4)" in str(refused.value)
+        a1111 = requests.post(server.url + "/sdapi/v1/txt2img", json={"prompt": "a moving owl", "workflow": "video"},
+                              timeout=60)  # `workflow`: LinkPix's own field, which webuiapi does not send
+        assert a1111.status_code == 422 and "node 7 (SaveVideo) saved 'lp_0000" in a1111.json()["detail"]
+        assert "(video/mp4); this API carries pictures only" in a1111.json()["detail"]
+    finally:
+        server.close()
