@@ -13,11 +13,12 @@ import av
 import openai
 import pytest
 import requests
-from comfy_sdk import NotFound
+from comfy_sdk import MissingAsset, NotFound
 from support import ApiServer
 from v2_support import client, txt2img
 
 from linkpix.simulator import SimulatorServer
+from linkpix.simulator.audio import flac_silence
 
 pytestmark = pytest.mark.slow  # an API, a simulator and SDK runs: seconds each
 
@@ -152,3 +153,37 @@ def test_a_link_whose_workflow_saves_a_video_answers_the_video(project, sim):
         assert "(video/mp4); this API carries pictures only" in a1111.json()["detail"]
     finally:
         server.close()
+
+
+def test_an_uploaded_sound_feeds_load_audio_for_its_owner_only(api, sim):
+    """POST /api/v2/assets keeps audio as it came (recognised by its bytes), ComfyUI gets it by /upload/image
+    (which stores any file) and LoadAudio reads it; another key can neither use nor read it."""
+    alice, bob = client(api, "key-alice"), client(api, "key-bob")
+    clip = flac_silence(round(0.75 * 16000), 16000, 2)
+    asset = alice.assets.from_bytes(clip, filename="voice.flac")
+    asset.commit()
+    auth = {"Authorization": "Bearer key-alice"}
+    described = requests.get(f"{api.url}/api/v2/assets/{asset.id}", headers=auth, timeout=10).json()
+    assert described["content_type"] == "audio/flac" and described["size_bytes"] == len(clip)
+    back = requests.get(f"{api.url}/api/v2/assets/{asset.id}/content", headers=auth, timeout=10)
+    assert back.content == clip and back.headers["Content-Type"] == "audio/flac"
+
+    graph = {"1": {"class_type": "LoadAudio", "inputs": {"audio": {"__type": "core/ASSET", "info": {"id": asset.id}}}},
+             "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/echo"}}}
+    job = alice.run(alice.workflows.from_json(graph))
+    [out] = job.outputs
+    assert (out.type, out.content_type) == ("audio", "audio/flac")
+    sent = [p for p in (sim.root / "input").iterdir() if p.suffix == ".flac"]
+    assert [p.read_bytes() for p in sent] == [clip]  # ComfyUI got the bytes as they were uploaded
+    decoded = av.open(io.BytesIO(out.to_bytes()))
+    assert sum(f.samples for f in decoded.decode(decoded.streams.audio[0])) == round(0.75 * 16000)
+
+    bob_h = {"Authorization": "Bearer key-bob"}
+    with pytest.raises(MissingAsset):
+        bob.submit(bob.workflows.from_json(graph))
+    for path in (f"/api/v2/assets/{asset.id}", f"/api/v2/assets/{asset.id}/content"):
+        assert requests.get(api.url + path, headers=bob_h, timeout=10).status_code == 404
+
+    refused = requests.post(f"{api.url}/api/v2/assets", headers=auth, timeout=10,
+                            files={"file": ("notes.txt", b"<html>not a sound</html>", "audio/flac")})
+    assert refused.status_code == 422 and "audio (FLAC, MP3" in refused.json()["error"]["message"]

@@ -1,10 +1,12 @@
-"""ComfyUI's audio nodes EmptyAudio and SaveAudio, for a simulator started with `audio=True`.
+"""ComfyUI's audio nodes EmptyAudio, LoadAudio and SaveAudio, for a simulator started with `audio=True`.
 
 The captured ComfyUI 0.3.64 (tests/comfyui_captures, and the real server LinkPix is tried on) has none of
 `comfy_extras/nodes_audio.py`: that module imports torchaudio, which its environment lacks, so ComfyUI
 skipped it. A stock install has them; these are their `/object_info` entries as 0.3.64's `server.py`
 `node_info` builds them from the classes' INPUT_TYPES (tag v0.3.64, commit a125cd84), and what they do:
-EmptyAudio makes silence, SaveAudio writes it as FLAC (`<prefix>_<counter:05>_.flac`, under `audio/` by
+EmptyAudio makes silence, LoadAudio reads a file of the input folder (its list: the audio and video files
+there, live; the simulator reads a FLAC's length and rate from its STREAMINFO and decodes nothing), SaveAudio
+writes silence of the clip's length as FLAC (`<prefix>_<counter:05>_.flac`, under `audio/` by
 default) and lists it under the node's `audio` key, not `images`: `{"ui": {"audio": [{filename, subfolder,
 type}]}}`. The FLAC is a real one (STREAMINFO, then frames of CONSTANT subframes: silence is constant).
 """
@@ -31,6 +33,12 @@ AUDIO_CLASSES: dict[str, dict[str, Any]] = {
         "input_order": {"required": ["duration", "sample_rate", "channels"]},
         "output": ["AUDIO"], "output_is_list": [False], "output_name": ["AUDIO"], "name": "EmptyAudio",
         "display_name": "Empty Audio", "description": "", "python_module": "comfy_extras.nodes_audio",
+        "category": "audio", "output_node": False},
+    "LoadAudio": {
+        "input": {"required": {"audio": [[], {"audio_upload": True}]}},  # the list: filled live (catalogue.py)
+        "input_order": {"required": ["audio"]},
+        "output": ["AUDIO"], "output_is_list": [False], "output_name": ["AUDIO"], "name": "LoadAudio",
+        "display_name": "Load Audio", "description": "", "python_module": "comfy_extras.nodes_audio",
         "category": "audio", "output_node": False},
     "SaveAudio": {
         "input": {"required": {"audio": ["AUDIO"], "filename_prefix": ["STRING", {"default": "audio/ComfyUI"}]},
@@ -75,6 +83,17 @@ def save_audio(audio: dict[str, Any], filename_prefix: str, folder: Path) -> lis
         results.append({"filename": name, "subfolder": subfolder, "type": "output"})
         counter += 1
     return results
+
+
+def read_audio(path: Path) -> dict[str, Any]:
+    """LoadAudio's clip for the simulator: a FLAC's rate, channels and length (STREAMINFO); another kind of
+    file (not decoded here) counts as one second of 44.1 kHz stereo."""
+    head = path.read_bytes()[:42]
+    if head[:4] == b"fLaC" and len(head) >= 42:
+        packed = int.from_bytes(head[18:26], "big")
+        rate, channels, samples = packed >> 44, ((packed >> 41) & 7) + 1, packed & ((1 << 36) - 1)
+        return {"seconds": samples / rate if rate else 0.0, "sample_rate": rate, "channels": channels, "batch": 1}
+    return {"seconds": 1.0, "sample_rate": 44100, "channels": 2, "batch": 1}
 
 
 def _utf8_number(n: int) -> bytes:

@@ -78,7 +78,11 @@ FOLDER_INPUTS: dict[tuple[str, str], str] = {
     ("PhotoMakerLoader", "photomaker_model_name"): "photomaker",
     ("ModelPatchLoader", "name"): "model_patches",
 }
-INPUT_FILE_INPUTS: tuple[tuple[str, str], ...] = (("LoadImage", "image"), ("LoadImageMask", "image"))
+# (class, input) -> the kinds of file (MIME majors) of the input folder its list shows, as ComfyUI filters them
+INPUT_FILE_INPUTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("LoadImage", "image"): ("image",), ("LoadImageMask", "image"): ("image",),
+    ("LoadAudio", "audio"): ("audio", "video"),  # audio.py's; folder_paths.filter_files_content_types
+}
 LIVE_CLASSES = {cls for cls, _ in FOLDER_INPUTS} | {cls for cls, _ in INPUT_FILE_INPUTS}
 
 
@@ -88,8 +92,8 @@ def load_object_info() -> dict[str, Any]:
         return json.load(f)
 
 
-def list_input_images(input_dir: Path) -> list[str]:
-    """Top-level files of the input folder with an image MIME type, sorted (LoadImage's list)."""
+def list_input_images(input_dir: Path, kinds: tuple[str, ...] = ("image",)) -> list[str]:
+    """Top-level files of the input folder with an image MIME type (or of `kinds`), sorted (LoadImage's list)."""
     try:
         names = [n for n in os.listdir(input_dir) if (input_dir / n).is_file()]
     except OSError:
@@ -97,7 +101,7 @@ def list_input_images(input_dir: Path) -> list[str]:
     out = []
     for name in names:
         mime = mimetypes.guess_type(name)[0]
-        if mime and mime.split("/")[0] == "image":
+        if mime and mime.split("/")[0] in kinds:
             out.append(name)
     return sorted(out)
 
@@ -138,7 +142,7 @@ class Catalogue:
                 files.append("pixel_space")
             return files
         if (class_type, name) in INPUT_FILE_INPUTS:
-            return list_input_images(self.input_dir)
+            return list_input_images(self.input_dir, INPUT_FILE_INPUTS[class_type, name])
         return None
 
     def class_info(self, class_type: str) -> dict[str, Any] | None:

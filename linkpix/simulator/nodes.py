@@ -13,13 +13,14 @@ import os
 import random
 import string
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
 from linkpix.simulator import grades
 from linkpix.simulator import images as im
-from linkpix.simulator.audio import save_audio
+from linkpix.simulator.audio import read_audio, save_audio
 from linkpix.simulator.editnodes import EditNodes
 from linkpix.simulator.validation import annotated_filepath
 from linkpix.simulator.values import Images, Latent, Token
@@ -354,6 +355,10 @@ class NodeRunner(EditNodes):
     def n_EmptyAudio(self, ctx: Any, duration: float = 60.0, sample_rate: int = 44100,
                      channels: int = 2) -> tuple[Any, ...]:
         return ({"seconds": duration, "sample_rate": sample_rate, "channels": channels, "batch": 1},)
+
+    def n_LoadAudio(self, ctx: Any, audio: str) -> tuple[Any, ...]:
+        name, base = annotated_filepath(audio, ctx.dirs)
+        return (read_audio(Path(base if base is not None else ctx.dirs["input"]) / name),)
 
     def n_SaveAudio(self, ctx: Any, audio: dict[str, Any], filename_prefix: str = "audio/ComfyUI", prompt: Any = None,
                     extra_pnginfo: Any = None) -> dict[str, Any]:

@@ -10,7 +10,10 @@ a browser would run (HTML, SVG).
 
 from __future__ import annotations
 
+import hashlib
 import re
+
+from linkpix.model import InputImage
 
 PICTURE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}  # what `output_format` names
 MEDIA_TYPES = {
@@ -37,3 +40,31 @@ def file_format(filename: str) -> str:
 def is_picture(fmt: str) -> bool:
     """Whether a cached file's format is one LinkPix encodes pictures in (PNG, JPEG, WebP)."""
     return fmt in PICTURE_TYPES
+
+
+def sniff_media(data: bytes) -> str | None:
+    """The extension of audio or video bytes, read from their signature (not from a name or a declared type,
+    which a client chooses): FLAC, Ogg, MP3, WAV, MP4 / MOV / M4A, WebM / Matroska; None for anything else."""
+    head = data[:64]
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+                              and (head[1] >> 1) & 3 == 1):  # an MPEG audio frame of layer III
+        return "mp3"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[4:8] == b"ftyp":
+        return {b"M4A ": "m4a", b"qt  ": "mov"}.get(head[8:12], "mp4")
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head else "mkv"
+    return None
+
+
+def media_input(data: bytes) -> InputImage | None:
+    """Audio or video bytes as an input file for ComfyUI (a LoadAudio's or LoadVideo's), content-addressed like
+    an uploaded image (`linkpix_<hash>.<ext>`: ComfyUI's lists filter the input folder by extension); None
+    when the bytes are neither."""
+    ext = sniff_media(data)
+    return None if ext is None else InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)

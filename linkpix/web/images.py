@@ -255,6 +255,7 @@ def _file_response(image: CachedImage, headers: list[tuple[str, str]]) -> Respon
     # Last-Modified after its Date. Date it now, which is after the file was written.
     resp.headers["Date"] = http_date(max(time.time(), image.mtime))
     if not is_picture(image.fmt):  # a video or a sound: players ask for ranges (Safari will not play without)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
         resp = resp.make_conditional(request, accept_ranges=True, complete_length=image.size)
     return resp
 

@@ -3,8 +3,10 @@ HEAD .../by-hash/{hash}, GET .../{id} and .../{id}/content (Range), DELETE .../{
 
 An uploaded asset's bytes go to LinkPix's upload store (content-addressed, so a job carries them to
 whichever backend runs it, and the cache key covers them); the asset record names them per user. Only
-images are kept (what a LoadImage reads): the upload store decodes every upload fully. A job's outputs
-are assets too (`<job id>.<n>`), served from LinkPix's image cache.
+images are decoded fully by the upload store (what a LoadImage reads). A job's outputs
+are assets too (`<job id>.<n>`), served from LinkPix's image cache. Audio and video (a LoadAudio's or
+LoadVideo's input) are kept as they came, recognised by their bytes' signature (`storage/media.py`), and
+sent to ComfyUI like an image (its `/upload/image` stores any file).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import blake3
 from flask import Response, g, jsonify, request
 
 from linkpix.errors import BadRequest, NotFound
+from linkpix.storage.media import FILE_TYPES, media_input
 from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import shapes
 from linkpix.web.fronts.v2.errors import V2Error, not_found
@@ -52,7 +55,7 @@ def upload() -> Response:
           description: payload_too_large
           content: {application/json: {schema: V2Error}}
         422:
-          description: "invalid_request: no file part, a field given twice, or not an image"
+          description: "invalid_request: no file part, a field given twice, or neither an image nor audio or video"
           content: {application/json: {schema: V2Error}}
     """
     file = request.files.get("file")
@@ -74,15 +77,21 @@ def upload() -> Response:
     existing = front().asset_by_hash(user, digest)
     if existing is not None:
         return jsonify(shapes.asset_body(base(), existing, front().keep_days, created_new=False))
-    try:
-        image = front().uploads.put(data, limit)
-    except BadRequest as exc:
-        raise V2Error(422, "invalid_request", f"LinkPix keeps image assets only (PNG, JPEG, WebP, GIF: what a "
-                      f"LoadImage node reads): {exc.message}") from None
+    image = media_input(data)
+    if image is not None:  # a LoadAudio's or LoadVideo's input: kept as it came, never decoded here
+        front().uploads.keep(image)
+    else:
+        try:
+            image = front().uploads.put(data, limit)
+        except BadRequest as exc:
+            raise V2Error(422, "invalid_request", "LinkPix keeps image assets (PNG, JPEG, WebP, GIF: what a "
+                          "LoadImage node reads), audio (FLAC, MP3, Ogg, WAV, M4A: LoadAudio) and video (MP4, "
+                          f"WebM, MOV, MKV: LoadVideo) by their bytes' signature: {exc.message}") from None
     file_path = request.form.get("file_path") or file.filename or image.name
     # The kind the bytes are, not the one declared: /content serves it back on LinkPix's origin, and a declared
     # text/html over a GIF/HTML polyglot would be a stored script.
-    content_type = IMAGE_TYPES[image.name.rsplit(".", 1)[-1]]
+    ext = image.name.rsplit(".", 1)[-1]
+    content_type = IMAGE_TYPES.get(ext) or FILE_TYPES[ext]
     record = front().records.add_asset(AssetRecord(str(uuid.uuid4()), user, digest, image.name, len(data),
                                                    content_type, file_path, time.time(),
                                                    request.form.getlist("tags")))
@@ -182,12 +191,18 @@ def content(asset_id: str) -> Response:
       responses:
         401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
         200:
-          description: "the bytes, as the image kind they are"
+          description: "the bytes, as the kind they are (a picture, a video, a sound...)"
           content:
             image/png: {schema: {type: string, format: binary}}
             image/jpeg: {schema: {type: string, format: binary}}
             image/webp: {schema: {type: string, format: binary}}
             image/gif: {schema: {type: string, format: binary}}
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
         206:
           description: the range asked for
           content:
@@ -195,6 +210,12 @@ def content(asset_id: str) -> Response:
             image/jpeg: {schema: {type: string, format: binary}}
             image/webp: {schema: {type: string, format: binary}}
             image/gif: {schema: {type: string, format: binary}}
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
         416: {description: "the range is outside the content"}
         404:
           description: "not_found, or output_unavailable (the cache no longer holds the output)"
@@ -222,6 +243,7 @@ def content(asset_id: str) -> Response:
         mime = record.content_type
     resp = Response(data, mimetype=mime)
     resp.headers["Content-Disposition"] = f'inline; filename="{(record.file_path or record.upload).rsplit("/", 1)[-1]}"'
+    resp.headers["X-Content-Type-Options"] = "nosniff"  # the type named is the type read from the bytes
     return resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
 
 
