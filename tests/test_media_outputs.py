@@ -14,6 +14,7 @@ import openai
 import pytest
 import requests
 from comfy_sdk import MissingAsset, NotFound
+from fronts_support import FrontServer, wait_for
 from support import ApiServer
 from v2_support import client, txt2img
 
@@ -187,3 +188,24 @@ def test_an_uploaded_sound_feeds_load_audio_for_its_owner_only(api, sim):
     refused = requests.post(f"{api.url}/api/v2/assets", headers=auth, timeout=10,
                             files={"file": ("notes.txt", b"<html>not a sound</html>", "audio/flac")})
     assert refused.status_code == 422 and "audio (FLAC, MP3" in refused.json()["error"]["message"]
+
+
+def test_a_jobs_sound_feeds_the_next_job_and_the_comfyui_front_lists_it_as_comfyui_does(project, sim, api):
+    alice = client(api, "key-alice")
+    [made] = alice.run(alice.workflows.from_json(with_audio({}, seconds=0.5))).outputs
+    graph = {"1": {"class_type": "LoadAudio", "inputs": {"audio": {"__type": "core/ASSET", "info": {"id": made.id}}}},
+             "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/again"}}}
+    [again] = alice.run(alice.workflows.from_json(graph)).outputs  # an output as an input: the SDK's chaining
+    assert again.type == "audio" and again.to_bytes() == made.to_bytes()  # silence of the same length
+
+    front = FrontServer(project, sim.url)  # ComfyUI's own dialect, as a ComfyUI script speaks it
+    try:
+        sent = requests.post(front.url + "/prompt", json={"prompt": with_audio({}, seconds=0.25)}, timeout=30)
+        prompt_id = sent.json()["prompt_id"]
+        entry = wait_for(lambda: requests.get(f"{front.url}/history/{prompt_id}", timeout=10).json(), timeout=30)
+        outputs = entry[prompt_id]["outputs"]
+        assert list(outputs) == ["81"] and list(outputs["81"]) == ["audio"]
+        view = requests.get(front.url + "/view", params=outputs["81"]["audio"][0], timeout=10)
+        assert view.status_code == 200 and view.headers["Content-Type"] == "audio/flac" and view.content[:4] == b"fLaC"
+    finally:
+        front.close()

@@ -149,8 +149,8 @@ class HitPath:
         """(status, log fields, body) when the memo can answer this request, else None."""
         method = environ.get("REQUEST_METHOD")
         if method not in ("GET", "HEAD") or not environ.get("PATH_INFO", "").startswith(self.prefix) \
-                or wants_json(environ) or _carries_key(environ):
-            return None
+                or wants_json(environ) or _carries_key(environ) or "HTTP_RANGE" in environ:
+            return None  # a Range (a video player seeking) is answered by the route, which serves ranges
         uri, user = raw_uri(environ), user_from_environ(environ)
         entry = self.memo.get(uri, user, self.fingerprint())
         if entry is None:
