@@ -25,7 +25,7 @@ from typing import Any
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.diskfull import room_in
 from linkpix.storage.jsonstore import write_synced_temp
-from linkpix.storage.media import FILE_RE, FILE_TYPES
+from linkpix.storage.media import FILE_RE, FILE_TYPES, MEDIA_TYPES, PICTURE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +192,20 @@ class ImageCache(HitCounts):
     # -- reading ---------------------------------------------------------------------------------
     def get(self, user: str, key: str) -> CachedImage | None:
         """The stored image for this key, or None (a miss is counted by the caller via `record`)."""
-        for fmt in CONTENT_TYPES:
+        for fmt in PICTURE_TYPES:
             found = self._load(user, f"{key}.{fmt}")
             if found is not None:
                 return found
-        return None
+        return self._other_file(user, key)
+
+    def _other_file(self, user: str, key: str) -> CachedImage | None:
+        """A stored video, sound... of this key, found by its sidecar's `format`: one look for every other
+        kind, so a miss costs four looks, not one per kind of file (storage/media.py)."""
+        try:
+            fmt = json.loads((self.root / user / f"{key}.json").read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            return None  # no entry (the usual miss), or an unreadable one, which `_load` would skip too
+        return self._load(user, f"{key}.{fmt}") if fmt in MEDIA_TYPES else None
 
     def lookup_file(self, user: str, filename: str) -> CachedImage:
         """A stored image by its public name, for GET /images/<user>/<file>; 404 when absent."""
