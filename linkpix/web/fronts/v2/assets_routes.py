@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import blake3
 from flask import Response, g, jsonify, request
+from werkzeug.wsgi import wrap_file
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.media import FILE_TYPES, media_input
@@ -226,11 +228,13 @@ def content(asset_id: str) -> Response:
     if output is not None:
         job, index, record = output
         try:
-            data = v2.output_image(shapes.output_refs(job)[index]).read()
+            stored = v2.output_image(shapes.output_refs(job)[index])
+            # a file of this disk is streamed (a video may be large; a player asks for ranges of it)
+            body: Any = wrap_file(request.environ, open(stored.path, "rb")) if stored.local else stored.read()
         except (NotFound, OSError):
             raise V2Error(404, "output_unavailable", "LinkPix's cache no longer holds this output. Retrying cannot "
                           "help; submit the workflow again to render it anew.") from None
-        mime = record.content_type
+        size, mime = stored.size, record.content_type
     else:
         record = v2.records.asset(asset_id)
         if record is None or record.user != g.v2_user:
@@ -240,11 +244,12 @@ def content(asset_id: str) -> Response:
         except BadRequest:
             raise V2Error(404, "output_unavailable", "the bytes of this asset are no longer kept (retention: "
                           "jobs_keep_days); upload it again") from None
-        mime = record.content_type
-    resp = Response(data, mimetype=mime)
+        body, size, mime = data, len(data), record.content_type
+    resp = Response(body, mimetype=mime, direct_passthrough=True)
     resp.headers["Content-Disposition"] = f'inline; filename="{(record.file_path or record.upload).rsplit("/", 1)[-1]}"'
     resp.headers["X-Content-Type-Options"] = "nosniff"  # the type named is the type read from the bytes
-    return resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
+    resp.content_length = size
+    return resp.make_conditional(request, accept_ranges=True, complete_length=size)
 
 
 @bp.delete("/assets/<asset_id>")
