@@ -9,7 +9,8 @@ download, the encoding and the fsynced writes under temporary names (`ImageCache
 the same first image, only the renames are left (`commit`). Nothing is visible before that: a run that
 fails after all, or whose history names another first image, discards the staged files and takes the
 ordinary path (download after the history). As durable as before: both files are fsynced before the
-rename, and the caller learns of the image only after it.
+rename, and the caller learns of the image only after it. A first output that is not a still picture (a
+video, a sound) is staged the same way, as it came (`pipeline/media.py`).
 """
 
 from __future__ import annotations

@@ -384,8 +384,8 @@ class Generator:
             count_gpu(self.on_gpu, user, gpu)
             outputs, meta, staged = early.outputs(prompt_id, entry)
             if not outputs:
-                raise ExecutionFailed("the workflow finished without producing an image; "
-                                      "does it end in a SaveImage or PreviewImage node?")
+                raise ExecutionFailed("the workflow finished without saving a file; does it end in a "
+                                      "SaveImage, PreviewImage, SaveVideo or SaveAudio node?")
             flight.extras = outputs[1:]  # two SaveImage nodes, a batch: stored beside the first
             if staged is not None:  # published only now, the run confirmed: the waiters find it stored
                 flight.stored = staged.commit()
