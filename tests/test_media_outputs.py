@@ -84,6 +84,9 @@ def test_a_video_comes_back_byte_for_byte_with_ranges_and_again_from_the_cache(a
     assert part.status_code == 206 and part.content == mp4[10:30] and part.headers["Content-Type"] == "video/mp4"
     assert part.headers["Content-Range"] == f"bytes 10-29/{len(mp4)}" and part.headers["Content-Length"] == "20"
     assert out.to_bytes(range=(len(mp4) - 8, len(mp4) - 1)) == mp4[-8:]  # the SDK's own ranged download
+    outside = requests.get(f"{api.url}/api/v2/assets/{out.id}/content", headers={**auth, "Range": "bytes=999999-"},
+                           timeout=10)
+    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(mp4)}"
 
     url = requests.get(f"{api.url}/api/v2/jobs/{first.id}", headers=auth, timeout=10).json()["outputs"][0]["name"]
     public = requests.get(f"{api.url}/images/alice/{url}", headers={"Range": "bytes=0-7"}, timeout=10)
@@ -138,6 +141,9 @@ def test_a_link_whose_workflow_saves_a_video_answers_the_video(project, sim):
         ranged = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", headers={"Range": "bytes=4-7"},
                               timeout=60)
         assert ranged.status_code == 206 and ranged.content == b"ftyp" and ranged.headers["X-LinkPix-Cache"] == "hit"
+        outside = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video",
+                               headers={"Range": "bytes=99999999-"}, timeout=60)
+        assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(r.content)}"
         meta = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video&format=json", timeout=60).json()
         assert meta["format"] == "mp4" and meta["url"].endswith(".mp4") and meta["width"] is None
         picture = requests.get(server.url + "/prompt/a%20still%20owl", timeout=60)

@@ -80,6 +80,8 @@ def register_error_handlers(app: Flask) -> None:
         resp = error_response(app, exc.code or 500, body)
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             resp.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        if exc.code == 416 and getattr(exc, "length", None) is not None:  # RFC 9110: what the content's length is
+            resp.headers["Content-Range"] = f"bytes */{exc.length}"  # type: ignore[attr-defined]
         return resp
 
     @app.errorhandler(Exception)

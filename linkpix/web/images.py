@@ -117,7 +117,18 @@ def prompt(text: str) -> Response:
             application/octet-stream: {schema: {type: string, format: binary}}
             application/json: {schema: ImageMeta}
             multipart/x-mixed-replace: {schema: {type: string, format: binary}}
+        206:
+          description: "a video's or a sound's range (Range: bytes=...)"
+          content:
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
+        416: {description: "a Range outside a video's or sound's bytes"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
         400: {description: "a parameter is invalid; the message says which and what is allowed"}
         404: {description: "image= or mask= names an upload that is not one of yours"}
@@ -190,9 +201,19 @@ def stored_image(user: str, filename: str) -> Response:
             audio/mpeg: {schema: {type: string, format: binary}}
             audio/ogg: {schema: {type: string, format: binary}}
             application/octet-stream: {schema: {type: string, format: binary}}
-        206: {description: "a video's or a sound's range (Range: bytes=...)"}
+        206:
+          description: "a video's or a sound's range (Range: bytes=...)"
+          content:
+            video/mp4: {schema: {type: string, format: binary}}
+            video/webm: {schema: {type: string, format: binary}}
+            audio/flac: {schema: {type: string, format: binary}}
+            audio/mpeg: {schema: {type: string, format: binary}}
+            audio/ogg: {schema: {type: string, format: binary}}
+            image/gif: {schema: {type: string, format: binary}}
+            application/octet-stream: {schema: {type: string, format: binary}}
         304: {description: not modified}
         404: {description: no such image}
+        416: {description: "a Range outside a video's or sound's bytes"}
         429: {description: "a rate limit (hits) was reached; see Retry-After"}
     """
     image = services().cache.lookup_file(user, filename)
