@@ -15,6 +15,7 @@ import pytest
 import requests
 from comfy_sdk import MissingAsset, NotFound
 from fronts_support import FrontServer, wait_for
+from replica_support import S3_BUCKET, s3_server  # noqa: F401 - fixture
 from support import ApiServer
 from v2_support import client, txt2img
 
@@ -215,3 +216,22 @@ def test_a_jobs_sound_feeds_the_next_job_and_the_comfyui_front_lists_it_as_comfy
         assert view.status_code == 200 and view.headers["Content-Type"] == "audio/flac" and view.content[:4] == b"fLaC"
     finally:
         front.close()
+
+
+def test_a_video_in_the_bucket_is_kept_and_served_like_a_picture(project, sim, s3_server):  # noqa: F811
+    """With `storage: s3` the file goes to the bucket under its own extension and content type."""
+    server = ApiServer(project, sim.url, **s3_server.settings("media/"))
+    try:
+        c = client(server)
+        [out] = c.run(c.workflows.from_json(video(txt2img("a fox in a bucket")))).outputs
+        mp4 = saved(sim, "lp_00001_.mp4", "video")
+        assert (out.type, out.content_type, out.to_bytes()) == ("video", "video/mp4", mp4)
+        obj = s3_server.client().get_object(Bucket=S3_BUCKET, Key=f"media/default/{out.name}")
+        assert obj["ContentType"] == "video/mp4" and obj["Body"].read() == mp4
+        assert not any((project / "cache").iterdir())  # nothing on the local disk
+        part = requests.get(f"{server.url}/api/v2/assets/{out.id}/content", headers={"Range": "bytes=4-7"}, timeout=10)
+        assert part.status_code == 206 and part.content == b"ftyp"
+        public = requests.get(f"{server.url}/images/default/{out.name}", timeout=10)
+        assert public.headers["Content-Type"] == "video/mp4" and public.content == mp4
+    finally:
+        server.close()
