@@ -46,13 +46,14 @@ def picture_dimensions(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
-def still_picture(data: bytes) -> bool:
-    """Whether the bytes are one still PNG, JPEG or WebP picture: the only output LinkPix re-encodes."""
+def _inspect(data: bytes) -> tuple[bool, int | None, int | None]:
+    """(a still PNG, JPEG or WebP picture: the only output LinkPix re-encodes; width; height), from one read
+    of the header."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return img.format in _STILL and not getattr(img, "is_animated", False)
+            return img.format in _STILL and not getattr(img, "is_animated", False), *img.size
     except (UnidentifiedImageError, OSError, ValueError):
-        return False
+        return False, None, None
 
 
 def media_kind(fmt: str, comfy_kind: str) -> str:
@@ -73,10 +74,10 @@ def node_class(graph: Mapping[str, Any], node_id: str | None) -> str | None:
 
 def stored_form(output: OutputImage, fmt: str, strip: bool, graph: Mapping[str, Any]) -> StoredForm:
     """The format, bytes and metadata one output is stored with (`fmt`: the job's output format)."""
-    width, height = picture_dimensions(output.data)
+    still, width, height = _inspect(output.data)
     described = {"node_id": output.node_id, "node_type": node_class(graph, output.node_id),
                  "comfy_filename": output.filename, "comfy_kind": output.kind, "width": width, "height": height}
-    if still_picture(output.data):
+    if still:
         return StoredForm(fmt, encode(output.data, fmt, strip=strip), dict(described, media="image"))
     own = file_format(output.filename)
     return StoredForm(own, output.data, dict(described, media=media_kind(own, output.kind)))
