@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # Windows' FlushFileBuffers needs a handle open for writing; POSIX syncs through any descriptor.
 _OPEN_FLAGS = os.O_RDONLY if os.name == "posix" else os.O_RDWR
+IDLE_SECONDS = 30.0
 
 
 class Syncer:
@@ -50,7 +51,9 @@ class Syncer:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._pending))
+                if not self._cond.wait_for(lambda: bool(self._pending), IDLE_SECONDS):
+                    self._thread = None  # idle: the next add starts another (a test suite makes many caches)
+                    return
                 batch, self._pending = self._pending, []
                 self._busy = True
             try:
