@@ -121,3 +121,16 @@ def test_a_poll_of_a_running_job_is_held_until_its_end_and_few_are_held_at_once(
         assert took[0] < 0.25 and took[2] > 0.4, took  # two held, the third answered at once
     finally:
         server.close()
+
+
+def test_a_job_that_starts_at_once_is_answered_once_comfyui_has_its_prompt(jobs, simulator):
+    """Nothing else runs: the submitter steps aside until ComfyUI queued the prompt (the job's thread does not
+    wait behind the answer for the API's one CPU). Behind a running job it answers at once, as before."""
+    simulator.faults.validate_delay = 0.02  # ComfyUI takes 20 ms to queue a prompt
+    simulator.faults.step_delay = 0.2
+    first = jobs.submit(prompt="a fox", seed=1, steps=4)
+    assert simulator.stats.prompts_received == 1  # answered after ComfyUI had it, not 20 ms before
+    second = jobs.submit(prompt="a cat", seed=2, steps=4)
+    assert simulator.stats.prompts_received == 1  # the first runs: the second's answer did not wait
+    assert jobs.wait_for(first)["status"] == jobs.wait_for(second)["status"] == "succeeded"
+    assert simulator.stats.prompts_received == 2

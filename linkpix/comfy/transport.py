@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,6 +89,23 @@ def never_sent(exc: BaseException) -> bool:
     return _chain_has(exc, (NewConnectionError, ConnectTimeoutError, requests.ConnectTimeout))
 
 
+def settle_environment(session: requests.Session, base_url: str) -> None:
+    """Read once what `requests` would read from the environment on every call (a proxy for this URL,
+    `NO_PROXY`, a CA bundle, ~/.netrc) and stop it looking again: that lookup was 0.2 ms of every call to
+    ComfyUI, several of which stand between a job and its answer. The environment is the service's start-up
+    environment either way; a proxy that applies to the backend is still used."""
+    proxies = requests.utils.get_environ_proxies(base_url)
+    if proxies:
+        session.proxies.update(proxies)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    auth = requests.utils.get_netrc_auth(base_url)
+    if auth:
+        session.auth = auth
+    session.trust_env = False
+
+
 class Transport:
     """Thread-safe HTTP calls to one ComfyUI; `requests.Session` pools the connections."""
 
@@ -105,6 +123,7 @@ class Transport:
         adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=32)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        settle_environment(self.session, self.base_url)
 
     def request(self, method: str, path: str, *, control: bool = False, probe: bool = False,
                 **kwargs: Any) -> requests.Response:

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 NO_BACKEND_RETRY = 1.0  # s between tries while no ComfyUI backend can take a job
 _UNREAD = object()  # `_end` without the job's webhook at hand: it reads it
 FINISH_HOLD = 0.25  # s at most a poll waits for a job whose last prompt ComfyUI reported over (`settled`)
+FinishEdit = Callable[[RenderedJob, Outcome, str], Outcome]  # an edit job's result at full resolution
 
 
 class Conflict(LinkPixError):
@@ -79,11 +80,9 @@ class JobManager:
     """
 
     def __init__(self, store: JobStore, uploads: Uploads, generator: Generator, cache: ImageCache,
-                 settings: Callable[[], Settings],
-                 queue_position: Callable[[str, str | None], int | None],
+                 settings: Callable[[], Settings], queue_position: Callable[[str, str | None], int | None],
                  webhook_targets: Callable[[], Targets] | None = None, *, events: JobEvents | None = None,
-                 replica: str | None = None,
-                 finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> None:
+                 replica: str | None = None, finish_edit: FinishEdit | None = None) -> None:
         self.store = store
         self.replica = replica  # shown in a job's `replica` field
         self.uploads = uploads
@@ -115,7 +114,7 @@ class JobManager:
     def open(cls, data_dir: Path, generator: Generator, cache: ImageCache, settings: Callable[[], Settings],
              queue_position: Callable[[str, str | None], int | None], uploads: Uploads,
              webhook_targets: Callable[[], Targets] | None = None, replica: str | None = None,
-             finish_edit: Callable[[RenderedJob, Outcome, str], Outcome] | None = None) -> JobManager:
+             finish_edit: FinishEdit | None = None) -> JobManager:
         """The manager of a data folder, with its unfinished jobs already re-queued or re-attached."""
         manager = cls(JobStore(Path(data_dir) / "jobs.sqlite3"), uploads, generator, cache, settings,
                       queue_position, webhook_targets, replica=replica, finish_edit=finish_edit)
@@ -152,9 +151,8 @@ class JobManager:
         """Persist a new job and queue it (`here`: run it in this thread: a cache hit need not wait behind
         runs); QueueFull (429) when the user's or the total queue is full."""
         s = self._settings()
-        for spec in rendered:
-            for upload in spec.uploads:
-                self.uploads.keep(upload)
+        for upload in (upload for spec in rendered for upload in spec.uploads):
+            self.uploads.keep(upload)
         job = Job(id=uuid.uuid4().hex, user=user, state=QUEUED, created=time.time(),
                   image_count=len(rendered), spec=[rendered_to_dict(r) for r in rendered],
                   webhook=dict(webhook, state="waiting", attempts=[]) if webhook else None,
@@ -174,8 +172,15 @@ class JobManager:
         return job
 
     def _dispatch(self, job_id: str) -> None:
-        """Hand an accepted job to whoever runs it: here, this process's pool."""
+        """Hand an accepted job to this process's pool. When nothing else runs, the submitter then steps aside
+        until ComfyUI has the prompt (SUBMIT_HOLD at most), so the job's thread need not wait behind the answer
+        for the API's one CPU (linkpix/cpus.py): its run starts ~1 ms sooner, the answer a POST later."""
+        settle = self.generator.pending == 0
+        if settle:
+            self.progress.expect_submit(job_id)
         self._pool.submit(self._run, job_id, False)
+        if settle:
+            self.progress.await_submit(job_id)
 
     def recover(self) -> None:
         """Start-up: re-attach jobs that reached ComfyUI, re-queue the others, resume webhooks."""

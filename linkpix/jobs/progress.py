@@ -25,6 +25,7 @@ from linkpix.jobs.store import QUEUED, RUNNING, Job, JobStore
 from linkpix.pipeline.flight import SUBMITTED
 
 PREVIEW_INTERVAL = 0.5  # s between preview events of one job
+SUBMIT_HOLD = 0.05  # s at most a submitter waits for ComfyUI to have the prompt of a job that starts at once
 _PRIVATE = frozenset({"running", "executing"})  # kept in a job's live entry, never shown
 
 
@@ -42,6 +43,7 @@ class Progress:
         self.frames = LatestFrames()  # each job's newest preview, for its `preview` events' URL
         self._finishing: set[str] = set()  # jobs whose last prompt ComfyUI reported over, not yet ended
         self._ends: dict[str, threading.Event] = {}  # a job some poll waits for -> set at its end
+        self._sends: dict[str, threading.Event] = {}  # a job whose submitter waits -> set once ComfyUI has it
 
     def live(self, job_id: str) -> dict[str, Any]:
         """The job's progress as clients see it (empty if it does not run here)."""
@@ -70,6 +72,26 @@ class Progress:
         if end is not None:
             end.set()
 
+    def expect_submit(self, job_id: str) -> None:
+        """`await_submit(job_id)` will follow: from now on, the job's prompt reaching ComfyUI is noted."""
+        with self._lock:
+            self._sends[job_id] = threading.Event()
+
+    def await_submit(self, job_id: str, timeout: float = SUBMIT_HOLD) -> None:
+        """Wait (at most `timeout` s) until the job's first prompt is in ComfyUI's queue, or its run is over."""
+        with self._lock:
+            sent = self._sends.get(job_id)
+        if sent is not None:
+            sent.wait(timeout)
+        with self._lock:
+            self._sends.pop(job_id, None)
+
+    def _sent(self, job_id: str) -> None:
+        with self._lock:
+            sent = self._sends.get(job_id)
+        if sent is not None:
+            sent.set()
+
     def start_image(self, job_id: str, index: int, count: int) -> None:
         """Image `index` of `count` begins (it keeps the job's `running` mark)."""
         with self._lock:
@@ -80,6 +102,7 @@ class Progress:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._live.pop(job_id, None)
+        self._sent(job_id)  # the run is over without a prompt (a cached picture, a failure): nothing to wait for
         self.ended(job_id)
 
     def _executing(self, job_id: str, value: bool) -> None:
@@ -103,6 +126,7 @@ class Progress:
                 return
             if event.type == SUBMITTED:
                 self._executing(job_id, False)  # a new prompt (a failover's too) waits in ComfyUI's queue first
+                self._sent(job_id)
                 self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
             elif event.type == "execution_start":
                 self.mark_running(job_id)

@@ -2,14 +2,14 @@
 
 ComfyUI sends an output node's `executed` once its file is written, a moment before the prompt's end
 (`execution_success`, its history entry, then `executing null`). Waiting for the end and only then reading
-/history, downloading the image and writing it (fsynced, with its sidecar) put those steps one after the
+/history, downloading the image and writing it (with its sidecar) put those steps one after the
 other: about 6 ms between ComfyUI's success and a stored image on the real ComfyUI (issue 24). Here the
-download, the encoding and the fsynced writes under temporary names (`ImageCache.stage`) start at
+download, the encoding and the writes under temporary names (`ImageCache.stage`) start at
 `executed`, beside ComfyUI's finishing and the history read; once the history confirms the run and names
 the same first image, only the renames are left (`commit`). Nothing is visible before that: a run that
 fails after all, or whose history names another first image, discards the staged files and takes the
-ordinary path (download after the history). As durable as before: both files are fsynced before the
-rename, and the caller learns of the image only after it. A first output that is not a still picture (a
+ordinary path (download after the history). The caller learns of the image only after the renames; the
+files reach the disk just after (`storage/durable.py`). A first output that is not a still picture (a
 video, a sound) is staged the same way, as it came (`pipeline/media.py`).
 """
 

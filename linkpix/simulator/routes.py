@@ -8,6 +8,7 @@ exists under `/api`. The CSRF guard of §1 is a middleware.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import sys
@@ -166,6 +167,8 @@ def build_app(sim: SimState, life: Life) -> web.Application:
         else:
             return web.json_response({"error": INVALID_PROMPT_ID, "node_errors": {}}, status=400)
         partial = json_data.get("partial_execution_targets") if "partial_execution_targets" in json_data else None
+        if sim.faults.validate_delay:
+            await asyncio.sleep(sim.faults.validate_delay)
         valid = sim.validator.validate_prompt(prompt, partial)
         extra_data = json_data["extra_data"] if "extra_data" in json_data else {}
         if "client_id" in json_data:

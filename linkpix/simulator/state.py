@@ -43,6 +43,8 @@ class Faults:
         # Previews as heavy as a real sampler's (a noisy 512 px JPEG at quality 95 is 50-75 KB; the
         # simulator's smooth ones are ~13 KB), for benchmarks of what LinkPix does with each frame.
         self.noisy_previews: bool = False
+        # Extension: seconds POST /prompt spends before it queues (a big graph validated on a busy ComfyUI).
+        self.validate_delay: float = 0.0
 
     def drop_websockets(self) -> None:
         """Close every open websocket now, from the server side."""

@@ -3,8 +3,8 @@
 The key is a hash of everything that changes the picture (the rendered graph, the output format and the
 input images), so a new style, workflow edit or setting is simply a new key and nothing has to be
 invalidated. Each image has a JSON sidecar with what produced it; the image is renamed into place before
-its sidecar, and a reader only trusts an image whose sidecar exists, so a crash mid-write never serves a
-partial file.
+its sidecar, and a reader only trusts an image whose sidecar exists and records its size, so neither a crash
+mid-write nor a power loss before the entry's sync (storage/durable.py) serves a partial file.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.diskfull import room_in
-from linkpix.storage.jsonstore import write_synced_temp
+from linkpix.storage.durable import Syncer
+from linkpix.storage.jsonstore import write_temp
 from linkpix.storage.media import FILE_RE, FILE_TYPES, MEDIA_TYPES, PICTURE_TYPES
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,6 @@ class HitCounts:
                 self.misses += 1
 
 
-_WRITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cache-sidecar")
-
-
 class DeferredPut:
     """A staged entry for a store whose writes are atomic on their own (a bucket): the write is the commit."""
 
@@ -132,7 +129,7 @@ def _unlink(path: Path) -> None:
 
 @dataclass
 class Staged:
-    """An image and its sidecar written and fsynced under temporary names, not yet visible to readers."""
+    """An image and its sidecar written under temporary names, not yet visible to readers."""
 
     cache: ImageCache
     user: str
@@ -146,7 +143,8 @@ class Staged:
 
     def commit(self) -> CachedImage:
         """Rename both into place, the image before the sidecar (a reader trusts an image only once its
-        sidecar exists), and return the stored image."""
+        sidecar exists), have both synced to disk right after (storage/durable.py), and return the stored
+        image."""
         assert not self.done, "a staged image is committed or discarded once"
         self.done = True
         try:
@@ -155,6 +153,7 @@ class Staged:
         except BaseException:
             self._remove()
             raise
+        self.cache.syncer.add(self.path, self.path.with_suffix(".json"))
         return self.cache._published(self)
 
     def discard(self) -> None:
@@ -187,7 +186,13 @@ class ImageCache(HitCounts):
         self.misses = 0
         self._sizes: dict[Path, tuple[int, float]] = {}
         self._total = 0
+        self.syncer = Syncer()
         self._scan(remove_temp=tidy)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Shutting down: wait until every published entry is on disk."""
+        if not self.syncer.flush(timeout):
+            log.warning("some cache entries were not yet synced to disk after %g s", timeout)
 
     # -- reading ---------------------------------------------------------------------------------
     def get(self, user: str, key: str) -> CachedImage | None:
@@ -227,6 +232,9 @@ class ImageCache(HitCounts):
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable cache entry %s: %s", sidecar, exc)
             return None
+        if meta.get("bytes", st.st_size) != st.st_size:  # cut short by a power loss before its sync: made again
+            log.warning("ignoring cache entry %s: %d bytes where its sidecar says %s", path, st.st_size, meta["bytes"])
+            return None
         key, _, fmt = filename.partition(".")
         return CachedImage(user, key, path, fmt, st.st_size, st.st_mtime, meta)
 
@@ -236,10 +244,11 @@ class ImageCache(HitCounts):
         return self.stage(user, key, fmt, data, meta).commit()
 
     def stage(self, user: str, key: str, fmt: str, data: bytes, meta: Mapping[str, Any]) -> Staged:
-        """Write an image and its sidecar to temporary files and fsync both, without publishing them:
-        `commit()` renames them into place (image first, then the sidecar that makes the entry visible),
-        `discard()` removes them. What is slow (the writes and syncs) can so be done while a run is still
-        being confirmed, and only the renames wait for the confirmation (`pipeline/early.py`)."""
+        """Write an image and its sidecar to temporary files without publishing them: `commit()` renames
+        them into place (image first, then the sidecar that makes the entry visible), `discard()` removes
+        them. A run's image can so be written while the run is still being confirmed (`pipeline/early.py`).
+        They reach the disk after the commit (storage/durable.py); the sidecar records the image's size, so
+        an entry a power loss cut short is a miss, never a broken picture."""
         if not _USER_RE.match(user):
             raise BadRequest(f"invalid user name {user!r}")
         if fmt not in CONTENT_TYPES:
@@ -247,21 +256,13 @@ class ImageCache(HitCounts):
         path = self.root / user / f"{key}.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
         body = dict(meta, created=time.time(), bytes=len(data), format=fmt, key=key, user=user)
-        # Both files are fsynced before commit can rename them (a hit needs both: a lone one is a miss), but
-        # side by side: the file system commits the two syncs together, about half the time of one after the
-        # other. A full disk is a 507 naming the folder, and neither half is left behind (storage/diskfull.py).
         sidecar_path = path.with_suffix(".json")
+        # A full disk is a 507 naming the folder, and neither half is left behind (storage/diskfull.py).
         with room_in(self.root, "cache", path, sidecar_path):
-            sidecar = _WRITERS.submit(write_synced_temp, sidecar_path,
-                                      json.dumps(body, indent=1, ensure_ascii=False).encode())
+            image_tmp = write_temp(path, data, sync=False)
             try:
-                image_tmp = write_synced_temp(path, data)
-            except BaseException:
-                with _suppress_oserror():
-                    _unlink(sidecar.result())
-                raise
-            try:
-                sidecar_tmp = sidecar.result()
+                sidecar_tmp = write_temp(sidecar_path, json.dumps(body, indent=1, ensure_ascii=False).encode(),
+                                         sync=False)
             except BaseException:
                 _unlink(image_tmp)
                 raise

@@ -103,7 +103,7 @@ def _dump(path: Path, value: Any) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    tmp = write_synced_temp(path, data)
+    tmp = write_temp(path, data, sync=True)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -114,16 +114,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_synced_temp(path: Path, data: bytes) -> Path:
-    """`data` in a new temporary file beside `path`, fsynced; the caller renames it over `path` (or removes
-    it). Named `.<name>.<random>.tmp`, which start-up tidying recognises as a leftover of a crash."""
+def write_temp(path: Path, data: bytes, *, sync: bool) -> Path:
+    """`data` in a new temporary file beside `path` (fsynced with `sync`; the image cache syncs after
+    publishing instead: storage/durable.py); the caller renames it over `path` (or removes it). Named
+    `.<name>.<random>.tmp`, which start-up tidying recognises as a leftover of a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         try:
             os.unlink(tmp)

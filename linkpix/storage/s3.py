@@ -190,6 +190,9 @@ class S3ImageCache(HitCounts):
         """Not enforced on a bucket (see the module docstring); kept for /health."""
         self.max_bytes, self.max_age_s = max_bytes, max_age_s
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Nothing to wait for: a bucket's object is stored when its put returns."""
+
     def evict(self) -> list[Any]:
         return []
 

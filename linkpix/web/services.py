@@ -93,6 +93,7 @@ class Services:
             self.usage.close()
         if self.replica is not None:
             self.replica.close()
+        self.cache.close()  # the last published pictures reach the disk (storage/durable.py)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything that could change which image a URL maps to changes: the
