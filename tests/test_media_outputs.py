@@ -235,3 +235,19 @@ def test_a_video_in_the_bucket_is_kept_and_served_like_a_picture(project, sim, s
         assert public.headers["Content-Type"] == "video/mp4" and public.content == mp4
     finally:
         server.close()
+
+
+def test_openai_streaming_refuses_a_video_in_an_error_event_then_before_streaming(project, sim):
+    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    server = FrontServer(project, sim.url)
+    try:
+        api = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        stream = api.images.generate(prompt="a streamed owl", model="video", size="64x64", stream=True,
+                                     partial_images=1)
+        with pytest.raises(openai.APIError, match=r"node 7 \(SaveVideo\) saved 'lp_00001_.mp4' \(video/mp4\)"):
+            list(stream)  # a new run: the refusal is the stream's `error` event
+        with pytest.raises(openai.UnprocessableEntityError, match="SaveVideo"):  # cached: refused before streaming
+            api.images.generate(prompt="a streamed owl", model="video", size="64x64", stream=True, partial_images=1)
+    finally:
+        server.close()
