@@ -15,6 +15,7 @@ import pytest
 import requests
 from comfy_sdk import MissingAsset, NotFound
 from fronts_support import FrontServer, wait_for
+from jobs_support import JobsServer
 from replica_support import S3_BUCKET, s3_server  # noqa: F401 - fixture
 from support import ApiServer
 from v2_support import client, txt2img
@@ -249,5 +250,29 @@ def test_openai_streaming_refuses_a_video_in_an_error_event_then_before_streamin
             list(stream)  # a new run: the refusal is the stream's `error` event
         with pytest.raises(openai.UnprocessableEntityError, match="SaveVideo"):  # cached: refused before streaming
             api.images.generate(prompt="a streamed owl", model="video", size="64x64", stream=True, partial_images=1)
+    finally:
+        server.close()
+
+
+def test_a_job_lists_its_video_and_a_link_with_a_picture_and_a_sound_answers_the_picture(project, sim):
+    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    (project / "workflows" / "sung.json").write_text(json.dumps(with_audio(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    server = JobsServer(project, sim.url)
+    try:
+        job = server.wait_for(server.submit(prompt="a filmed heron", workflow="video"))
+        [made] = job["images"]
+        assert job["status"] == "succeeded" and made["format"] == "mp4" and made["media"] == "video"
+        assert server.get(made["url"]).content == saved(sim, "lp_00001_.mp4", "video")
+
+        link = server.get("/prompt/a%20singing%20heron?workflow=sung")
+        assert link.status_code == 200 and link.headers["Content-Type"] == "image/png"  # the picture, as before
+        meta = server.get("/prompt/a%20singing%20heron?workflow=sung&format=json").json()
+        stored = json.loads((project / "cache" / "default" / meta["url"].rsplit("/", 1)[1]).with_suffix(".json")
+                            .read_text())
+        [sound] = stored["outputs"]  # the sound beside it, listed in its metadata
+        assert sound["media"] == "audio" and sound["format"] == "flac" and sound["node_id"] == "81"
+        assert server.get(sound["url"]).headers["Content-Type"] == "audio/flac"
     finally:
         server.close()
