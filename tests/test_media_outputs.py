@@ -20,6 +20,9 @@ from replica_support import S3_BUCKET, s3_server  # noqa: F401 - fixture
 from support import ApiServer
 from v2_support import client, txt2img
 
+from linkpix.config import ConfigHolder
+from linkpix.dashboard.context import DashboardContext
+from linkpix.dashboard.generate import run
 from linkpix.simulator import SimulatorServer
 from linkpix.simulator.audio import flac_silence
 
@@ -274,5 +277,23 @@ def test_a_job_lists_its_video_and_a_link_with_a_picture_and_a_sound_answers_the
         [sound] = stored["outputs"]  # the sound beside it, listed in its metadata
         assert sound["media"] == "audio" and sound["format"] == "flac" and sound["node_id"] == "81"
         assert server.get(sound["url"]).headers["Content-Type"] == "audio/flac"
+    finally:
+        server.close()
+
+
+def test_the_dashboard_generates_a_video_without_failing_and_links_to_it(project, sim):
+    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
+        (project / "workflows" / "demo.json").read_text()))))
+    server = ApiServer(project, sim.url)
+    try:
+        path = project / "config.json"
+        config = json.loads(path.read_text())
+        config.update(comfyui_url=sim.url, workflow_path="demo.json")
+        path.write_text(json.dumps(config))
+        ctx = DashboardContext(path, ConfigHolder(path, use_env=False), environ={"LINKPIX_API_URL": server.url})
+        updates = list(run(ctx, [], "a filmed fox", ["none"], "video.json", "", []))
+        final = updates[-1]
+        assert "Done" in final[0] and final[2] and "workflow=video" in final[3]  # seed, and the link to open
+        assert requests.get(final[3], timeout=30).headers["Content-Type"] == "video/mp4"
     finally:
         server.close()

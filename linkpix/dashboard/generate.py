@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from linkpix.dashboard.apiclient import ApiError
 from linkpix.dashboard.context import DashboardContext
@@ -97,7 +97,10 @@ def run(ctx: DashboardContext, specs: list[ControlSpec], prompt: str, styles: li
         # failed the fetch: "Too much data for declared Content-Length".
         image: Any = gr.skip()
         if update.image is not None or update.preview is not None:
-            image = Image.open(io.BytesIO(update.image or update.preview or b""))
+            try:
+                image = Image.open(io.BytesIO(update.image or update.preview or b""))
+            except UnidentifiedImageError:  # a workflow that saves a video or a sound: its link opens the file
+                image = gr.skip()
         if update.error:
             yield (progress_html(update.fraction, update.text, "error"), image, "", "",
                    f"⚠️ **{update.text}**: {update.error}")
