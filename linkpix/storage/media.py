@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+import puremagic
+
 from linkpix.model import InputImage
 
 PICTURE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}  # what `output_format` names
@@ -27,6 +29,8 @@ MEDIA_TYPES = {
 FILE_TYPES = {**PICTURE_TYPES, **MEDIA_TYPES}  # every extension a cached file may have, with its content type
 FILE_RE = re.compile(r"^[0-9a-f]{16,64}\.(" + "|".join(FILE_TYPES) + r")$")
 _ALIASES = {"jpg": "jpeg", "m4v": "mp4", "oga": "ogg"}
+_SNIFFED = {**_ALIASES, "opus": "ogg", "3gp": "mp4"}  # puremagic's names for an Ogg Opus, a 3GPP-branded MP4
+_MEDIA_INPUTS = frozenset({"flac", "ogg", "mp3", "wav", "mp4", "mov", "m4a", "webm", "mkv"})  # LoadAudio's, LoadVideo's
 
 
 def file_format(filename: str) -> str:
@@ -43,23 +47,15 @@ def is_picture(fmt: str) -> bool:
 
 
 def sniff_media(data: bytes) -> str | None:
-    """The extension of audio or video bytes, read from their signature (not from a name or a declared type,
-    which a client chooses): FLAC, Ogg, MP3, WAV, MP4 / MOV / M4A, WebM / Matroska; None for anything else."""
-    head = data[:64]
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"OggS":
-        return "ogg"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
-                              and (head[1] >> 1) & 3 == 1):  # an MPEG audio frame of layer III
-        return "mp3"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "wav"
-    if head[4:8] == b"ftyp":
-        return {b"M4A ": "m4a", b"qt  ": "mov"}.get(head[8:12], "mp4")
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm" if b"webm" in head else "mkv"
-    return None
+    """The extension of audio or video bytes, read from their signature by puremagic (not from a name or a
+    declared type, which a client chooses): FLAC, Ogg (Vorbis, Opus), MP3, WAV, MP4 / MOV / M4A, WebM /
+    Matroska; None for anything else (a picture, HTML, an unknown file)."""
+    try:
+        ext = puremagic.from_string(data).lstrip(".").lower()
+    except (puremagic.PureError, ValueError):
+        return None
+    ext = _SNIFFED.get(ext, ext)
+    return ext if ext in _MEDIA_INPUTS else None
 
 
 def media_input(data: bytes) -> InputImage | None:
