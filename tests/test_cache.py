@@ -114,3 +114,15 @@ def test_published_entries_are_synced_to_disk_and_close_waits_for_it(tmp_path):
     evicted.path.unlink()  # removed before its sync (evicted, replaced): skipped, not an error
     evicted.path.with_suffix(".json").unlink()
     assert cache.syncer.flush(timeout=10)
+
+
+def test_a_replaced_entry_is_the_newest_and_eviction_takes_the_oldest_first(tmp_path):
+    cache = ImageCache(tmp_path)
+    for name in "abc":
+        cache.put("u", name * 32, "png", b"\x89PNG" + bytes(996), {})
+    cache.put("u", "a" * 32, "png", b"\x89PNG" + bytes(996), {})  # made again: now the newest
+    cache.set_limits(2000, 0)  # evicts at once
+    assert cache.get("u", "b" * 32) is None and cache.get("u", "a" * 32) and cache.get("u", "c" * 32)
+    os.utime(cache.get("u", "c" * 32).path, (time.time() - 60, time.time() - 60))
+    restarted = ImageCache(tmp_path, max_bytes=1000)  # a restart orders what it finds by age
+    assert [p.name[0] for p in restarted.evict()] == ["c"]
