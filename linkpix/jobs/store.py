@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, created);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished);
+-- a submit counts the user's unfinished jobs: without this it read every job the user still has (37 ms at 50,000)
+CREATE INDEX IF NOT EXISTS jobs_state_user ON jobs(state, user);
 CREATE TABLE IF NOT EXISTS job_events (
     job_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
