@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from linkpix.model import SEED_MAX
+from linkpix.storage.media import FILE_TYPES
 from linkpix.web.fronts.a1111.names import sampler_names
 
 Schema = dict[str, Any]
@@ -362,6 +363,16 @@ V2: dict[str, Schema] = {
     "V2Cursor": {"type": "string", "pattern": "^([0-9]{1,12}(\\.[0-9]{1,20})?~[A-Za-z0-9_-]{1,64})?$"},
     "V2Workflow": obj(["workflow", "format"], workflow=OBJ, format={"type": "string", "enum": ["api", "save"]}),
 }
+
+
+def file_responses() -> dict[str, Schema]:
+    """Named responses, for `spec.components.response`: a stored file (a picture, a video, a sound...) whole,
+    and a range of it, in every type the cache serves (storage/media.py)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content = {kind: binary for kind in dict.fromkeys(FILE_TYPES.values())}
+    return {"StoredFile": {"description": "the file, as the kind it is (a picture, a video, a sound...)",
+                           "content": content},
+            "StoredFileRange": {"description": "the range asked for (Range: bytes=...)", "content": content}}
 
 
 def components() -> dict[str, Schema]:

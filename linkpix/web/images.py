@@ -117,16 +117,7 @@ def prompt(text: str) -> Response:
             application/octet-stream: {schema: {type: string, format: binary}}
             application/json: {schema: ImageMeta}
             multipart/x-mixed-replace: {schema: {type: string, format: binary}}
-        206:
-          description: "a video's or a sound's range (Range: bytes=...)"
-          content:
-            video/mp4: {schema: {type: string, format: binary}}
-            video/webm: {schema: {type: string, format: binary}}
-            audio/flac: {schema: {type: string, format: binary}}
-            audio/mpeg: {schema: {type: string, format: binary}}
-            audio/ogg: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-            application/octet-stream: {schema: {type: string, format: binary}}
+        206: StoredFileRange
         304: {description: "not modified (If-None-Match, weak comparison; or If-Modified-Since)"}
         416: {description: "a Range outside a video's or sound's bytes"}
         401: {description: "a signed link's signature is wrong, or an API key that is sent is unknown"}
@@ -188,29 +179,8 @@ def stored_image(user: str, filename: str) -> Response:
         - {in: path, name: user, required: true, schema: {type: string}}
         - {in: path, name: filename, required: true, schema: {type: string}}
       responses:
-        200:
-          description: the image
-          content:
-            image/png: {schema: {type: string, format: binary}}
-            image/jpeg: {schema: {type: string, format: binary}}
-            image/webp: {schema: {type: string, format: binary}}
-            video/mp4: {schema: {type: string, format: binary}}
-            video/webm: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-            audio/flac: {schema: {type: string, format: binary}}
-            audio/mpeg: {schema: {type: string, format: binary}}
-            audio/ogg: {schema: {type: string, format: binary}}
-            application/octet-stream: {schema: {type: string, format: binary}}
-        206:
-          description: "a video's or a sound's range (Range: bytes=...)"
-          content:
-            video/mp4: {schema: {type: string, format: binary}}
-            video/webm: {schema: {type: string, format: binary}}
-            audio/flac: {schema: {type: string, format: binary}}
-            audio/mpeg: {schema: {type: string, format: binary}}
-            audio/ogg: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-            application/octet-stream: {schema: {type: string, format: binary}}
+        200: StoredFile
+        206: StoredFileRange
         304: {description: not modified}
         404: {description: no such image}
         416: {description: "a Range outside a video's or sound's bytes"}

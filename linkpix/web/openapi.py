@@ -18,7 +18,7 @@ from apispec_webframeworks.flask import FlaskPlugin
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from linkpix import __version__
-from linkpix.web.apischemas import ERROR_SCHEMA_OF, components
+from linkpix.web.apischemas import ERROR_SCHEMA_OF, components, file_responses
 from linkpix.web.openapilinks import add_links
 from linkpix.web.openapinames import with_names
 from linkpix.web.services import services
@@ -36,6 +36,8 @@ def build_spec(app: Flask) -> dict:
                    info={"description": "Turn a URL into an image rendered by ComfyUI."})
     for name, schema in components().items():
         spec.components.schema(name, schema)
+    for name, response in file_responses().items():
+        spec.components.response(name, response)
     blueprints: dict[str, str] = {}
     with app.test_request_context():
         for name, view in app.view_functions.items():

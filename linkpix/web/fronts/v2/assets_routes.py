@@ -192,32 +192,8 @@ def content(asset_id: str) -> Response:
         - {in: path, name: asset_id, required: true, schema: {type: string}}
       responses:
         401: {description: "unauthorized: keys are set and none (or an unknown one) was sent"}
-        200:
-          description: "the bytes, as the kind they are (a picture, a video, a sound...)"
-          content:
-            image/png: {schema: {type: string, format: binary}}
-            image/jpeg: {schema: {type: string, format: binary}}
-            image/webp: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-            video/mp4: {schema: {type: string, format: binary}}
-            video/webm: {schema: {type: string, format: binary}}
-            audio/flac: {schema: {type: string, format: binary}}
-            audio/mpeg: {schema: {type: string, format: binary}}
-            audio/ogg: {schema: {type: string, format: binary}}
-            application/octet-stream: {schema: {type: string, format: binary}}
-        206:
-          description: the range asked for
-          content:
-            image/png: {schema: {type: string, format: binary}}
-            image/jpeg: {schema: {type: string, format: binary}}
-            image/webp: {schema: {type: string, format: binary}}
-            image/gif: {schema: {type: string, format: binary}}
-            video/mp4: {schema: {type: string, format: binary}}
-            video/webm: {schema: {type: string, format: binary}}
-            audio/flac: {schema: {type: string, format: binary}}
-            audio/mpeg: {schema: {type: string, format: binary}}
-            audio/ogg: {schema: {type: string, format: binary}}
-            application/octet-stream: {schema: {type: string, format: binary}}
+        200: StoredFile
+        206: StoredFileRange
         416: {description: "the range is outside the content"}
         404:
           description: "not_found, or output_unavailable (the cache no longer holds the output)"
