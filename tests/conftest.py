@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dashboard_support import dashboard  # noqa: F401 - a fixture for every test
 from jobs_support import JobsServer, receiver  # noqa: F401 - receiver: a fixture for every test
-from support import CAPTURES, ApiServer
+from support import CAPTURES, ApiServer, running_simulator
 
 from linkpix.simulator import SimulatorServer
 
@@ -35,23 +35,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[SimulatorServer]:
     """A fresh simulator per test (its own queue, history and files), with no step delay."""
-    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.0)
-    sim.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", step_delay=0.0) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture
 def slow_sim(tmp_path: Path) -> Iterator[SimulatorServer]:
     """A simulator that takes 60 ms per sampler step and sends a JPEG preview with each (live previews)."""
-    sim = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.06)
-    sim.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", step_delay=0.06) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from linkpix.run.api import make_server
+from linkpix.simulator import SimulatorServer
 from linkpix.web import create_app
 
 # Captured from a real ComfyUI 0.3.64 (see comfyui_captures/README.md): the truth the simulator and the
@@ -50,3 +53,15 @@ class ApiServer:
         self.server.task_dispatcher.shutdown()
         self.services.close()
         self.thread.join(timeout=5)
+
+
+@contextmanager
+def running_simulator(root: Path, **options: Any) -> Iterator[SimulatorServer]:
+    """A ComfyUI simulator on a free loopback port with its files under `root`, stopped after the block
+    (`options`: SimulatorServer's, such as step_delay, profile, loras, audio)."""
+    server = SimulatorServer(host="127.0.0.1", port=0, root=root, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

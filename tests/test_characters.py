@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from support import ApiServer
+from support import ApiServer, running_simulator
 
 from linkpix.simulator import SimulatorServer
 
@@ -30,12 +30,8 @@ def picture(colour: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> b
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimulatorServer]:
-    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", loras=LORAS, unets=UNETS)
-    server.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", loras=LORAS, unets=UNETS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

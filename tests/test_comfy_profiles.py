@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ApiServer
+from support import ApiServer, running_simulator
 from test_comfy_client import in_thread, sampling_started, small_graph, txt2img_graph
 
 from linkpix.comfy import ComfyClient, Event
@@ -25,13 +25,8 @@ LEGACY_CALLS = ("GET /queue", "GET /api/queue", "POST /interrupt", "POST /queue"
 
 @pytest.fixture(params=["0.3.64", "current"])
 def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimulatorServer]:
-    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.0,
-                             profile=request.param)
-    server.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", step_delay=0.0, profile=request.param) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def current(sim: SimulatorServer) -> bool:

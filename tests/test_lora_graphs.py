@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 from pool_support import Sims, pool_api
-from support import ApiServer
+from support import ApiServer, running_simulator
 
 from linkpix.simulator import SimulatorServer
 
@@ -49,13 +49,9 @@ def through(graph: dict[str, Any], link: list[Any], kind: str = "model") -> list
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimulatorServer]:
-    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", unets=UNETS,
-                             loras=["face.safetensors", "add_detail.safetensors"])
-    server.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", unets=UNETS,
+                           loras=["face.safetensors", "add_detail.safetensors"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from comfy_sdk import MissingAsset, NotFound
 from fronts_support import FrontServer, wait_for
 from jobs_support import JobsServer
 from replica_support import S3_BUCKET, s3_server  # noqa: F401 - fixture
-from support import ApiServer
+from support import ApiServer, running_simulator
 from v2_support import client, txt2img
 
 from linkpix.config import ConfigHolder
@@ -50,12 +50,8 @@ def with_audio(graph: dict, seconds: float = 1.5) -> dict:
 @pytest.fixture
 def sim(tmp_path) -> Iterator[SimulatorServer]:
     """A simulator with ComfyUI's audio nodes (a stock install's; the captured one lacked them)."""
-    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", audio=True)
-    server.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", audio=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 from simulator_support import Recorder, post_prompt, wait_history
+from support import running_simulator
 
 from linkpix.simulator import SimulatorServer
 
@@ -33,13 +34,8 @@ def _graph(text: str = "a lighthouse", hold: bool = False) -> dict[str, Any]:
 
 @pytest.fixture(params=["0.3.64", "current"])
 def sim(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimulatorServer]:
-    server = SimulatorServer(host="127.0.0.1", port=0, root=tmp_path / "comfyui", step_delay=0.0,
-                             profile=request.param)
-    server.start()
-    try:
+    with running_simulator(tmp_path / "comfyui", step_delay=0.0, profile=request.param) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _current(sim: SimulatorServer) -> bool:
