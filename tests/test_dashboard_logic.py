@@ -15,7 +15,7 @@ from linkpix.dashboard.apiclient import ApiClient, ApiError, parse_sse
 from linkpix.dashboard.context import DashboardContext, dashboard_auth
 from linkpix.dashboard.graphcheck import graph_problems
 from linkpix.dashboard.links import api_url, example_link, prompt_link, reproduce_link
-from linkpix.dashboard.monitor import job_rows, recent_rows
+from linkpix.dashboard.monitor import cache_rows, job_rows, recent_rows
 from linkpix.dashboard.paramcontrols import control_specs, request_params
 from linkpix.errors import BadRequest, ConfigError
 from linkpix.render.placeholders import Registry
@@ -316,6 +316,15 @@ def test_monitor_rows():
     rows = recent_rows(requests)
     assert rows[0][1:] == ["GET /prompt/a fox", "bob", 200, "hit", 1.5]
     assert rows[1][3:5] == [400, "bad_request"]
+
+
+def test_monitor_cache_rows_take_the_apis_count_and_count_from_disk_only_without_it(tmp_path):
+    from linkpix.storage.cache import ImageCache
+    ImageCache(tmp_path).put("carol", "a" * 32, "png", b"\x89PNG" + bytes(1020), {})
+    health = {"cache": {"users": {"bob": {"images": 2, "bytes": 2048}}}}
+    assert cache_rows(tmp_path, health) == [["bob", 2, "2.0 KiB"]]  # the API's figures: no scan here
+    assert cache_rows(tmp_path, None) == [["carol", 1, "1.0 KiB"]]  # the API is down: counted from disk
+    assert cache_rows(tmp_path, {"cache": {"images": 1}}) == [["carol", 1, "1.0 KiB"]]  # users not shown
 
 
 def test_context_reads_the_config_and_environment(project):

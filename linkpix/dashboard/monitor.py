@@ -117,9 +117,12 @@ def recent_rows(requests: list[dict[str, Any]]) -> list[list[Any]]:
              r.get("status"), r.get("cache") or r.get("error") or "", r.get("ms")] for r in requests]
 
 
-def cache_rows(root: Any) -> list[list[Any]]:
-    return [[user, row["images"], cachefiles.human_bytes(row["bytes"])]
-            for user, row in cachefiles.per_user(root).items()]
+def cache_rows(root: Any, health: dict[str, Any] | None = None) -> list[list[Any]]:
+    """Images and bytes per user: the API's own count when its /health gives it (a count from disk every
+    refresh took 0.2 s at 20,000 cached files), else counted here."""
+    users = ((health or {}).get("cache") or {}).get("users")
+    per_user = dict(sorted(users.items())) if isinstance(users, dict) else cachefiles.per_user(root)
+    return [[user, row["images"], cachefiles.human_bytes(row["bytes"])] for user, row in per_user.items()]
 
 
 def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS, drawing: Drawing | None = None) -> tuple[Any, ...]:
@@ -149,7 +152,7 @@ def snapshot(ctx: DashboardContext, every: float = REFRESH_SECONDS, drawing: Dra
     gpus = all_gpu_rows(health) if health and health.get("backends") else gpu_rows(stats or {})
     frames = drawing.items(api, jobs) if drawing is not None else []
     return (health_markdown(health, error), system_markdown(stats, stats_error), backend_rows(health), gpus,
-            recent_rows(recent), cache_rows(root), job_rows(jobs), frames,
+            recent_rows(recent), cache_rows(root, health), job_rows(jobs), frames,
             f"Updated {time.strftime('%H:%M:%S')} · refreshes every {every:g} s")
 
 
