@@ -148,6 +148,19 @@ def test_a_spatial_edit_comes_back_at_the_photos_size_with_only_the_region_from_
     assert abs(float(r.headers["X-LinkPix-Region-Share"]) - body["region_share"]) < 1e-3
 
 
+def test_format_mask_answers_the_region_whatever_the_method_would_pick(server):
+    """A colour grade (auto picks lut) and method=lut asked for format=mask: the mask of what the model changed
+    beyond the grade (here only the simulator's corner mark), never a 500 (found by Schemathesis: the lut path
+    tried to save the picture as 'mask')."""
+    data = jpeg(detailed_photo(600, 400, seed=4))
+    for fields in ({}, {"method": "lut"}):
+        r = edit(server, data, "warm", format="mask", **fields)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/png", r.text
+        mask = opened(r.content)
+        assert mask.mode == "L" and mask.size == (600, 400)
+        assert (np.asarray(mask) > 127).mean() < 0.02  # a grade is no region
+
+
 @pytest.mark.slow
 def test_orientation_is_kept_and_the_region_lands_where_it_is_shown(server):
     shown = detailed_photo(1200, 1800, seed=9)  # portrait as shown

@@ -120,13 +120,15 @@ def _finished(prep: Prepared, output: Image.Image, method: str, fmt: str | None,
         return EditResult(data, CUBE, chosen, fit, *prep.small.size)
     if prep.mask is not None:  # the user's mask wins over any region found (but not over `direct`)
         return _with_user_mask(prep, output, table, fit, method, fmt)
+    if fmt == MASK:  # the region the model changed, whatever method would have made the picture
+        return _region(prep, output, region.find(prep.small, output, table), fit, fmt, (), want_mask)
     if method == "lut":
         return _full(prep, table, fit, fmt)
     if method == "auto" and fit.colour_edit:
         return _full(prep, table, fit, fmt, (f"auto chose lut: a colour table explains the model's output "
                                              f"(mean CIEDE2000 {fit.mean:.2f}, {fit.miss:.1%} of pixels missed)",))
     found = region.find(prep.small, output, table)
-    if method == "auto" and fmt != MASK:
+    if method == "auto":
         why = (f"a colour table does not explain the model's output (mean CIEDE2000 {fit.mean:.2f}, "
                f"{fit.miss:.1%} of pixels missed)")
         if found.empty:
