@@ -86,6 +86,8 @@ EDIT_WORKFLOW: Schema = {**WORKFLOW, "x-linkpix-names": "image-workflows",
 LORA_USE: Schema = {"oneOf": [LORA_NAME, {**obj(["name"], name=LORA_NAME, strength=STRENGTH, clip_strength=STRENGTH),
                                           "additionalProperties": False}]}
 LINKPIX: dict[str, Schema] = {
+    # One Server-Sent Event as a stream's reader parses it (OpenAPI before 3.2: the schema is each event's)
+    "SseEvent": obj(["data"], event=STR, data=STR, id=STR, retry=INT),
     "Health": obj(["status", "comfyui", "cache", "pending_generations"],
                   status={"type": "string", "enum": ["ok", "degraded"]},
                   comfyui={"type": "string", "enum": ["reachable", "unreachable"]},

@@ -254,7 +254,7 @@ def job_events(job_id: str) -> Response:
         200:
           description: "the events (event: name, data: the job as GET /jobs/<id> shows it, or the progress)"
           content:
-            text/event-stream: {schema: {type: string}}
+            text/event-stream: {schema: SseEvent}
         204: {description: "resumed after the job's last event: nothing more will come (EventSource stops)"}
         400: {description: "last_event_id is not a whole number"}
         401: {description: "network_access is on and no valid API key was sent"}

@@ -112,8 +112,7 @@ def generations() -> Response:
             Events (image_generation.partial_image, then image_generation.completed or error)"
           content:
             application/json: {schema: OpenAIImages}
-            text/event-stream:
-              schema: {type: object, properties: {event: {type: string}, data: {type: string}}}
+            text/event-stream: {schema: SseEvent}
         400: {description: "a bad field, in OpenAI's error shape"}
         401: {description: "no valid key (network_access on)"}
         404: {description: "unknown model"}

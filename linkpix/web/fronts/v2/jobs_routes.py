@@ -222,7 +222,7 @@ def job_events(job_id: str) -> Response:
         200:
           description: the event stream
           content:
-            text/event-stream: {schema: {type: string}}
+            text/event-stream: {schema: SseEvent}
         404:
           description: not_found
           content: {application/json: {schema: V2Error}}
