@@ -12,6 +12,7 @@ from flask import Response, g, jsonify, request
 from werkzeug.wsgi import wrap_file
 
 from linkpix.errors import BadRequest, NotFound
+from linkpix.web.disposition import disposition
 from linkpix.web.fronts.comfy.routes import bp, comfy_front
 from linkpix.web.services import services
 from linkpix.web.uploads import max_upload_bytes
@@ -57,7 +58,7 @@ def view() -> Response:
         image = services().cache.lookup_file(user, filename)
         if not image.local:  # S3: the bytes, not a file
             return Response(image.read(), mimetype=image.content_type,
-                            headers={"Content-Disposition": f'filename="{filename}"'})
+                            headers={"Content-Disposition": disposition(filename)})
         path, mime = image.path, image.content_type
     elif kind == "input":
         name = filename if not query.get("subfolder") else f"{query['subfolder'].strip('/')}/{filename}"
@@ -66,11 +67,11 @@ def view() -> Response:
             raise NotFound(f"no input file {name!r}")
         mime = "image/" + ("jpeg" if upload.name.endswith(".jpg") else upload.name.rsplit(".", 1)[1])
         return Response(upload.data, mimetype=mime,  # from the folder or the bucket, whichever holds uploads
-                        headers={"Content-Disposition": f'filename="{filename}"'})
+                        headers={"Content-Disposition": disposition(filename)})
     else:
         raise NotFound(f"no {kind} file {filename!r}")
     resp = Response(wrap_file(request.environ, open(path, "rb")), mimetype=mime, direct_passthrough=True)
-    resp.headers["Content-Disposition"] = f'filename="{filename}"'
+    resp.headers["Content-Disposition"] = disposition(filename)
     return resp
 
 

@@ -21,6 +21,7 @@ from werkzeug.wsgi import wrap_file
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.media import FILE_TYPES, media_input
+from linkpix.web.disposition import disposition
 from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import shapes
 from linkpix.web.fronts.v2.errors import V2Error, not_found
@@ -222,7 +223,7 @@ def content(asset_id: str) -> Response:
                           "jobs_keep_days); upload it again") from None
         body, size, mime = data, len(data), record.content_type
     resp = Response(body, mimetype=mime, direct_passthrough=True)
-    resp.headers["Content-Disposition"] = f'inline; filename="{(record.file_path or record.upload).rsplit("/", 1)[-1]}"'
+    resp.headers["Content-Disposition"] = disposition((record.file_path or record.upload).rsplit("/", 1)[-1])
     resp.headers["X-Content-Type-Options"] = "nosniff"  # the type named is the type read from the bytes
     resp.content_length = size
     return resp.make_conditional(request, accept_ranges=True, complete_length=size)
