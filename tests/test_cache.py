@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from linkpix.errors import BadRequest, NotFound
 from linkpix.storage.cache import ImageCache, cache_key
+from linkpix.storage.durable import Syncer
 
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}}
 
@@ -126,3 +128,17 @@ def test_a_replaced_entry_is_the_newest_and_eviction_takes_the_oldest_first(tmp_
     os.utime(cache.get("u", "c" * 32).path, (time.time() - 60, time.time() - 60))
     restarted = ImageCache(tmp_path, max_bytes=1000)  # a restart orders what it finds by age
     assert [p.name[0] for p in restarted.evict()] == ["c"]
+
+
+def test_a_sync_that_fails_is_reported_and_the_entry_withdrawn(tmp_path):
+    """A file system that fails a sync (here procfs, whose files refuse fsync with EINVAL: a real failing call)
+    is reported to the cache, which withdraws the entry rather than serve bytes the disk may not hold."""
+    failed = []
+    syncer = Syncer(on_failure=failed.append)
+    gone = tmp_path / "evicted.png"  # removed before its sync: nothing to keep, not a failure
+    syncer.add(Path("/proc/self/stat"), gone)
+    assert syncer.flush(timeout=10) and failed == [Path("/proc/self/stat")]
+    cache = ImageCache(tmp_path / "cache")
+    stored = cache.put("u", "f" * 32, "png", b"\x89PNG" + bytes(100), {})
+    cache.withdraw(stored.path.with_suffix(".json"))  # what the syncer calls when the sidecar's sync failed
+    assert cache.get("u", "f" * 32) is None and not stored.path.exists() and cache.stats()["images"] == 0

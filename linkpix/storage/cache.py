@@ -192,7 +192,7 @@ class ImageCache(HitCounts):
         self._sizes: dict[Path, tuple[int, float]] = {}  # oldest first (a new or replaced entry goes last)
         self._total = 0
         self._scanned = 0.0  # monotonic time of the last count from disk
-        self.syncer = Syncer()
+        self.syncer = Syncer(on_failure=self.withdraw)
         self._scan(remove_temp=tidy)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -314,6 +314,13 @@ class ImageCache(HitCounts):
             for path in victims:
                 self._remove(path)
         return len(victims)
+
+    def withdraw(self, path: Path) -> None:
+        """An entry whose image or sidecar could not be synced to disk: removed, to be made again."""
+        with self._lock:
+            for entry in [p for p in self._sizes if p.parent == path.parent and p.stem == path.stem]:
+                log.warning("withdrawing cache entry %s: it could not be synced to disk", entry)
+                self._remove(entry)
 
     def _remove(self, path: Path) -> None:
         for p in (path, path.with_suffix(".json")):
