@@ -205,9 +205,11 @@ def _sent_as_valid_text(case: Any) -> bool:
             continue  # an empty list or object sends no part at all: the field was not given
         if isinstance(value, list) and len(value) == 1:
             value = value[0]  # a list of one is one part, the same as that one value
-        if field is None or isinstance(value, list):
+        if field is None:
             return False
-        if not jsonschema.Draft4Validator({**field, "components": DOCUMENT["components"]}).is_valid(_form_text(value)):
+        # a list is one part per item, each sent as text (a nested list or object as its text too)
+        sent = [_form_text(item) for item in value] if isinstance(value, list) else _form_text(value)
+        if not jsonschema.Draft4Validator({**field, "components": DOCUMENT["components"]}).is_valid(sent):
             return False
     return True
 
