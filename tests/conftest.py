@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from dashboard_support import dashboard  # noqa: F401 - a fixture for every test
+from fronts_support import FrontServer
 from jobs_support import JobsServer, receiver  # noqa: F401 - receiver: a fixture for every test
 from support import CAPTURES, ApiServer, running_simulator
 
@@ -57,6 +58,16 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "config.json", dest / "config.json")
     (dest / "cache").mkdir()
     return dest
+
+
+@pytest.fixture
+def fronts(project: Path, simulator: SimulatorServer) -> Iterator[FrontServer]:
+    """LinkPix with its fronts (A1111, OpenAI, ComfyUI, Comfy API v2) on a loopback port, talking to the simulator."""
+    server = FrontServer(project, simulator.url)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -4,23 +4,12 @@ asset's `file_path` and a ComfyUI-front upload's name, over real sockets. Names 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
 
-import pytest
 import requests
-from fronts_support import FrontServer, png_bytes
+from fronts_support import png_bytes
 from werkzeug.http import parse_options_header
 
 NAMES = ["plain.png", "été 写真.png", 'quo"te.png', "back\\slash.png", "line\r\nSet-Cookie: a=b.png"]
-
-
-@pytest.fixture
-def fronts(project, simulator) -> Iterator[FrontServer]:
-    server = FrontServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def named(header: str) -> str:

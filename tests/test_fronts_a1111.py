@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.slow
 
 ERROR_KEYS = {"error", "detail", "body", "errors"}
 EMPTY_BASIC = {"Authorization": "Basic "}  # SillyTavern's header when no user:password is set
-
-
-@pytest.fixture
-def fronts(project, simulator) -> Iterator[FrontServer]:
-    server = FrontServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _api(server: FrontServer, **kwargs) -> webuiapi.WebUIApi:

@@ -12,7 +12,6 @@ import struct
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -27,15 +26,6 @@ from linkpix.simulator import SimulatorServer
 ST_SETTINGS = {"model": "demo.safetensors", "sampler": "euler", "scheduler": "normal", "steps": 2, "scale": 7,
                "width": 64, "height": 48, "clip_skip": -1}
 CUSTOM = {"denoise": 1}  # the user's own placeholder (SillyTavern's comfy_placeholders)
-
-
-@pytest.fixture
-def fronts(project, simulator) -> Iterator[FrontServer]:
-    server = FrontServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _st_generate(base: str, prompt_text: str) -> tuple[dict[str, Any], bytes, float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -14,15 +13,6 @@ from PIL import Image
 
 # Slow (docs/testing.md): the openai client against a running API: seconds each.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fronts(project, simulator) -> Iterator[FrontServer]:
-    server = FrontServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _client(server: FrontServer, key: str = "not-needed-on-loopback") -> openai.OpenAI:

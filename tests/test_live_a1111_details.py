@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
-from fronts_support import FrontServer
 
 from linkpix.web.fronts.a1111.options import memory_of
-
-
-@pytest.fixture
-def fronts(project, simulator) -> Iterator[FrontServer]:
-    server = FrontServer(project, simulator.url)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_prompt_styles_read_as_linkpix_applies_them(fronts):
