@@ -70,3 +70,18 @@ def last_logged(server: ApiServer, path: str, count: int = 1) -> dict[str, Any]:
     def entries() -> list[dict[str, Any]]:
         return [r for r in list(server.services.recent_requests) if r["path"] == path]
     return wait_for(lambda: len(entries()) >= count and entries()[-1])
+
+
+def video(graph: dict[str, Any]) -> dict[str, Any]:
+    """The graph with its SaveImage replaced by CreateVideo -> SaveVideo (0.3.64 lists the MP4 under `images`)."""
+    save = next(k for k, v in graph.items() if v["class_type"] == "SaveImage")
+    graph["90"] = {"class_type": "CreateVideo", "inputs": {"images": graph[save]["inputs"]["images"], "fps": 8}}
+    graph[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": "video/lp",
+                                                          "format": "auto", "codec": "auto"}}
+    return graph
+
+
+def add_video_workflow(project: Path) -> None:
+    """workflows/video.json: the demo workflow saving a video instead of its picture."""
+    demo = json.loads((project / "workflows" / "demo.json").read_text())
+    (project / "workflows" / "video.json").write_text(json.dumps(video(demo)))

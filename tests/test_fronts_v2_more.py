@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from comfy_sdk import InvalidWorkflow, Log, NotFound, OutputReady, Preview, Progress, StatusChange
+from fronts_support import add_video_workflow, video
 from PIL import Image
 from replica_support import redis_server  # noqa: F401 - fixture
 from support import ApiServer
@@ -256,20 +257,11 @@ def test_an_admin_key_lists_every_users_jobs_across_replicas(project, simulator,
         two.close()
 
 
-def _video(graph: dict) -> dict:
-    """The graph with its SaveImage replaced by CreateVideo -> SaveVideo (an MP4 listed under `images`)."""
-    save = next(k for k, v in graph.items() if v["class_type"] == "SaveImage")
-    graph["90"] = {"class_type": "CreateVideo", "inputs": {"images": graph[save]["inputs"]["images"], "fps": 8}}
-    graph[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": "video/lp",
-                                                          "format": "auto", "codec": "auto"}}
-    return graph
-
-
 def test_a_video_output_is_kept_byte_for_byte_and_a_link_answers_it(server, project, simulator):
     """ComfyUI 0.3.64 lists SaveVideo's MP4 under the node's `images` (captured from the real server); LinkPix
     keeps it as it came (no re-encoding), lists it as a `video`, and a link answers the file itself."""
     c = client(server)
-    result = c.run(c.workflows.from_json(_video(txt2img("a moving fox"))))
+    result = c.run(c.workflows.from_json(video(txt2img("a moving fox"))))
     [out] = result.outputs
     assert result.status == "succeeded" and out.type == "video" and out.content_type == "video/mp4"
     assert out.node_id == "7" and out.name.endswith(".mp4")
@@ -277,8 +269,7 @@ def test_a_video_output_is_kept_byte_for_byte_and_a_link_answers_it(server, proj
                                                           "type": "output"}, timeout=10).content
     assert saved[4:8] == b"ftyp" and out.to_bytes() == saved and out.size_bytes == len(saved)
 
-    (project / "workflows" / "video.json").write_text(json.dumps(_video(json.loads(
-        (project / "workflows" / "demo.json").read_text()))))
+    add_video_workflow(project)
     r = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", timeout=60)
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4" and r.content[4:8] == b"ftyp"
     assert r.headers["X-LinkPix-Image-Url"].endswith(".mp4") and r.headers["Accept-Ranges"] == "bytes"

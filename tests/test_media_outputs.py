@@ -14,7 +14,7 @@ import openai
 import pytest
 import requests
 from comfy_sdk import MissingAsset, NotFound
-from fronts_support import FrontServer, wait_for
+from fronts_support import FrontServer, add_video_workflow, video, wait_for
 from jobs_support import JobsServer
 from replica_support import S3_BUCKET, s3_server  # noqa: F401 - fixture
 from support import ApiServer, running_simulator
@@ -29,15 +29,6 @@ from linkpix.simulator.audio import flac_silence
 pytestmark = pytest.mark.slow  # an API, a simulator and SDK runs: seconds each
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
-
-
-def video(graph: dict) -> dict:
-    """The graph with its SaveImage replaced by CreateVideo -> SaveVideo (0.3.64 lists the MP4 under `images`)."""
-    save = next(k for k, v in graph.items() if v["class_type"] == "SaveImage")
-    graph["90"] = {"class_type": "CreateVideo", "inputs": {"images": graph[save]["inputs"]["images"], "fps": 8}}
-    graph[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": "video/lp",
-                                                          "format": "auto", "codec": "auto"}}
-    return graph
 
 
 def with_audio(graph: dict, seconds: float = 1.5) -> dict:
@@ -132,8 +123,7 @@ def test_another_key_sees_nothing_of_a_users_video(api):
 
 
 def test_a_link_whose_workflow_saves_a_video_answers_the_video(project, sim):
-    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
-        (project / "workflows" / "demo.json").read_text()))))
+    add_video_workflow(project)
     server = ApiServer(project, sim.url)
     try:
         r = requests.get(server.url + "/prompt/a%20moving%20owl?workflow=video", timeout=60)
@@ -238,8 +228,7 @@ def test_a_video_in_the_bucket_is_kept_and_served_like_a_picture(project, sim, s
 
 
 def test_openai_streaming_refuses_a_video_in_an_error_event_then_before_streaming(project, sim):
-    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
-        (project / "workflows" / "demo.json").read_text()))))
+    add_video_workflow(project)
     server = FrontServer(project, sim.url)
     try:
         api = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
@@ -254,8 +243,7 @@ def test_openai_streaming_refuses_a_video_in_an_error_event_then_before_streamin
 
 
 def test_a_job_lists_its_video_and_a_link_with_a_picture_and_a_sound_answers_the_picture(project, sim):
-    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
-        (project / "workflows" / "demo.json").read_text()))))
+    add_video_workflow(project)
     (project / "workflows" / "sung.json").write_text(json.dumps(with_audio(json.loads(
         (project / "workflows" / "demo.json").read_text()))))
     server = JobsServer(project, sim.url)
@@ -278,8 +266,7 @@ def test_a_job_lists_its_video_and_a_link_with_a_picture_and_a_sound_answers_the
 
 
 def test_the_dashboard_generates_a_video_without_failing_and_links_to_it(project, sim):
-    (project / "workflows" / "video.json").write_text(json.dumps(video(json.loads(
-        (project / "workflows" / "demo.json").read_text()))))
+    add_video_workflow(project)
     server = ApiServer(project, sim.url)
     try:
         path = project / "config.json"

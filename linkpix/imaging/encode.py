@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import struct
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,15 +49,6 @@ def strip_png_text(data: bytes) -> bytes:
             out.append(data[pos:end])
         pos = end
     return b"".join(out)
-
-
-def picture_format(data: bytes) -> str | None:
-    """The picture format of the bytes (PNG, JPEG, WEBP, ...), or None when Pillow reads no picture in them."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.format
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
 
 
 def image_size(data: bytes) -> tuple[int, int]:

@@ -37,15 +37,6 @@ class StoredForm:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def picture_dimensions(data: bytes) -> tuple[int | None, int | None]:
-    """Width and height of a picture or animated picture (its header only); (None, None) for a video, audio..."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None, None
-
-
 def _inspect(data: bytes) -> tuple[bool, int | None, int | None]:
     """(a still PNG, JPEG or WebP picture: the only output LinkPix re-encodes; width; height), from one read
     of the header."""

@@ -11,7 +11,6 @@ from typing import Any
 from linkpix.comfy import OutputImage
 from linkpix.errors import GenerationTimeout
 from linkpix.model import RenderedJob
-from linkpix.pipeline.media import picture_dimensions
 
 log = logging.getLogger("linkpix.pipeline.generator")
 
@@ -42,12 +41,10 @@ def count_gpu(on_gpu: GpuObserver | None, user: str, seconds: float) -> None:
 
 
 def run_meta(job: RenderedJob, output: OutputImage, backend: str, seconds: float) -> dict[str, Any]:
-    """The metadata stored beside a run's image (a video's or a sound's has no width and height)."""
-    width, height = picture_dimensions(output.data)
+    """The metadata stored beside a run's output (its size and kind are `pipeline/media.stored_form`'s)."""
     return {"prompt": job.prompt, "negative": job.negative, "seed": job.seed,
             "seed_is_random": job.seed_is_random, "workflow": job.workflow, "params": job.params,
-            "width": width, "height": height, "backend": backend,
-            "prompt_id": output.prompt_id, "comfy_filename": output.filename,
+            "backend": backend, "prompt_id": output.prompt_id, "comfy_filename": output.filename,
             "generation_ms": round(seconds * 1000)}
 
 

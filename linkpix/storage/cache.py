@@ -30,7 +30,6 @@ from linkpix.storage.media import FILE_RE, FILE_TYPES, MEDIA_TYPES, PICTURE_TYPE
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = FILE_TYPES  # pictures, then the other files a run saves (storage/media.py)
-_FILE_RE = FILE_RE
 _USER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # In a folder replicas share, a temporary file younger than this may be another replica's write.
 SHARED_TEMP_GRACE = 3600.0
@@ -213,26 +212,29 @@ class ImageCache(HitCounts):
         """A stored video, sound... of this key, found by its sidecar's `format`: one look for every other
         kind, so a miss costs four looks, not one per kind of file (storage/media.py)."""
         try:
-            fmt = json.loads((self.root / user / f"{key}.json").read_text(encoding="utf-8")).get("format")
+            meta = json.loads((self.root / user / f"{key}.json").read_text(encoding="utf-8"))
+            fmt = meta.get("format")
         except (OSError, ValueError, AttributeError):
             return None  # no entry (the usual miss), or an unreadable one, which `_load` would skip too
-        return self._load(user, f"{key}.{fmt}") if fmt in MEDIA_TYPES else None
+        return self._load(user, f"{key}.{fmt}", meta) if fmt in MEDIA_TYPES else None
 
     def lookup_file(self, user: str, filename: str) -> CachedImage:
         """A stored image by its public name, for GET /images/<user>/<file>; 404 when absent."""
-        if not _USER_RE.match(user) or not _FILE_RE.match(filename):
+        if not _USER_RE.match(user) or not FILE_RE.match(filename):
             raise NotFound(f"no image {user}/{filename}")
         found = self._load(user, filename)
         if found is None:
             raise NotFound(f"no image {user}/{filename}")
         return found
 
-    def _load(self, user: str, filename: str) -> CachedImage | None:
+    def _load(self, user: str, filename: str, meta: dict[str, Any] | None = None) -> CachedImage | None:
+        """The entry `filename` of `user`, or None; `meta`: its sidecar, when the caller read it already."""
         path = self.root / user / filename
         sidecar = path.with_suffix(".json")
         try:
             st = path.stat()
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            if meta is None:
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
@@ -344,7 +346,7 @@ class ImageCache(HitCounts):
         found: list[tuple[float, int, Path]] = []
         self._scanned = time.monotonic()
         for path in self.root.glob("*/*"):
-            if _FILE_RE.match(path.name) and path.with_suffix(".json").exists():
+            if FILE_RE.match(path.name) and path.with_suffix(".json").exists():
                 with _suppress_oserror():  # evicted by another process meanwhile
                     st = path.stat()
                     found.append((st.st_mtime, st.st_size, path))

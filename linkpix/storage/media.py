@@ -16,6 +16,7 @@ import re
 import puremagic
 
 from linkpix.model import InputImage
+from linkpix.storage.uploads import Uploads
 
 PICTURE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}  # what `output_format` names
 MEDIA_TYPES = {
@@ -64,3 +65,13 @@ def media_input(data: bytes) -> InputImage | None:
     when the bytes are neither."""
     ext = sniff_media(data)
     return None if ext is None else InputImage(f"linkpix_{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data)
+
+
+def keep_input(uploads: Uploads, data: bytes, max_bytes: int) -> InputImage:
+    """An input for ComfyUI kept in `uploads`: audio or video as it came (never decoded), anything else as the
+    picture `uploads.put` checks it is (its BadRequest when it is not)."""
+    media = media_input(data)
+    if media is None:
+        return uploads.put(data, max_bytes)
+    uploads.keep(media)
+    return media

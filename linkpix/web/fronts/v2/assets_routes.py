@@ -20,7 +20,7 @@ from flask import Response, g, jsonify, request
 from werkzeug.wsgi import wrap_file
 
 from linkpix.errors import BadRequest, NotFound
-from linkpix.storage.media import FILE_TYPES, media_input
+from linkpix.storage.media import FILE_TYPES, keep_input
 from linkpix.web.disposition import disposition
 from linkpix.web.fronts.common import empty_response
 from linkpix.web.fronts.v2 import shapes
@@ -80,16 +80,12 @@ def upload() -> Response:
     existing = front().asset_by_hash(user, digest)
     if existing is not None:
         return jsonify(shapes.asset_body(base(), existing, front().keep_days, created_new=False))
-    image = media_input(data)
-    if image is not None:  # a LoadAudio's or LoadVideo's input: kept as it came, never decoded here
-        front().uploads.keep(image)
-    else:
-        try:
-            image = front().uploads.put(data, limit)
-        except BadRequest as exc:
-            raise V2Error(422, "invalid_request", "LinkPix keeps image assets (PNG, JPEG, WebP, GIF: what a "
-                          "LoadImage node reads), audio (FLAC, MP3, Ogg, WAV, M4A: LoadAudio) and video (MP4, "
-                          f"WebM, MOV, MKV: LoadVideo) by their bytes' signature: {exc.message}") from None
+    try:  # a LoadAudio's or LoadVideo's input is kept as it came, never decoded here
+        image = keep_input(front().uploads, data, limit)
+    except BadRequest as exc:
+        raise V2Error(422, "invalid_request", "LinkPix keeps image assets (PNG, JPEG, WebP, GIF: what a "
+                      "LoadImage node reads), audio (FLAC, MP3, Ogg, WAV, M4A: LoadAudio) and video (MP4, "
+                      f"WebM, MOV, MKV: LoadVideo) by their bytes' signature: {exc.message}") from None
     file_path = request.form.get("file_path") or file.filename or image.name
     # The kind the bytes are, not the one declared: /content serves it back on LinkPix's origin, and a declared
     # text/html over a GIF/HTML polyglot would be a stored script.

@@ -18,7 +18,7 @@ from linkpix.pipeline.graphjob import job_from_graph
 from linkpix.pipeline.request import InputImage
 from linkpix.pipeline.resolver import RenderedJob
 from linkpix.pipeline.secrets import scope_graph, scope_of
-from linkpix.storage.media import media_input
+from linkpix.storage.media import keep_input
 from linkpix.storage.uploads import Uploads
 from linkpix.web.fronts.v2 import graph as graphs
 from linkpix.web.fronts.v2 import rules, shapes
@@ -226,11 +226,7 @@ class V2Front:
             except NotFound:
                 raise V2Error(404, "output_unavailable", f"the bytes of output {record.id} are no longer "
                               "kept (LinkPix's cache evicted them); run the job again") from None
-            media = media_input(data)  # a video or a sound made by a job: a LoadVideo's / LoadAudio's input
-            if media is None:
-                return self.uploads.put(data, len(data) + 1)
-            self.uploads.keep(media)
-            return media
+            return keep_input(self.uploads, data, len(data) + 1)  # a job's video or sound: as it came
         try:
             return self.uploads.get(record.upload, "workflow")
         except BadRequest:
