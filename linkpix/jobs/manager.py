@@ -172,9 +172,8 @@ class JobManager:
         return job
 
     def _dispatch(self, job_id: str) -> None:
-        """Hand an accepted job to this process's pool. When nothing else runs, the submitter then steps aside
-        until ComfyUI has the prompt (SUBMIT_HOLD at most), so the job's thread need not wait behind the answer
-        for the API's one CPU (linkpix/cpus.py): its run starts ~1 ms sooner, the answer a POST later."""
+        """Hand an accepted job to this process's pool. When nothing else runs, its submitter waits until ComfyUI has
+        the prompt (jobs/progress.py SUBMIT_HOLD): the job's thread is not behind the answer on the API's one CPU."""
         settle = self.generator.pending == 0
         if settle:
             self.progress.expect_submit(job_id)
@@ -353,13 +352,14 @@ class JobManager:
             except QueueFull as exc:
                 if exc.code == "rate_limited":  # a quota used up (gpu_seconds): waiting a moment will not help
                     raise
-                if self._stop.wait(min(exc.retry_after, 2.0)):
-                    raise Cancelled("shutting down") from None
+                pause = min(exc.retry_after, 2.0)
             except NoBackend:
                 if time.monotonic() - waiting_since >= self._settings().timeout or ticket.cancelled:
                     raise
-                if self._stop.wait(NO_BACKEND_RETRY):
-                    raise Cancelled("shutting down") from None
+                pause = NO_BACKEND_RETRY
+            self.progress.release_submitter(job.id)  # it waits here, not in ComfyUI: its POST is answered now
+            if self._stop.wait(pause):
+                raise Cancelled("shutting down") from None
 
     def _end(self, job_id: str, state: str, error: LinkPixError | None, hook: Any = _UNREAD, *,
              images: list[dict[str, Any]] | None = None, image: dict[str, Any] | None = None) -> None:

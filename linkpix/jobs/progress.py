@@ -86,7 +86,9 @@ class Progress:
         with self._lock:
             self._sends.pop(job_id, None)
 
-    def _sent(self, job_id: str) -> None:
+    def release_submitter(self, job_id: str) -> None:
+        """The job's prompt is in ComfyUI's queue, or the job waits (no backend, a full generator) or ended:
+        its submitter's `await_submit` returns."""
         with self._lock:
             sent = self._sends.get(job_id)
         if sent is not None:
@@ -102,7 +104,7 @@ class Progress:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._live.pop(job_id, None)
-        self._sent(job_id)  # the run is over without a prompt (a cached picture, a failure): nothing to wait for
+        self.release_submitter(job_id)  # over without a prompt (a cached picture, a failure): nothing to wait for
         self.ended(job_id)
 
     def _executing(self, job_id: str, value: bool) -> None:
@@ -126,7 +128,7 @@ class Progress:
                 return
             if event.type == SUBMITTED:
                 self._executing(job_id, False)  # a new prompt (a failover's too) waits in ComfyUI's queue first
-                self._sent(job_id)
+                self.release_submitter(job_id)
                 self._submitted(job_id, event.data["prompt_id"], event.data.get("backend"))
             elif event.type == "execution_start":
                 self.mark_running(job_id)
