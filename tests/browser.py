@@ -51,3 +51,17 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def upload_file(page: Any, component: str, path: Path, shown: str, tries: int = 3) -> None:
+    """Give Gradio's file component `#component` the file `path` and wait until `shown` (a selector) says it
+    took it. Under a loaded machine the first change event can be lost while the component is still being
+    wired (seen once in a full suite run: the name never appeared in 20 s), so the file is given again."""
+    for attempt in range(tries):
+        page.locator(f"#{component} input[type=file]").set_input_files(str(path))
+        try:
+            page.wait_for_selector(shown, timeout=15_000 if attempt < tries - 1 else 30_000)
+            return
+        except Exception:  # playwright's TimeoutError: give it once more
+            if attempt == tries - 1:
+                raise

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from browser import browser_page, screenshot
+from browser import browser_page, screenshot, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,  # gradio's Dataframe on pandas 3 warns about its own pandas calls
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -132,8 +132,7 @@ def test_a_bad_workflow_upload_shows_the_reason(page, project, tmp_path):
                                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}))
     open_tab(page, "Advanced")
     page.wait_for_selector("#lp-wf-params:has-text('KSampler')")
-    page.locator("#lp-wf-upload input[type=file]").set_input_files(str(bad))
-    page.wait_for_selector("#lp-wf-upload:has-text('broken flow.json')")
+    upload_file(page, "lp-wf-upload", bad, "#lp-wf-upload:has-text('broken flow.json')")
     page.click("#lp-wf-upload-btn")
     page.wait_for_selector("#lp-wf-upload-result:has-text('Not added')")
     text = page.locator("#lp-wf-upload-result").inner_text()

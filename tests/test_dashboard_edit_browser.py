@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from browser import screenshot
+from browser import screenshot, upload_file
 from PIL import Image
 from test_dashboard_browser import field, no_error_toast, open_tab, page  # noqa: F401 (fixtures)
 
@@ -34,8 +34,7 @@ def test_edit_tab_shows_before_after_method_and_downloads(page, tmp_path):  # no
     open_tab(page, "Edit")
     page.wait_for_function("document.querySelector('#lp-edit-workflow input') && "
                            "document.querySelector('#lp-edit-workflow input').value === 'flux_kontext_edit.json'")
-    page.locator("#lp-edit-image input[type=file]").set_input_files(str(path))
-    page.wait_for_selector("#lp-edit-image img")
+    upload_file(page, "lp-edit-image", path, "#lp-edit-image img")
     field(page, "lp-edit-prompt").fill("a warm cinematic colour grade")
     page.click("#lp-edit-run")
     page.wait_for_selector("#lp-edit-info:has-text('Method: lut')", timeout=60_000)
