@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support import ApiServer
 
 from linkpix.config import ConfigHolder, load_config
 from linkpix.dashboard import cachefiles, configedit, genjob, stylesedit, workflowedit
@@ -287,15 +288,21 @@ def test_sse_parsing_and_progress_fraction():
     assert "step 5/10" in genjob.describe_progress(events[0].data)
 
 
-def test_follow_a_job_through_the_real_api(api):
-    updates = list(genjob.follow(ApiClient(api.url), genjob.job_body(
-        "a lighthouse", [], "demo.json", "7", {"width": 64, "height": 64, "steps": 3})))
-    final = updates[-1]
-    assert final.error is None and final.done and final.seed == 7 and final.image.startswith(b"\x89PNG")
-    assert any(0 < u.fraction < 1 for u in updates)
-    assert api.get(final.link.removeprefix(api.url)).headers["X-LinkPix-Cache"] == "hit"
-    refused = list(genjob.follow(ApiClient(api.url), genjob.job_body("x", ["nope"], "demo.json", "", {})))
-    assert refused[-1].error and "unknown style 'nope'" in refused[-1].error
+def test_follow_a_job_through_the_real_api(project, slow_sim):
+    """Steps of 60 ms, so the run lasts long enough to be followed (a run of a few ms on a loaded machine can
+    end before the client's event stream opens, and then has no progress to show)."""
+    api = ApiServer(project, slow_sim.url)
+    try:
+        updates = list(genjob.follow(ApiClient(api.url), genjob.job_body(
+            "a lighthouse", [], "demo.json", "7", {"width": 64, "height": 64, "steps": 3})))
+        final = updates[-1]
+        assert final.error is None and final.done and final.seed == 7 and final.image.startswith(b"\x89PNG")
+        assert any(0 < u.fraction < 1 for u in updates)
+        assert api.get(final.link.removeprefix(api.url)).headers["X-LinkPix-Cache"] == "hit"
+        refused = list(genjob.follow(ApiClient(api.url), genjob.job_body("x", ["nope"], "demo.json", "", {})))
+        assert refused[-1].error and "unknown style 'nope'" in refused[-1].error
+    finally:
+        api.close()
 
 
 def test_api_client_explains_an_unreachable_api():
