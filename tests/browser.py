@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,15 +54,20 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-def upload_file(page: Any, component: str, path: Path, shown: str, tries: int = 3) -> None:
+def upload_file(page: Any, component: str, path: Path, shown: str, seconds: float = 60.0) -> None:
     """Give Gradio's file component `#component` the file `path` and wait until `shown` (a selector) says it
-    took it. Under a loaded machine the first change event can be lost while the component is still being
-    wired (seen once in a full suite run: the name never appeared in 20 s), so the file is given again."""
-    for attempt in range(tries):
-        page.locator(f"#{component} input[type=file]").set_input_files(str(path))
+    took it. On a loaded machine (a full suite run) Gradio has both lost the first change event (its input still
+    there, nothing shown) and taken more than 15 s to show the name of an upload it had taken (its input gone):
+    the file is given again only in the first case, and the wait is long enough for the second."""
+    deadline = time.monotonic() + seconds
+    files = page.locator(f"#{component} input[type=file]")
+    files.set_input_files(str(path))
+    while True:
         try:
-            page.wait_for_selector(shown, timeout=15_000 if attempt < tries - 1 else 30_000)
+            page.wait_for_selector(shown, timeout=10_000)
             return
-        except Exception:  # playwright's TimeoutError: give it once more
-            if attempt == tries - 1:
+        except Exception:  # playwright's TimeoutError
+            if time.monotonic() > deadline:
                 raise
+            if files.count():  # not taken: give it again
+                files.set_input_files(str(path))
